@@ -1,0 +1,335 @@
+"""HAProxy access logs: the log format the harness configures, its parser, and a summary.
+
+The harness renders haproxy.cfg with ``log stdout format raw local0`` and
+``log-format`` set to :data:`HTTP_LOG_FORMAT`. That constant is built from the same
+table as the parser's regex, so the template and the parser cannot drift apart.
+
+Every variable used is in the "Custom log format" table of HAProxy's
+doc/configuration.txt for 1.8 (section 8.2.4) and 2.5 (8.2.5), hence in 2.2, and in 2.8
+(8.2.6). The termination-state wording is HAProxy's own, shortened, from section 8.5
+"Session state at disconnection" of the 2.5 manual (unchanged in 2.8).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+# (log-format token, regex for what HAProxy prints for it), in line order. One entry per
+# space-separated field: HAProxy merges separators, so fields are split by one space.
+_FIELDS: tuple[tuple[str, str], ...] = (
+    # IPv6 addresses are printed without brackets: the port is after the *last* colon.
+    ("%ci:%cp", r"(?P<client_ip>\S+):(?P<client_port>\d+)"),
+    # %tr: date of the HTTP request, e.g. 24/Nov/2026:21:30:28.123.
+    ("[%tr]", r"\[(?P<accept_date>\d{2}/[A-Za-z]{3}/\d{4}:\d{2}:\d{2}:\d{2}\.\d{3})\]"),
+    # %ft: frontend name, with a '~' suffix on SSL listeners.
+    ("%ft", r"(?P<frontend>\S+)"),
+    # Proxy names cannot contain '/'; the server is "<NOSRV>" when none was chosen.
+    ("%b/%s", r"(?P<backend>[^/\s]+)/(?P<server>\S+)"),
+    # Timers are -1 when the event never happened; "option logasap" prefixes Ta with '+'.
+    (
+        "%TR/%Tw/%Tc/%Tr/%Ta",
+        r"(?P<tr>-?\d+)/(?P<tw>-?\d+)/(?P<tc>-?\d+)/(?P<tresp>-?\d+)/(?P<ta_plus>\+?)(?P<ta>-?\d+)",
+    ),
+    ("%ST", r"(?P<status>-?\d+|-)"),
+    # logasap also prefixes the byte count with '+' (only headers were counted).
+    ("%B", r"(?P<bytes_plus>\+?)(?P<bytes_read>\d+)"),
+    ("%tsc", r"(?P<termination_state>[A-Za-z-]{4})"),
+    # '+' before the retries: the session was redispatched to another server.
+    (
+        "%ac/%fc/%bc/%sc/%rc",
+        r"(?P<actconn>\d+)/(?P<feconn>\d+)/(?P<beconn>\d+)/(?P<srv_conn>\d+)"
+        r"/(?P<redispatched>\+?)(?P<retries>-?\d+)",
+    ),
+    ("%sq/%bq", r"(?P<srv_queue>\d+)/(?P<backend_queue>\d+)"),
+    # The unique id (unique-id-format %[uuid()]); "-" when none was generated.
+    ("%ID", r"(?P<unique_id>\S+)"),
+    # Always last and quoted: it may hold spaces, or be "<BADREQ>" or empty. HAProxy
+    # encodes '"' inside it as #22, so the closing quote is the line's last character.
+    ("%{+Q}r", r'"(?P<request>.*)"'),
+)
+
+HTTP_LOG_FORMAT = " ".join(token for token, _ in _FIELDS)
+"""The ``log-format`` string for haproxy.cfg (quote it there: it contains spaces)."""
+
+_LINE = re.compile(" ".join(pattern for _, pattern in _FIELDS))
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One access-log line. Timers are in ms and -1 when the event never happened."""
+
+    client_ip: str
+    client_port: int
+    accept_date: str  # %tr as printed: the date the HTTP request started
+    frontend: str
+    backend: str
+    server: str  # "<NOSRV>" when the request never reached a server
+    tr: int  # TR: time to receive the full request headers
+    tw: int  # Tw: time waiting in queues
+    tc: int  # Tc: time to establish the TCP connection to the server
+    tresp: int  # Tr: server response time (until complete response headers)
+    ta: int  # Ta: total active time of the request
+    status: int  # -1 when no status was set
+    bytes_read: int  # bytes sent from server to client
+    termination_state: str  # 4 characters, see explain()
+    actconn: int
+    feconn: int
+    beconn: int
+    srv_conn: int
+    retries: int
+    redispatched: bool  # %rc had a '+': the retries count is not the logged server's
+    srv_queue: int
+    backend_queue: int
+    unique_id: str | None
+    request: str  # the request line without its quotes
+    logasap: bool  # Ta and bytes_read were '+'-prefixed: logged before the data phase
+
+
+def parse_line(line: str) -> LogEntry | None:
+    """Parse one access-log line; None for anything else (startup notices, warnings...)."""
+    m = _LINE.fullmatch(line.strip())
+    if m is None:
+        return None
+    g = m.group
+    unique_id = g("unique_id")
+    return LogEntry(
+        client_ip=g("client_ip"),
+        client_port=int(g("client_port")),
+        accept_date=g("accept_date"),
+        frontend=g("frontend"),
+        backend=g("backend"),
+        server=g("server"),
+        tr=int(g("tr")),
+        tw=int(g("tw")),
+        tc=int(g("tc")),
+        tresp=int(g("tresp")),
+        ta=int(g("ta")),
+        status=-1 if g("status") == "-" else int(g("status")),
+        bytes_read=int(g("bytes_read")),
+        termination_state=g("termination_state"),
+        actconn=int(g("actconn")),
+        feconn=int(g("feconn")),
+        beconn=int(g("beconn")),
+        srv_conn=int(g("srv_conn")),
+        retries=int(g("retries")),
+        redispatched=g("redispatched") == "+",
+        srv_queue=int(g("srv_queue")),
+        backend_queue=int(g("backend_queue")),
+        unique_id=None if unique_id == "-" else unique_id,
+        request=g("request"),
+        logasap=g("ta_plus") == "+" or g("bytes_plus") == "+",
+    )
+
+
+def parse_log(lines: Iterable[str]) -> tuple[list[LogEntry], list[str]]:
+    """Parse many lines: the entries, and the non-empty lines that were not access logs."""
+    entries: list[LogEntry] = []
+    unparsed: list[str] = []
+    for line in lines:
+        entry = parse_line(line)
+        if entry is not None:
+            entries.append(entry)
+        elif line.strip():
+            # Kept so the caller can report them: a changed format would show up here.
+            unparsed.append(line.rstrip("\r\n"))
+    return entries, unparsed
+
+
+# --- Termination state (doc/configuration.txt, 8.5 "Session state at disconnection") ---
+
+FIRST_CHAR: dict[str, str] = {
+    "C": "the TCP session was unexpectedly aborted by the client",
+    "S": "the TCP session was unexpectedly aborted by the server, or the server "
+    "explicitly refused it",
+    "P": "the session was prematurely aborted by the proxy (connection limit enforcement, "
+    "a DENY filter matched, or a security check blocked a dangerous server response)",
+    "L": "the session was locally processed by HAProxy and not passed to a server "
+    "(e.g. stats and redirects)",
+    "R": "a resource on the proxy has been exhausted (memory, sockets, source ports, ...): "
+    "a very serious anomaly, system logs should hold the precise error",
+    "I": "an internal error was identified by the proxy during a self-check "
+    "(should never happen: almost certainly a bug)",
+    "D": "the session was killed by HAProxy because the server was detected as down and "
+    "was configured to kill all connections when going down",
+    "U": "the session was killed by HAProxy on this backup server because an active server "
+    "was detected as up and was configured to kill all backup connections when going up",
+    "K": "the session was actively killed by an admin operating on HAProxy",
+    "c": "the client-side timeout expired while waiting for the client to send or receive data",
+    "s": "the server-side timeout expired while waiting for the server to send or receive data",
+    "-": "normal session completion, both the client and the server closed with nothing "
+    "left in the buffers",
+}
+"""First character: the first event which caused the session to terminate."""
+
+SECOND_CHAR: dict[str, str] = {
+    "R": "the proxy was waiting for a complete, valid REQUEST from the client "
+    "(HTTP only); nothing was sent to any server",
+    "Q": "the proxy was waiting in the QUEUE for a connection slot (servers with maxconn, "
+    "or the global queue after a redispatch); without a redispatch, no connection "
+    "attempt was made to any server",
+    "C": "the proxy was waiting for the CONNECTION to establish on the server; the server "
+    "might at most have noticed a connection attempt",
+    "H": "the proxy was waiting for complete, valid response HEADERS from the server (HTTP only)",
+    "D": "the session was in the DATA phase",
+    "L": "the proxy was still transmitting LAST data to the client while the server had "
+    "already finished",
+    "T": 'the request was tarpitted: held open with the client for the whole "timeout '
+    'tarpit" or until the client closed (reported in Tw)',
+    "-": "normal session completion after end of data transfer",
+}
+"""Second character: the TCP or HTTP session state when it was closed."""
+
+THIRD_CHAR: dict[str, str] = {
+    "N": "the client provided no cookie",
+    "I": "the client provided an invalid cookie matching no known server",
+    "D": "the client's cookie designated a server which was down",
+    "V": "the client provided a valid cookie and was sent to its server",
+    "E": "the client's cookie had expired (maxidle) and was ignored",
+    "O": "the client's cookie was too old (maxlife) and was ignored",
+    "U": "the client's cookie was not used (another mechanism, e.g. use-server, chose)",
+    "-": "does not apply (no cookie set in configuration)",
+}
+"""Third character: the persistence cookie provided by the client (HTTP only)."""
+
+FOURTH_CHAR: dict[str, str] = {
+    "N": "no cookie was provided by the server, and none was inserted",
+    "I": "the proxy inserted a cookie",
+    "U": "the proxy updated the last date in the client's cookie (insert mode, maxidle)",
+    "P": "the server provided a cookie, transmitted as-is",
+    "R": "the proxy rewrote the server's cookie",
+    "D": "the proxy deleted the server's cookie",
+    "-": "does not apply (no cookie set in configuration)",
+}
+"""Fourth character: what was done with the persistence cookie returned by the server."""
+
+COMMON_PAIRS: dict[str, str] = {
+    "CC": "the client aborted before the connection to the server could be established",
+    "CD": "the client unexpectedly aborted during data transfer",
+    "cD": 'the client did not send nor acknowledge any data for as long as "timeout client"',
+    "CH": "the client aborted while waiting for the server to start responding",
+    "cH": '"timeout client" stroke while waiting for client data (e.g. during a POST)',
+    "CQ": "the client aborted while its session was queued, waiting for a server slot",
+    "CR": "the client aborted before sending a full HTTP request (status likely 400)",
+    "cR": '"timeout http-request" stroke before the client sent a full HTTP request '
+    "(status likely 408)",
+    "CT": "the client aborted while its session was tarpitted",
+    "LR": "the request was intercepted and locally handled by HAProxy (redirect, stats)",
+    "SC": "the server or an equipment in between explicitly refused the TCP connection "
+    "(RST or ICMP), or the server is unreachable (status likely 502 or 503)",
+    "sC": '"timeout connect" stroke before a connection to the server could complete '
+    "(status likely 503 or 504)",
+    "SD": "the connection to the server died with an error during the data transfer "
+    "(RST from the server or ICMP from an intermediate equipment)",
+    "sD": 'the server did not send nor acknowledge any data for as long as "timeout server" '
+    "during the data phase",
+    "SH": "the server aborted before sending its full HTTP response headers, or crashed",
+    "sH": '"timeout server" stroke before the server could return its response headers',
+    "sQ": 'the session spent too much time in queue and expired ("timeout queue")',
+    "PC": "the proxy refused to connect to the server: the process's socket limit was reached",
+    "PD": "the proxy blocked an incorrectly formatted chunked message after the server "
+    "emitted its headers",
+    "PH": "the proxy blocked the server's response (invalid, incomplete, dangerous or "
+    "matching a security filter): 502 sent to the client",
+    "PR": "the proxy blocked the client's request (invalid syntax: 400, or a deny rule: 403)",
+    "PT": "the proxy blocked and tarpitted the client's request before returning a 500",
+    "RC": "a local resource was exhausted (memory, sockets, source ports), preventing the "
+    "connection to the server",
+}
+"""The manual's "most common termination flags combinations" of the first two characters."""
+
+
+def explain(state: str) -> str:
+    """Explain a termination state in HAProxy's documented words; never raises.
+
+    Composed from the first two characters (plus the manual's note on that pair when it
+    has one) and the cookie characters when they are not "-".
+    """
+    if not state:
+        return "'': unknown (empty termination state)"
+    # A 2-character TCP-mode state has no cookie flags: treat them as "-".
+    first, second, client_cookie, server_cookie = (state + "---")[:4]
+    parts = [
+        FIRST_CHAR.get(first, f"unknown first character {first!r}"),
+        "Session state: " + SECOND_CHAR.get(second, f"unknown second character {second!r}"),
+    ]
+    if first + second in COMMON_PAIRS:
+        parts.append("Typically: " + COMMON_PAIRS[first + second])
+    # Cookie flags are "-" unless persistence cookies are configured: say nothing then.
+    if client_cookie != "-":
+        desc = THIRD_CHAR.get(client_cookie, f"unknown third character {client_cookie!r}")
+        parts.append("Client cookie: " + desc)
+    if server_cookie != "-":
+        desc = FOURTH_CHAR.get(server_cookie, f"unknown fourth character {server_cookie!r}")
+        parts.append("Server cookie: " + desc)
+    return f"{state}: " + ". ".join(parts) + "."
+
+
+# --- Summaries ---
+
+
+def _percentiles(values: list[int]) -> dict[str, int | None]:
+    """p50/p90/p99/max by nearest rank: always an observed value, no interpolation."""
+    if not values:
+        return {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def rank(p: int) -> int:
+        return ordered[max(1, math.ceil(p * n / 100)) - 1]
+
+    return {"count": n, "p50": rank(50), "p90": rank(90), "p99": rank(99), "max": ordered[-1]}
+
+
+def _status_class(status: int) -> str:
+    if status < 0:
+        return "none"
+    if 100 <= status <= 599:
+        return f"{status // 100}xx"
+    return "other"
+
+
+def summarise(entries: Iterable[LogEntry]) -> dict[str, Any]:
+    """Counts and timer percentiles; JSON-serialisable (all keys are strings)."""
+    entries = list(entries)
+    states = Counter(e.termination_state for e in entries)
+    statuses = Counter(e.status for e in entries)
+    # Every class present, even at 0, so reports compare runs key by key.
+    classes: dict[str, int] = dict.fromkeys(("1xx", "2xx", "3xx", "4xx", "5xx", "none"), 0)
+    for e in entries:
+        cls = _status_class(e.status)
+        classes[cls] = classes.get(cls, 0) + 1
+    return {
+        "total": len(entries),
+        "termination_states": {
+            k: v for k, v in sorted(states.items(), key=lambda kv: (-kv[1], kv[0]))
+        },
+        "status_codes": {str(k): statuses[k] for k in sorted(statuses)},
+        "status_classes": classes,
+        "retries_total": sum(max(e.retries, 0) for e in entries),
+        "redispatches": sum(e.redispatched for e in entries),
+        # -1 means "never happened": excluded rather than counted as 0 ms.
+        "timers": {
+            "Tc": _percentiles([e.tc for e in entries if e.tc >= 0]),
+            "Tr": _percentiles([e.tresp for e in entries if e.tresp >= 0]),
+            "Ta": _percentiles([e.ta for e in entries if e.ta >= 0]),
+        },
+    }
+
+
+def index_by_id(entries: Iterable[LogEntry]) -> dict[str, LogEntry]:
+    """Entries by unique id, skipping those without one; the first of a duplicate id wins."""
+    index: dict[str, LogEntry] = {}
+    for e in entries:
+        if e.unique_id is not None:
+            index.setdefault(e.unique_id, e)
+    return index
+
+
+def find_by_id(entries: Iterable[LogEntry], unique_id: str) -> LogEntry | None:
+    """The first entry with this unique id, or None."""
+    return next((e for e in entries if e.unique_id == unique_id), None)
