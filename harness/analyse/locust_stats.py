@@ -1,0 +1,49 @@
+"""Locust's final stats (``locust.json``, written by ``--json-file``), as numbers.
+
+The JSON holds every request, with a histogram of response times; the CSV summary is
+written on a timer and can miss the last second of a run, so it is not used here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PERCENTILES = {"p50_ms": 0.50, "p90_ms": 0.90, "p99_ms": 0.99}
+
+
+def aggregated(locust_json: Path) -> dict[str, Any]:
+    """Requests, failures, req/s and latency percentiles over every request entry."""
+    entries = json.loads(locust_json.read_text())
+    if not entries:
+        raise ValueError(f"{locust_json}: Locust recorded no request")
+    histogram: dict[float, int] = {}
+    for entry in entries:
+        for ms, count in entry["response_times"].items():
+            histogram[float(ms)] = histogram.get(float(ms), 0) + count
+    requests = sum(e["num_requests"] for e in entries)
+    start = min(e["start_time"] for e in entries)
+    end = max(e["last_request_timestamp"] or start for e in entries)
+    total_ms = sum(e["total_response_time"] for e in entries)
+    return {
+        "requests": requests,
+        "failures": sum(e["num_failures"] for e in entries),
+        "rps": requests / (end - start) if end > start else 0.0,
+        "mean_ms": round(total_ms / requests, 2) if requests else None,
+        "max_ms": round(max(e["max_response_time"] or 0 for e in entries), 2),
+        **{key: percentile(histogram, q) for key, q in PERCENTILES.items()},
+    }
+
+
+def percentile(histogram: dict[float, int], q: float) -> float | None:
+    """Nearest-rank percentile of a {value: count} histogram (Locust rounds its values)."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank, seen = q * total, 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return value
+    return max(histogram)

@@ -1,0 +1,113 @@
+"""``python -m harness <verb>``: the command line.
+
+    images  [--haproxy SPEC ...]            build what is missing (support + HAProxy images)
+    run     --haproxy SPEC --scenario NAME  one cell, one table row
+    matrix  FILE                            every cell of a matrix file, then the tables
+    report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
+    clean                                   remove anything a harness run left in Docker
+
+Errors the user can fix exit with 2 and a message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import ROOT, images, report, results, runner, spec, versions
+from harness.compose import CommandLog
+from harness.errors import HarnessError
+from harness.progress import Progress
+from harness.stack import remove_leftovers, terminate_on_sigterm
+
+DEFAULT_VERSIONS = ["debian:bullseye", "debian:bookworm", "debian:trixie"]
+DEFAULT_MATRIX = ROOT / "matrices" / "default.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    p = verbs.add_parser("images", help="build the images a run needs")
+    p.add_argument(
+        "--haproxy",
+        action="append",
+        metavar="SPEC",
+        help=f"version spec (repeatable); default: {' '.join(DEFAULT_VERSIONS)}",
+    )
+
+    p = verbs.add_parser("run", help="run one cell and print its row")
+    p.add_argument("--haproxy", required=True, metavar="SPEC", help="e.g. debian:bookworm")
+    p.add_argument("--scenario", default="smoke")
+    p.add_argument("--duration", type=float, default=10, help="seconds of load [10]")
+    p.add_argument("--users", type=int, default=20, help="Locust users [20]")
+
+    p = verbs.add_parser("matrix", help="run every cell of a matrix file")
+    p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MATRIX)
+
+    p = verbs.add_parser("report", help="rebuild a run's report from its folder")
+    p.add_argument("run_dir", type=Path)
+
+    verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
+    return parser
+
+
+def _run_plan(plan: spec.Plan) -> int:
+    run_dir = results.RESULTS_DIR / plan.cells[0].run_id
+    progress = Progress()
+    progress.step(f"run {run_dir.name}: {len(plan.cells)} cell(s), results in {run_dir}")
+    records = runner.execute(plan, run_dir, progress)
+    print(report.write(run_dir))
+    failed = [r["cell"] for r in records if r.get("status") != "ok"]
+    if failed:
+        print(
+            f"{len(failed)} cell(s) failed: {', '.join(failed)} (see their commands.log)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    terminate_on_sigterm()
+    try:
+        if args.verb == "images":
+            specs = [versions.parse(s) for s in (args.haproxy or DEFAULT_VERSIONS)]
+            progress = Progress()
+            built = images.ensure_images(
+                specs, CommandLog(images.BUILD_DIR / "images.log"), progress.step
+            )
+            for hx in built.haproxy.values():
+                print(f"{hx.spec.text:24} {hx.tag:44} HAProxy {hx.version}")
+            for name, tag in built.support.items():
+                print(f"{name:24} {tag}")
+            return 0
+        if args.verb == "run":
+            load = spec.Load(users=args.users, spawn_rate=args.users, duration_s=args.duration)
+            plan = spec.single(args.haproxy, args.scenario, results.new_run_id(args.scenario), load)
+            return _run_plan(plan)
+        if args.verb == "matrix":
+            plan = spec.load(args.file, results.new_run_id(args.file.stem))
+            return _run_plan(plan)
+        if args.verb == "report":
+            if not (args.run_dir / "run.json").exists():
+                raise HarnessError(f"{args.run_dir}: not a run folder (no run.json in it).")
+            print(report.write(args.run_dir))
+            return 0
+        if args.verb == "clean":
+            found = remove_leftovers(None, CommandLog(images.BUILD_DIR / "clean.log"))
+            print({k: v for k, v in found.items() if v} or "nothing left behind")
+            return 0
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; every stack was torn down", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,98 @@
+"""The one place that runs the Docker CLI (``docker compose`` and the few plain ``docker`` verbs).
+
+Every command is logged with its duration to a log file (the cell's ``commands.log``,
+or the image build log), and its output is captured there too, so a failed step can be
+read after the fact without re-running it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from harness.errors import CellError, EngineError
+
+ENGINE_HINT = "Run 'make engine' (or start Docker yourself so that 'docker info' works)."
+
+
+@cache
+def client() -> docker.DockerClient:
+    """The Docker SDK client, for inspection: images, containers, stats."""
+    try:
+        dc = docker.from_env(timeout=120)
+        dc.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"no Docker engine answers ({exc}). {ENGINE_HINT}") from exc
+    return dc
+
+
+class CommandLog:
+    """Appends each command, its duration and its output to one file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        cwd: Path | None = None,
+        stdin: bytes | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                list(argv), cwd=cwd, input=stdin, capture_output=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            self._write(argv, time.monotonic() - started, None, exc.stdout, exc.stderr)
+            raise CellError(f"timed out after {timeout:.0f} s: {shlex.join(argv)}") from exc
+        except FileNotFoundError as exc:
+            raise EngineError(f"{argv[0]} is not installed. {ENGINE_HINT}") from exc
+        self._write(argv, time.monotonic() - started, proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout or b"").decode(errors="replace").strip()[-2000:]
+            raise CellError(
+                f"{shlex.join(argv)} exited with {proc.returncode} (log: {self.path}):\n{tail}"
+            )
+        return proc
+
+    def _write(
+        self,
+        argv: Sequence[str],
+        seconds: float,
+        code: int | None,
+        out: bytes | None,
+        err: bytes | None,
+    ) -> None:
+        status = "timeout" if code is None else f"exit {code}"
+        with self.path.open("a") as log:
+            log.write(f"$ {shlex.join(argv)}  # {status} in {seconds:.1f} s\n")
+            for stream in (out, err):
+                if stream:
+                    log.write(stream.decode(errors="replace").rstrip() + "\n")
+
+
+class Compose:
+    """``docker compose`` for one project (one cell, or one image build)."""
+
+    def __init__(self, project: str, file: Path, log: CommandLog) -> None:
+        self.project = project
+        self.file = file
+        self.log = log
+
+    def run(
+        self, *args: str, timeout: float, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
+        argv = ["docker", "compose", "-p", self.project, "-f", str(self.file), *args]
+        return self.log.run(argv, timeout=timeout, cwd=self.file.parent, check=check)

@@ -1,0 +1,54 @@
+"""Progress lines for long work: which cell, how far, what it measured, elapsed and ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from harness.spec import Cell
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def headline(record: dict[str, Any]) -> str:
+    """The one-line result of a cell, as soon as it ends."""
+    if record.get("status") != "ok":
+        return f"FAILED: {record.get('error', '?').splitlines()[0]}"
+    load = record["metrics"]["load"]
+    return (
+        f"{load['rps']:.0f} req/s, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
+        f"{load['failures']} failures"
+    )
+
+
+class Progress:
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+        self.t0 = time.monotonic()
+        self.total = 0
+        self.done = 0
+
+    def step(self, message: str) -> None:
+        print(f"[{_clock(time.monotonic() - self.t0)}] {message}", file=self.out, flush=True)
+
+    def start(self, total: int) -> None:
+        self.total, self.done, self.t_cells = total, 0, time.monotonic()
+
+    def cell_start(self, cell: Cell) -> None:
+        self.step(
+            f"cell {cell.index}/{cell.total}: {cell.version.label} · {cell.scenario} · "
+            f"{cell.params_text} · rep {cell.repetition}"
+        )
+
+    def cell_end(self, cell: Cell, record: dict[str, Any], seconds: float) -> None:
+        self.done += 1
+        per_cell = (time.monotonic() - self.t_cells) / self.done
+        eta = per_cell * (self.total - self.done)
+        self.step(
+            f"cell {cell.index}/{cell.total} done in {seconds:.0f} s: {headline(record)} "
+            f"(ETA {_clock(eta)})"
+        )

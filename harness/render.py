@@ -1,0 +1,86 @@
+"""Render a cell's haproxy.cfg and compose.yaml (Jinja2) into its folder.
+
+The two files are all a person needs to repeat the cell by hand, so they are
+self-describing: comments say which cell they belong to and how to run them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from harness import ROOT
+from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
+from harness.images import HaproxyImage, ImageSet
+from harness.scenarios import Knobs
+from harness.spec import Cell
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader([ROOT / "haproxy", ROOT / "stacks"]),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+# Cells get a /24 each out of this /16, picked by a hash of the project name: fixed per
+# cell (reproducible) and unlikely to collide with a leftover of an interrupted run.
+SUBNET_POOL = ipaddress.ip_network("172.30.0.0/16")
+
+
+@dataclass(frozen=True)
+class Network:
+    subnet: str
+    haproxy: str
+    backend: str
+    client: str
+
+    @classmethod
+    def for_project(cls, project: str) -> Network:
+        slot = int(hashlib.sha256(project.encode()).hexdigest(), 16) % 256
+        net = list(SUBNET_POOL.subnets(new_prefix=24))[slot]
+        host = net.network_address
+        return cls(str(net), str(host + 10), str(host + 20), str(host + 30))
+
+
+def project_name(cell: Cell) -> str:
+    """Compose project names must be lowercase [a-z0-9_-]; unique per run and cell."""
+    raw = f"harness-{cell.run_id}-{cell.index:03d}".lower()
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in raw)
+
+
+def haproxy_cfg(cell: Cell, knobs: Knobs, net: Network) -> str:
+    return _ENV.get_template("haproxy.cfg.j2").render(
+        cell=cell, hx=knobs.haproxy, net=net, log_format=HTTP_LOG_FORMAT
+    )
+
+
+def compose_yaml(
+    cell: Cell,
+    knobs: Knobs,
+    net: Network,
+    images: ImageSet,
+    haproxy_image: HaproxyImage,
+    project: str,
+    load_args: list[str],
+) -> str:
+    return _ENV.get_template("cell.yaml.j2").render(
+        cell=cell,
+        net=net,
+        images=images,
+        haproxy_image=haproxy_image,
+        project=project,
+        backend_env=knobs.backend_env,
+        load_env=knobs.load_env,
+        load_args=load_args,
+    )
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path

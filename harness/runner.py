@@ -1,0 +1,162 @@
+"""One run, start to end: prepare every cell, then run them one at a time.
+
+prepare  images for every version; render haproxy.cfg + compose.yaml per cell;
+         check each config with that version's own binary (haproxy -c).
+         Any problem here is the user's to fix: nothing has been started yet.
+run      compose up --wait -> Locust load -> collect logs -> compose down -v
+analyse  cell.json per cell; a failed cell is recorded and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness import images, provenance, render, results, scenarios, workload
+from harness.analyse import cell_metrics
+from harness.compose import CommandLog
+from harness.errors import CellError, SpecError
+from harness.images import ImageSet
+from harness.progress import Progress
+from harness.spec import Cell, Plan
+from harness.stack import Stack
+
+
+@dataclass(frozen=True)
+class Prepared:
+    cell: Cell
+    folder: Path
+    project: str
+    load_args: list[str]
+
+
+def prepare(plan: Plan, run_dir: Path, progress: Progress) -> tuple[ImageSet, list[Prepared]]:
+    log = CommandLog(run_dir / "images.log")
+    progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
+    image_set = images.ensure_images(plan.versions, log, progress.step)
+    prepared = []
+    for cell in plan.cells:
+        folder = run_dir / cell.id
+        scenario = scenarios.get(cell.scenario, cell.id)
+        knobs = scenario.knobs(cell.params)
+        project = render.project_name(cell)
+        net = render.Network.for_project(project)
+        hx = image_set.haproxy[cell.version.text]
+        args = workload.locust_args(cell, f"http://{net.haproxy}:8080")
+        render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, net))
+        render.write(
+            folder,
+            "compose.yaml",
+            render.compose_yaml(cell, knobs, net, image_set, hx, project, args),
+        )
+        render.write(folder, "haproxy-vv.txt", hx.vv)
+        _check_config(hx.tag, folder, log)
+        prepared.append(Prepared(cell, folder, project, args))
+    return image_set, prepared
+
+
+def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
+    proc = log.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--label",
+            "harness=1",
+            "-v",
+            f"{folder / 'haproxy.cfg'}:/etc/harness/haproxy.cfg:ro",
+            "--entrypoint",
+            "haproxy",
+            tag,
+            "-c",
+            "-f",
+            "/etc/harness/haproxy.cfg",
+        ],
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+        raise SpecError(
+            f"{folder / 'haproxy.cfg'}: HAProxy ({tag}) rejects the rendered config:\n{out}\n"
+            "Check the scenario parameters of this cell; nothing has been started."
+        )
+
+
+def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
+    cell, folder = item.cell, item.folder
+    log = CommandLog(folder / "commands.log")
+    hx = image_set.haproxy[cell.version.text]
+    started = datetime.now(UTC)
+    record: dict[str, Any] = {
+        "cell": cell.id,
+        "index": cell.index,
+        "run": cell.run_id,
+        "version": {
+            "spec": cell.version.text,
+            "label": cell.version.label,
+            "origin": cell.version.origin,
+            "custom": cell.version.custom,
+            "reported": hx.version,
+            "image": hx.tag,
+            "image_id": hx.image_id,
+        },
+        "scenario": cell.scenario,
+        "params": cell.params,
+        "repetition": cell.repetition,
+        "load": {"mode": "closed-loop", **cell.load.model_dump()},
+        "images": image_set.support,
+        "started": started.isoformat(),
+    }
+    try:
+        with Stack(item.project, folder / "compose.yaml", log) as stack:
+            code, output = workload.drive(stack, cell, item.load_args)
+            (folder / "locust.log").write_text(output)
+            (folder / "haproxy.log").write_text(stack.logs("haproxy"))
+            (folder / "backend.log").write_text(stack.logs("backend"))
+        if code != 0:
+            raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
+        record["metrics"] = cell_metrics.compute(folder)
+        record["status"] = "ok"
+    except CellError as exc:
+        record["status"] = "failed"
+        record["error"] = str(exc)
+    record["finished"] = datetime.now(UTC).isoformat()
+    results.write_json(folder / "cell.json", record)
+    return record
+
+
+def execute(plan: Plan, run_dir: Path, progress: Progress) -> list[dict[str, Any]]:
+    """Prepare everything, then run every cell; returns the cell records."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    image_set, prepared = prepare(plan, run_dir, progress)
+    results.write_json(
+        run_dir / "run.json",
+        {
+            "run": run_dir.name,
+            "matrix": plan.matrix.model_dump(),
+            "matrix_file": str(plan.source) if plan.source else None,
+            "cells": len(prepared),
+            "images": {
+                text: {"tag": hx.tag, "id": hx.image_id, "reported": hx.version}
+                for text, hx in image_set.haproxy.items()
+            }
+            | {name: {"tag": tag} for name, tag in image_set.support.items()},
+            "environment": provenance.collect(),
+            "started": datetime.now(UTC).isoformat(),
+        },
+    )
+    records = []
+    progress.start(len(prepared))
+    for item in prepared:
+        progress.cell_start(item.cell)
+        t0 = time.monotonic()
+        record = run_cell(item, image_set)
+        progress.cell_end(item.cell, record, time.monotonic() - t0)
+        records.append(record)
+    return records

@@ -1,0 +1,167 @@
+"""HAProxy version specs: what a user writes, and what it promises.
+
+Four kinds, one string each (the CLI's ``--haproxy`` and a matrix's ``versions:``):
+
+- ``debian:<release>``         Debian's haproxy package
+                               (bullseye 2.2.9, bookworm 2.6.12, trixie 3.0.11)
+- ``source:<version>``         built from the upstream tarball pinned in ``haproxy/catalogue.yaml``
+- ``tarball:<path>@<version>`` built from a user's own tarball (patched, unreleased): "custom"
+- ``image:<ref>``              any image that has ``haproxy`` on its PATH, e.g. ``haproxy:2.6.15``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from harness import ROOT
+from harness.errors import SpecError
+
+CATALOGUE_PATH = ROOT / "haproxy" / "catalogue.yaml"
+TARBALL_DIR = ROOT / "haproxy" / "tarballs"
+
+Kind = Literal["debian", "source", "tarball", "image"]
+KINDS: tuple[Kind, ...] = ("debian", "source", "tarball", "image")
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([-.+~][\w.+~-]*)?$")
+# "HAProxy version 2.6.12-1+deb12u1 2023/12/16 - https://haproxy.org/"
+_VV_VERSION = re.compile(r"^HA-?Proxy version (\d+\.\d+(?:\.\d+)?(?:-dev\d+)?)", re.MULTILINE)
+
+
+class SourceEntry(BaseModel):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    urls: list[str] = Field(min_length=1)
+
+
+class Catalogue(BaseModel):
+    sources: dict[str, SourceEntry]
+    debian: dict[str, str]
+
+
+@cache
+def catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
+    try:
+        return Catalogue.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise SpecError(f"{path}: the version catalogue is unreadable: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """A parsed version spec. ``expected`` is the version ``haproxy -vv`` must report."""
+
+    kind: Kind
+    value: str  # release, version, tarball path or image ref
+    expected: str | None  # None only for an image whose tag names no version
+
+    @property
+    def text(self) -> str:
+        if self.kind == "tarball":
+            return f"tarball:{self.value}@{self.expected}"
+        return f"{self.kind}:{self.value}"
+
+    @property
+    def origin(self) -> str:
+        """Where the binary comes from, in words a report reader understands."""
+        return {
+            "debian": f"Debian {self.value} package",
+            "source": "upstream source",
+            "tarball": f"custom tarball {Path(self.value).name}",
+            "image": f"image {self.value}",
+        }[self.kind]
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: version and origin, e.g. ``2.6.12 (debian:bookworm)``."""
+        version = self.expected or "?"
+        if self.kind == "tarball":
+            return f"{version} (custom)"
+        if self.kind == "source":
+            return f"{version} (source)"
+        return f"{version} ({self.text})"
+
+    @property
+    def custom(self) -> bool:
+        return self.kind == "tarball"
+
+    def tarball_digest(self) -> str:
+        """sha256 of a custom tarball: part of the image tag, so two patches never collide."""
+        return hashlib.sha256(Path(self.value).read_bytes()).hexdigest()
+
+
+def parse(text: str, where: str = "--haproxy") -> VersionSpec:
+    """Parse one spec string; ``where`` names its place in an error message."""
+    kind, sep, value = text.partition(":")
+    if not sep or kind not in KINDS or not value:
+        raise SpecError(
+            f"{where}: {text!r} is not a version spec. Write one of debian:<release>, "
+            "source:<version>, tarball:<path>@<version> or image:<ref> "
+            "(e.g. debian:bookworm, source:2.6.15, image:haproxy:2.6.15)."
+        )
+    cat = catalogue()
+    if kind == "debian":
+        if value not in cat.debian:
+            known = ", ".join(f"debian:{r} ({v})" for r, v in cat.debian.items())
+            raise SpecError(f"{where}: unknown Debian release {value!r}. Known: {known}.")
+        return VersionSpec("debian", value, cat.debian[value])
+    if kind == "source":
+        if value not in cat.sources:
+            known = ", ".join(cat.sources)
+            raise SpecError(
+                f"{where}: no pinned tarball for HAProxy {value!r} in {CATALOGUE_PATH}. "
+                f"Known: {known}. Add an entry with its sha256, or use "
+                f"tarball:<path>@{value} for a tarball of your own."
+            )
+        return VersionSpec("source", value, value)
+    if kind == "tarball":
+        path, at, version = value.rpartition("@")
+        if not at or not path or not _VERSION.match(version):
+            raise SpecError(
+                f"{where}: {text!r} needs an explicit version: tarball:<path>@<version>, "
+                "e.g. tarball:./haproxy-2.6.15-patched.tar.gz@2.6.15"
+            )
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.is_file():
+            raise SpecError(f"{where}: tarball {path!r} does not exist (looked at {resolved}).")
+        return VersionSpec("tarball", str(resolved), version)
+    return VersionSpec("image", value, _version_in_tag(value))
+
+
+def _version_in_tag(ref: str) -> str | None:
+    """``haproxy:2.6.15`` and ``haproxy:2.6.15-bookworm`` promise 2.6.15; ``haproxy:lts``
+    promises nothing."""
+    if "@" in ref:
+        ref = ref.split("@", 1)[0]
+    name, _, tag = ref.rpartition(":")
+    if not name or "/" in tag:
+        return None
+    match = re.match(r"^(\d+\.\d+\.\d+)", tag)
+    return match.group(1) if match else None
+
+
+def version_from_vv(vv: str) -> str | None:
+    """The upstream version in ``haproxy -vv`` output, without Debian's revision."""
+    match = _VV_VERSION.search(vv)
+    return match.group(1) if match else None
+
+
+def check_reported(spec: VersionSpec, vv: str) -> str:
+    """Return the reported version; raise if it contradicts the spec."""
+    reported = version_from_vv(vv)
+    if reported is None:
+        raise SpecError(
+            f"{spec.text}: 'haproxy -vv' printed no version line; "
+            f"is this an HAProxy image?\n{vv[:500]}"
+        )
+    if spec.expected is not None and reported != spec.expected:
+        raise SpecError(
+            f"{spec.text}: the image reports HAProxy {reported} but the spec promises "
+            f"{spec.expected}. Fix the spec (or the catalogue) so they agree."
+        )
+    return reported
