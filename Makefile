@@ -1,0 +1,45 @@
+# The harness's entry points. Each target installs what it needs first:
+#   make matrix   run the matrix (MATRIX=matrices/default.yaml) and print the tables
+#   make test     lint, unit tests, integration tests on a real Docker engine
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MATRIX ?= matrices/default.yaml
+
+.PHONY: venv engine images matrix run test unit integration lint clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.lock
+	touch $@
+
+# A Docker engine with Compose v2: left alone where `docker info` already works.
+engine: venv
+	VENV=$(VENV) bash scripts/engine.sh
+
+images: engine
+	$(PY) -m harness images
+
+matrix: engine
+	$(PY) -m harness matrix $(MATRIX)
+
+run: engine
+	$(PY) -m harness run --haproxy $(or $(HAPROXY),debian:bookworm) --scenario $(or $(SCENARIO),smoke)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+unit: venv
+	$(PY) -m pytest -m "not integration" -q
+
+integration: engine
+	$(PY) -m pytest -m integration -v
+
+test: lint engine
+	$(PY) -m pytest -v --durations=15
+
+clean: venv
+	$(PY) -m harness clean

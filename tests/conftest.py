@@ -1,0 +1,63 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The real engine. Missing Docker is an error here, never a skip."""
+    from harness.compose import client
+    from harness.stack import leftovers
+
+    dc = client()  # raises EngineError with "run make engine"
+    yield dc
+    left = leftovers(None)
+    assert not any(left.values()), f"the harness left things behind in Docker: {left}"
+
+
+@pytest.fixture(scope="session")
+def results_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("results")
+
+
+class Harness:
+    """Runs `python -m harness ...` as a user would, with results in a temporary folder."""
+
+    def __init__(self, results: Path) -> None:
+        self.results = results
+
+    def __call__(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "HARNESS_RESULTS": str(self.results)}
+        return subprocess.run(
+            [sys.executable, "-m", "harness", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def cells(self, run_stdout_or_dir: str | Path) -> list[dict]:
+        return [
+            json.loads(p.read_text()) for p in sorted(Path(run_stdout_or_dir).glob("*/cell.json"))
+        ]
+
+    def newest_run(self) -> Path:
+        return max(self.results.iterdir(), key=lambda p: p.stat().st_mtime)
+
+
+@pytest.fixture(scope="session")
+def harness(docker_engine, results_dir):
+    return Harness(results_dir)

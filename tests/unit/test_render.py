@@ -1,0 +1,62 @@
+import yaml
+
+from harness import render, spec
+from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
+from harness.images import HaproxyImage, ImageSet
+from harness.scenarios import SCENARIOS
+
+
+def _cell():
+    return spec.single("debian:bookworm", "smoke", "20260101T000000Z-t").cells[0]
+
+
+def _images(cell):
+    hx = HaproxyImage(
+        cell.version, "harness-haproxy:2.6.12-debian-bookworm", "sha256:x", "2.6.12", ""
+    )
+    support = {n: f"harness-{n}:latest" for n in ("backend", "client", "observer")}
+    return ImageSet({cell.version.text: hx}, support), hx
+
+
+def test_network_is_fixed_per_project_and_inside_the_pool():
+    a = render.Network.for_project("harness-x-001")
+    assert a == render.Network.for_project("harness-x-001")
+    assert a.subnet.startswith("172.30.") and a.subnet.endswith(".0/24")
+    prefix = a.subnet.rsplit(".", 1)[0]
+    assert (a.haproxy, a.backend, a.client) == (f"{prefix}.10", f"{prefix}.20", f"{prefix}.30")
+
+
+def test_project_name_is_compose_safe():
+    name = render.project_name(_cell())
+    assert name == "harness-20260101t000000z-t-001"
+
+
+def test_haproxy_cfg_carries_log_format_backend_and_knobs():
+    cell = _cell()
+    net = render.Network.for_project("p")
+    knobs = SCENARIOS["smoke"].knobs({**cell.params, "http_reuse": "never"})
+    cfg = render.haproxy_cfg(cell, knobs, net)
+    assert f'log-format "{HTTP_LOG_FORMAT}"' in cfg
+    assert f"server app {net.backend}:8080" in cfg
+    assert "http-reuse never" in cfg
+    assert "http-after-response set-header X-Unique-ID %[unique-id]" in cfg
+    assert cell.id in cfg
+
+
+def test_compose_yaml_is_valid_and_labelled():
+    cell = _cell()
+    project = render.project_name(cell)
+    net = render.Network.for_project(project)
+    image_set, hx = _images(cell)
+    knobs = SCENARIOS["smoke"].knobs(cell.params)
+    text = render.compose_yaml(cell, knobs, net, image_set, hx, project, ["-f", "x.py"])
+    doc = yaml.safe_load(text)
+    assert doc["name"] == project
+    assert doc["networks"]["lab"]["ipam"]["config"][0]["subnet"] == net.subnet
+    assert doc["networks"]["lab"]["labels"]["harness.cell"] == cell.id
+    assert doc["services"]["haproxy"]["image"] == hx.tag
+    assert doc["services"]["haproxy"]["networks"]["lab"]["ipv4_address"] == net.haproxy
+    assert doc["services"]["client"]["profiles"] == ["load"]
+    assert doc["services"]["backend"]["environment"]["BACKEND_SIZE"] == "128"
+    for service in doc["services"].values():
+        assert service["labels"]["harness"] == "1"

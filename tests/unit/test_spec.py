@@ -1,0 +1,126 @@
+import textwrap
+
+import pytest
+
+from harness import spec
+from harness.errors import SpecError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_expands_versions_grid_and_repetitions(tmp_path):
+    plan = spec.load(
+        write(
+            tmp_path,
+            """
+            name: t
+            versions: [debian:bullseye, debian:trixie]
+            repetitions: 2
+            scenarios:
+              - name: smoke
+                params: {size: 1024}
+                grid: {keepalive: [true, false]}
+            """,
+        ),
+        "run1",
+    )
+    assert len(plan.cells) == 2 * 2 * 2
+    assert [c.index for c in plan.cells] == list(range(1, 9))
+    assert {c.total for c in plan.cells} == {8}
+    first, second = plan.cells[:2]
+    # versions innermost: neighbouring cells compare versions like for like
+    assert (first.version.text, second.version.text) == ("debian:bullseye", "debian:trixie")
+    assert first.params == second.params == {"size": 1024, "keepalive": True, "http_reuse": "safe"}
+    assert len({c.id for c in plan.cells}) == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            """
+            name: t
+            versions: [debian:bookworm]
+            scenarios: [{name: smoke}]
+            repetitons: 3
+            """,
+            r"repetitons \(line 5\): Extra inputs are not permitted.*"
+            r"remove it or check its spelling",
+        ),
+        (
+            """
+            name: t
+            versions: [debian:bookworm]
+            load: {users: 0}
+            scenarios: [{name: smoke}]
+            """,
+            r"load.users \(line 4\): Input should be greater than or equal to 1",
+        ),
+        (
+            """
+            name: t
+            versions: [debian:bookworm]
+            scenarios:
+              - name: smoke
+              - name: no-such-scenario
+            """,
+            r"\(line 6\): scenarios\[1\]: unknown scenario 'no-such-scenario'. Known: smoke",
+        ),
+        (
+            """
+            name: t
+            versions: [debian:bookworm]
+            scenarios: [{name: smoke, params: {size: big}}]
+            """,
+            r"parameter 'size' of scenario 'smoke' must be int \(like 128\), got 'big'",
+        ),
+        (
+            """
+            name: t
+            versions: [debian:bookworm]
+            scenarios: [{name: smoke, params: {colour: red}}]
+            """,
+            r"scenario 'smoke' has no parameter 'colour'. It takes: http_reuse, keepalive, size",
+        ),
+        (
+            """
+            name: t
+            versions: [debian:bookworm, debian:sid]
+            scenarios: [{name: smoke}]
+            """,
+            r"versions\[1\]: unknown Debian release 'sid'",
+        ),
+        (
+            """
+            name: t
+            versions: [debian:bookworm]
+            baseline: debian:trixie
+            scenarios: [{name: smoke}]
+            """,
+            r"\(line 4\): baseline 'debian:trixie' is not one of versions",
+        ),
+        ("- just a list\n", "a matrix file is a mapping"),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_files_name_file_key_line_and_fix(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError, match=message) as err:
+        spec.load(path, "run1")
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_is_a_spec_error(tmp_path):
+    with pytest.raises(SpecError, match="cannot read the matrix file"):
+        spec.load(tmp_path / "nope.yaml", "run1")
+
+
+def test_shipped_matrices_are_valid():
+    from harness import ROOT
+
+    for path in sorted((ROOT / "matrices").glob("*.yaml")):
+        assert spec.load(path, "run1").cells, path
