@@ -48,7 +48,9 @@ class CommandLog:
         cwd: Path | None = None,
         stdin: bytes | None = None,
         check: bool = True,
+        log_output: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
+        """Run and log a command; ``log_output=False`` for output kept in a file of its own."""
         started = time.monotonic()
         try:
             proc = subprocess.run(
@@ -59,7 +61,8 @@ class CommandLog:
             raise CellError(f"timed out after {timeout:.0f} s: {shlex.join(argv)}") from exc
         except FileNotFoundError as exc:
             raise EngineError(f"{argv[0]} is not installed. {ENGINE_HINT}") from exc
-        self._write(argv, time.monotonic() - started, proc.returncode, proc.stdout, proc.stderr)
+        out = proc.stdout if log_output else f"({len(proc.stdout)} bytes of output)".encode()
+        self._write(argv, time.monotonic() - started, proc.returncode, out, proc.stderr)
         if check and proc.returncode != 0:
             tail = (proc.stderr or proc.stdout or b"").decode(errors="replace").strip()[-2000:]
             raise CellError(
@@ -92,7 +95,9 @@ class Compose:
         self.log = log
 
     def run(
-        self, *args: str, timeout: float, check: bool = True
+        self, *args: str, timeout: float, check: bool = True, log_output: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
         argv = ["docker", "compose", "-p", self.project, "-f", str(self.file), *args]
-        return self.log.run(argv, timeout=timeout, cwd=self.file.parent, check=check)
+        return self.log.run(
+            argv, timeout=timeout, cwd=self.file.parent, check=check, log_output=log_output
+        )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import trustme
 
 from harness import ROOT
 from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
@@ -54,7 +55,7 @@ def project_name(cell: Cell) -> str:
 
 def haproxy_cfg(cell: Cell, knobs: Knobs, net: Network) -> str:
     return _ENV.get_template("haproxy.cfg.j2").render(
-        cell=cell, hx=knobs.haproxy, net=net, log_format=HTTP_LOG_FORMAT
+        cell=cell, hx=knobs.haproxy, net=net, tls=knobs.tls, log_format=HTTP_LOG_FORMAT
     )
 
 
@@ -67,16 +68,38 @@ def compose_yaml(
     project: str,
     load_args: list[str],
 ) -> str:
+    target = knobs.target
+    # Census in every namespace; the ports say which sockets are accepted ("in") there.
+    census = {"client": "", target: "8080 8443", "backend": "8080"}
     return _ENV.get_template("cell.yaml.j2").render(
         cell=cell,
         net=net,
         images=images,
         haproxy_image=haproxy_image,
         project=project,
+        target=target,
+        tls=knobs.tls,
+        fin_delay_ms=knobs.fin_delay_ms,
+        sysctls={side: knobs.sysctls.get(side, {}) for side in ("client", "haproxy", "backend")},
+        census=census,
         backend_env=knobs.backend_env,
-        load_env=knobs.load_env,
+        load_env=knobs.load.env(net.haproxy),
         load_args=load_args,
     )
+
+
+def write_certs(folder: Path) -> None:
+    """A throwaway CA and a server certificate for the TLS frontend (HAProxy's PEM: cert + key).
+
+    trustme makes real X.509 certificates without hand-written ASN.1; the probe does not
+    verify them (it measures closes, not trust), so a fresh CA per run is enough.
+    """
+    ca = trustme.CA()
+    server = ca.issue_cert("haproxy", "localhost")
+    certs = folder / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    server.private_key_and_cert_chain_pem.write_to_path(str(certs / "haproxy.pem"))
+    ca.cert_pem.write_to_path(str(certs / "ca.pem"))
 
 
 def write(folder: Path, name: str, text: str) -> Path:

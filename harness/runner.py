@@ -9,20 +9,25 @@ analyse  cell.json per cell; a failed cell is recorded and the run goes on.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import images, provenance, render, results, scenarios, workload
+from harness import images, observe, provenance, render, results, scenarios, workload
 from harness.analyse import cell_metrics
 from harness.compose import CommandLog
 from harness.errors import CellError, SpecError
 from harness.images import ImageSet
 from harness.progress import Progress
+from harness.scenarios import Knobs, Probe
 from harness.spec import Cell, Plan
 from harness.stack import Stack
+
+# Observers sample this long before the load, so every state has a pre-load baseline.
+BASELINE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Prepared:
     cell: Cell
     folder: Path
     project: str
+    knobs: Knobs
     load_args: list[str]
 
 
@@ -37,49 +43,40 @@ def prepare(plan: Plan, run_dir: Path, progress: Progress) -> tuple[ImageSet, li
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
     image_set = images.ensure_images(plan.versions, log, progress.step)
+    render.write_certs(run_dir)
     prepared = []
     for cell in plan.cells:
         folder = run_dir / cell.id
-        scenario = scenarios.get(cell.scenario, cell.id)
-        knobs = scenario.knobs(cell.params)
+        knobs = scenarios.get(cell.scenario, cell.id).knobs(cell.params)
         project = render.project_name(cell)
         net = render.Network.for_project(project)
         hx = image_set.haproxy[cell.version.text]
-        args = workload.locust_args(cell, f"http://{net.haproxy}:8080")
+        args = workload.locust_args(cell, knobs, net)
         render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, net))
-        render.write(
-            folder,
-            "compose.yaml",
-            render.compose_yaml(cell, knobs, net, image_set, hx, project, args),
-        )
+        compose = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
+        render.write(folder, "compose.yaml", compose)
         render.write(folder, "haproxy-vv.txt", hx.vv)
+        pcap = folder / f"{knobs.target}.pcap"
+        pcap.touch()
+        pcap.chmod(0o666)  # the capture runs unprivileged, as tcpdump's own user
+        if knobs.tls:
+            shutil.copytree(run_dir / "certs", folder / "certs", dirs_exist_ok=True)
         _check_config(hx.tag, folder, log)
-        prepared.append(Prepared(cell, folder, project, args))
+        prepared.append(Prepared(cell, folder, project, knobs, args))
     return image_set, prepared
 
 
 def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
     proc = log.run(
         [
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--label",
-            "harness=1",
-            "-v",
-            f"{folder / 'haproxy.cfg'}:/etc/harness/haproxy.cfg:ro",
-            "--entrypoint",
-            "haproxy",
-            tag,
-            "-c",
-            "-f",
-            "/etc/harness/haproxy.cfg",
+            "docker", "run", "--rm", "--network", "none", "--label", "harness=1",
+            "-v", f"{folder / 'haproxy.cfg'}:/etc/harness/haproxy.cfg:ro",
+            "-v", f"{folder / 'certs'}:/etc/harness/certs:ro",
+            "--entrypoint", "haproxy", tag, "-c", "-f", "/etc/harness/haproxy.cfg",
         ],
         timeout=60,
         check=False,
-    )
+    )  # fmt: skip
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
         raise SpecError(
@@ -88,11 +85,33 @@ def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
         )
 
 
+def _measure(stack: Stack, item: Prepared) -> int:
+    """Baseline, load, drain: the observers run throughout; raw files land in the folder."""
+    folder, knobs = item.folder, item.knobs
+    time.sleep(BASELINE_S)
+    timing: dict[str, float] = {"load_start": time.time()}
+    with observe.CpuSampler(item.project) as cpu:
+        code, output = workload.drive(stack, item.cell, knobs, item.load_args)
+    timing["load_end"] = time.time()
+    results.write_json(folder / "cpu-samples.json", cpu.samples)
+    (folder / "locust.log").write_text(output)
+    if knobs.target == "haproxy":
+        (folder / "haproxy-info.txt").write_text(observe.haproxy_command(stack, "show info"))
+        (folder / "haproxy-stat.csv").write_text(observe.haproxy_command(stack, "show stat"))
+    time.sleep(knobs.drain_s)
+    timing["drain_end"] = time.time()
+    stack.stop("capture", *[f"census-{side}" for side in ("client", knobs.target, "backend")])
+    results.write_json(folder / "timing.json", timing)
+    (folder / f"{knobs.target}.log").write_text(stack.logs(knobs.target))
+    (folder / "backend.log").write_text(stack.logs("backend"))
+    return code
+
+
 def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
     cell, folder = item.cell, item.folder
     log = CommandLog(folder / "commands.log")
     hx = image_set.haproxy[cell.version.text]
-    started = datetime.now(UTC)
+    load_mode = "probe" if isinstance(item.knobs.load, Probe) else "closed-loop"
     record: dict[str, Any] = {
         "cell": cell.id,
         "index": cell.index,
@@ -109,19 +128,17 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
         "scenario": cell.scenario,
         "params": cell.params,
         "repetition": cell.repetition,
-        "load": {"mode": "closed-loop", **cell.load.model_dump()},
+        "target": item.knobs.target,
+        "load": {"mode": load_mode, **cell.load.model_dump()},
         "images": image_set.support,
-        "started": started.isoformat(),
+        "started": datetime.now(UTC).isoformat(),
     }
     try:
         with Stack(item.project, folder / "compose.yaml", log) as stack:
-            code, output = workload.drive(stack, cell, item.load_args)
-            (folder / "locust.log").write_text(output)
-            (folder / "haproxy.log").write_text(stack.logs("haproxy"))
-            (folder / "backend.log").write_text(stack.logs("backend"))
+            code = _measure(stack, item)
         if code != 0:
             raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
-        record["metrics"] = cell_metrics.compute(folder)
+        record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
         record["status"] = "ok"
     except CellError as exc:
         record["status"] = "failed"

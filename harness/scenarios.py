@@ -34,10 +34,74 @@ class HaproxyKnobs:
 
 
 @dataclass(frozen=True)
+class HttpLoad:
+    """Locust closed-loop load (clients/locustfiles/http_load.py)."""
+
+    path: str = "/"
+    keepalive: bool = True
+    wait_ms: int = 0
+
+    def env(self, host: str) -> dict[str, str]:
+        return {
+            "LOAD_PATH": self.path,
+            "LOAD_KEEPALIVE": "on" if self.keepalive else "off",
+            "LOAD_WAIT_MS": str(self.wait_ms),
+        }
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The close-delay probe, driven by Locust (clients/locustfiles/close_delay.py)."""
+
+    variant: str = "fin"
+    tls: str = "off"  # off, 1.2, 1.3
+    connections: int = 20
+    concurrency: int = 20
+    requests: int = 1
+    path: str = "/"
+    rcvbuf: int = 0
+    read_pause_ms: int = 0
+    stall_ms: int = 0
+    deadline_s: float = 10.0
+
+    @property
+    def port(self) -> int:
+        return 8080 if self.tls == "off" else 8443
+
+    def env(self, host: str) -> dict[str, str]:
+        return {
+            "PROBE_HOST": host,
+            "PROBE_VARIANT": self.variant,
+            "PROBE_TLS": self.tls,
+            "PROBE_PORT": str(self.port),
+            "PROBE_CONNECTIONS": str(self.connections),
+            "PROBE_CONCURRENCY": str(self.concurrency),
+            "PROBE_REQUESTS": str(self.requests),
+            "PROBE_PATH": self.path,
+            "PROBE_RCVBUF": str(self.rcvbuf),
+            "PROBE_READ_PAUSE_MS": str(self.read_pause_ms),
+            "PROBE_STALL_MS": str(self.stall_ms),
+            "PROBE_DEADLINE_S": f"{self.deadline_s:g}",
+        }
+
+
+@dataclass(frozen=True)
 class Knobs:
+    """Everything a cell's stack is rendered from."""
+
     haproxy: HaproxyKnobs
     backend_env: dict[str, str]
-    load_env: dict[str, str]
+    load: HttpLoad | Probe
+    # "calibration" swaps haproxy for a target whose close delay is known (fin_delay_ms).
+    target: str = "haproxy"
+    fin_delay_ms: int = 0
+    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
+    # How long observers keep watching after the load, so states can drain.
+    drain_s: float = 2.0
+
+    @property
+    def tls(self) -> bool:
+        return isinstance(self.load, Probe) and self.load.tls != "off"
 
 
 @dataclass(frozen=True)
@@ -74,7 +138,7 @@ def _smoke(p: Params) -> Knobs:
     return Knobs(
         haproxy=HaproxyKnobs(http_reuse=p["http_reuse"]),
         backend_env={"BACKEND_SIZE": str(p["size"]), "BACKEND_KEEPALIVE": "on"},
-        load_env={"LOAD_PATH": "/", "LOAD_KEEPALIVE": "on" if p["keepalive"] else "off"},
+        load=HttpLoad(keepalive=p["keepalive"]),
     )
 
 

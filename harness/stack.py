@@ -41,16 +41,22 @@ class Stack:
     ) -> None:
         self.down()
 
-    def run(self, service: str, *args: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
-        """A one-off container of ``service`` (the load generator), removed when it exits."""
-        return self.compose.run(
-            "run", "--rm", "--no-deps", service, *args, timeout=timeout, check=False
-        )
+    def exec(
+        self, service: str, *args: str, timeout: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a command in a running service (the load, a stats query); never raises on exit."""
+        flags = [f"--env={key}={value}" for key, value in (env or {}).items()]
+        return self.compose.run("exec", "-T", *flags, service, *args, timeout=timeout, check=False)
+
+    def stop(self, *services: str) -> None:
+        """Stop observers first, so their files are complete before anything is read."""
+        self.compose.run("stop", "--timeout", "5", *services, timeout=60, check=False)
 
     def logs(self, service: str) -> str:
         proc = self.compose.run(
-            "logs", "--no-color", "--no-log-prefix", service, timeout=60, check=False
-        )
+            "logs", "--no-color", "--no-log-prefix", service,
+            timeout=60, check=False, log_output=False,
+        )  # fmt: skip
         return proc.stdout.decode(errors="replace")
 
     def down(self) -> None:

@@ -1,46 +1,55 @@
-"""Drive the load: Locust, headless, in the client container, bounded in time.
+"""Drive the load in the client container, always bounded in time.
 
-The command line is part of the rendered compose file's comments, so a person can
-repeat exactly this load by hand.
+Two kinds, both run by Locust headless (``docker compose exec client locust ...``):
+- ``HttpLoad``: closed-loop users sending GETs (clients/locustfiles/http_load.py);
+- ``Probe``: the close-delay probe (clients/locustfiles/close_delay.py), one Locust
+  user that runs every probe connection of the cell concurrently, fires one Locust
+  request event per connection, and stops the run when the last one has ended.
+The command line is written into the rendered compose file's comments, so a person
+can repeat exactly this load by hand.
 """
 
 from __future__ import annotations
 
+from harness.render import Network
+from harness.scenarios import Knobs, Probe
 from harness.spec import Cell
 from harness.stack import Stack
 
-LOCUSTFILE = "/locustfiles/http_load.py"
 # Locust gets this long past its run time to stop its users and write its files.
 GRACE_S = 60
 
 
-def locust_args(cell: Cell, target: str) -> list[str]:
-    load = cell.load
-    return [
-        "-f",
-        LOCUSTFILE,
+def run_time_s(cell: Cell, knobs: Knobs) -> float:
+    """The hard bound on the load: Locust stops by itself at this point."""
+    if isinstance(knobs.load, Probe):
+        probe = knobs.load
+        waves = -(-probe.connections // probe.concurrency)
+        per_connection = probe.read_pause_ms / 1000 + probe.deadline_s + 30
+        return waves * per_connection
+    return cell.load.duration_s
+
+
+def locust_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
+    common = [
         "--headless",
-        "--host",
-        target,
-        "--users",
-        str(load.users),
-        "--spawn-rate",
-        str(load.spawn_rate),
-        "--run-time",
-        f"{load.duration_s:g}s",
-        "--stop-timeout",
-        "5",
+        "--run-time", f"{run_time_s(cell, knobs):g}s",
+        "--stop-timeout", "5",
         "--only-summary",
-        "--csv",
-        "/out/locust",
-        "--json-file",
-        "/out/locust",
-        "--exit-code-on-error",
-        "0",
-    ]
+        "--csv", "/out/locust",
+        "--json-file", "/out/locust",
+        "--exit-code-on-error", "0",
+    ]  # fmt: skip
+    if isinstance(knobs.load, Probe):
+        host = f"{'https' if knobs.tls else 'http'}://{net.haproxy}:{knobs.load.port}"
+        return ["locust", "-f", "/locustfiles/close_delay.py", "--host", host,
+                "--users", "1", "--spawn-rate", "1", *common]  # fmt: skip
+    load = cell.load
+    return ["locust", "-f", "/locustfiles/http_load.py", "--host", f"http://{net.haproxy}:8080",
+            "--users", str(load.users), "--spawn-rate", str(load.spawn_rate), *common]  # fmt: skip
 
 
-def drive(stack: Stack, cell: Cell, args: list[str]) -> tuple[int, str]:
+def drive(stack: Stack, cell: Cell, knobs: Knobs, args: list[str]) -> tuple[int, str]:
     """Run the load to its end; return Locust's exit code and its output."""
-    proc = stack.run("client", *args, timeout=cell.load.duration_s + GRACE_S)
+    proc = stack.exec("client", *args, timeout=run_time_s(cell, knobs) + GRACE_S)
     return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")

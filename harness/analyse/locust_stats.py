@@ -36,6 +36,13 @@ def aggregated(locust_json: Path) -> dict[str, Any]:
     }
 
 
+def window(locust_json: Path) -> tuple[float, float]:
+    """Epoch seconds of the first and the last request."""
+    entries = json.loads(locust_json.read_text())
+    start = min(e["start_time"] for e in entries)
+    return start, max(e["last_request_timestamp"] or start for e in entries)
+
+
 def percentile(histogram: dict[float, int], q: float) -> float | None:
     """Nearest-rank percentile of a {value: count} histogram (Locust rounds its values)."""
     total = sum(histogram.values())

@@ -56,7 +56,14 @@ def test_compose_yaml_is_valid_and_labelled():
     assert doc["networks"]["lab"]["labels"]["harness.cell"] == cell.id
     assert doc["services"]["haproxy"]["image"] == hx.tag
     assert doc["services"]["haproxy"]["networks"]["lab"]["ipv4_address"] == net.haproxy
-    assert doc["services"]["client"]["profiles"] == ["load"]
+    assert doc["services"]["client"]["entrypoint"] == ["sleep", "infinity"]
+    assert doc["services"]["client"]["environment"]["LOAD_KEEPALIVE"] == "on"
+    # observers share the namespaces they watch; the capture has only the caps it needs
+    assert doc["services"]["census-haproxy"]["network_mode"] == "service:haproxy"
+    assert doc["services"]["census-client"]["network_mode"] == "service:client"
+    assert doc["services"]["capture"]["cap_drop"] == ["ALL"]
+    assert doc["services"]["capture"]["cap_add"] == ["NET_RAW", "NET_ADMIN"]
+    assert "calibration" not in doc["services"]
     assert doc["services"]["backend"]["environment"]["BACKEND_SIZE"] == "128"
     for service in doc["services"].values():
         assert service["labels"]["harness"] == "1"

@@ -1,0 +1,453 @@
+"""Compare one metric between a baseline HAProxy version and a candidate.
+
+Each comparison says "regression", "improvement", "no significant change" or
+"inconclusive", together with the test, the p-value, the effect size and a sentence in
+words. People paste that sentence into bug trackers, so a change is only called a
+regression or an improvement when all of these hold:
+
+* it is statistically significant (p < alpha),
+* the effect size is large (Cliff's delta for samples, difference in proportions for
+  counts), and
+* for samples, the medians differ by a ratio that matters. A huge sample makes a
+  0.5 ms shift on a 10 ms latency significant, but nobody should file a bug for it.
+
+Samples are compared with the Mann-Whitney U test. It assumes no distribution, which is
+right for latencies and close delays: these are skewed and often bimodal (a close in
+0.4 ms or after a 20 s timeout). Counts ("10 of 10 connections stalled") are compared
+with Fisher's exact test. It stays valid for the small totals that benchmark runs give,
+where a chi-squared test would not be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import comb
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+Verdict = Literal["regression", "improvement", "no significant change", "inconclusive"]
+
+MANN_WHITNEY = "Mann-Whitney U (two-sided)"
+FISHER = "Fisher exact (two-sided)"
+TOO_FEW = "none: too few samples"
+CLIFFS_DELTA = "Cliff's delta"
+PROPORTION_DIFF = "difference in proportions"
+
+# Mann-Whitney needs at least 3 per side: with 2 against 2 its smallest two-sided
+# p-value is 1/3, so nothing could ever be significant.
+MIN_SAMPLES = 3
+
+# Each duration unit, in seconds. Other units (req/s, bytes, ...) are shown as plain
+# numbers.
+_SECONDS_PER = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+# The default abs_floor, in each duration unit: 1 ms. A median of 0 against one under
+# 1 ms is scheduling noise, not a change (see _medians_differ).
+_DEFAULT_FLOOR_SECONDS = 1e-3
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a difference counts. The defaults are chosen for findings filed as bugs."""
+
+    # 1 %: a matrix runs many comparisons (versions × scenarios × metrics). At 5 %, one
+    # in twenty unchanged metrics would be flagged anyway.
+    alpha: float = 0.01
+    # Cliff's delta of 0.3: between Romano et al.'s "small" (0.147) and "medium"
+    # (0.33). The two distributions then overlap far less than they would by chance.
+    min_effect: float = 0.3
+    # Medians must differ by 20 % or more, so tiny but significant shifts are not
+    # reported. That is well above the run-to-run jitter of containerised benchmarks.
+    min_ratio: float = 1.2
+    # 5 percentage points: less than that, for example 1/100 against 2/100, is within
+    # what a flaky network or client produces.
+    min_rate_diff: float = 0.05
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    baseline_label: str
+    candidate_label: str
+    test: str
+    p_value: float | None
+    effect: float | None  # > 0: the candidate is larger (samples) or higher (counts)
+    effect_name: str
+    baseline_summary: str
+    candidate_summary: str
+    delta: str
+    verdict: Verdict
+    words: str
+
+
+# ---------------------------------------------------------------------------------------
+# Formatting
+
+
+def format_number(value: float) -> str:
+    """About three significant digits; a space groups thousands ("19 998")."""
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{round(value):,}".replace(",", " ")
+    if magnitude >= 1:
+        return f"{value:.1f}"
+    if magnitude == 0:
+        return "0"
+    return f"{value:.2g}"
+
+
+def format_duration(value: float, unit: str = "ms") -> str:
+    """A duration in µs, ms or s, whichever reads best, to one decimal.
+
+    0.412 ms gives "0.4 ms" and 20012 ms gives "20.0 s". The µs scale is used only
+    below 0.1 ms, because "0.4 ms" reads better than "412 µs" next to other ms values.
+    """
+    seconds = value * _SECONDS_PER[unit]
+    magnitude = abs(seconds)
+    # Unit is chosen after rounding, so 999.96 ms shows as "1.0 s", not "1000.0 ms".
+    if round(magnitude * 1e3, 1) >= 1000:
+        return f"{seconds:.1f} s"
+    if magnitude == 0 or magnitude >= 1e-4:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit in _SECONDS_PER:
+        return format_duration(value, unit)
+    return f"{format_number(value)} {unit}".rstrip()
+
+
+def describe_samples(values: Sequence[float], unit: str = "ms") -> str:
+    """For example, "p50 0.4 ms, p90 0.9 ms (n=10)". Percentiles are interpolated linearly."""
+    if len(values) == 0:
+        return "no samples (n=0)"
+    p50, p90 = np.percentile(np.asarray(values, dtype=float), [50, 90])
+    return f"p50 {format_value(p50, unit)}, p90 {format_value(p90, unit)} (n={len(values)})"
+
+
+def format_p(p: float) -> str:
+    """For example, "p=1.1e-05" or "p=0.34"."""
+    if p == 0:
+        # SciPy underflows to 0 for overwhelming evidence. "p=0" would read as certainty.
+        return "p<1e-300"
+    return f"p={p:.2g}"
+
+
+def _format_delta(diff: float, unit: str) -> str:
+    # Stays in the caller's unit ("+19 998 ms"), so the delta can be checked against the
+    # raw numbers without converting units.
+    if diff == 0:
+        return f"±0 {unit}".rstrip()
+    return f"{'+' if diff > 0 else '-'}{format_number(abs(diff))} {unit}".rstrip()
+
+
+def _format_pp(diff: float) -> str:
+    pp = round(diff * 100, 1)
+    if pp == 0:
+        return "±0 pp"
+    text = f"{abs(pp):.1f}".removesuffix(".0")
+    return f"{'+' if pp > 0 else '-'}{text} pp"
+
+
+def _with_notes(inner: str, notes: str | None) -> str:
+    return f"{inner}; {notes}" if notes else inner
+
+
+# ---------------------------------------------------------------------------------------
+# Samples
+
+
+def _default_floor(unit: str) -> float:
+    if unit in _SECONDS_PER:
+        return _DEFAULT_FLOOR_SECONDS / _SECONDS_PER[unit]
+    return 0.0
+
+
+def _medians_differ(a: float, b: float, min_ratio: float, abs_floor: float) -> bool:
+    """True when the medians differ by min_ratio, or cross zero by abs_floor or more."""
+    if a == b:
+        return min_ratio <= 1
+    if a == 0 or b == 0 or (a < 0) != (b < 0):
+        # A ratio is meaningless here: 0 against 0.001 ms would be "infinitely" worse.
+        return abs(a - b) >= abs_floor
+    return max(abs(a), abs(b)) / min(abs(a), abs(b)) >= min_ratio
+
+
+def _min_p_samples(n1: int, n2: int) -> float:
+    """The smallest two-sided p that an exact Mann-Whitney test can give for n1 against n2.
+
+    It is reached when the two samples do not overlap: 2 of the C(n1+n2, n1) rank
+    arrangements are that extreme.
+    """
+    return min(1.0, 2 / comb(n1 + n2, n1))
+
+
+def _min_p_counts(n1: int, n2: int) -> float:
+    """The smallest two-sided Fisher p for these totals: all hits on one side, none on the other."""
+    return float(stats.fisher_exact([[n1, 0], [0, n2]]).pvalue)
+
+
+def _powerless(n1: int, n2: int, alpha: float, min_p: float) -> str:
+    # Without this, 3 runs against 3 that never overlap would read "no significant
+    # change", though no data of that size could ever have shown a change.
+    return f"n={n1} vs n={n2} cannot reach p<{alpha:g}: the smallest possible p is {min_p:.2g}"
+
+
+def _direction(effect: float, higher_is_worse: bool) -> Verdict:
+    return "regression" if (effect > 0) == higher_is_worse else "improvement"
+
+
+def compare_samples(
+    metric: str,
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    *,
+    labels: tuple[str, str],
+    higher_is_worse: bool = True,
+    unit: str = "ms",
+    thresholds: Thresholds = Thresholds(),
+    abs_floor: float | None = None,
+    baseline_notes: str | None = None,
+    candidate_notes: str | None = None,
+) -> Comparison:
+    """Mann-Whitney U and Cliff's delta, candidate against baseline.
+
+    ``labels`` is (baseline, candidate). ``abs_floor``, in ``unit``, is the smallest
+    difference that counts when one median is zero. By default it is 1 ms for duration
+    units and 0 otherwise. Notes such as "end: TLS alert + FIN" go in parentheses after
+    each side's numbers in ``words``.
+    """
+    base = np.asarray(baseline, dtype=float)
+    cand = np.asarray(candidate, dtype=float)
+    if not (np.isfinite(base).all() and np.isfinite(cand).all()):
+        # NaN or inf means a parsing bug upstream. Dropping those values would hide it.
+        raise ValueError(f"{metric}: samples must be finite numbers")
+    base_label, cand_label = labels
+    floor = _default_floor(unit) if abs_floor is None else abs_floor
+    base_summary = describe_samples(base, unit)
+    cand_summary = describe_samples(cand, unit)
+
+    def sentence(tail: str) -> str:
+        c = _side(cand, unit, candidate_notes)
+        b = _side(base, unit, baseline_notes)
+        return f"{cand_label} vs {base_label}: {metric} p50 {c} vs {b} — {tail}."
+
+    if len(base) < MIN_SAMPLES or len(cand) < MIN_SAMPLES:
+        return Comparison(
+            metric=metric,
+            baseline_label=base_label,
+            candidate_label=cand_label,
+            test=TOO_FEW,
+            p_value=None,
+            effect=None,
+            effect_name=CLIFFS_DELTA,
+            baseline_summary=base_summary,
+            candidate_summary=cand_summary,
+            delta=_sample_delta(base, cand, unit),
+            verdict="inconclusive",
+            words=sentence(f"inconclusive (too few samples: need at least {MIN_SAMPLES} per side)"),
+        )
+
+    if np.all(base == base[0]) and np.all(cand == base[0]):
+        # Every value is tied, so the normal approximation has zero variance. SciPy
+        # copes with that, but the answer (no evidence of any difference) is set here.
+        p, effect = 1.0, 0.0
+    else:
+        # U is candidate's: the number of (candidate, baseline) pairs where the candidate
+        # is larger, with ties counting one half. So 2U/(n1 n2) - 1 is
+        # P(c > b) - P(c < b), Cliff's delta, positive when the candidate is larger.
+        result = stats.mannwhitneyu(cand, base, alternative="two-sided")
+        p = float(result.pvalue)
+        effect = 2 * float(result.statistic) / (len(cand) * len(base)) - 1
+
+    med_base, med_cand = float(np.median(base)), float(np.median(cand))
+    significant = p < thresholds.alpha
+    large = abs(effect) >= thresholds.min_effect
+    # The medians must also move the same way as Cliff's delta. Otherwise the sentence
+    # would call a lower p50 a regression.
+    far_apart = _medians_differ(med_base, med_cand, thresholds.min_ratio, floor)
+    same_way = (med_cand - med_base) * effect > 0 or thresholds.min_ratio <= 1
+    material = far_apart and same_way
+    verdict: Verdict = (
+        _direction(effect, higher_is_worse)
+        if significant and large and material
+        else "no significant change"
+    )
+    stats_text = f"Mann-Whitney U {format_p(p)}, {CLIFFS_DELTA} {effect:+.2f}"
+    if significant and verdict == "no significant change":
+        # Says why a "significant" p was overruled, so nobody reading it thinks it a mistake.
+        reasons = []
+        if not large:
+            reasons.append(f"|{CLIFFS_DELTA}| < {thresholds.min_effect:g}")
+        if not far_apart:
+            reasons.append(_ratio_reason(med_base, med_cand, thresholds.min_ratio, floor, unit))
+        elif not same_way:
+            reasons.append(f"p50 moved against {CLIFFS_DELTA}")
+        stats_text += f"; below practical thresholds: {', '.join(reasons)}"
+    min_p = _min_p_samples(len(cand), len(base))
+    if verdict == "no significant change" and min_p >= thresholds.alpha:
+        verdict = "inconclusive"
+        stats_text += f"; {_powerless(len(cand), len(base), thresholds.alpha, min_p)}"
+    return Comparison(
+        metric=metric,
+        baseline_label=base_label,
+        candidate_label=cand_label,
+        test=MANN_WHITNEY,
+        p_value=p,
+        effect=effect,
+        effect_name=CLIFFS_DELTA,
+        baseline_summary=base_summary,
+        candidate_summary=cand_summary,
+        delta=_sample_delta(base, cand, unit),
+        verdict=verdict,
+        words=sentence(f"{verdict} ({stats_text})"),
+    )
+
+
+def _side(values: np.ndarray, unit: str, notes: str | None) -> str:
+    if len(values) == 0:
+        return _with_notes("none (n=0)", notes)
+    return (
+        f"{format_value(float(np.median(values)), unit)} ({_with_notes(f'n={len(values)}', notes)})"
+    )
+
+
+def _sample_delta(base: np.ndarray, cand: np.ndarray, unit: str) -> str:
+    if len(base) == 0 or len(cand) == 0:
+        return "n/a"
+    return f"{_format_delta(float(np.median(cand) - np.median(base)), unit)} (p50)"
+
+
+def _ratio_reason(a: float, b: float, min_ratio: float, floor: float, unit: str) -> str:
+    if a == 0 or b == 0 or (a < 0) != (b < 0):
+        return f"p50 difference < {format_value(floor, unit)}"
+    ratio = max(abs(a), abs(b)) / min(abs(a), abs(b))
+    return f"p50 ratio {ratio:.2f} < {min_ratio:g}"
+
+
+# ---------------------------------------------------------------------------------------
+# Counts
+
+
+def compare_counts(
+    metric: str,
+    baseline_hits: int,
+    baseline_total: int,
+    candidate_hits: int,
+    candidate_total: int,
+    *,
+    labels: tuple[str, str],
+    higher_is_worse: bool = True,
+    thresholds: Thresholds = Thresholds(),
+    what: str = "connections stalled",
+    baseline_notes: str | None = None,
+    candidate_notes: str | None = None,
+) -> Comparison:
+    """Fisher's exact test on hits/total, candidate against baseline.
+
+    ``labels`` is (baseline, candidate). ``effect`` is the candidate's proportion minus
+    the baseline's.
+    """
+    for hits, total in ((baseline_hits, baseline_total), (candidate_hits, candidate_total)):
+        if total < 0 or not 0 <= hits <= total:
+            raise ValueError(f"{metric}: need 0 <= hits <= total, got {hits}/{total}")
+    base_label, cand_label = labels
+    base_summary = _count_summary(baseline_hits, baseline_total, what)
+    cand_summary = _count_summary(candidate_hits, candidate_total, what)
+
+    def sentence(tail: str) -> str:
+        # `what` ("connections stalled") names the metric readably, so `metric` is left out.
+        c = _count_side(candidate_hits, candidate_total, candidate_notes, what)
+        b = _count_side(baseline_hits, baseline_total, baseline_notes, "")
+        return f"{cand_label} vs {base_label}: {c} vs {b} — {tail}."
+
+    if baseline_total == 0 or candidate_total == 0:
+        empty = [
+            lab
+            for lab, t in ((base_label, baseline_total), (cand_label, candidate_total))
+            if t == 0
+        ]
+        return Comparison(
+            metric=metric,
+            baseline_label=base_label,
+            candidate_label=cand_label,
+            test=TOO_FEW,
+            p_value=None,
+            effect=None,
+            effect_name=PROPORTION_DIFF,
+            baseline_summary=base_summary,
+            candidate_summary=cand_summary,
+            delta="n/a",
+            verdict="inconclusive",
+            words=sentence(f"inconclusive (nothing observed on {' and '.join(empty)})"),
+        )
+
+    table = [
+        [candidate_hits, candidate_total - candidate_hits],
+        [baseline_hits, baseline_total - baseline_hits],
+    ]
+    p = float(stats.fisher_exact(table, alternative="two-sided").pvalue)
+    diff = candidate_hits / candidate_total - baseline_hits / baseline_total
+    significant = p < thresholds.alpha
+    large = abs(diff) >= thresholds.min_rate_diff
+    verdict: Verdict = (
+        _direction(diff, higher_is_worse) if significant and large else "no significant change"
+    )
+    stats_text = f"Fisher exact {format_p(p)}, {PROPORTION_DIFF} {_format_pp(diff)}"
+    if significant and not large:
+        stats_text += f"; below practical threshold of {_format_pp(thresholds.min_rate_diff)}"
+    min_p = _min_p_counts(candidate_total, baseline_total)
+    if verdict == "no significant change" and min_p >= thresholds.alpha:
+        verdict = "inconclusive"
+        stats_text += f"; {_powerless(candidate_total, baseline_total, thresholds.alpha, min_p)}"
+    return Comparison(
+        metric=metric,
+        baseline_label=base_label,
+        candidate_label=cand_label,
+        test=FISHER,
+        p_value=p,
+        effect=diff,
+        effect_name=PROPORTION_DIFF,
+        baseline_summary=base_summary,
+        candidate_summary=cand_summary,
+        delta=_format_pp(diff),
+        verdict=verdict,
+        words=sentence(f"{verdict} ({stats_text})"),
+    )
+
+
+def _percent(hits: int, total: int) -> str:
+    return f"{format_number(100 * hits / total)}%" if total else "n/a"
+
+
+def _count_summary(hits: int, total: int, what: str) -> str:
+    return f"{hits}/{total} {what} ({_percent(hits, total)})"
+
+
+def _count_side(hits: int, total: int, notes: str | None, what: str) -> str:
+    counted = f"{hits}/{total} {what}".rstrip()
+    return f"{counted} ({_with_notes(_percent(hits, total), notes)})"
+
+
+__all__ = [
+    "CLIFFS_DELTA",
+    "FISHER",
+    "MANN_WHITNEY",
+    "MIN_SAMPLES",
+    "PROPORTION_DIFF",
+    "TOO_FEW",
+    "Comparison",
+    "Thresholds",
+    "Verdict",
+    "compare_counts",
+    "compare_samples",
+    "describe_samples",
+    "format_duration",
+    "format_number",
+    "format_p",
+    "format_value",
+]

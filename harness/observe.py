@@ -1,0 +1,150 @@
+"""What the harness reads from a running stack, besides the observers' own files.
+
+- CPU and memory per container (Docker SDK one-shot stats, sampled during the load);
+- HAProxy's counters (``show info`` / ``show stat``) through its stats socket, asked
+  from the observer that shares haproxy's network namespace (the HAProxy images have
+  no socat, the observer has bash and its /dev/tcp).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from harness.compose import client
+from harness.stack import PROJECT_LABEL, Stack
+
+STATS_PORT = 9999
+
+
+class CpuSampler:
+    """Samples each container's CPU time and memory (Docker SDK one-shot stats) every
+    ``interval`` seconds in a background thread, while the load runs.
+
+    Usage over the load's own window (Locust's first to last request) then comes from
+    the samples, so start-up and tear-down of the load generator do not dilute it.
+    """
+
+    def __init__(self, project: str, interval: float = 0.5) -> None:
+        self.project = project
+        self.interval = interval
+        self.samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._containers = client().containers.list(
+            filters={"label": f"{PROJECT_LABEL}={self.project}"}
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        readers = {
+            c.labels.get("com.docker.compose.service", c.name): _reader(c) for c in self._containers
+        }
+        while True:
+            sample: dict[str, Any] = {"t": time.time(), "containers": {}}
+            for service, read in readers.items():
+                try:
+                    sample["containers"][service] = read()
+                except (OSError, docker.errors.APIError):
+                    continue  # the container is gone: its last samples stand
+            self.samples.append(sample)
+            if self._stop.wait(self.interval):
+                return
+
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def _reader(container: Any) -> Callable[[], dict[str, int]]:
+    """Read a container's CPU time and memory from its cgroup files when the harness runs
+    on the Docker host (cheap: a file read), else from the Docker SDK's one-shot stats
+    (an API round trip, slow when the CPUs are busy with the load itself)."""
+    cid = container.id
+    v1 = (CGROUP / "cpuacct/docker" / cid / "cpuacct.usage", CGROUP / "memory/docker" / cid)
+    if v1[0].exists():
+        return lambda: {
+            "cpu_ns": int(v1[0].read_text()),
+            "mem": int((v1[1] / "memory.usage_in_bytes").read_text()),
+        }
+    for v2 in (CGROUP / f"system.slice/docker-{cid}.scope", CGROUP / "docker" / cid):
+        if (v2 / "cpu.stat").exists():
+            return lambda v2=v2: {
+                "cpu_ns": int((v2 / "cpu.stat").read_text().split()[1]) * 1000,  # usage_usec
+                "mem": int((v2 / "memory.current").read_text()),
+            }
+
+    def from_api() -> dict[str, int]:
+        stats = container.stats(stream=False, one_shot=True)
+        return {
+            "cpu_ns": int(stats["cpu_stats"]["cpu_usage"]["total_usage"]),
+            "mem": int(stats.get("memory_stats", {}).get("usage", 0)),
+        }
+
+    return from_api
+
+
+def cpu_usage(
+    samples: list[dict[str, Any]], start: float, end: float
+) -> dict[str, dict[str, float]]:
+    """Average cores and peak memory per container within [start, end] (epoch seconds).
+
+    Uses the samples just outside the window too, so a short window still has two points.
+    """
+    before = [s for s in samples if s["t"] <= start]
+    after = [s for s in samples if s["t"] >= end]
+    inside = [s for s in samples if start < s["t"] < end]
+    window = before[-1:] + inside + after[:1]
+    if len(window) < 2:
+        return {}
+    first, last = window[0], window[-1]
+    seconds = max(last["t"] - first["t"], 1e-9)
+    usage = {}
+    for service, end_stats in last["containers"].items():
+        start_ns = first["containers"].get(service, end_stats)["cpu_ns"]
+        used = (end_stats["cpu_ns"] - start_ns) / 1e9
+        peak = max(s["containers"].get(service, {}).get("mem", 0) for s in window)
+        usage[service] = {
+            "cpu_seconds": round(used, 3),
+            "cores": round(used / seconds, 3),
+            "memory_peak_mb": round(peak / 2**20, 1),
+        }
+    return usage
+
+
+def haproxy_command(stack: Stack, command: str) -> str:
+    """One stats-socket command, answered in full (HAProxy closes after the reply)."""
+    script = f'exec 3<>/dev/tcp/127.0.0.1/{STATS_PORT}; echo "{command}" >&3; cat <&3'
+    proc = stack.exec("census-haproxy", "bash", "-c", script, timeout=30)
+    return proc.stdout.decode(errors="replace")
+
+
+def parse_info(text: str) -> dict[str, str]:
+    info = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key.strip()] = value.strip()
+    return info
+
+
+def parse_stat(text: str) -> list[dict[str, Any]]:
+    """``show stat`` CSV (header starts with '# '), one dict per proxy/server row."""
+    body = text.lstrip("# ")
+    rows = []
+    for row in csv.DictReader(io.StringIO(body)):
+        rows.append({k: v for k, v in row.items() if k and v not in ("", None)})
+    return rows

@@ -1,0 +1,331 @@
+"""Comparisons of a metric between versions, on synthetic data with known differences."""
+
+import dataclasses
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from harness.analyse.compare import (
+    CLIFFS_DELTA,
+    FISHER,
+    MANN_WHITNEY,
+    PROPORTION_DIFF,
+    TOO_FEW,
+    Thresholds,
+    compare_counts,
+    compare_samples,
+    describe_samples,
+    format_duration,
+    format_number,
+    format_p,
+    format_value,
+)
+
+LABELS = ("2.2.9 (debian:bullseye)", "2.6.12 (debian:bookworm)")  # (baseline, candidate)
+
+# Close delays in ms: a clean FIN close after ~0.4 ms against a 20 s timeout.
+FAST = [0.38, 0.41, 0.40, 0.39, 0.42, 0.44, 0.37, 0.40, 0.43, 0.41]
+STALLED = [
+    20001.2,
+    20000.4,
+    20003.1,
+    19999.8,
+    20002.5,
+    20000.9,
+    20001.7,
+    20000.2,
+    20002.0,
+    20001.1,
+]
+
+
+def lognormal_grid(median: float, sigma: float, n: int) -> np.ndarray:
+    """n log-normal quantiles: a sample with an exact median and no random draw."""
+    return median * np.exp(sigma * stats.norm.ppf((np.arange(n) + 0.5) / n))
+
+
+# ---------------------------------------------------------------------------------------
+# Formatting
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (0.412, "ms", "0.4 ms"),
+        (20012, "ms", "20.0 s"),
+        (0.05, "ms", "50.0 µs"),
+        (0.1, "ms", "0.1 ms"),
+        (999.96, "ms", "1.0 s"),  # the unit is chosen after rounding
+        (0, "ms", "0.0 ms"),
+        (2.5, "s", "2.5 s"),
+        (1500, "us", "1.5 ms"),
+        (-20012, "ms", "-20.0 s"),
+    ],
+)
+def test_format_duration(value, unit, text):
+    assert format_duration(value, unit) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(19998.4, "19 998"), (1234567, "1 234 567"), (12.34, "12.3"), (0.0123, "0.012"), (0, "0")],
+)
+def test_format_number(value, text):
+    assert format_number(value) == text
+
+
+def test_format_value_plain_units_and_p():
+    assert format_value(1234.5, "req/s") == "1 234 req/s"
+    assert format_p(1.0825e-05) == "p=1.1e-05"
+    assert format_p(0.3412) == "p=0.34"
+    assert format_p(0.0) == "p<1e-300"
+
+
+def test_describe_samples():
+    assert describe_samples(FAST) == "p50 0.4 ms, p90 0.4 ms (n=10)"
+    assert describe_samples(STALLED) == "p50 20.0 s, p90 20.0 s (n=10)"
+    # Linear interpolation: p50 of 1..10 is 5.5, p90 is 9.1.
+    assert describe_samples(range(1, 11)) == "p50 5.5 ms, p90 9.1 ms (n=10)"
+    assert describe_samples([0.2, 0.4, 0.9]) == "p50 0.4 ms, p90 0.8 ms (n=3)"
+    assert describe_samples([100, 200, 300], unit="req/s") == "p50 200 req/s, p90 280 req/s (n=3)"
+    assert describe_samples([]) == "no samples (n=0)"
+
+
+# ---------------------------------------------------------------------------------------
+# Samples
+
+
+def test_twenty_second_stall_is_a_regression():
+    c = compare_samples(
+        "close delay",
+        FAST,
+        STALLED,
+        labels=LABELS,
+        baseline_notes="end: FIN",
+        candidate_notes="end: TLS alert + FIN",
+    )
+    assert c.verdict == "regression"
+    assert c.test == MANN_WHITNEY
+    assert c.effect_name == CLIFFS_DELTA
+    assert c.p_value < 1e-3
+    # No overlap at all: every candidate value exceeds every baseline value.
+    assert c.effect == 1.0
+    assert (c.baseline_label, c.candidate_label) == LABELS
+    assert c.baseline_summary == "p50 0.4 ms, p90 0.4 ms (n=10)"
+    assert c.candidate_summary == "p50 20.0 s, p90 20.0 s (n=10)"
+    assert c.delta == "+20 001 ms (p50)"
+    assert c.words == (
+        "2.6.12 (debian:bookworm) vs 2.2.9 (debian:bullseye): close delay p50 20.0 s "
+        "(n=10; end: TLS alert + FIN) vs 0.4 ms (n=10; end: FIN) — regression "
+        "(Mann-Whitney U p=0.00018, Cliff's delta +1.00)."
+    )
+
+
+def test_stall_fixed_is_an_improvement():
+    c = compare_samples("close delay", STALLED, FAST, labels=("2.6.15", "2.6.17"))
+    assert c.verdict == "improvement"
+    assert c.p_value < 1e-3
+    assert c.effect == -1.0
+    assert c.delta == "-20 001 ms (p50)"
+    assert c.words.startswith("2.6.17 vs 2.6.15: close delay p50 0.4 ms (n=10) vs 20.0 s (n=10)")
+
+
+def test_direction_follows_higher_is_worse():
+    # Throughput: the candidate serving more requests per second is better.
+    c = compare_samples(
+        "throughput", FAST, STALLED, labels=LABELS, higher_is_worse=False, unit="req/s"
+    )
+    assert c.verdict == "improvement"
+
+
+def test_cliffs_delta_matches_its_definition_with_ties():
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 6, 40).astype(float)  # many ties, inside and across samples
+    cand = rng.integers(1, 7, 25).astype(float)
+    c = compare_samples("x", base, cand, labels=("a", "b"))
+    diff = cand[:, None] - base[None, :]
+    expected = (np.sum(diff > 0) - np.sum(diff < 0)) / diff.size
+    assert c.effect == pytest.approx(expected)
+    assert c.effect > 0  # the candidate was drawn larger
+
+
+def test_same_distribution_is_rarely_called_a_change():
+    # Two draws from one skewed distribution. With alpha = 0.01 about 1 % of seeds
+    # give p < alpha by chance. The min_effect and min_ratio guards can only remove
+    # some of those. Measured with numpy 2.4 and SciPy 1.17: 198 of 200.
+    verdicts: Counter[str] = Counter()
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        base = rng.lognormal(mean=0.0, sigma=1.0, size=30)
+        cand = rng.lognormal(mean=0.0, sigma=1.0, size=30)
+        verdicts[compare_samples("latency", base, cand, labels=("a", "b")).verdict] += 1
+    assert verdicts["no significant change"] >= 190, verdicts
+    assert verdicts["inconclusive"] == 0
+
+
+def test_small_significant_shift_below_min_ratio_is_no_change():
+    # 10.0 against 10.5 ms with 2000 samples each. The shift is real: p is
+    # astronomically small and Cliff's delta passes min_effect. But a 5 % move of the
+    # median is within run-to-run jitter of containerised benchmarks, and nobody should
+    # file a bug for it. min_ratio (1.2) is the only guard that stops it here.
+    base = lognormal_grid(10.0, 0.05, 2000)
+    cand = lognormal_grid(10.5, 0.05, 2000)
+    c = compare_samples("latency", base, cand, labels=("a", "b"))
+    assert c.p_value < Thresholds().alpha
+    assert abs(c.effect) >= Thresholds().min_effect
+    assert c.verdict == "no significant change"
+    assert c.delta == "+0.5 ms (p50)"
+    assert "below practical thresholds: p50 ratio 1.05 < 1.2" in c.words
+    # The guard, not the test, decided: with a lax ratio it is a regression.
+    lax = compare_samples(
+        "latency", base, cand, labels=("a", "b"), thresholds=Thresholds(min_ratio=1.01)
+    )
+    assert lax.verdict == "regression"
+
+
+def test_small_effect_is_no_change_even_if_medians_move():
+    # Uniform 0-10 ms against the same shifted by 1.5 ms. The median ratio is 1.3, but the
+    # two distributions overlap heavily: Cliff's delta = 2(0.15) - 0.15² = 0.2775 < 0.3.
+    base = np.linspace(0, 10, 2000)
+    cand = base + 1.5
+    c = compare_samples("latency", base, cand, labels=("a", "b"))
+    assert c.p_value < 1e-10
+    assert c.effect == pytest.approx(0.2775, abs=1e-3)
+    assert c.verdict == "no significant change"
+    assert "|Cliff's delta| < 0.3" in c.words
+
+
+def test_zero_median_uses_the_absolute_floor():
+    zeros = [0.0] * 10
+    sub_ms = [0.5, 0.6, 0.5, 0.4, 0.5, 0.6, 0.5, 0.5, 0.4, 0.6]
+    # Significant and fully separated, but 0 against 0.5 ms is below the 1 ms floor.
+    c = compare_samples("close delay", zeros, sub_ms, labels=("a", "b"))
+    assert c.p_value < 1e-3 and c.effect == 1.0
+    assert c.verdict == "no significant change"
+    assert "p50 difference < 1.0 ms" in c.words
+    assert compare_samples("d", zeros, sub_ms, labels=("a", "b"), abs_floor=0.1).verdict == (
+        "regression"
+    )
+    # The floor follows the unit: 1 ms is 0.001 s.
+    in_s = [v / 1000 for v in sub_ms]
+    assert compare_samples("d", zeros, in_s, labels=("a", "b"), unit="s").verdict == (
+        "no significant change"
+    )
+    five_ms = [v + 4.5 for v in sub_ms]
+    assert compare_samples("d", zeros, five_ms, labels=("a", "b")).verdict == "regression"
+
+
+def test_identical_constant_samples():
+    c = compare_samples("close delay", [5.0] * 10, [5.0] * 10, labels=("a", "b"))
+    assert c.p_value == 1.0
+    assert c.effect == 0.0
+    assert c.verdict == "no significant change"
+    assert c.delta == "±0 ms (p50)"
+
+
+@pytest.mark.parametrize(("n_base", "n_cand"), [(2, 10), (10, 2), (0, 5), (0, 0)])
+def test_too_few_samples_is_inconclusive(n_base, n_cand):
+    c = compare_samples("close delay", FAST[:n_base], STALLED[:n_cand], labels=("a", "b"))
+    assert c.verdict == "inconclusive"
+    assert c.test == TOO_FEW
+    assert c.p_value is None and c.effect is None
+    assert "too few samples: need at least 3 per side" in c.words
+
+
+def test_samples_too_small_to_ever_be_significant_are_inconclusive():
+    # 3 against 3 with no overlap: the exact test's smallest possible p is 2/C(6,3) = 0.1.
+    # "No significant change" would claim more than such data can show.
+    c = compare_samples("close delay", FAST[:3], STALLED[:3], labels=("a", "b"))
+    assert c.test == MANN_WHITNEY
+    assert c.p_value == pytest.approx(0.1)
+    assert c.verdict == "inconclusive"
+    assert "the smallest possible p is 0.1" in c.words
+    # 5 against 5 can reach 2/C(10,5) = 0.0079 < 0.01.
+    five = compare_samples("close delay", FAST[:5], STALLED[:5], labels=("a", "b"))
+    assert five.p_value == pytest.approx(2 / 252)
+    assert five.verdict == "regression"
+
+
+def test_non_finite_samples_are_rejected():
+    with pytest.raises(ValueError, match="finite"):
+        compare_samples("close delay", [1.0, float("nan"), 2.0], FAST, labels=("a", "b"))
+
+
+def test_comparison_is_frozen():
+    c = compare_samples("close delay", FAST, STALLED, labels=LABELS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.verdict = "improvement"  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------------------
+# Counts
+
+
+def test_all_stalled_against_none_is_a_regression():
+    c = compare_counts(
+        "stalls", 0, 10, 10, 10, labels=("2.6.17", "2.6.15"), candidate_notes="end: TLS alert + FIN"
+    )
+    assert c.verdict == "regression"
+    assert c.test == FISHER
+    assert c.effect_name == PROPORTION_DIFF
+    # Exact: 2 / C(20, 10).
+    assert c.p_value == pytest.approx(2 / 184756)
+    assert c.p_value < 1e-3
+    assert c.effect == 1.0
+    assert c.delta == "+100 pp"
+    assert c.baseline_summary == "0/10 connections stalled (0%)"
+    assert c.candidate_summary == "10/10 connections stalled (100%)"
+    assert c.words == (
+        "2.6.15 vs 2.6.17: 10/10 connections stalled (100%; end: TLS alert + FIN) vs 0/10 (0%)"
+        " — regression (Fisher exact p=1.1e-05, difference in proportions +100 pp)."
+    )
+
+
+def test_stall_fixed_in_counts_is_an_improvement():
+    c = compare_counts("stalls", 10, 10, 0, 10, labels=("2.6.15", "2.6.17"))
+    assert c.verdict == "improvement"
+    assert c.effect == -1.0
+    assert c.delta == "-100 pp"
+
+
+def test_one_against_two_percent_is_no_change():
+    c = compare_counts("stalls", 1, 100, 2, 100, labels=("a", "b"))
+    assert c.verdict == "no significant change"
+    assert c.p_value == pytest.approx(1.0)
+    assert c.effect == pytest.approx(0.01)
+    assert c.delta == "+1 pp"
+
+
+def test_significant_but_tiny_rate_difference_is_no_change():
+    # 0 % against 0.4 % on 100 000 connections each is significant, but 0.4 pp is
+    # below min_rate_diff (5 pp).
+    c = compare_counts("stalls", 0, 100_000, 400, 100_000, labels=("a", "b"))
+    assert c.p_value < 1e-10
+    assert c.verdict == "no significant change"
+    assert c.delta == "+0.4 pp"
+    assert "below practical threshold of +5 pp" in c.words
+
+
+@pytest.mark.parametrize("totals", [(0, 10), (10, 0), (0, 0)])
+def test_zero_totals_are_inconclusive(totals):
+    base_total, cand_total = totals
+    c = compare_counts("stalls", 0, base_total, 0, cand_total, labels=("a", "b"))
+    assert c.verdict == "inconclusive"
+    assert c.test == TOO_FEW
+    assert c.p_value is None and c.effect is None
+    assert "nothing observed on" in c.words
+
+
+def test_counts_too_small_to_ever_be_significant_are_inconclusive():
+    c = compare_counts("stalls", 0, 3, 3, 3, labels=("a", "b"))
+    assert c.p_value == pytest.approx(0.1)
+    assert c.verdict == "inconclusive"
+
+
+def test_invalid_counts_are_rejected():
+    with pytest.raises(ValueError, match="hits <= total"):
+        compare_counts("stalls", 11, 10, 0, 10, labels=("a", "b"))
+    with pytest.raises(ValueError, match="hits <= total"):
+        compare_counts("stalls", -1, 10, 0, 10, labels=("a", "b"))
