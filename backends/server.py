@@ -9,12 +9,17 @@ of the same name in lower case without the prefix, e.g.
 
 Per-run only:   BACKEND_HOST [0.0.0.0], BACKEND_PORT [8080, 0 = ephemeral],
                 BACKEND_BACKLOG [1024], BACKEND_ACCEPT_DELAY_MS [0],
-                BACKEND_MODE [http | fin-delay]
+                BACKEND_MODE [http | fin-delay],
+                BACKEND_BLACKHOLE_PORT [0 = none]: a second port that listens
+                with a backlog of 1 and never accepts (a saturated server)
 Per request too: BACKEND_SIZE [128], BACKEND_FRAMING [content-length |
                 chunked | close], BACKEND_CHUNK_SIZE [8192],
                 BACKEND_CHUNK_PAUSE_MS [0], BACKEND_DELAY_MS [0],
                 BACKEND_KEEPALIVE [on | off], BACKEND_IDLE_TIMEOUT_MS [0],
                 BACKEND_MAX_REQUESTS [0], BACKEND_FIN_DELAY_MS [0]
+
+GET /_stats answers {"connections": N, "requests": N} since start (JSON), so a
+cell can count the connections a proxy opened towards the backend.
 
 Query parameters with other names are ignored (so cache busters pass); a bad
 value, or a per-run knob given as a query parameter, gets a 400 naming it.
@@ -27,9 +32,11 @@ BACKEND_FIN_DELAY_MS after reading the client's FIN.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import signal
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -80,6 +87,11 @@ class Config:
     accept_delay_ms: float
     mode: str
     knobs: Knobs
+    blackhole_port: int = 0
+
+
+# Totals since start, for GET /_stats (one event loop: no locking needed).
+TOTALS = {"connections": 0, "requests": 0}
 
 
 # --- value parsing (shared by environment and query parameters) -------------
@@ -143,7 +155,7 @@ KNOB_PARSERS = {
     "fin_delay_ms": _ms,
 }
 assert set(KNOB_PARSERS) == {f.name for f in fields(Knobs)}
-RUN_ONLY = ("host", "port", "backlog", "accept_delay_ms", "mode")
+RUN_ONLY = ("host", "port", "backlog", "accept_delay_ms", "mode", "blackhole_port")
 # fin-delay mode pins these; overriding them per request would void calibration.
 FIN_DELAY_PINNED = ("framing", "keepalive", "idle_timeout_ms")
 
@@ -171,6 +183,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         accept_delay_ms=_ms("BACKEND_ACCEPT_DELAY_MS", get("accept_delay_ms") or "0"),
         mode=mode,
         knobs=knobs,
+        blackhole_port=_int(0, 65535)("BACKEND_BLACKHOLE_PORT", get("blackhole_port") or "0"),
     )
 
 
@@ -368,6 +381,7 @@ class BackendProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        TOTALS["connections"] += 1
         if self.cfg.accept_delay_ms > 0:
             # Python 3.11 transports register their reader in a callback queued
             # right after connection_made, undoing a pause_reading() made here;
@@ -509,8 +523,13 @@ class BackendProtocol(asyncio.Protocol):
             self._set_connection_knobs(knobs)  # back to defaults after an override
 
         close = req.close or not knobs.keepalive or (0 < knobs.max_requests <= self.count)
+        TOTALS["requests"] += 1
         if req.path == b"/health":
             self._write(simple_response(b"200 OK", b"ok", self.count, close, req.http10))
+            return self._after_response(close)
+        if req.path == b"/_stats":
+            body = json.dumps(TOTALS).encode()
+            self._write(simple_response(b"200 OK", body, self.count, close, req.http10))
             return self._after_response(close)
 
         framing = knobs.framing
@@ -752,6 +771,12 @@ async def serve(cfg: Config) -> None:
         reuse_address=True,
     )
     port = server.sockets[0].getsockname()[1]
+    if cfg.blackhole_port:
+        # Listening but never accepting: once its queue is full, SYNs go unanswered.
+        blackhole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        blackhole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blackhole.bind((cfg.host, cfg.blackhole_port))
+        blackhole.listen(1)
     print(describe(cfg, port), flush=True)
     stop: asyncio.Future[None] = loop.create_future()
     # As PID 1 in a container, default SIGTERM handling would be ignored.

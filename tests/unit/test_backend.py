@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -519,3 +520,38 @@ def _rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def test_stats_counts_connections_and_requests(backend: Callable[..., int]) -> None:
+    port = backend()
+    for _ in range(3):
+        fetch(port)
+    stats = json.loads(fetch(port, "/_stats").body)
+    # the fixture's readiness probe may or may not have connected: count from the fetches
+    assert stats["requests"] == 4
+    assert stats["connections"] in (4, 5)
+
+
+def test_blackhole_port_never_accepts(backend: Callable[..., int]) -> None:
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    hole = free.getsockname()[1]
+    free.close()
+    backend(BLACKHOLE_PORT=str(hole))
+    # The kernel completes a handshake or two into the queue; past that, SYNs go
+    # unanswered and connect() times out: what a saturated server looks like.
+    outcomes = []
+    socks = []
+    for _ in range(4):
+        s = socket.socket()
+        s.settimeout(0.3)
+        try:
+            s.connect(("127.0.0.1", hole))
+            outcomes.append("connected")
+        except TimeoutError:
+            outcomes.append("timeout")
+        socks.append(s)
+    for s in socks:
+        s.close()
+    assert outcomes[0] == "connected"
+    assert outcomes[-1] == "timeout"
