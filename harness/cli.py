@@ -3,6 +3,7 @@
     images  [--haproxy SPEC ...]            build what is missing (support + HAProxy images)
     run     --haproxy SPEC --scenario NAME  one cell, one table row
     matrix  FILE                            every cell of a matrix file, then the tables
+    calibrate [FILE]                        close delays measured against known delays
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
     clean                                   remove anything a harness run left in Docker
 
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness import ROOT, images, report, results, runner, spec, versions
+from harness import ROOT, calibration, images, report, results, runner, spec, versions
 from harness.compose import CommandLog
 from harness.errors import HarnessError
 from harness.progress import Progress
@@ -49,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("matrix", help="run every cell of a matrix file")
     p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MATRIX)
+
+    p = verbs.add_parser(
+        "calibrate", help="check the close-delay measurements against known delays"
+    )
+    p.add_argument("file", nargs="?", type=Path, default=ROOT / "matrices" / "calibration.yaml")
 
     p = verbs.add_parser("report", help="rebuild a run's report from its folder")
     p.add_argument("run_dir", type=Path)
@@ -95,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "matrix":
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
             return _run_plan(plan)
+        if args.verb == "calibrate":
+            plan = spec.load(args.file, results.new_run_id(args.file.stem))
+            _run_plan(plan)
+            records = results.cells(results.RESULTS_DIR / plan.cells[0].run_id)
+            print(calibration.table(records))
+            found = [p for r in records for p in calibration.problems(r)]
+            for problem in found:
+                print(f"out of tolerance: {problem}", file=sys.stderr)
+            return 1 if found else 0
         if args.verb == "report":
             if not (args.run_dir / "run.json").exists():
                 raise HarnessError(f"{args.run_dir}: not a run folder (no run.json in it).")

@@ -132,6 +132,15 @@ def haproxy_command(stack: Stack, command: str) -> str:
     return proc.stdout.decode(errors="replace")
 
 
+def backend_totals(stack: Stack) -> str:
+    """The backend's own count of connections and requests (GET /_stats), as JSON text."""
+    script = (
+        "import urllib.request;"
+        "print(urllib.request.urlopen('http://backend:8080/_stats', timeout=5).read().decode())"
+    )
+    return stack.exec("client", "python3", "-c", script, timeout=30).stdout.decode()
+
+
 def parse_info(text: str) -> dict[str, str]:
     info = {}
     for line in text.splitlines():

@@ -38,13 +38,14 @@ class Network:
     haproxy: str
     backend: str
     client: str
+    nowhere: str  # in the subnet, but no container has it: SYNs to it go unanswered
 
     @classmethod
     def for_project(cls, project: str) -> Network:
         slot = int(hashlib.sha256(project.encode()).hexdigest(), 16) % 256
         net = list(SUBNET_POOL.subnets(new_prefix=24))[slot]
         host = net.network_address
-        return cls(str(net), str(host + 10), str(host + 20), str(host + 30))
+        return cls(str(net), str(host + 10), str(host + 20), str(host + 30), str(host + 99))
 
 
 def project_name(cell: Cell) -> str:
@@ -54,8 +55,13 @@ def project_name(cell: Cell) -> str:
 
 
 def haproxy_cfg(cell: Cell, knobs: Knobs, net: Network) -> str:
+    service, port = knobs.server
     return _ENV.get_template("haproxy.cfg.j2").render(
-        cell=cell, hx=knobs.haproxy, net=net, tls=knobs.tls, log_format=HTTP_LOG_FORMAT
+        cell=cell,
+        hx=knobs.haproxy,
+        server=f"{getattr(net, service)}:{port}",
+        tls=knobs.tls,
+        log_format=HTTP_LOG_FORMAT,
     )
 
 

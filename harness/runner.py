@@ -95,6 +95,7 @@ def _measure(stack: Stack, item: Prepared) -> int:
     timing["load_end"] = time.time()
     results.write_json(folder / "cpu-samples.json", cpu.samples)
     (folder / "locust.log").write_text(output)
+    (folder / "backend-stats.json").write_text(observe.backend_totals(stack))
     if knobs.target == "haproxy":
         (folder / "haproxy-info.txt").write_text(observe.haproxy_command(stack, "show info"))
         (folder / "haproxy-stat.csv").write_text(observe.haproxy_command(stack, "show stat"))

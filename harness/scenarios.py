@@ -40,6 +40,7 @@ class HttpLoad:
     path: str = "/"
     keepalive: bool = True
     wait_ms: int = 0
+    via: str = "haproxy"  # "backend": the direct baseline, no proxy in the path
 
     def env(self, host: str) -> dict[str, str]:
         return {
@@ -63,6 +64,9 @@ class Probe:
     read_pause_ms: int = 0
     stall_ms: int = 0
     deadline_s: float = 10.0
+    # One backend query parameter swept across the cell's connections, e.g.
+    # ("chunk_size", range(20, 45)): `connections` probes per value, all at once.
+    sweep: tuple[str, tuple[int, ...]] | None = None
 
     @property
     def port(self) -> int:
@@ -82,7 +86,14 @@ class Probe:
             "PROBE_READ_PAUSE_MS": str(self.read_pause_ms),
             "PROBE_STALL_MS": str(self.stall_ms),
             "PROBE_DEADLINE_S": f"{self.deadline_s:g}",
+            "PROBE_SWEEP": (
+                f"{self.sweep[0]}=" + ",".join(map(str, self.sweep[1])) if self.sweep else ""
+            ),
         }
+
+    @property
+    def total_connections(self) -> int:
+        return self.connections * (len(self.sweep[1]) if self.sweep else 1)
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,8 @@ class Knobs:
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
     # How long observers keep watching after the load, so states can drain.
     drain_s: float = 2.0
+    # Where haproxy's server line points: a service name (or "nowhere") and a port.
+    server: tuple[str, int] = ("backend", 8080)
 
     @property
     def tls(self) -> bool:
@@ -112,6 +125,8 @@ class Scenario:
     defaults: dict[str, Any]
     knobs: Callable[[Params], Knobs]
     reports: tuple[str, ...] = field(default=())
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    check: Callable[[Params], str | None] = lambda _params: None
 
     def resolve(self, overrides: Params, where: str) -> dict[str, Any]:
         """Defaults plus overrides, each checked against the default's type."""
@@ -130,7 +145,18 @@ class Scenario:
                     f"{where}: parameter {key!r} of scenario {self.name!r} must be "
                     f"{expected.__name__} (like {self.defaults[key]!r}), got {value!r}."
                 )
+            if key in self.choices and value not in self.choices[key]:
+                raise SpecError(
+                    f"{where}: parameter {key!r} of scenario {self.name!r} must be one of "
+                    f"{', '.join(map(repr, self.choices[key]))}, got {value!r}."
+                )
             params[key] = value
+        for key, allowed in self.choices.items():
+            if params[key] not in allowed:  # a default outside its choices is our bug
+                raise AssertionError(f"{self.name}: default {key}={params[key]!r}")
+        problem = self.check(params)
+        if problem:
+            raise SpecError(f"{where}: scenario {self.name!r}: {problem}.")
         return params
 
 
@@ -142,6 +168,142 @@ def _smoke(p: Params) -> Knobs:
     )
 
 
+def _calibration(p: Params) -> Knobs:
+    # The probe talks to a target whose close delay is known: what it measures must be d.
+    return Knobs(
+        haproxy=HaproxyKnobs(),
+        backend_env={},
+        load=Probe(variant="fin", connections=p["connections"], deadline_s=10),
+        target="calibration",
+        fin_delay_ms=p["fin_delay_ms"],
+        drain_s=0.5,
+    )
+
+
+def _half_close(p: Params) -> Knobs:
+    return Knobs(
+        haproxy=HaproxyKnobs(timeout_client=p["timeout_client"], timeout_server="30s"),
+        backend_env={"BACKEND_SIZE": str(p["size"])},
+        load=Probe(
+            variant=p["variant"],
+            tls=p["tls"],
+            connections=p["connections"],
+            requests=p["requests"],
+            deadline_s=p["deadline_s"],
+        ),
+        drain_s=0.5,
+    )
+
+
+def _half_close_check(p: Params) -> str | None:
+    if p["variant"].startswith("tls") and p["tls"] == "off":
+        return f"variant {p['variant']!r} needs TLS: set tls to '1.2' or '1.3'"
+    return None
+
+
+def _chunked_stall(p: Params) -> Knobs:
+    # A fixed, small buffer makes the arithmetic the same on every version.
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            timeout_server=f"{p['timeout_server_s']}s",
+            global_lines=(f"tune.bufsize {p['bufsize']}",)
+            + ((f"tune.sndbuf.client {p['sndbuf_client']}",) if p["sndbuf_client"] else ()),
+        ),
+        backend_env={
+            "BACKEND_SIZE": str(p["size"]),
+            "BACKEND_FRAMING": "chunked",
+            "BACKEND_CHUNK_PAUSE_MS": str(p["chunk_pause_ms"]),
+        },
+        load=Probe(
+            variant="fin" if p["tls"] == "off" else "tls-fin-no-notify",
+            tls=p["tls"],
+            connections=1,
+            rcvbuf=p["rcvbuf"],
+            read_pause_ms=p["read_pause_ms"],
+            stall_ms=p["stall_ms"],
+            deadline_s=p["timeout_server_s"] + 5,
+            sweep=("chunk_size", tuple(range(p["chunk_min"], p["chunk_max"] + 1))),
+        ),
+        drain_s=0.5,
+    )
+
+
+def _keepalive_vs_close(p: Params) -> Knobs:
+    return Knobs(
+        haproxy=HaproxyKnobs(),
+        backend_env={"BACKEND_SIZE": str(p["size"])},
+        load=HttpLoad(keepalive=p["keepalive"], via=p["via"]),
+        drain_s=1.0,
+    )
+
+
+def _server_pool(p: Params) -> Knobs:
+    server = []
+    if p["pool_max_conn"] >= 0:
+        server.append(f"pool-max-conn {p['pool_max_conn']}")
+    if p["maxconn"] > 0:
+        server.append(f"maxconn {p['maxconn']}")
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            http_reuse=p["http_reuse"],
+            server_options=" ".join(server),
+            backend_lines=("option http-server-close",) if p["server_close"] else (),
+        ),
+        backend_env={"BACKEND_SIZE": "128"},
+        load=HttpLoad(keepalive=True),
+        drain_s=1.0,
+    )
+
+
+# Where haproxy's server line points for each broken backend of connect-timeout.
+CONNECT_FAILURES = {
+    "refused": ("backend", 8081),  # nothing listens: RST at once
+    "unreachable": ("nowhere", 8080),  # no host at that address: SYNs go unanswered
+    "blackhole": ("backend", 8082),  # listens but never accepts: the queue fills up
+}
+
+
+def _connect_timeout(p: Params) -> Knobs:
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            timeout_connect=p["timeout_connect"],
+            defaults_lines=(f"retries {p['retries']}",),
+        ),
+        backend_env={"BACKEND_BLACKHOLE_PORT": "8082"},
+        load=HttpLoad(keepalive=True, wait_ms=100),
+        server=CONNECT_FAILURES[p["backend"]],
+        drain_s=0.5,
+    )
+
+
+def _backend_closes_first(p: Params) -> Knobs:
+    frontend = (f"timeout client-fin {p['client_fin']}",) if p["client_fin"] != "off" else ()
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            timeout_http_keep_alive=p["haproxy_keepalive"], frontend_lines=frontend
+        ),
+        backend_env={"BACKEND_IDLE_TIMEOUT_MS": str(p["backend_idle_ms"])},
+        load=Probe(variant="hold", connections=p["connections"], deadline_s=p["hold_s"]),
+        drain_s=p["watch_s"],
+    )
+
+
+def _kernel_knobs(p: Params) -> Knobs:
+    sysctls = {"net.ipv4.tcp_tw_reuse": str(p["tw_reuse"])}
+    if p["port_range"]:
+        sysctls["net.ipv4.ip_local_port_range"] = p["port_range"]
+    return Knobs(
+        haproxy=HaproxyKnobs(defaults_lines=("option nolinger",) if p["nolinger"] else ()),
+        backend_env={"BACKEND_SIZE": "128"},
+        load=HttpLoad(keepalive=False),
+        sysctls={"client": sysctls, "haproxy": sysctls},
+        drain_s=1.0,
+    )
+
+
+VARIANTS = ("fin", "tls-fin-no-notify", "tls-notify", "conn-close", "fin-with-request")
+TLS = ("off", "1.2", "1.3")
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -150,8 +312,122 @@ SCENARIOS: dict[str, Scenario] = {
             summary="Keep-alive GETs of a small body through HAProxy: does it work, how fast.",
             field_note="none: the foundation check every other scenario stands on",
             defaults={"size": 128, "keepalive": True, "http_reuse": "safe"},
+            choices={"http_reuse": ("never", "safe", "aggressive", "always")},
             knobs=_smoke,
             reports=("req/s", "latency", "failures", "status codes"),
+        ),
+        Scenario(
+            name="calibration",
+            summary="The probe and the capture against a target that closes d ms after the "
+            "client's FIN, in place of haproxy: both must measure d.",
+            field_note="none: proves the close-delay numbers every other scenario reports",
+            defaults={"fin_delay_ms": 0, "connections": 20},
+            knobs=_calibration,
+            reports=("close delay: probe vs injected vs wire",),
+        ),
+        Scenario(
+            name="half-close",
+            summary="The client half-closes (FIN, with or without TLS close_notify, after the "
+            "response or with the request): how long until HAProxy closes too?",
+            field_note="seed 001: 2.6.15 keeps the client connection ~20 s after its FIN; "
+            "2.6.17 closes at once",
+            defaults={
+                "tls": "off",
+                "variant": "fin",
+                "size": 128,
+                "connections": 20,
+                "requests": 1,
+                "timeout_client": "30s",
+                "deadline_s": 12.0,
+            },
+            choices={"tls": TLS, "variant": VARIANTS},
+            check=_half_close_check,
+            knobs=_half_close,
+            reports=("close delay distribution", "end types", "flags"),
+        ),
+        Scenario(
+            name="chunked-stall",
+            summary="A slow reader of a chunked response, swept over chunk sizes: does "
+            "HAProxy stall when its buffer fills on a chunk boundary and then ignore "
+            "the client's FIN until timeout server?",
+            field_note="seed 001, as found in our lab: 2.6.10-2.6.15 stall (fixed in 2.6.16, "
+            "'h1-htx: Ensure chunked parsing with full output buffer')",
+            defaults={
+                "tls": "off",
+                "size": 50000,
+                "chunk_min": 20,
+                "chunk_max": 44,
+                "chunk_pause_ms": 1,
+                "rcvbuf": 2048,
+                "read_pause_ms": 4000,
+                "stall_ms": 1000,
+                "timeout_server_s": 5,
+                "bufsize": 16384,
+                "sndbuf_client": 4096,
+            },
+            choices={"tls": TLS},
+            knobs=_chunked_stall,
+            reports=("stalled per chunk size", "bytes received", "close delay", "end", "flag"),
+        ),
+        Scenario(
+            name="keepalive-vs-close",
+            summary="Client keep-alive on or off, through HAProxy or straight to the backend.",
+            field_note="seeds 002, 003, 004: keep-alive saves handshakes and ports; "
+            "Connection: close fills TIME_WAIT; proxy overhead 11 % warm vs 33 % cold",
+            defaults={"keepalive": True, "via": "haproxy", "size": 128},
+            choices={"via": ("haproxy", "backend")},
+            knobs=_keepalive_vs_close,
+            reports=("req/s", "latency", "proxy overhead %", "TIME-WAIT peak per side"),
+        ),
+        Scenario(
+            name="server-pool",
+            summary="HAProxy's server-side connection reuse: http-reuse, http-server-close, "
+            "pool-max-conn, server maxconn.",
+            field_note="seed 002: a too-small idle pool turns into a TIME_WAIT storm",
+            defaults={
+                "http_reuse": "safe",
+                "server_close": False,
+                "pool_max_conn": -1,
+                "maxconn": 0,
+            },
+            choices={"http_reuse": ("never", "safe", "aggressive", "always")},
+            knobs=_server_pool,
+            reports=("TIME-WAIT on haproxy (out)", "backend connections/s", "req/s"),
+        ),
+        Scenario(
+            name="connect-timeout",
+            summary="A backend that refuses, cannot be reached, or never accepts, against "
+            "timeout connect and retries.",
+            field_note="seed 000: 503s flagged sC-- when timeout connect strikes",
+            defaults={"backend": "blackhole", "timeout_connect": "500ms", "retries": 1},
+            choices={"backend": tuple(CONNECT_FAILURES)},
+            knobs=_connect_timeout,
+            reports=("status codes", "termination flags", "Tc", "retries"),
+        ),
+        Scenario(
+            name="backend-closes-first",
+            summary="The backend closes idle connections before HAProxy does, and the client "
+            "never sends its FIN.",
+            field_note="seed 000: CLOSE_WAIT towards the backend, FIN_WAIT2 towards the client",
+            defaults={
+                "backend_idle_ms": 500,
+                "haproxy_keepalive": "2s",
+                "client_fin": "off",
+                "connections": 20,
+                "hold_s": 6.0,
+                "watch_s": 2.0,
+            },
+            knobs=_backend_closes_first,
+            reports=("CLOSE-WAIT / FIN-WAIT-2 timelines", "how long they last"),
+        ),
+        Scenario(
+            name="kernel-knobs",
+            summary="Connection: close load under per-container sysctls and option nolinger.",
+            field_note="seed 004: tcp_tw_reuse, ip_local_port_range, SO_LINGER 0",
+            defaults={"tw_reuse": 2, "port_range": "", "nolinger": False},
+            choices={"tw_reuse": (0, 1, 2)},
+            knobs=_kernel_knobs,
+            reports=("TIME-WAIT", "RST vs FIN", "errors"),
         ),
     ]
 }

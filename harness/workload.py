@@ -11,6 +11,8 @@ can repeat exactly this load by hand.
 
 from __future__ import annotations
 
+import math
+
 from harness.render import Network
 from harness.scenarios import Knobs, Probe
 from harness.spec import Cell
@@ -33,7 +35,7 @@ def run_time_s(cell: Cell, knobs: Knobs) -> float:
 def locust_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
     common = [
         "--headless",
-        "--run-time", f"{run_time_s(cell, knobs):g}s",
+        "--run-time", f"{math.ceil(run_time_s(cell, knobs))}s",
         "--stop-timeout", "5",
         "--only-summary",
         "--csv", "/out/locust",
@@ -45,7 +47,8 @@ def locust_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
         return ["locust", "-f", "/locustfiles/close_delay.py", "--host", host,
                 "--users", "1", "--spawn-rate", "1", *common]  # fmt: skip
     load = cell.load
-    return ["locust", "-f", "/locustfiles/http_load.py", "--host", f"http://{net.haproxy}:8080",
+    target = net.backend if knobs.load.via == "backend" else net.haproxy
+    return ["locust", "-f", "/locustfiles/http_load.py", "--host", f"http://{target}:8080",
             "--users", str(load.users), "--spawn-rate", str(load.spawn_rate), *common]  # fmt: skip
 
 

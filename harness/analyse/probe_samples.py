@@ -11,6 +11,9 @@ from harness.analyse.distribution import summary
 
 
 def read(path: Path) -> list[dict[str, Any]]:
+    """Every sample; none when the cell ran no probe."""
+    if not path.exists():
+        return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
