@@ -68,7 +68,7 @@ def _run_plan(plan: spec.Plan) -> int:
     progress = Progress()
     progress.step(f"run {run_dir.name}: {len(plan.cells)} cell(s), results in {run_dir}")
     records = runner.execute(plan, run_dir, progress)
-    print(report.write(run_dir))
+    print(report.rebuild(run_dir))
     failed = [r["cell"] for r in records if r.get("status") != "ok"]
     if failed:
         print(
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "report":
             if not (args.run_dir / "run.json").exists():
                 raise HarnessError(f"{args.run_dir}: not a run folder (no run.json in it).")
-            print(report.write(args.run_dir))
+            print(report.rebuild(args.run_dir))
             return 0
         if args.verb == "clean":
             found = remove_leftovers(None, CommandLog(images.BUILD_DIR / "clean.log"))

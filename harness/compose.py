@@ -64,9 +64,12 @@ class CommandLog:
         out = proc.stdout if log_output else f"({len(proc.stdout)} bytes of output)".encode()
         self._write(argv, time.monotonic() - started, proc.returncode, out, proc.stderr)
         if check and proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout or b"").decode(errors="replace").strip()[-2000:]
+            text = (proc.stderr or proc.stdout or b"").decode(errors="replace").strip()
+            last = text.splitlines()[-1] if text else "(no output)"
+            verb = " ".join(a for a in argv[:6] if not a.startswith("/"))
             raise CellError(
-                f"{shlex.join(argv)} exited with {proc.returncode} (log: {self.path}):\n{tail}"
+                f"{verb} ... exited with {proc.returncode}: {last}\n"
+                f"(command and output: {self.path})\n{text[-2000:]}"
             )
         return proc
 

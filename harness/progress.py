@@ -18,6 +18,14 @@ def headline(record: dict[str, Any]) -> str:
     """The one-line result of a cell, as soon as it ends."""
     if record.get("status") != "ok":
         return f"FAILED: {record.get('error', '?').splitlines()[0]}"
+    probe = record["metrics"].get("probe")
+    if probe:
+        delay = probe["delay_ms"]
+        ends = ", ".join(f"{k} ×{v}" for k, v in probe["ends"].items())
+        return (
+            f"close delay p50 {delay['p50']} ms, max {delay['max']} ms ({ends}), "
+            f"{probe['stalled']}/{probe['connections']} stalled"
+        )
     load = record["metrics"]["load"]
     return (
         f"{load['rps']:.0f} req/s, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "

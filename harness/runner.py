@@ -18,7 +18,7 @@ from typing import Any
 
 from harness import images, observe, provenance, render, results, scenarios, workload
 from harness.analyse import cell_metrics
-from harness.compose import CommandLog
+from harness.compose import CommandLog, Compose
 from harness.errors import CellError, SpecError
 from harness.images import ImageSet
 from harness.progress import Progress
@@ -62,6 +62,7 @@ def prepare(plan: Plan, run_dir: Path, progress: Progress) -> tuple[ImageSet, li
         if knobs.tls:
             shutil.copytree(run_dir / "certs", folder / "certs", dirs_exist_ok=True)
         _check_config(hx.tag, folder, log)
+        _check_compose(project, folder, log)
         prepared.append(Prepared(cell, folder, project, knobs, args))
     return image_set, prepared
 
@@ -83,6 +84,16 @@ def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
             f"{folder / 'haproxy.cfg'}: HAProxy ({tag}) rejects the rendered config:\n{out}\n"
             "Check the scenario parameters of this cell; nothing has been started."
         )
+
+
+def _check_compose(project: str, folder: Path, log: CommandLog) -> None:
+    try:
+        Compose(project, folder / "compose.yaml", log).run("config", "--quiet", timeout=60)
+    except CellError as exc:
+        raise SpecError(
+            f"{folder / 'compose.yaml'}: Compose rejects the rendered file: {exc}\n"
+            "Check the scenario parameters of this cell; nothing has been started."
+        ) from exc
 
 
 def _measure(stack: Stack, item: Prepared) -> int:
@@ -159,6 +170,8 @@ def execute(plan: Plan, run_dir: Path, progress: Progress) -> list[dict[str, Any
             "run": run_dir.name,
             "matrix": plan.matrix.model_dump(),
             "matrix_file": str(plan.source) if plan.source else None,
+            "matrix_sha256": provenance.sha256(plan.source) if plan.source else None,
+            "baseline": plan.matrix.baseline or plan.matrix.versions[0],
             "cells": len(prepared),
             "images": {
                 text: {"tag": hx.tag, "id": hx.image_id, "reported": hx.version}
@@ -177,4 +190,6 @@ def execute(plan: Plan, run_dir: Path, progress: Progress) -> list[dict[str, Any
         record = run_cell(item, image_set)
         progress.cell_end(item.cell, record, time.monotonic() - t0)
         records.append(record)
+    run = results.read_json(run_dir / "run.json")
+    results.write_json(run_dir / "run.json", {**run, "finished": datetime.now(UTC).isoformat()})
     return records

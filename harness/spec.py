@@ -40,10 +40,21 @@ class Load(_Strict):
     duration_s: float = Field(10, gt=0, le=600, description="load duration per cell")
 
 
+class Verdicts(_Strict):
+    """Thresholds for version-against-version verdicts (harness/analyse/compare.py)."""
+
+    alpha: float = Field(0.01, gt=0, lt=1, description="significance level")
+    min_effect: float = Field(0.3, ge=0, le=1, description="minimum |Cliff's delta|")
+    min_ratio: float = Field(1.2, ge=1, description="minimum ratio of medians")
+    min_rate_diff: float = Field(0.05, ge=0, le=1, description="minimum difference in rates")
+
+
 class ScenarioEntry(_Strict):
     name: str
     params: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
+    # Run this entry on these versions only (default: all); e.g. a calibration cell once.
+    versions: list[str] | None = None
 
 
 class Matrix(_Strict):
@@ -53,6 +64,7 @@ class Matrix(_Strict):
     baseline: str | None = None
     repetitions: int = Field(1, ge=1, le=100)
     load: Load = Load()
+    verdicts: Verdicts = Verdicts()
     scenarios: list[ScenarioEntry] = Field(min_length=1)
 
 
@@ -115,7 +127,7 @@ def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") ->
             f"{where}{_line(text, ['baseline'])}: baseline {matrix.baseline!r} is not one of "
             f"versions ({', '.join(matrix.versions)}). Name one of them, or drop baseline:."
         )
-    combos: list[tuple[str, dict[str, Any]]] = []
+    combos: list[tuple[str, dict[str, Any], list[str] | None]] = []
     for i, entry in enumerate(matrix.scenarios):
         at = f"{where}{_line(text, ['scenarios', i])}: scenarios[{i}]"
         scenario = scenarios.get(entry.name, at)
@@ -125,17 +137,28 @@ def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") ->
         for key, values in entry.grid.items():
             if not values:
                 raise SpecError(f"{at}: grid {key!r} is empty; list at least one value.")
+        for version in entry.versions or []:
+            if version not in matrix.versions:
+                raise SpecError(
+                    f"{at}: versions lists {version!r}, which is not in the matrix's versions "
+                    f"({', '.join(matrix.versions)})."
+                )
         keys = list(entry.grid)
         for values in itertools.product(*(entry.grid[k] for k in keys)):
             overrides = {**entry.params, **dict(zip(keys, values, strict=True))}
-            combos.append((entry.name, scenario.resolve(overrides, at)))
+            combos.append((entry.name, scenario.resolve(overrides, at), entry.versions))
 
-    total = len(specs) * len(combos) * matrix.repetitions
-    cells = []
-    # Versions innermost, so a half-finished run still compares versions like for like.
-    for (name, params), rep in itertools.product(combos, range(1, matrix.repetitions + 1)):
-        for spec in specs:
-            cells.append(Cell(run_id, len(cells) + 1, total, spec, name, params, rep, matrix.load))
+    planned = [
+        (spec, name, params, rep)
+        for (name, params, only), rep in itertools.product(combos, range(1, matrix.repetitions + 1))
+        # Versions innermost, so a half-finished run still compares versions like for like.
+        for spec, text in zip(specs, matrix.versions, strict=True)
+        if only is None or text in only
+    ]
+    cells = [
+        Cell(run_id, i, len(planned), spec, name, params, rep, matrix.load)
+        for i, (spec, name, params, rep) in enumerate(planned, start=1)
+    ]
     return Plan(matrix, source, specs, cells)
 
 

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.analyse import haproxy_log, locust_stats, probe_samples
-from harness.observe import cpu_usage
+from harness.analyse import census, haproxy_log, locust_stats, probe_samples, wire
+from harness.observe import cpu_usage, parse_info, parse_stat
 
+FRONTEND_PORTS = {8080, 8443}
 # A Locust process is one Python thread: near one full core, it, not HAProxy, is the limit.
 CLIENT_BOUND_CORES = 0.9
 
@@ -25,10 +26,7 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
     metrics: dict[str, Any] = {"load": locust_stats.aggregated(folder / "locust.json")}
     metrics["client_status_codes"] = _json(folder / "client_status.json") or {}
 
-    if (folder / "probe.jsonl").exists():
-        samples = probe_samples.read(folder / "probe.jsonl")
-        metrics["probe"] = probe_samples.summarise(samples)
-
+    entries: list[haproxy_log.LogEntry] = []
     if target == "haproxy" and (folder / "haproxy.log").exists():
         lines = (folder / "haproxy.log").read_text().splitlines()
         entries, unparsed = haproxy_log.parse_log(lines)
@@ -39,6 +37,44 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         }
         metrics["haproxy_unparsed_lines"] = len(unparsed)
 
+    samples = probe_samples.read(folder / "probe.jsonl")
+    if samples:
+        flags = {uid: e.termination_state for uid, e in haproxy_log.index_by_id(entries).items()}
+        metrics["probe"] = probe_samples.summarise(samples, flags)
+
+    pcap = folder / f"{target}.pcap"
+    if pcap.exists() and pcap.stat().st_size > 0:
+        closes = wire.close_delays(pcap, FRONTEND_PORTS)
+        metrics["wire"] = wire.summarise(closes)
+        if samples:
+            joined = wire.agreement(samples, closes)
+            joined.pop("per_connection")  # stays derivable from the raw files
+            metrics["probe_vs_wire"] = joined
+
+    timing = _json(folder / "timing.json")
+    if timing:
+        metrics["census"] = {
+            path.stem.removeprefix("census-"): census.analyse(
+                census.parse(path), timing["load_start"], timing["load_end"], timing["drain_end"]
+            )
+            for path in sorted(folder.glob("census-*.txt"))
+        }
+
+    totals = _json(folder / "backend-stats.json")
+    if totals and timing:
+        seconds = max(timing["load_end"] - timing["load_start"], 1e-9)
+        # minus the /_stats request itself
+        connections = totals["connections"] - 1
+        metrics["backend"] = {
+            "connections": connections,
+            "requests": totals["requests"] - 1,
+            "connections_per_s": round(connections / seconds, 1),
+        }
+
+    info, stat = folder / "haproxy-info.txt", folder / "haproxy-stat.csv"
+    if info.exists() and stat.exists():
+        metrics["haproxy_counters"] = haproxy_counters(info.read_text(), stat.read_text())
+
     cpu_samples = _json(folder / "cpu-samples.json")
     if cpu_samples:
         # The load's own window: Locust's first to last request.
@@ -47,3 +83,26 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         metrics["resources"] = resources
         metrics["client_bound"] = resources.get("client", {}).get("cores", 0) >= CLIENT_BOUND_CORES
     return metrics
+
+
+SERVER_COUNTERS = ("stot", "econ", "eresp", "cli_abrt", "srv_abrt", "wretr", "wredis", "dresp")
+INFO_COUNTERS = ("CumConns", "CumReq", "DroppedLogs", "ConnRate", "MaxConnRate")
+
+
+def haproxy_counters(info_text: str, stat_text: str) -> dict[str, Any]:
+    """HAProxy's own counters at the end of the load (show info, show stat)."""
+    info = parse_info(info_text)
+    rows = parse_stat(stat_text)
+    servers = {
+        f"{r['pxname']}/{r['svname']}": {k: int(r.get(k, 0) or 0) for k in SERVER_COUNTERS}
+        for r in rows
+        if r.get("svname") not in ("FRONTEND", "BACKEND")
+    }
+    frontend = next((r for r in rows if r.get("svname") == "FRONTEND"), {})
+    return {
+        "info": {k: int(info[k]) for k in INFO_COUNTERS if info.get(k, "").isdigit()},
+        "servers": servers,
+        "frontend_responses": {
+            k.removeprefix("hrsp_"): int(v) for k, v in frontend.items() if k.startswith("hrsp_")
+        },
+    }

@@ -1,9 +1,16 @@
-"""The close-delay probe's raw samples (probe.jsonl), summarised on the host side."""
+"""The close-delay probe's raw samples (probe.jsonl), summarised on the host side.
+
+A sample whose response stopped arriving (the probe gave up after ``stall_ms`` without
+a byte, or the body never completed) counts as *stalled*. Where the proxy's log is
+at hand, each sample is joined to its log line by the unique id HAProxy sent back,
+so a stalled connection shows its own termination flags.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +24,45 @@ def read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Close delay distribution, end types, completeness: the probe's headline numbers."""
+def stalled(sample: dict[str, Any]) -> bool:
+    return sample.get("stalled_at") is not None or not sample.get("complete")
+
+
+def summarise(
+    samples: list[dict[str, Any]], flags_by_id: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Close delay distribution, end types, stalls, and, for a swept parameter, one
+    entry per swept value."""
+    flags_by_id = flags_by_id or {}
     delays = [s["delay_ms"] for s in samples if s.get("delay_ms") is not None]
-    return {
+    result: dict[str, Any] = {
         "connections": len(samples),
         "delay_ms": summary(delays),
         "ends": dict(Counter(s["end"] for s in samples).most_common()),
         "complete": sum(1 for s in samples if s.get("complete")),
-        "truncated": sum(1 for s in samples if not s.get("complete")),
+        "stalled": sum(1 for s in samples if stalled(s)),
         "bytes": summary([s.get("bytes", 0) for s in samples], digits=0),
+        "flags": dict(Counter(_flag(s, flags_by_id) for s in samples).most_common()),
     }
+    swept = [s for s in samples if s.get("sweep")]
+    if swept:
+        result["by_sweep"] = {
+            f"{name}={value}": {
+                "stalled": stalled(s),
+                "bytes": s.get("bytes"),
+                "delay_ms": s.get("delay_ms"),
+                "end": s["end"],
+                "flag": _flag(s, flags_by_id),
+            }
+            for s in sorted(swept, key=lambda s: sorted(s["sweep"].items()))
+            for name, value in s["sweep"].items()
+        }
+    return result
+
+
+def _flag(sample: dict[str, Any], flags_by_id: Mapping[str, str]) -> str:
+    """The proxy's termination state for this connection's (last) request, if logged."""
+    for uid in reversed(sample.get("unique_ids") or []):
+        if uid in flags_by_id:
+            return flags_by_id[uid]
+    return "not logged"
