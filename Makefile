@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MATRIX ?= matrices/default.yaml
 
-.PHONY: venv engine images matrix run test unit integration lint clean
+.PHONY: venv engine images matrix run test unit integration lint clean reproduce calibrate bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -43,3 +43,16 @@ test: lint engine
 
 clean: venv
 	$(PY) -m harness clean
+
+# Two versions, one scenario, enough repetitions for a verdict on one screen:
+#   make reproduce A=debian:bullseye B=debian:bookworm SCENARIO=chunked-stall
+reproduce: engine
+	@test -n "$(A)" -a -n "$(B)" -a -n "$(SCENARIO)" || { echo "usage: make reproduce A=<spec> B=<spec> SCENARIO=<name>" >&2; exit 2; }
+	$(PY) -m harness reproduce --a $(A) --b $(B) --scenario $(SCENARIO) $(if $(REPETITIONS),--repetitions $(REPETITIONS))
+
+calibrate: engine
+	$(PY) -m harness calibrate
+
+# Performance targets of the harness's own parts (the backend must not be the bottleneck).
+bench: venv
+	PY=$(PY) bash scripts/bench.sh

@@ -3,6 +3,8 @@
     images  [--haproxy SPEC ...]            build what is missing (support + HAProxy images)
     run     --haproxy SPEC --scenario NAME  one cell, one table row
     matrix  FILE                            every cell of a matrix file, then the tables
+    reproduce --a SPEC --b SPEC --scenario NAME   two versions, one verdict on one screen
+    rerun   CELL_DIR                        repeat one cell from its folder, old vs new
     calibrate [FILE]                        close delays measured against known delays
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
     clean                                   remove anything a harness run left in Docker
@@ -101,6 +103,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "matrix":
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
             return _run_plan(plan)
+        if args.verb == "reproduce":
+            plan = spec.expand(
+                {
+                    "name": f"reproduce-{args.scenario}",
+                    "description": f"{args.b} against {args.a} on {args.scenario}",
+                    "versions": [args.a, args.b],
+                    "baseline": args.a,
+                    "repetitions": args.repetitions,
+                    "scenarios": [{"name": args.scenario}],
+                },
+                results.new_run_id(f"reproduce-{args.scenario}"),
+            )
+            run_dir = results.RESULTS_DIR / plan.cells[0].run_id
+            runner.execute(plan, run_dir, Progress())
+            report.rebuild(run_dir)
+            print(report.verdict_screen(run_dir))
+            return 0
+        if args.verb == "rerun":
+            old, new = runner.rerun(args.cell_dir.resolve(), Progress())
+            print(report.side_by_side(old, new))
+            return 0 if new.get("status") == "ok" else 1
         if args.verb == "calibrate":
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
             _run_plan(plan)

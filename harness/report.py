@@ -14,6 +14,7 @@ always reflects the files next to it (and the current analysis code).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -492,6 +493,7 @@ def rebuild(run_dir: Path) -> str:
     found = comparisons(run_dir, records, run.get("baseline") or "", thresholds)
     text = markdown(run_dir, records, found, run)
     (run_dir / "report.md").write_text(text)
+    results.write_json(run_dir / "verdicts.json", [dataclasses.asdict(c) for c in found])
     rows = _csv_rows(run_dir, records)
     if rows:
         with (run_dir / "results.csv").open("w", newline="") as out:
@@ -528,3 +530,30 @@ def write_index(results_dir: Path) -> None:
         lines += headline[:8] or ["- (no comparisons)"]
         lines.append("")
     (results_dir / "index.md").write_text("\n".join(lines) + "\n")
+
+
+def verdict_screen(run_dir: Path) -> str:
+    """The verdicts of a run on one screen: words first, then the table."""
+    found = [Comparison(**c) for c in results.read_json(run_dir / "verdicts.json")]
+    if not found:
+        return f"No comparison could be made; see {run_dir / 'report.md'}."
+    lines = [f"- {c.words}" for c in found]
+    table = tabulate(
+        _verdict_rows(found),
+        ["comparison", "version", "delta", "test", "p", "effect", "verdict"],
+        tablefmt="simple",
+    )
+    verdicts = " / ".join(sorted({c.verdict for c in found}))
+    return "\n".join([*lines, "", table.replace("**", ""), "", f"verdict: {verdicts}"])
+
+
+def side_by_side(old: Record, new: Record) -> str:
+    """A re-run next to the original: the headline numbers of the cell's scenario."""
+    columns = COLUMNS.get(old["scenario"], COLUMNS["smoke"])
+    rows = [
+        [header, _cell(old, fn), _cell(new, fn)]
+        for header, fn in columns
+        if header not in ("HAProxy", "")
+    ]
+    title = f"{old['cell']}: {old['version']['label']} · {old['scenario']} · {_params(old)}"
+    return title + "\n\n" + tabulate(rows, ["", "original", "re-run"], tablefmt="simple")

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import images, observe, provenance, render, results, scenarios, workload
+from harness import images, observe, provenance, render, results, scenarios, versions, workload
 from harness.analyse import cell_metrics
 from harness.compose import CommandLog, Compose
 from harness.errors import CellError, SpecError
-from harness.images import ImageSet
+from harness.images import HaproxyImage, ImageSet
 from harness.progress import Progress
 from harness.scenarios import Knobs, Probe
-from harness.spec import Cell, Plan
+from harness.spec import Cell, Load, Plan
 from harness.stack import Stack
 
 # Observers sample this long before the load, so every state has a pre-load baseline.
@@ -139,6 +139,8 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
         },
         "scenario": cell.scenario,
         "params": cell.params,
+        "project": item.project,
+        "load_args": item.load_args,
         "repetition": cell.repetition,
         "target": item.knobs.target,
         "load": {"mode": load_mode, **cell.load.model_dump()},
@@ -193,3 +195,52 @@ def execute(plan: Plan, run_dir: Path, progress: Progress) -> list[dict[str, Any
     run = results.read_json(run_dir / "run.json")
     results.write_json(run_dir / "run.json", {**run, "finished": datetime.now(UTC).isoformat()})
     return records
+
+
+RERUN_INPUTS = ("haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "certs")
+
+
+def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Repeat one cell from its folder: same rendered files, same images, a new folder
+    beside it (``<cell>-rerun-<time>``). Returns the old and the new record."""
+    try:
+        old = results.read_json(cell_dir / "cell.json")
+    except OSError as exc:
+        raise SpecError(f"{cell_dir}: not a cell folder (no readable cell.json).") from exc
+    if "load_args" not in old:
+        raise SpecError(
+            f"{cell_dir}: recorded by an older harness (no load_args); re-run the matrix."
+        )
+    stamp = results.new_run_id("rerun").split("-", 1)[0].lower()
+    folder = cell_dir.with_name(f"{cell_dir.name}-rerun-{stamp}")
+    folder.mkdir()
+    for name in RERUN_INPUTS:
+        source = cell_dir / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name)
+        elif source.exists():
+            shutil.copy2(source, folder / name)
+    version = versions.parse(old["version"]["spec"])
+    load = Load(**{k: v for k, v in old["load"].items() if k != "mode"})
+    cell = Cell(
+        old["run"],
+        old["index"],
+        1,
+        version,
+        old["scenario"],
+        old["params"],
+        old["repetition"],
+        load,
+    )
+    knobs = scenarios.get(cell.scenario, str(cell_dir)).knobs(cell.params)
+    pcap = folder / f"{knobs.target}.pcap"
+    pcap.touch()
+    pcap.chmod(0o666)
+    hx = HaproxyImage(
+        version, old["version"]["image"], old["version"]["image_id"], old["version"]["reported"],
+        (folder / "haproxy-vv.txt").read_text(),
+    )  # fmt: skip
+    image_set = ImageSet({version.text: hx}, old["images"])
+    item = Prepared(cell, folder, f"{old['project']}-rerun-{stamp}", knobs, old["load_args"])
+    progress.step(f"re-running {cell_dir.name} in {folder}")
+    return old, run_cell(item, image_set)

@@ -7,6 +7,7 @@ exactly what was measured: no file, no number.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,18 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
             state: haproxy_log.explain(state) for state in summary["termination_states"]
         }
         metrics["haproxy_unparsed_lines"] = len(unparsed)
+
+    failures = folder / "client_failures.jsonl"
+    if failures.exists():
+        by_id = haproxy_log.index_by_id(entries)
+        seen = [json.loads(line) for line in failures.read_text().splitlines() if line.strip()]
+        matched = [by_id[f["unique_id"]] for f in seen if f.get("unique_id") in by_id]
+        # Each failure the client saw, joined to the proxy's own log line by unique id.
+        metrics["client_failures"] = {
+            "count": len(seen),
+            "matched_in_log": len(matched),
+            "flags": dict(Counter(e.termination_state for e in matched).most_common()),
+        }
 
     samples = probe_samples.read(folder / "probe.jsonl")
     if samples:

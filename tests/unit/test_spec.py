@@ -124,3 +124,48 @@ def test_shipped_matrices_are_valid():
 
     for path in sorted((ROOT / "matrices").glob("*.yaml")):
         assert spec.load(path, "run1").cells, path
+
+
+def test_entry_versions_restrict_cells_and_verdicts_are_read(tmp_path):
+    plan = spec.load(
+        write(
+            tmp_path,
+            """
+            name: t
+            versions: [debian:bullseye, debian:bookworm]
+            verdicts: {alpha: 0.05, min_effect: 0.5}
+            scenarios:
+              - name: calibration
+                versions: [debian:bookworm]
+                grid: {fin_delay_ms: [0, 50]}
+              - name: smoke
+            """,
+        ),
+        "run1",
+    )
+    assert [(c.scenario, c.version.text) for c in plan.cells] == [
+        ("calibration", "debian:bookworm"),
+        ("calibration", "debian:bookworm"),
+        ("smoke", "debian:bullseye"),
+        ("smoke", "debian:bookworm"),
+    ]
+    assert (plan.matrix.verdicts.alpha, plan.matrix.verdicts.min_effect) == (0.05, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{name: calibration, versions: [debian:trixie]}", r"not in the matrix's versions"),
+        ("{name: half-close, params: {variant: tls-notify}}", r"needs TLS: set tls to"),
+        (
+            "{name: half-close, params: {tls: '2.0'}}",
+            r"'tls' of scenario 'half-close' must be one of",
+        ),
+        ("{name: smoke, params: {size: 1}, grid: {size: [2]}}", r"size is in both params and grid"),
+        ("{name: smoke, grid: {size: []}}", r"grid 'size' is empty"),
+    ],
+)
+def test_bad_scenario_entries(tmp_path, entry, message):
+    path = write(tmp_path, f"name: t\nversions: [debian:bookworm]\nscenarios: [{entry}]\n")
+    with pytest.raises(SpecError, match=message):
+        spec.load(path, "run1")

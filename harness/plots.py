@@ -1,0 +1,580 @@
+"""report.html: the markdown report as one self-contained page, with plots.
+
+Self-contained, so it opens offline from a CI artefact or a mail attachment: inline CSS,
+inline SVG from matplotlib, no scripts, no fonts, nothing fetched. Every string from a
+run (parameters, cell ids, errors, log flags, ``haproxy -vv``) is HTML-escaped. The
+markdown is not converted: markdown converters pass raw HTML such as ``<NOSRV>`` through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are rebuilt on servers and in CI
+
+from matplotlib.axes import Axes  # noqa: E402  (after use(): no GUI backend is probed)
+from matplotlib.figure import Figure  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from harness import report, scenarios  # noqa: E402
+from harness.analyse import haproxy_log  # noqa: E402
+from harness.analyse.compare import Comparison  # noqa: E402
+
+Record = dict[str, Any]
+
+# Where each plot matters (DESIGN.md, "Scenarios the field notes ask for").
+PROBE_SCENARIOS = ("calibration", "half-close", "chunked-stall", "backend-closes-first")
+CENSUS_SCENARIOS = ("keepalive-vs-close", "server-pool", "backend-closes-first", "kernel-knobs")
+CENSUS_SIDES = ("client", "haproxy", "backend")
+CENSUS_STATES = {  # state -> colour; the direction sets the line style
+    "TIME-WAIT": "#d62728",
+    "CLOSE-WAIT": "#ff7f0e",
+    "FIN-WAIT-2": "#9467bd",
+    "ESTAB": "#1f77b4",
+}
+DIRECTION_STYLE = {"in": "-", "out": "--"}
+
+# Points per plotted series: enough for the eye, small enough to keep ~50 cells < 3 MB.
+MAX_ECDF_POINTS = 400
+MAX_MARKERS = 200  # beyond this, one marker per connection is a smear: draw the line only
+MAX_TIMELINE_POINTS = 200
+MIN_DELAY_MS = 0.01  # log axis: a 0 ms close is drawn at 10 µs
+
+VERSION_COLOURS = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+PARAM_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1, 1, 1))))
+NORMAL_FLAG_COLOUR = "#9ecae1"  # "----", the normal end: pale, so the others stand out
+FLAG_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+RC = {
+    "svg.fonttype": "none",  # text as <text>, not glyph outlines: several times smaller
+    "text.parse_math": False,  # a "$" in a parameter must stay a "$", not start mathtext
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "path.simplify": True,
+}
+# matplotlib's group ids ("figure_1", "axes_1", ...) repeat in every SVG; inline they would
+# be duplicate ids in one document. Nothing references them.
+_GROUP_ID = re.compile(r' id="[a-zA-Z]+(?:_\d+)+"')
+_SVG_META = {"Creator": None, "Date": None, "Format": None, "Type": None}
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _inline(text: str) -> str:
+    """Escape first, then turn markdown `code` and **bold** into tags (never raw HTML)."""
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+# --- SVG -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _style(key: str) -> Iterator[None]:
+    """rcParams for one figure; the salt and id come from `key`, so output is deterministic
+    and ids differ between the figures of one page."""
+    tag = "plot-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    with matplotlib.rc_context({**RC, "svg.hashsalt": tag, "svg.id": tag}):
+        yield
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata=_SVG_META, bbox_inches="tight")
+    text = buf.getvalue()
+    # Inline SVG takes no XML prolog or doctype.
+    return _GROUP_ID.sub("", text[text.index("<svg") :]).strip()
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>"
+
+
+# --- labels and colours ----------------------------------------------------------------------
+
+
+def _ok(rows: list[Record]) -> list[Record]:
+    return [r for r in rows if r.get("status") == "ok"]
+
+
+def _varying(rows: list[Record]) -> list[str]:
+    """Parameters that differ between a scenario's cells: the only ones worth a label."""
+    keys = sorted({k for r in rows for k in r.get("params", {})})
+    return [k for k in keys if len({repr(r.get("params", {}).get(k)) for r in rows}) > 1]
+
+
+def _params_label(record: Record, keys: list[str]) -> str:
+    return " ".join(f"{k}={record.get('params', {}).get(k)}" for k in keys)
+
+
+def _cell_label(record: Record, keys: list[str], reps: bool) -> str:
+    parts = [record["version"]["label"], _params_label(record, keys)]
+    if reps:
+        parts.append(f"r{record.get('repetition', '?')}")
+    return " ".join(p for p in parts if p)
+
+
+class Palette:
+    """One colour per version and one marker/line style per parameter set, run-wide."""
+
+    def __init__(self, records: list[Record]) -> None:
+        labels = list(dict.fromkeys(r["version"]["label"] for r in records))
+        self.version = {v: VERSION_COLOURS[i % len(VERSION_COLOURS)] for i, v in enumerate(labels)}
+        flags = sorted(
+            {f for r in records for f in (report._get(r, "haproxy", "termination_states") or {})}
+            - {"----"}
+        )
+        self.flag = {f: FLAG_COLOURS[i % len(FLAG_COLOURS)] for i, f in enumerate(flags)}
+        self.flag["----"] = NORMAL_FLAG_COLOUR
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+def _read_delays(path: Path) -> tuple[list[float], int]:
+    """Close delays in ms, and how many connections had none (still open, errors)."""
+    delays: list[float] = []
+    missing = 0
+    if not path.exists():
+        return delays, missing
+    for line in path.read_text().splitlines():
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed client: the others still count
+        delay = sample.get("delay_ms") if isinstance(sample, dict) else None
+        if isinstance(delay, int | float):
+            delays.append(float(delay))
+        else:
+            missing += 1
+    return delays, missing
+
+
+def _ecdf(values: list[float]) -> tuple[list[float], list[float]]:
+    xs = sorted(max(v, MIN_DELAY_MS) for v in values)
+    n = len(xs)
+    if n > MAX_ECDF_POINTS:  # evenly spaced ranks keep the shape, min and max
+        idx = sorted({round(i * (n - 1) / (MAX_ECDF_POINTS - 1)) for i in range(MAX_ECDF_POINTS)})
+        return [xs[i] for i in idx], [(i + 1) / n for i in idx]
+    return xs, [(i + 1) / n for i in range(n)]
+
+
+def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> str:
+    """ECDF of per-connection close delays, one series per version and parameter set."""
+    rows = _ok(rows)
+    keys = _varying(rows)
+    series: dict[tuple[str, str], tuple[list[float], int]] = {}
+    for r in rows:
+        delays, missing = _read_delays(run_dir / r["cell"] / "probe.jsonl")
+        key = (r["version"]["label"], _params_label(r, keys))
+        pooled, none = series.get(key, ([], 0))
+        series[key] = (pooled + delays, none + missing)  # repetitions pooled, as in verdicts
+    series = {k: v for k, v in series.items() if v[0]}
+    if not series:
+        return ""
+    styles = {p: PARAM_STYLES[i % len(PARAM_STYLES)] for i, p in enumerate(
+        dict.fromkeys(p for _, p in series))}  # fmt: skip
+    with _style(f"{run_dir.name}/delay/{name}"):
+        fig = Figure(figsize=(7.5, 3.2))
+        ax = fig.subplots()
+        for (label, params), (delays, missing) in series.items():
+            xs, ys = _ecdf(delays)
+            marker, line = styles[params]
+            legend = f"{label} {params}".strip() + f" (n={len(delays)}"
+            legend += f", {missing} without a close)" if missing else ")"
+            ax.plot(xs, ys, drawstyle="steps-post", color=palette.version[label], ls=line,
+                    lw=1.2, marker=marker if len(xs) <= MAX_MARKERS else None, ms=3.5,
+                    mfc="none", label=legend)  # fmt: skip
+        if name == "calibration":  # the known answer the probe must find
+            for ms in sorted({r["params"].get("fin_delay_ms") for r in rows} - {None}):
+                ax.axvline(max(float(ms), MIN_DELAY_MS), color="#555", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("close delay, ms (log scale): client FIN → proxy FIN/RST")
+        ax.set_ylabel("fraction of connections ≤ x")
+        ax.grid(True, which="major", lw=0.3, color="#ccc")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+        return _figure(
+            _svg(fig),
+            "Close delay per connection, as an ECDF: each marker is one connection, the "
+            "curve's height the share closed by then. A step at the right edge is a "
+            "timeout.",
+        )
+
+
+def _downsample(points: list[list[float]], limit: int = MAX_TIMELINE_POINTS) -> list[list[float]]:
+    """At most `limit` points, keeping each time bucket's peak (counts are what matter)."""
+    if len(points) <= limit:
+        return points
+    t0, t1 = points[0][0], points[-1][0]
+    width = (t1 - t0) / limit or 1.0
+    buckets: dict[int, list[float]] = {}
+    for t, count in points:
+        b = min(int((t - t0) / width), limit - 1)
+        if b not in buckets or count > buckets[b][1]:
+            buckets[b] = [t, count]
+    return [buckets[b] for b in sorted(buckets)] + [points[-1]]
+
+
+def census_plot(run_dir: Path, record: Record, title: str) -> str:
+    """TCP states over time in each container, one panel per side (a small multiple)."""
+    census = report._get(record, "census") or {}
+    panels: list[tuple[str, dict[str, list[list[float]]]]] = []
+    for side in CENSUS_SIDES:
+        states = (census.get(side) or {}).get("states") or {}
+        lines = {
+            key: entry["timeline"]
+            for state in CENSUS_STATES
+            for direction in DIRECTION_STYLE
+            if (key := f"{state}/{direction}") in states
+            and (entry := states[key]).get("timeline")
+            and any(c for _, c in entry["timeline"])
+        }
+        panels.append((side, lines))
+    if not any(lines for _, lines in panels):
+        return ""
+    with _style(f"{run_dir.name}/census/{record['cell']}"):
+        fig = Figure(figsize=(10, 2.0))
+        axes: list[Axes] = list(fig.subplots(1, len(panels), sharex=True))
+        seen: dict[str, Any] = {}
+        for ax, (side, lines) in zip(axes, panels, strict=True):
+            for key, timeline in lines.items():
+                state, direction = key.split("/")
+                points = _downsample(timeline)
+                (handle,) = ax.plot(
+                    [p[0] for p in points], [p[1] for p in points], drawstyle="steps-post",
+                    color=CENSUS_STATES[state], ls=DIRECTION_STYLE[direction], lw=1.1,
+                )  # fmt: skip
+                seen.setdefault(key, handle)
+            ax.axvline(0, color="#999", lw=0.6, ls=":")  # t=0: the load starts
+            ax.set_title(side if lines else f"{side}: none of these states", loc="left")
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("s since load start")
+        axes[0].set_ylabel("sockets")
+        fig.suptitle(title, x=0.01, ha="left", fontsize=9)
+        order = [k for s in CENSUS_STATES for d in DIRECTION_STYLE if (k := f"{s}/{d}") in seen]
+        fig.legend([seen[k] for k in order], order, loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), fontsize=7)  # fmt: skip
+        fig.subplots_adjust(wspace=0.25, top=0.78)
+        return _svg(fig)
+
+
+def flags_plot(
+    run_dir: Path, name: str, rows: list[Record], palette: Palette, labels: dict[str, str]
+) -> str:
+    """Termination-flag counts per cell, as one horizontal stacked bar each."""
+    cells = [
+        (labels[r["cell"]], report._get(r, "haproxy", "termination_states") or {})
+        for r in _ok(rows)
+    ]
+    cells = [(label, counts) for label, counts in cells if counts]
+    if not cells:
+        return ""
+    flags = sorted({f for _, counts in cells for f in counts}, key=lambda f: (f != "----", f))
+    with _style(f"{run_dir.name}/flags/{name}"):
+        fig = Figure(figsize=(7.5, 0.9 + 0.32 * len(cells)))
+        ax = fig.subplots()
+        ys = list(range(len(cells)))[::-1]  # first cell on top, as in the tables
+        left = [0.0] * len(cells)
+        for flag in flags:
+            widths = [float(counts.get(flag, 0)) for _, counts in cells]
+            ax.barh(ys, widths, left=left, height=0.6, color=palette.flag.get(flag, "#333"),
+                    label=flag, edgecolor="white", lw=0.5)  # fmt: skip
+            left = [a + b for a, b in zip(left, widths, strict=True)]
+        ax.set_yticks(ys, [label for label, _ in cells])
+        ax.set_xlabel("log lines (requests) per termination state")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, title="flags")
+        return _figure(_svg(fig), "Termination states in HAProxy's log, per cell.")
+
+
+def load_plot(
+    run_dir: Path, name: str, rows: list[Record], palette: Palette, labels: dict[str, str]
+) -> str:
+    """Locust scenarios: req/s, and p50/p99 latency on a log axis, per cell."""
+    cells = [r for r in _ok(rows) if report._get(r, "load", "rps") is not None]
+    if not cells:
+        return ""
+    with _style(f"{run_dir.name}/load/{name}"):
+        fig = Figure(figsize=(9, 0.9 + 0.32 * len(cells)))
+        rps_ax, lat_ax = fig.subplots(1, 2, sharey=True)
+        ys = list(range(len(cells)))[::-1]
+        colours = [palette.version[r["version"]["label"]] for r in cells]
+        rps_ax.barh(ys, [report._get(r, "load", "rps") or 0 for r in cells], height=0.6,
+                    color=colours)  # fmt: skip
+        rps_ax.set_yticks(ys, [labels[r["cell"]] for r in cells])
+        rps_ax.set_xlabel("requests/s")
+        for key, marker, what in (("p50_ms", "o", "p50"), ("p99_ms", "|", "p99")):
+            points = [(y, v) for y, r in zip(ys, cells, strict=True)
+                      if (v := report._get(r, "load", key))]  # fmt: skip
+            if points:
+                lat_ax.scatter([v for _, v in points], [y for y, _ in points], marker=marker,
+                               s=36, color="#333", label=what, zorder=3)  # fmt: skip
+        for y, r in zip(ys, cells, strict=True):  # the p50-p99 range as a line
+            p50, p99 = report._get(r, "load", "p50_ms"), report._get(r, "load", "p99_ms")
+            if p50 and p99:
+                lat_ax.plot([p50, p99], [y, y], color="#999", lw=1)
+        if lat_ax.collections:
+            lat_ax.set_xscale("log")
+            lat_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+        lat_ax.set_xlabel("latency, ms (log scale)")
+        for ax in (rps_ax, lat_ax):
+            ax.grid(True, axis="x", lw=0.3, color="#ccc")
+        return _figure(_svg(fig), "Throughput and latency per cell (Locust's numbers).")
+
+
+def _guarded(what: str, draw: Callable[[], str]) -> str:
+    """A plot that cannot be drawn from odd data costs that plot, not the report."""
+    try:
+        return draw()
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        return f'<p class="note">{esc(what)} not drawn: {esc(type(exc).__name__)}: {esc(exc)}</p>'
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
+       max-width: 1280px; margin: 0 auto; padding: 1em 2em 4em; }
+h1 { font-size: 1.6em; margin-bottom: .2em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+h3 { font-size: 1.05em; margin-top: 1.5em; }
+code, pre { font: 12px/1.35 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; }
+code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }
+pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: .6em; overflow-x: auto; }
+.scroll { overflow-x: auto; margin: .5em 0 1em; }
+table { border-collapse: collapse; font-size: 12.5px; }
+th, td { border: 1px solid #d0d7de; padding: 2px 8px; white-space: nowrap; }
+th { background: #f6f8fa; }
+tbody tr:nth-child(even) { background: #fafafa; }
+nav { font-size: .9em; margin: .5em 0 1em; }
+nav a { margin-right: .9em; }
+figure { margin: 1em 0; }
+figure svg { max-width: 100%; height: auto; }
+figcaption, .note, .muted { color: #666; font-size: .9em; }
+.verdict { font-weight: 600; padding: 0 .35em; border-radius: 3px; }
+li.v { list-style: none; margin: .3em 0 .3em -1.2em; padding: .2em .5em;
+       border-left: 4px solid; }
+.v-regression { color: #b71c1c; background: #fdecea; border-color: #c62828; }
+.v-improvement { color: #1b5e20; background: #e8f5e9; border-color: #2e7d32; }
+.v-no-significant-change { color: #555; background: #f0f0f0; border-color: #9e9e9e; }
+.v-inconclusive { color: #8a5300; background: #fff4e0; border-color: #f0a020; }
+.failed { color: #b71c1c; }
+details summary { cursor: pointer; color: #444; }
+"""
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    """tabulate's "html" format escapes every cell and header."""
+    return f'<div class="scroll">{tabulate(rows, headers, tablefmt="html")}</div>'
+
+
+def _verdict_class(verdict: str) -> str:
+    return "v-" + _slug(verdict)
+
+
+def _verdicts(found: list[Comparison]) -> list[str]:
+    if not found:
+        return []
+    out = ['<h2 id="verdicts">Verdicts</h2>', "<ul>"]
+    out += [f'<li class="v {_verdict_class(c.verdict)}">{esc(c.words)}</li>' for c in found]
+    out.append("</ul>")
+    headers = ["comparison", "version", "delta", "test", "p", "effect", "verdict"]
+    body = []
+    for c, row in zip(found, report._verdict_rows(found), strict=True):
+        cells = "".join(f"<td>{esc(v)}</td>" for v in row[:-1])
+        # The markdown's **bold** verdict becomes a colour-coded badge.
+        badge = f'<span class="verdict {_verdict_class(c.verdict)}">{esc(c.verdict)}</span>'
+        body.append(f"<tr>{cells}<td>{badge}</td></tr>")
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    out.append(
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+    return out
+
+
+def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> list[str]:
+    out = [f'<h2 id="s-{_slug(name)}">{esc(name)}</h2>']
+    scenario = scenarios.SCENARIOS.get(name)
+    if scenario:
+        out += [f"<p>{esc(scenario.summary)}</p>",
+                f"<p><em>Field note:</em> {esc(scenario.field_note)}.</p>"]  # fmt: skip
+    out.append(f"<p>{_inline(report._load_line(rows[0]['load']))}</p>")
+    columns = report.COLUMNS.get(name, report.COLUMNS["smoke"])
+    for params, group in report._by_params(rows).items():
+        out.append(f"<h3>Parameters: <code>{esc(params)}</code></h3>")
+        table = [[report._cell(r, fn) for _, fn in columns] for r in group]
+        out.append(_table([h for h, _ in columns], table))
+    if name == "chunked-stall" and (chunks := report._chunk_table(rows, "html")):
+        out += ["<h3>Per chunk size</h3>", f'<div class="scroll">{chunks}</div>']
+    if name == "keepalive-vs-close" and (lines := report._proxy_overhead(rows)):
+        out += ["<ul>", *(f"<li>{_inline(line.removeprefix('- '))}</li>" for line in lines),
+                "</ul>"]  # fmt: skip
+
+    keys = _varying(rows)
+    reps = any(r.get("repetition", 1) != 1 for r in rows)
+    labels = {r["cell"]: _cell_label(r, keys, reps) for r in rows}
+    plots = []
+    if name in PROBE_SCENARIOS:
+        plots.append(_guarded("close-delay plot",
+                              lambda: close_delay_plot(run_dir, name, rows, palette)))  # fmt: skip
+    if any(r.get("load", {}).get("mode") != "probe" for r in rows):
+        plots.append(_guarded("throughput plot",
+                              lambda: load_plot(run_dir, name, rows, palette, labels)))  # fmt: skip
+    plots.append(_guarded("flags plot", lambda: flags_plot(run_dir, name, rows, palette, labels)))
+    if name in CENSUS_SCENARIOS:
+        timelines = [
+            _guarded(f"TCP states of {r['cell']}", lambda r=r: census_plot(run_dir, r, labels[r["cell"]]))
+            for r in _ok(rows)
+        ]  # fmt: skip
+        if any(timelines):
+            plots.append(_figure(
+                "".join(timelines),
+                "TCP states per container over time (solid: accepted by it, dashed: opened "
+                "from it; dotted line: load starts). One row per cell.",
+            ))  # fmt: skip
+    out += [p for p in plots if p]
+    return out
+
+
+def _failed(records: list[Record]) -> list[str]:
+    failed = [r for r in records if r.get("status") != "ok"]
+    if not failed:
+        return []
+    out = ['<h2 id="failed">Failed cells</h2>', "<ul>"]
+    for r in failed:
+        error = str(r.get("error") or "?")
+        first = error.splitlines()[0] if error.strip() else "?"
+        out.append(
+            f'<li><code>{esc(r.get("cell", "?"))}</code>: <span class="failed">{esc(first)}</span>'
+            f"<details><summary>full error</summary><pre>{esc(error)}</pre></details></li>"
+        )
+    out.append("</ul>")
+    return out
+
+
+def _flags(records: list[Record]) -> list[str]:
+    seen: dict[str, int] = defaultdict(int)
+    for r in records:
+        for state, n in (report._get(r, "haproxy", "termination_states") or {}).items():
+            seen[state] += n
+    if not seen:
+        return []
+    out = ['<h2 id="flags">Termination flags seen, as HAProxy documents them</h2>', "<ul>"]
+    out += [
+        f"<li><code>{esc(s)}</code> ({n}×): {esc(haproxy_log.explain(s))}</li>"
+        for s, n in sorted(seen.items())
+    ]
+    return [*out, "</ul>"]
+
+
+def _provenance(run: Record, run_dir: Path) -> list[str]:
+    env = run.get("environment", {})
+    dirty = " (with uncommitted changes)" if env.get("harness_dirty") else ""
+    sysctls = ", ".join(f"{k}={v}" for k, v in env.get("tcp_sysctls", {}).items())
+    items = [
+        f"Run <code>{esc(run.get('run', run_dir.name))}</code>, started "
+        f"{esc(run.get('started'))}, finished {esc(run.get('finished', '?'))}",
+        f"Matrix <code>{esc(run.get('matrix_file'))}</code> sha256 "
+        f"<code>{esc(run.get('matrix_sha256', '?'))}</code>",
+        f"Harness commit <code>{esc(env.get('harness_commit'))}</code>{dirty}",
+        f"Kernel {esc(env.get('kernel'))}; {esc(env.get('cpu_count'))} × {esc(env.get('cpu_model'))}",
+        f"Docker {esc(env.get('docker'))}, Compose {esc(env.get('compose'))}, "
+        f"Python {esc(env.get('python'))}",
+        f"TCP sysctls: {esc(sysctls)}",
+    ]
+    out = [
+        '<h2 id="provenance">Provenance</h2>',
+        "<ul>",
+        *(f"<li>{i}</li>" for i in items),
+        "</ul>",
+    ]
+    images = [
+        [name, i.get("tag"), i.get("id", "-"), i.get("reported", "-")]
+        for name, i in run.get("images", {}).items()
+    ]
+    if images:
+        out.append(_table(["image", "tag", "id", "HAProxy reported"], images))
+    heads: dict[str, list[str]] = {}
+    for vv in sorted(run_dir.glob("*/haproxy-vv.txt")):
+        head = vv.read_text(errors="replace").splitlines()[:12]
+        if head:
+            heads.setdefault(head[0], head)  # one per HAProxy build, as in the markdown
+    out += [f"<pre>{esc(chr(10).join(head))}</pre>" for head in heads.values()]
+    return out
+
+
+def html_report(
+    run_dir: Path, records: list[Record], found: list[Comparison], run: Record, text: str
+) -> str:
+    """The whole page. `text` (report.md) is attached verbatim, escaped, for pasting."""
+    matrix = run.get("matrix", {})
+    title = f"{matrix.get('name', run_dir.name)}: run {run_dir.name}"
+    ok = len(_ok(records))
+    palette = Palette(records)
+    by_scenario: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by_scenario[r["scenario"]].append(r)
+
+    nav = [f'<a href="#s-{_slug(n)}">{esc(n)}</a>' for n in by_scenario]
+    for anchor, label, shown in (("verdicts", "verdicts", found),
+                                 ("failed", "failed cells", ok < len(records)),
+                                 ("provenance", "provenance", True)):  # fmt: skip
+        if shown:
+            nav.append(f'<a href="#{anchor}">{label}</a>')
+    counts: dict[str, int] = defaultdict(int)
+    for c in found:
+        counts[c.verdict] += 1
+    tally = ", ".join(
+        f'<span class="verdict {_verdict_class(v)}">{n} {esc(v)}</span>' for v, n in counts.items()
+    )
+    body = [
+        f"<h1>{esc(title)}</h1>",
+        f"<p>{esc(matrix.get('description', ''))}</p>" if matrix.get("description") else "",
+        f"<p>{ok}/{len(records)} cells measured. Baseline for verdicts: "
+        f"<code>{esc(run.get('baseline'))}</code>. Every number below is computed from the "
+        "files in this run's folder (<code>python -m harness report &lt;run&gt;</code> "
+        f"rebuilds it).{' Verdicts: ' + tally + '.' if tally else ''}</p>",
+        f"<nav>{' '.join(nav)}</nav>",
+        *_verdicts(found),
+    ]
+    for name, rows in by_scenario.items():
+        body += _scenario(run_dir, name, rows, palette)
+    body += _failed(records)
+    body += _flags(records)
+    body += _provenance(run, run_dir)
+    body.append(
+        "<details><summary>report.md, the same report as markdown (to paste into an issue)"
+        f"</summary><pre>{esc(text)}</pre></details>"
+    )
+    page = "\n".join(b for b in body if b)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"{page}\n</body>\n</html>\n"
+    )

@@ -1,0 +1,138 @@
+"""Measurements on real stacks: calibrated close delays, census, flags joined by unique id.
+
+One matrix (two versions × four scenarios) feeds most assertions, so the stacks are
+brought up once; calibration has its own run (the `calibrate` verb).
+"""
+
+import json
+import textwrap
+
+import pytest
+
+from harness.stack import leftovers
+
+MATRIX = textwrap.dedent(
+    """
+    name: measurements
+    versions: [debian:bullseye, debian:bookworm]
+    baseline: debian:bullseye
+    load: {users: 10, spawn_rate: 10, duration_s: 4}
+    scenarios:
+      - name: half-close
+        params: {tls: "off", variant: fin}
+      - name: chunked-stall
+        params: {chunk_min: 16, chunk_max: 64}
+      - name: keepalive-vs-close
+        params: {keepalive: false}
+      - name: connect-timeout
+        params: {backend: refused}
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def run(harness, tmp_path_factory):
+    matrix = tmp_path_factory.mktemp("matrix") / "measurements.yaml"
+    matrix.write_text(MATRIX)
+    proc = harness("matrix", str(matrix), timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = harness.newest_run()
+    cells = {(c["scenario"], c["version"]["reported"]): c for c in harness.cells(run_dir)}
+    assert len(cells) == 8
+    assert all(c["status"] == "ok" for c in cells.values()), [
+        c.get("error") for c in cells.values()
+    ]
+    return run_dir, cells, proc.stdout
+
+
+def test_calibration_probe_and_wire_agree_with_injected_delay(harness):
+    proc = harness("calibrate", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    records = harness.cells(harness.newest_run())
+    assert sorted(r["params"]["fin_delay_ms"] for r in records) == [0, 50, 1000, 5000]
+    for record in records:
+        d = record["params"]["fin_delay_ms"]
+        probe = record["metrics"]["probe"]
+        assert probe["ends"] == {"fin": 20}, (d, probe["ends"])
+        assert abs(probe["delay_ms"]["min"] - d) <= 5 and abs(probe["delay_ms"]["max"] - d) <= 5
+        joined = record["metrics"]["probe_vs_wire"]
+        assert joined["compared"] == 20
+        assert joined["abs_diff_ms"]["max"] <= 2, (d, joined["abs_diff_ms"])
+    assert "injected ms" in proc.stdout and "OUT OF TOLERANCE" not in proc.stdout
+
+
+@pytest.mark.parametrize("version", ["2.2.9", "2.6.12"])
+def test_fin_over_plain_http_closes_at_once(run, version):
+    _, cells, _ = run
+    probe = cells[("half-close", version)]["metrics"]["probe"]
+    assert probe["ends"] == {"fin": 20}
+    assert probe["delay_ms"]["p50"] < 10
+    wire = cells[("half-close", version)]["metrics"]["probe_vs_wire"]
+    assert wire["compared"] == 20 and wire["abs_diff_ms"]["max"] <= 2
+
+
+def test_chunked_stall_shows_on_2_6_12_only(run):
+    _, cells, stdout = run
+    old, new = cells[("chunked-stall", "2.2.9")], cells[("chunked-stall", "2.6.12")]
+    assert old["metrics"]["probe"]["stalled"] == 0
+    stalled = new["metrics"]["probe"]["stalled"]
+    assert stalled >= 1
+    # a stalled connection waited for timeout server; HAProxy logged it as sD--
+    stalls = [v for v in new["metrics"]["probe"]["by_sweep"].values() if v["stalled"]]
+    assert {v["flag"] for v in stalls} == {"sD--"}
+    assert all(v["delay_ms"] > 500 for v in stalls)
+    assert new["metrics"]["haproxy"]["termination_states"]["sD--"] == stalled
+    assert "STALL" in stdout
+
+
+@pytest.mark.parametrize("version", ["2.2.9", "2.6.12"])
+def test_connection_close_leaves_time_wait_where_the_close_began(run, version):
+    _, cells, _ = run
+    metrics = cells[("keepalive-vs-close", version)]["metrics"]
+    closers = metrics["wire"]["first_closer"]
+    connections = metrics["wire"]["connections"]
+    assert connections > 500
+    # With Connection: close, HAProxy closes the client connection first ...
+    assert closers.get("proxy", 0) >= 0.9 * connections, closers
+    # ... so the TIME-WAIT sockets are on its side, on the accepted connections.
+    census = metrics["census"]
+    assert census["haproxy"]["states"]["TIME-WAIT/in"]["peak"] >= 0.9 * closers["proxy"]
+    assert census["haproxy"]["rate_hz"] >= 5 and census["client"]["rate_hz"] >= 5
+
+
+@pytest.mark.parametrize("version", ["2.2.9", "2.6.12"])
+def test_refused_backend_gives_503_whose_flags_match_client_failures(run, version):
+    _, cells, _ = run
+    metrics = cells[("connect-timeout", version)]["metrics"]
+    assert metrics["haproxy"]["status_codes"].get("503", 0) > 10
+    assert all(flag[0] in "Ss" for flag in metrics["haproxy"]["termination_states"])
+    failures = metrics["client_failures"]
+    assert failures["count"] == metrics["load"]["failures"] > 10
+    # every failure the client saw is found in HAProxy's log by its unique id
+    assert failures["matched_in_log"] == failures["count"]
+    assert all(flag[0] in "Ss" for flag in failures["flags"])
+
+
+def test_report_outputs_exist_and_explain_flags(run):
+    run_dir, _, _ = run
+    report = (run_dir / "report.md").read_text()
+    assert "## chunked-stall" in report and "## Provenance" in report
+    assert "`sD--`" in report and "`SC--`" in report  # flags seen, with their meaning
+    assert "haproxy -vv" not in report or "HAProxy version" in report
+    for name in ("report.html", "results.csv", "results.json", "verdicts.json"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert (run_dir.parent / "index.md").exists()
+
+
+def test_rerun_repeats_a_cell_from_its_folder(harness, run):
+    run_dir, cells, _ = run
+    cell = cells[("half-close", "2.6.12")]
+    proc = harness("rerun", str(run_dir / cell["cell"]), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "original" in proc.stdout and "re-run" in proc.stdout
+    [again] = [p for p in run_dir.iterdir() if p.name.startswith(cell["cell"] + "-rerun-")]
+    record = json.loads((again / "cell.json").read_text())
+    assert record["status"] == "ok"
+    assert record["metrics"]["probe"]["ends"] == {"fin": 20}
+    assert record["project"] != cell["project"]
+    assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}
