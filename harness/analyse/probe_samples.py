@@ -1,7 +1,7 @@
 """The close-delay probe's raw samples (probe.jsonl), summarised on the host side.
 
 A sample whose response stopped arriving (the probe gave up after ``stall_ms`` without
-a byte, or the body never completed) counts as *stalled*. Where the proxy's log is
+a byte) counts as *stalled*; one whose body is short for any reason as *incomplete*. Where the proxy's log is
 at hand, each sample is joined to its log line by the unique id HAProxy sent back,
 so a stalled connection shows its own termination flags.
 """
@@ -25,7 +25,7 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 
 def stalled(sample: dict[str, Any]) -> bool:
-    return sample.get("stalled_at") is not None or not sample.get("complete")
+    return sample.get("stalled_at") is not None
 
 
 def summarise(
@@ -40,6 +40,7 @@ def summarise(
         "delay_ms": summary(delays),
         "ends": dict(Counter(s["end"] for s in samples).most_common()),
         "complete": sum(1 for s in samples if s.get("complete")),
+        "incomplete": sum(1 for s in samples if not s.get("complete")),
         "stalled": sum(1 for s in samples if stalled(s)),
         "bytes": summary([s.get("bytes", 0) for s in samples], digits=0),
         "flags": dict(Counter(_flag(s, flags_by_id) for s in samples).most_common()),

@@ -178,11 +178,27 @@ def test_small_significant_shift_below_min_ratio_is_no_change():
     assert c.verdict == "no significant change"
     assert c.delta == "+0.5 ms (p50)"
     assert "below practical thresholds: p50 ratio 1.05 < 1.2" in c.words
-    # The guard, not the test, decided: with a lax ratio it is a regression.
+    # The guards, not the test, decided: with a lax ratio and floor it is a regression.
     lax = compare_samples(
-        "latency", base, cand, labels=("a", "b"), thresholds=Thresholds(min_ratio=1.01)
+        "latency",
+        base,
+        cand,
+        labels=("a", "b"),
+        thresholds=Thresholds(min_ratio=1.01),
+        abs_floor=0.1,
     )
     assert lax.verdict == "regression"
+
+
+def test_sub_millisecond_differences_are_no_change():
+    # 83 µs against 0.7 ms close delays: an 8-fold ratio, fully separated, but below the
+    # 1 ms floor: nobody waits on a connection for that.
+    base = lognormal_grid(0.083, 0.05, 20)
+    cand = lognormal_grid(0.7, 0.05, 20)
+    c = compare_samples("close delay", base, cand, labels=("a", "b"))
+    assert c.p_value < 1e-3
+    assert c.verdict == "no significant change"
+    assert "below practical thresholds: p50 difference < 1.0 ms" in c.words
 
 
 def test_small_effect_is_no_change_even_if_medians_move():
