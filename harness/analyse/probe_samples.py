@@ -1,9 +1,9 @@
 """The close-delay probe's raw samples (probe.jsonl), summarised on the host side.
 
 A sample whose response stopped arriving (the probe gave up after ``stall_ms`` without
-a byte) counts as *stalled*; one whose body is short for any reason as *incomplete*. Where the proxy's log is
-at hand, each sample is joined to its log line by the unique id HAProxy sent back,
-so a stalled connection shows its own termination flags.
+a byte) counts as *stalled*; one whose body is short for any reason as *incomplete*.
+Where the proxy's log is at hand, each sample is joined to its log line by the unique
+id HAProxy sent back, so a stalled connection shows its own termination flags.
 """
 
 from __future__ import annotations
