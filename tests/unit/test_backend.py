@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import select
 import socket
 import subprocess
 import sys
@@ -15,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests import backend_process
 
 SERVER = Path(__file__).resolve().parents[2] / "backends" / "server.py"
 TIMEOUT = 5.0
@@ -26,35 +26,7 @@ PYTHON = os.environ.get("BACKEND_TEST_PYTHON", sys.executable)
 
 
 def _start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
-    # Port 0 and reading the bound port from the startup line avoids the race
-    # of picking a "free" port first.
-    full_env.update({"BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": "0", **env})
-    proc = subprocess.Popen(
-        [PYTHON, "-u", str(SERVER)],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
-    line = proc.stdout.readline().decode() if ready else ""
-    match = re.search(r"listening on 127\.0\.0\.1:(\d+) ", line)
-    if not match:
-        proc.kill()
-        _, err = proc.communicate(timeout=TIMEOUT)
-        raise AssertionError(f"server did not start: {line!r} {err.decode()!r}")
-    port = int(match.group(1))
-    deadline = time.monotonic() + TIMEOUT
-    while True:  # wait until the port accepts connections
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, port
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.01)
+    return backend_process.start(env, PYTHON)
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import select
 import socket
 import ssl
 import struct
@@ -24,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import trustme
+
+from tests import backend_process
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILES = ROOT / "clients" / "locustfiles"
@@ -39,22 +39,7 @@ TIMEOUT = 5.0
 
 
 def _start_backend(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKEND_")}
-    full_env.update({"BACKEND_HOST": "127.0.0.1", "BACKEND_PORT": "0", **env})
-    proc = subprocess.Popen(
-        [sys.executable, "-u", str(ROOT / "backends" / "server.py")],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
-    line = proc.stdout.readline().decode() if ready else ""
-    match = re.search(r"listening on 127\.0\.0\.1:(\d+) ", line)
-    if not match:
-        proc.kill()
-        raise AssertionError(f"backend did not start: {line!r}")
-    return proc, int(match.group(1))  # it prints the line once it is listening
+    return backend_process.start(env)
 
 
 @pytest.fixture(scope="module")
