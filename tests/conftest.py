@@ -55,7 +55,8 @@ class Harness:
         ]
 
     def newest_run(self) -> Path:
-        return max(self.results.iterdir(), key=lambda p: p.stat().st_mtime)
+        runs = [p for p in self.results.iterdir() if (p / "run.json").exists()]
+        return max(runs, key=lambda p: (p / "run.json").stat().st_mtime)
 
 
 @pytest.fixture(scope="session")
