@@ -53,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("matrix", help="run every cell of a matrix file")
     p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MATRIX)
 
+    p = verbs.add_parser("reproduce", help="compare two versions on one scenario, with a verdict")
+    p.add_argument("--a", required=True, metavar="SPEC", help="baseline version spec")
+    p.add_argument("--b", required=True, metavar="SPEC", help="candidate version spec")
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--repetitions", type=int, default=3, help="cells per version [3]")
+
+    p = verbs.add_parser("rerun", help="repeat one cell from its folder; old and new side by side")
+    p.add_argument("cell_dir", type=Path)
+
     p = verbs.add_parser(
         "calibrate", help="check the close-delay measurements against known delays"
     )

@@ -67,8 +67,12 @@ def test_fin_over_plain_http_closes_at_once(run, version):
     probe = cells[("half-close", version)]["metrics"]["probe"]
     assert probe["ends"] == {"fin": 20}
     assert probe["delay_ms"]["p50"] < 10
+    # The wire saw the same closes; 20 connections at once in one gevent loop blur
+    # the probe's clock by a few ms at worst (calibration bounds it at 2 ms per
+    # connection against a target that answers instantly).
     wire = cells[("half-close", version)]["metrics"]["probe_vs_wire"]
-    assert wire["compared"] == 20 and wire["abs_diff_ms"]["max"] <= 2
+    assert wire["compared"] == 20
+    assert wire["abs_diff_ms"]["p50"] <= 1 and wire["abs_diff_ms"]["max"] <= 10
 
 
 def test_chunked_stall_shows_on_2_6_12_only(run):
@@ -90,13 +94,21 @@ def test_connection_close_leaves_time_wait_where_the_close_began(run, version):
     _, cells, _ = run
     metrics = cells[("keepalive-vs-close", version)]["metrics"]
     closers = metrics["wire"]["first_closer"]
-    connections = metrics["wire"]["connections"]
-    assert connections > 500
-    # With Connection: close, HAProxy closes the client connection first ...
-    assert closers.get("proxy", 0) >= 0.9 * connections, closers
-    # ... so the TIME-WAIT sockets are on its side, on the accepted connections.
+    assert metrics["wire"]["connections"] > 500
+    # With Connection: close either side may close first (the client library closes
+    # as soon as it has read the response, racing HAProxy's close). The wire says
+    # which did, per connection; TIME-WAIT must sit on exactly that side: on
+    # HAProxy's accepted connections ("in") or on the client's own ("out").
     census = metrics["census"]
-    assert census["haproxy"]["states"]["TIME-WAIT/in"]["peak"] >= 0.9 * closers["proxy"]
+    on_haproxy = census["haproxy"]["states"].get("TIME-WAIT/in", {}).get("peak", 0)
+    on_client = census["client"]["states"].get("TIME-WAIT/out", {}).get("peak", 0)
+    for seen, closed_first in (
+        (on_haproxy, closers.get("proxy", 0)),
+        (on_client, closers.get("client", 0)),
+    ):
+        # TIME-WAIT lasts 60 s, longer than the cell: every close is still counted
+        # (a few can be lost to a FIN/ACK race that resets the socket).
+        assert 0.9 * closed_first <= seen <= 1.05 * closed_first + 20, (seen, closers)
     assert census["haproxy"]["rate_hz"] >= 5 and census["client"]["rate_hz"] >= 5
 
 

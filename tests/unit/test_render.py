@@ -63,6 +63,9 @@ def test_compose_yaml_is_valid_and_labelled():
     assert doc["services"]["census-client"]["network_mode"] == "service:client"
     assert doc["services"]["capture"]["cap_drop"] == ["ALL"]
     assert doc["services"]["capture"]["cap_add"] == ["NET_RAW", "NET_ADMIN"]
+    # only the frontend's connections: haproxy's own to the backend's :8080 stay out
+    capture_filter = doc["services"]["capture"]["command"][-1]
+    assert f"dst host {net.haproxy} and (dst port 8080" in capture_filter
     assert "calibration" not in doc["services"]
     assert doc["services"]["backend"]["environment"]["BACKEND_SIZE"] == "128"
     for service in doc["services"].values():
