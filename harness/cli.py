@@ -74,12 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_plan(plan: spec.Plan) -> int:
+def _run_plan(plan: spec.Plan, show_report: bool = True) -> int:
     run_dir = results.RESULTS_DIR / plan.cells[0].run_id
     progress = Progress()
     progress.step(f"run {run_dir.name}: {len(plan.cells)} cell(s), results in {run_dir}")
     records = runner.execute(plan, run_dir, progress)
-    print(report.rebuild(run_dir))
+    text = report.rebuild(run_dir)
+    if show_report:
+        print(text)
+    print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
     failed = [r["cell"] for r in records if r.get("status") != "ok"]
     if failed:
         print(
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if new.get("status") == "ok" else 1
         if args.verb == "calibrate":
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
-            _run_plan(plan)
+            _run_plan(plan, show_report=False)
             records = results.cells(results.RESULTS_DIR / plan.cells[0].run_id)
             print(calibration.table(records))
             found = [p for r in records for p in calibration.problems(r)]
