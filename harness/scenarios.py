@@ -217,7 +217,7 @@ def _chunked_stall(p: Params) -> Knobs:
         load=Probe(
             variant="fin" if p["tls"] == "off" else "tls-fin-no-notify",
             tls=p["tls"],
-            connections=1,
+            connections=p["per_size"],
             rcvbuf=p["rcvbuf"],
             read_pause_ms=p["read_pause_ms"],
             stall_ms=p["stall_ms"],
@@ -357,6 +357,7 @@ SCENARIOS: dict[str, Scenario] = {
                 "size": 50000,
                 "chunk_min": 20,
                 "chunk_max": 44,
+                "per_size": 2,  # connections per chunk size: two chances at each
                 "chunk_pause_ms": 1,
                 "rcvbuf": 2048,
                 "read_pause_ms": 4000,
