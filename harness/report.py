@@ -282,6 +282,11 @@ def comparisons(
                     labels=pair, thresholds=th, what=what,
                     baseline_notes=_notes(base), candidate_notes=_notes(cand),
                 )  # fmt: skip
+                # The sentence names the counts only: say which experiment they come from.
+                head, _, rest = comparison.words.partition(": ")
+                comparison = dataclasses.replace(
+                    comparison, words=f"{head}: {scenario} [{params}]: {rest}"
+                )
             found.append(comparison)
     return found
 
