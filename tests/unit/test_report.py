@@ -1,0 +1,78 @@
+"""report.rebuild on a run recorded from a real default-matrix run (chunked-stall, three
+versions): every number in the outputs must trace back to the raw files beside them."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import report
+
+RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    target = results / "20261124T230400Z-default"
+    shutil.copytree(RECORDED, target)
+    report.rebuild(target)  # no Docker: the run folder alone
+    return target
+
+
+def _stalled_sizes(run_dir: Path, version: str) -> list[int]:
+    [folder] = [p for p in run_dir.iterdir() if version in p.name]
+    samples = [json.loads(line) for line in (folder / "probe.jsonl").read_text().splitlines()]
+    return sorted(s["sweep"]["chunk_size"] for s in samples if s["stalled_at"] is not None)
+
+
+def test_stalls_in_the_report_are_the_stalls_in_probe_jsonl(run_dir):
+    text = (run_dir / "report.md").read_text()
+    stalled = _stalled_sizes(run_dir, "2.6.12")
+    assert (
+        stalled and not _stalled_sizes(run_dir, "2.2.9") and not _stalled_sizes(run_dir, "3.0.11")
+    )
+    row = next(line for line in text.splitlines() if line.startswith("| 2.6.12 (debian:bookworm)"))
+    assert f"| {len(stalled)}/49 " in row
+    assert ", ".join(map(str, stalled)) in row
+    assert text.count("STALL ") == len(stalled)  # one per stalled chunk size in the sweep table
+    for other in ("2.2.9 (debian:bullseye)", "3.0.11 (debian:trixie)"):
+        line = next(line for line in text.splitlines() if line.startswith(f"| {other}"))
+        assert "| 0/49 " in line and "| none " in line
+
+
+def test_verdict_words_carry_the_counts_and_the_test(run_dir):
+    text = (run_dir / "report.md").read_text()
+    stalled = len(_stalled_sizes(run_dir, "2.6.12"))
+    line = next(line for line in text.splitlines() if line.startswith("- 2.6.12"))
+    assert line.startswith("- 2.6.12 (debian:bookworm) vs 2.2.9 (debian:bullseye): chunked-stall [")
+    assert f"{stalled}/49 connections stalled" in line and "vs 0/49" in line
+    assert "Fisher exact p=" in line
+    verdicts = json.loads((run_dir / "verdicts.json").read_text())
+    assert {v["candidate_label"] for v in verdicts} == {
+        "2.6.12 (debian:bookworm)",
+        "3.0.11 (debian:trixie)",
+    }
+
+
+def test_flags_are_those_of_the_log_and_explained(run_dir):
+    text = (run_dir / "report.md").read_text()
+    log = (next(run_dir.glob("*2.6.12*")) / "haproxy.log").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("- `sD--`"))
+    assert line.startswith(f"- `sD--` ({log.count(' sD-- ')}×): ")
+    assert "server-side timeout" in line
+
+
+def test_machine_readable_outputs_point_at_existing_raw_files(run_dir):
+    rows = list(csv.DictReader((run_dir / "results.csv").open()))
+    assert [r["version"] for r in rows] == [
+        "2.2.9 (debian:bullseye)", "2.6.12 (debian:bookworm)", "3.0.11 (debian:trixie)",
+    ]  # fmt: skip
+    for record in json.loads((run_dir / "results.json").read_text()):
+        assert "probe.jsonl" in " ".join(record["raw_files"])
+        assert all((run_dir / f).exists() for f in record["raw_files"])
+    assert "20261124T230400Z-default" in (run_dir.parent / "index.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert "<svg" in html and "<script" not in html
