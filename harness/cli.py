@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--haproxy", required=True, metavar="SPEC", help="e.g. debian:bookworm")
     p.add_argument("--scenario", default="smoke")
     p.add_argument("--duration", type=float, default=10, help="seconds of load [10]")
-    p.add_argument("--users", type=int, default=20, help="Locust users [20]")
+    p.add_argument("--users", type=int, default=20, help="Locust users, closed loop [20]")
+    p.add_argument("--rate", type=float, help="open loop instead: requests per second")
 
     p = verbs.add_parser("matrix", help="run every cell of a matrix file")
     p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MATRIX)
@@ -109,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:24} {tag}")
             return 0
         if args.verb == "run":
-            load = spec.Load(users=args.users, spawn_rate=args.users, duration_s=args.duration)
+            load = spec.Load(
+                mode="open" if args.rate else "closed",
+                users=args.users,
+                spawn_rate=args.users,
+                rate=args.rate or 200,
+                duration_s=args.duration,
+            )
             plan = spec.single(args.haproxy, args.scenario, results.new_run_id(args.scenario), load)
             return _run_plan(plan)
         if args.verb == "matrix":

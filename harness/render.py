@@ -17,7 +17,7 @@ import trustme
 from harness import ROOT
 from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
 from harness.images import HaproxyImage, ImageSet
-from harness.scenarios import Knobs
+from harness.scenarios import HttpLoad, Knobs
 from harness.spec import Cell
 
 _ENV = jinja2.Environment(
@@ -89,9 +89,16 @@ def compose_yaml(
         sysctls={side: knobs.sysctls.get(side, {}) for side in ("client", "haproxy", "backend")},
         census=census,
         backend_env=knobs.backend_env,
-        load_env=knobs.load.env(net.haproxy),
+        load_env=_load_env(cell, knobs, net),
         load_args=load_args,
     )
+
+
+def _load_env(cell: Cell, knobs: Knobs, net: Network) -> dict[str, str]:
+    env = knobs.load.env(net.haproxy)
+    if isinstance(knobs.load, HttpLoad):
+        env["LOAD_RATE"] = f"{cell.load.rate:g}"  # used by the open loop only
+    return env
 
 
 def write_certs(folder: Path) -> None:

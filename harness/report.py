@@ -441,8 +441,14 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
 def _load_line(load: Record) -> str:
     if load["mode"] == "probe":
         return "Load: the close-delay probe (concurrent connections, one per sample)."
+    if load["mode"] == "open-loop":
+        return (
+            f"Load: Locust open loop, {load['rate']:g} requests/s for {load['duration_s']:g} s "
+            "per cell; latency from each request's intended send time (no coordinated "
+            "omission). `client-bound` marks cells whose load generator used ≥ 90 % of a core."
+        )
     return (
-        f"Load: Locust {load['mode']}, {load['users']} users, {load['duration_s']:g} s per cell. "
+        f"Load: Locust closed loop, {load['users']} users, {load['duration_s']:g} s per cell. "
         "`client-bound` marks cells whose load generator used ≥ 90 % of a core."
     )
 

@@ -123,7 +123,7 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
     cell, folder = item.cell, item.folder
     log = CommandLog(folder / "commands.log")
     hx = image_set.haproxy[cell.version.text]
-    load_mode = "probe" if isinstance(item.knobs.load, Probe) else "closed-loop"
+    load_mode = "probe" if isinstance(item.knobs.load, Probe) else f"{cell.load.mode}-loop"
     record: dict[str, Any] = {
         "cell": cell.id,
         "index": cell.index,
@@ -143,7 +143,7 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
         "load_args": item.load_args,
         "repetition": cell.repetition,
         "target": item.knobs.target,
-        "load": {"mode": load_mode, **cell.load.model_dump()},
+        "load": {**cell.load.model_dump(), "mode": load_mode},
         "images": image_set.support,
         "started": datetime.now(UTC).isoformat(),
     }
@@ -221,7 +221,8 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
         elif source.exists():
             shutil.copy2(source, folder / name)
     version = versions.parse(old["version"]["spec"])
-    load = Load(**{k: v for k, v in old["load"].items() if k != "mode"})
+    mode = {"open-loop": "open"}.get(old["load"]["mode"], "closed")
+    load = Load(**{**{k: v for k, v in old["load"].items() if k != "mode"}, "mode": mode})
     cell = Cell(
         old["run"],
         old["index"],

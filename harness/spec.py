@@ -20,7 +20,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,8 +35,13 @@ class _Strict(BaseModel):
 
 
 class Load(_Strict):
-    users: int = Field(20, ge=1, le=1000, description="concurrent Locust users")
+    """Load shape of the Locust scenarios. ``closed``: ``users`` send back to back.
+    ``open``: a fixed arrival rate, latency measured from the intended send time."""
+
+    mode: Literal["closed", "open"] = "closed"
+    users: int = Field(20, ge=1, le=1000, description="concurrent Locust users (closed loop)")
     spawn_rate: float = Field(20, gt=0, le=1000, description="users started per second")
+    rate: float = Field(200, gt=0, le=100000, description="requests per second (open loop)")
     duration_s: float = Field(10, gt=0, le=600, description="load duration per cell")
 
 

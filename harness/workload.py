@@ -1,7 +1,8 @@
 """Drive the load in the client container, always bounded in time.
 
 Two kinds, both run by Locust headless (``docker compose exec client locust ...``):
-- ``HttpLoad``: closed-loop users sending GETs (clients/locustfiles/http_load.py);
+- ``HttpLoad``: closed-loop users sending GETs, or (``load.mode: open``) one user
+  sending at a fixed arrival rate (clients/locustfiles/http_load.py);
 - ``Probe``: the close-delay probe (clients/locustfiles/close_delay.py), one Locust
   user that runs every probe connection of the cell concurrently, fires one Locust
   request event per connection, and stops the run when the last one has ended.
@@ -48,8 +49,16 @@ def locust_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
                 "--users", "1", "--spawn-rate", "1", *common]  # fmt: skip
     load = cell.load
     target = net.backend if knobs.load.via == "backend" else net.haproxy
-    return ["locust", "-f", "/locustfiles/http_load.py", "--host", f"http://{target}:8080",
-            "--users", str(load.users), "--spawn-rate", str(load.spawn_rate), *common]  # fmt: skip
+    host = ["--host", f"http://{target}:8080"]
+    if load.mode == "open":
+        # One user schedules every request at the fixed rate (LOAD_RATE, set per run);
+        # its schedule never ends by itself, so stop it at once when the time is up.
+        common[common.index("--stop-timeout") + 1] = "0"
+        return ["locust", "-f", "/locustfiles/http_load.py", *host,
+                "--users", "1", "--spawn-rate", "1", *common, "OpenLoop"]  # fmt: skip
+    return ["locust", "-f", "/locustfiles/http_load.py", *host,
+            "--users", str(load.users), "--spawn-rate", str(load.spawn_rate),
+            *common, "HttpLoad"]  # fmt: skip
 
 
 def drive(stack: Stack, cell: Cell, knobs: Knobs, args: list[str]) -> tuple[int, str]:

@@ -1,9 +1,18 @@
-"""Closed-loop HTTP load: each Locust user sends GETs back to back.
+"""HTTP load, closed loop (HttpLoad) or open loop (OpenLoop).
+
+Closed loop: each Locust user sends GETs back to back; a slow response delays the next
+request, so a stall shows as fewer requests rather than as latency.
+Open loop: one user sends at a fixed arrival rate whatever the responses do, each
+request in its own greenlet, and its latency is measured from the *intended* send
+time, so coordinated omission cannot hide a stall. Those samples are recorded under
+the name "intended"; Locust's own per-send timing stays beside them as "GET".
 
 Knobs (environment, set per cell by the harness):
   LOAD_PATH        request path and query, e.g. "/?size=4096"        [/]
   LOAD_KEEPALIVE   "on" reuses connections, "off" sends Connection: close  [on]
-  LOAD_WAIT_MS     pause between a user's requests                    [0]
+  LOAD_WAIT_MS     closed loop: pause between a user's requests       [0]
+  LOAD_RATE        open loop: requests per second                     [100]
+  LOAD_MAX_CONNECTIONS  open loop: connection pool size               [100]
 
 Besides Locust's own stats, it writes the status codes it saw to
 /out/client_status.json, and every failed request (status, the X-Unique-ID HAProxy
@@ -13,30 +22,66 @@ to HAProxy's log line, and its termination flags, for that very request.
 
 import json
 import os
+import time
 from collections import Counter
 
+import gevent
 from locust import FastHttpUser, constant, events, task
 
 PATH = os.environ.get("LOAD_PATH", "/")
 KEEPALIVE = os.environ.get("LOAD_KEEPALIVE", "on") == "on"
 WAIT_S = float(os.environ.get("LOAD_WAIT_MS", "0")) / 1000
+RATE = float(os.environ.get("LOAD_RATE", "100"))
+HEADERS = {} if KEEPALIVE else {"Connection": "close"}
 STATUS: Counter[str] = Counter()
 FAILURES: list[dict] = []
 
 
+def _get(user: FastHttpUser) -> None:
+    with user.client.get(PATH, headers=HEADERS, catch_response=True, name="GET") as resp:
+        STATUS[str(resp.status_code)] += 1
+        if resp.status_code != 200:
+            uid = resp.headers.get("X-Unique-ID") if resp.headers else None
+            FAILURES.append({"status": resp.status_code, "unique_id": uid})
+            resp.failure(f"status {resp.status_code}")
+
+
 class HttpLoad(FastHttpUser):
     wait_time = constant(WAIT_S)
-    # FastHttpUser keeps one connection per user; Connection: close makes each request new.
-    headers = {} if KEEPALIVE else {"Connection": "close"}
 
     @task
     def get(self) -> None:
-        with self.client.get(PATH, headers=self.headers, catch_response=True, name="GET") as resp:
-            STATUS[str(resp.status_code)] += 1
-            if resp.status_code != 200:
-                uid = resp.headers.get("X-Unique-ID") if resp.headers else None
-                FAILURES.append({"status": resp.status_code, "unique_id": uid})
-                resp.failure(f"status {resp.status_code}")
+        _get(self)
+
+
+class OpenLoop(FastHttpUser):
+    # The pool bounds how many requests are in flight; a request waiting for a
+    # connection is late, and its latency (from the intended time) says so.
+    concurrency = int(os.environ.get("LOAD_MAX_CONNECTIONS", "100"))
+    wait_time = constant(0)
+
+    @task
+    def schedule(self) -> None:
+        start = time.monotonic()
+        for i in range(10**9):
+            due = start + i / RATE
+            gevent.sleep(max(0.0, due - time.monotonic()))
+            gevent.spawn(self._one, due)
+
+    def _one(self, due: float) -> None:
+        failure = None
+        try:
+            _get(self)
+        except Exception as exc:  # recorded as a failure: the schedule goes on
+            failure = exc
+        self.environment.events.request.fire(
+            request_type="GET",
+            name="intended",
+            response_time=(time.monotonic() - due) * 1000,
+            response_length=0,
+            exception=failure,
+            context={},
+        )
 
 
 @events.quitting.add_listener

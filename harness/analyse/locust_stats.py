@@ -1,5 +1,8 @@
 """Locust's final stats (``locust.json``, written by ``--json-file``), as numbers.
 
+For an open-loop run only the "intended" entries count (latency from the intended
+send time: no coordinated omission).
+
 The JSON holds every request, with a histogram of response times; the CSV summary is
 written on a timer and can miss the last second of a run, so it is not used here.
 """
@@ -18,6 +21,10 @@ def aggregated(locust_json: Path) -> dict[str, Any]:
     entries = json.loads(locust_json.read_text())
     if not entries:
         raise ValueError(f"{locust_json}: Locust recorded no request")
+    # An open-loop run times each request from its intended send time ("intended");
+    # those are its numbers. Locust's per-send timings of the same requests stay aside.
+    intended = [e for e in entries if e["name"] == "intended"]
+    entries = intended or entries
     histogram: dict[float, int] = {}
     for entry in entries:
         for ms, count in entry["response_times"].items():

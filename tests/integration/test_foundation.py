@@ -72,3 +72,16 @@ def test_pip_secrets_leave_no_trace_in_the_client_image(docker_engine):
         network_mode="none",
     ).decode()
     assert "No such file" in out and "pip.conf" in out  # the secrets were mounted, never stored
+
+
+def test_open_loop_keeps_its_arrival_rate(harness):
+    proc = harness("run", "--haproxy", "debian:bookworm", "--scenario", "smoke",
+                   "--duration", "5", "--rate", "300")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [cell] = harness.cells(harness.newest_run())
+    assert cell["load"]["mode"] == "open-loop"
+    load = cell["metrics"]["load"]
+    # a fixed arrival rate: the count is set by the schedule, not by the responses
+    assert 0.9 * 300 * 5 <= load["requests"] <= 1.1 * 300 * 5, load
+    assert load["failures"] == 0 and 0 < load["p50_ms"] < 50
+    assert "open loop, 300 requests/s" in proc.stdout
