@@ -217,7 +217,10 @@ def _chunked_stall(p: Params) -> Knobs:
         load=Probe(
             variant="fin" if p["tls"] == "off" else "tls-fin-no-notify",
             tls=p["tls"],
+            # per_size waves one after the other: all chunk sizes at once, but not more,
+            # so the backend's pacing (and so the buffer arithmetic) stays as designed.
             connections=p["per_size"],
+            concurrency=1,
             rcvbuf=p["rcvbuf"],
             read_pause_ms=p["read_pause_ms"],
             stall_ms=p["stall_ms"],

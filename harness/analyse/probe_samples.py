@@ -1,7 +1,8 @@
 """The close-delay probe's raw samples (probe.jsonl), summarised on the host side.
 
 A sample whose response stopped arriving (the probe gave up after ``stall_ms`` without
-a byte) counts as *stalled*; one whose body is short for any reason as *incomplete*.
+a byte) and whose FIN the proxy then ignored for ``LATE_CLOSE_MS`` or more counts as
+*stalled*; one whose body is short for any reason as *incomplete*.
 Where the proxy's log is at hand, each sample is joined to its log line by the unique
 id HAProxy sent back, so a stalled connection shows its own termination flags.
 """
@@ -24,8 +25,18 @@ def read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# A FIN the proxy answers later than this was not noticed: it waited for a timeout.
+LATE_CLOSE_MS = 500.0
+
+
 def stalled(sample: dict[str, Any]) -> bool:
-    return sample.get("stalled_at") is not None
+    """The response stopped (the probe gave up after a silence of stall_ms) *and* the
+    proxy did not answer the client's FIN promptly: the signature of a stalled stream.
+    A response that merely paused, then was closed at once on the FIN, is not a stall."""
+    if sample.get("stalled_at") is None:
+        return False
+    delay = sample.get("delay_ms")
+    return delay is None or delay >= LATE_CLOSE_MS
 
 
 def summarise(

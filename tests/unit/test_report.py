@@ -25,7 +25,12 @@ def run_dir(tmp_path_factory):
 def _stalled_sizes(run_dir: Path, version: str) -> list[int]:
     [folder] = [p for p in run_dir.iterdir() if version in p.name]
     samples = [json.loads(line) for line in (folder / "probe.jsonl").read_text().splitlines()]
-    return sorted(s["sweep"]["chunk_size"] for s in samples if s["stalled_at"] is not None)
+    # a stall: the response stopped, and the proxy ignored the client's FIN (>= 500 ms)
+    return sorted(
+        s["sweep"]["chunk_size"]
+        for s in samples
+        if s["stalled_at"] is not None and (s["delay_ms"] is None or s["delay_ms"] >= 500)
+    )
 
 
 def test_stalls_in_the_report_are_the_stalls_in_probe_jsonl(run_dir):
