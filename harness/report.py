@@ -154,6 +154,8 @@ COLUMNS: dict[str, list[Column]] = {
         *COMMON,
         *LOAD,
         ("TIME-WAIT haproxy→backend", lambda r: _census_peak(r, "haproxy", "TIME-WAIT", "out")),
+        # with http-server-close the backend is told to close, so its side keeps them
+        ("on the backend", lambda r: _census_peak(r, "backend", "TIME-WAIT", "in")),
         ("backend conn/s", lambda r: _get(r, "backend", "connections_per_s")),
         ("", _bound),
     ],
