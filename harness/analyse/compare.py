@@ -202,6 +202,15 @@ def _powerless(n1: int, n2: int, alpha: float, min_p: float) -> str:
     return f"n={n1} vs n={n2} cannot reach p<{alpha:g}: the smallest possible p is {min_p:.2g}"
 
 
+def _unless_powerless(
+    verdict: Verdict, stats_text: str, n1: int, n2: int, min_p: float, thresholds: Thresholds
+) -> tuple[Verdict, str]:
+    """'No significant change' claims too much when no outcome could have been significant."""
+    if verdict == "no significant change" and min_p >= thresholds.alpha:
+        return "inconclusive", f"{stats_text}; {_powerless(n1, n2, thresholds.alpha, min_p)}"
+    return verdict, stats_text
+
+
 def _direction(effect: float, higher_is_worse: bool) -> Verdict:
     return "regression" if (effect > 0) == higher_is_worse else "improvement"
 
@@ -293,10 +302,9 @@ def compare_samples(
         elif not same_way:
             reasons.append(f"p50 moved against {CLIFFS_DELTA}")
         stats_text += f"; below practical thresholds: {', '.join(reasons)}"
-    min_p = _min_p_samples(len(cand), len(base))
-    if verdict == "no significant change" and min_p >= thresholds.alpha:
-        verdict = "inconclusive"
-        stats_text += f"; {_powerless(len(cand), len(base), thresholds.alpha, min_p)}"
+    verdict, stats_text = _unless_powerless(
+        verdict, stats_text, len(cand), len(base), _min_p_samples(len(cand), len(base)), thresholds
+    )
     return Comparison(
         metric=metric,
         baseline_label=base_label,
@@ -409,10 +417,10 @@ def compare_counts(
     stats_text = f"Fisher exact {format_p(p)}, {PROPORTION_DIFF} {_format_pp(diff)}"
     if significant and not large:
         stats_text += f"; below practical threshold of {_format_pp(thresholds.min_rate_diff)}"
-    min_p = _min_p_counts(candidate_total, baseline_total)
-    if verdict == "no significant change" and min_p >= thresholds.alpha:
-        verdict = "inconclusive"
-        stats_text += f"; {_powerless(candidate_total, baseline_total, thresholds.alpha, min_p)}"
+    verdict, stats_text = _unless_powerless(
+        verdict, stats_text, candidate_total, baseline_total,
+        _min_p_counts(candidate_total, baseline_total), thresholds,
+    )  # fmt: skip
     return Comparison(
         metric=metric,
         baseline_label=base_label,
