@@ -106,9 +106,12 @@ def test_connection_close_leaves_time_wait_where_the_close_began(run, version):
         (on_haproxy, closers.get("proxy", 0)),
         (on_client, closers.get("client", 0)),
     ):
-        # TIME-WAIT lasts 60 s, longer than the cell: every close is still counted
-        # (a few can be lost to a FIN/ACK race that resets the socket).
-        assert 0.9 * closed_first <= seen <= 1.05 * closed_first + 20, (seen, closers)
+        # TIME-WAIT lasts 60 s, longer than the cell, so nearly every close is still
+        # counted. Some are not: when HAProxy closed first, the client's port is free at
+        # once and may be reused for a new connection whose SYN recycles HAProxy's
+        # TIME-WAIT on that 4-tuple (about 1 in 10 here); a few more are reset by a
+        # FIN/ACK race.
+        assert 0.8 * closed_first <= seen <= 1.05 * closed_first + 20, (seen, closers)
     assert census["haproxy"]["rate_hz"] >= 5 and census["client"]["rate_hz"] >= 5
 
 
