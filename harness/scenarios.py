@@ -64,6 +64,7 @@ class Probe:
     read_pause_ms: int = 0
     stall_ms: int = 0
     deadline_s: float = 10.0
+    stagger_ms: float = 5.0  # connections start 5 ms apart, so their closes do not coincide
     # One backend query parameter swept across the cell's connections, e.g.
     # ("chunk_size", range(20, 45)): `connections` probes per value, all at once.
     sweep: tuple[str, tuple[int, ...]] | None = None
@@ -86,6 +87,7 @@ class Probe:
             "PROBE_READ_PAUSE_MS": str(self.read_pause_ms),
             "PROBE_STALL_MS": str(self.stall_ms),
             "PROBE_DEADLINE_S": f"{self.deadline_s:g}",
+            "PROBE_STAGGER_MS": f"{self.stagger_ms:g}",
             "PROBE_SWEEP": (
                 f"{self.sweep[0]}=" + ",".join(map(str, self.sweep[1])) if self.sweep else ""
             ),

@@ -48,6 +48,7 @@ NUMBERS: dict[str, type] = {
     "rcvbuf": int,
     "read_pause_ms": float,
     "stall_ms": float,
+    "stagger_ms": float,
     "deadline_s": float,
     "connect_timeout_s": float,
 }

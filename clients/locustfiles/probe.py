@@ -87,6 +87,9 @@ class ProbeConfig:
     rcvbuf: int = 0  # SO_RCVBUF in bytes, set before connect; 0 = kernel default
     read_pause_ms: float = 0.0  # sleep between sending a request and reading it
     stall_ms: float = 0.0  # give up on a response after this long without a byte; 0 = never
+    # Start connection i after i*stagger_ms: closes that all land in the same instant
+    # queue up in one event loop, and the last ones are timed late by a few ms.
+    stagger_ms: float = 0.0
     deadline_s: float = 30.0  # longest wait for the peer's end after our FIN
     connect_timeout_s: float = 5.0
 
@@ -624,13 +627,19 @@ def run_probes(
     cfg.validate()
     samples: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=cfg.effective_concurrency) as pool:
-        futures = [pool.submit(probe_once, cfg) for _ in range(cfg.connections)]
+        futures = [pool.submit(_staggered, cfg, i) for i in range(cfg.connections)]
         for future in as_completed(futures):
             sample = future.result()
             samples.append(sample)
             if on_sample is not None:
                 on_sample(sample)
     return samples
+
+
+def _staggered(cfg: ProbeConfig, index: int) -> dict[str, Any]:
+    if cfg.stagger_ms:
+        time.sleep(index * cfg.stagger_ms / 1000.0)
+    return probe_once(cfg)
 
 
 def _nearest_rank(ordered: Sequence[float], pct: float) -> float:
@@ -722,6 +731,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rcvbuf", type=int, default=d.rcvbuf, help="SO_RCVBUF bytes, 0 = default")
     p.add_argument("--read-pause-ms", type=float, default=d.read_pause_ms)
     p.add_argument("--stall-ms", type=float, default=d.stall_ms, help="0 = wait to deadline")
+    p.add_argument("--stagger-ms", type=float, default=d.stagger_ms, help="start gap")
     p.add_argument("--deadline-s", type=float, default=d.deadline_s)
     p.add_argument("--connect-timeout-s", type=float, default=d.connect_timeout_s)
     p.add_argument("--out", metavar="PATH.jsonl", help="one JSON line per connection")

