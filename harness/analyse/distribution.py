@@ -9,7 +9,8 @@ from typing import Any
 
 def nearest_rank(ordered: list[float], q: float) -> float:
     """The q-quantile (0 < q <= 1) of an already sorted, non-empty list."""
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    # round() first: 0.9 * 10 is 9.000000000000002 in floating point, whose ceil is 10.
+    return ordered[max(0, math.ceil(round(q * len(ordered), 9)) - 1)]
 
 
 def summary(values: Iterable[float], digits: int = 3) -> dict[str, Any]:

@@ -12,12 +12,13 @@ doc/configuration.txt for 1.8 (section 8.2.4) and 2.5 (8.2.5), hence in 2.2, and
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from harness.analyse.distribution import nearest_rank
 
 # (log-format token, regex for what HAProxy prints for it), in line order. One entry per
 # space-separated field: HAProxy merges separators, so fields are split by one space.
@@ -277,12 +278,8 @@ def _percentiles(values: list[int]) -> dict[str, int | None]:
     if not values:
         return {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
     ordered = sorted(values)
-    n = len(ordered)
-
-    def rank(p: int) -> int:
-        return ordered[max(1, math.ceil(p * n / 100)) - 1]
-
-    return {"count": n, "p50": rank(50), "p90": rank(90), "p99": rank(99), "max": ordered[-1]}
+    ranks = {f"p{p}": nearest_rank(ordered, p / 100) for p in (50, 90, 99)}
+    return {"count": len(ordered), **ranks, "max": ordered[-1]}
 
 
 def _status_class(status: int) -> str:

@@ -21,7 +21,6 @@ Conventions:
 
 from __future__ import annotations
 
-import math
 import socket
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dpkt
+
+from harness.analyse.distribution import nearest_rank
 
 WireEnd = Literal["fin", "rst", "none"]
 Closer = Literal["client", "proxy"]
@@ -334,6 +335,6 @@ def _percentiles(values: list[float], ps: tuple[int, ...]) -> dict[str, float | 
     ordered = sorted(values)
     out: dict[str, float | None] = {}
     for p in ps:
-        out[f"p{p}"] = ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1] if ordered else None
+        out[f"p{p}"] = nearest_rank(ordered, p / 100) if ordered else None
     out["max"] = ordered[-1] if ordered else None
     return out
