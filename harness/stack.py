@@ -13,6 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 from harness.compose import CommandLog, Compose, client
 
@@ -71,31 +72,35 @@ class Stack:
             signal.signal(signal.SIGINT, previous)
 
 
-def leftovers(project: str | None = None) -> dict[str, list[str]]:
+def _labelled(project: str | None) -> dict[str, list[Any]]:
     """Containers, networks and volumes of one harness project (or of any, when None)."""
     label = f"{PROJECT_LABEL}={project}" if project else "harness=1"
     dc = client()
     return {
-        "containers": [c.name for c in dc.containers.list(all=True, filters={"label": label})],
-        "networks": [n.name for n in dc.networks.list(filters={"label": label})],
-        "volumes": [v.name for v in dc.volumes.list(filters={"label": label})],
+        "containers": dc.containers.list(all=True, filters={"label": label}),
+        "networks": dc.networks.list(filters={"label": label}),
+        "volumes": dc.volumes.list(filters={"label": label}),
     }
 
 
+def leftovers(project: str | None = None) -> dict[str, list[str]]:
+    """Names of what a harness project (or any, when None) left in Docker."""
+    return {kind: [o.name for o in found] for kind, found in _labelled(project).items()}
+
+
 def remove_leftovers(project: str | None, log: CommandLog) -> dict[str, list[str]]:
-    found = leftovers(project)
-    label = f"{PROJECT_LABEL}={project}" if project else "harness=1"
-    dc = client()
-    for container in dc.containers.list(all=True, filters={"label": label}):
+    found = _labelled(project)
+    for container in found["containers"]:
         container.remove(force=True, v=True)
-    for network in dc.networks.list(filters={"label": label}):
+    for network in found["networks"]:
         network.remove()
-    for volume in dc.volumes.list(filters={"label": label}):
+    for volume in found["volumes"]:
         volume.remove(force=True)
-    if any(found.values()):
+    names = {kind: [o.name for o in objs] for kind, objs in found.items()}
+    if any(names.values()):
         with log.path.open("a") as out:
-            out.write(f"# removed leftovers of {project or 'harness'}: {found}\n")
-    return found
+            out.write(f"# removed leftovers of {project or 'harness'}: {names}\n")
+    return names
 
 
 def terminate_on_sigterm() -> None:
