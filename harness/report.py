@@ -31,8 +31,9 @@ Record = dict[str, Any]
 Column = tuple[str, Callable[[Record], Any]]
 RAW_FILES = (
     "haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "locust.json", "probe.jsonl",
-    "haproxy.log", "haproxy-info.txt", "haproxy-stat.csv", "census-client.txt",
-    "census-haproxy.txt", "census-backend.txt", "haproxy.pcap", "calibration.pcap",
+    "haproxy.log", "haproxy-console.log", "haproxy-info.txt", "haproxy-stat.csv",
+    "census-client.txt", "census-haproxy.txt", "census-backend.txt", "haproxy.pcap",
+    "calibration.pcap",
     "cpu-samples.json", "timing.json", "backend-stats.json", "commands.log",
 )  # fmt: skip
 
@@ -89,12 +90,19 @@ def _bound(record: Record) -> str:
     return "client-bound" if _get(record, "client_bound") else ""
 
 
+def _from_log(record: Record, key: str) -> str:
+    """Counts taken from HAProxy's log, marked when HAProxy dropped some of its lines."""
+    text = _counts(_get(record, "haproxy", key))
+    dropped = _get(record, "haproxy_counters", "info", "DroppedLogs", default=0)
+    return f"{text} (+{dropped} log lines dropped)" if dropped else text
+
+
 def _flags(record: Record) -> str:
-    return _counts(_get(record, "haproxy", "termination_states"))
+    return _from_log(record, "termination_states")
 
 
 def _status(record: Record) -> str:
-    return _counts(_get(record, "haproxy", "status_classes"))
+    return _from_log(record, "status_classes")
 
 
 def _probe_delay(key: str) -> Callable[[Record], str]:

@@ -19,6 +19,7 @@ from typing import Any
 from harness import images, observe, provenance, render, results, scenarios, versions, workload
 from harness.analyse import cell_metrics
 from harness.compose import CommandLog, Compose
+from harness.compose import client as docker_engine
 from harness.errors import CellError, SpecError
 from harness.images import HaproxyImage, ImageSet
 from harness.progress import Progress
@@ -56,15 +57,24 @@ def prepare(plan: Plan, run_dir: Path, progress: Progress) -> tuple[ImageSet, li
         compose = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
         render.write(folder, "compose.yaml", compose)
         render.write(folder, "haproxy-vv.txt", hx.vv)
-        pcap = folder / f"{knobs.target}.pcap"
-        pcap.touch()
-        pcap.chmod(0o666)  # the capture runs unprivileged, as tcpdump's own user
+        _create_outputs(folder, knobs)
         if knobs.tls:
             shutil.copytree(run_dir / "certs", folder / "certs", dirs_exist_ok=True)
         _check_config(hx.tag, folder, log)
         _check_compose(project, folder, log)
         prepared.append(Prepared(cell, folder, project, knobs, args))
     return image_set, prepared
+
+
+def _create_outputs(folder: Path, knobs: Knobs) -> None:
+    """Files that containers write as their own users (tcpdump, haproxy in official
+    images) are created here, writable by anyone, in the cell's folder."""
+    outputs = [folder / f"{knobs.target}.pcap"]
+    if knobs.target == "haproxy":
+        outputs.append(folder / "haproxy.log")
+    for path in outputs:
+        path.touch()
+        path.chmod(0o666)
 
 
 def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
@@ -114,7 +124,9 @@ def _measure(stack: Stack, item: Prepared) -> int:
     timing["drain_end"] = time.time()
     stack.stop("capture", *[f"census-{side}" for side in ("client", knobs.target, "backend")])
     results.write_json(folder / "timing.json", timing)
-    (folder / f"{knobs.target}.log").write_text(stack.logs(knobs.target))
+    # haproxy's log lines went to haproxy.log itself; its console has alerts and warnings.
+    console = "haproxy-console.log" if knobs.target == "haproxy" else f"{knobs.target}.log"
+    (folder / console).write_text(stack.logs(knobs.target))
     (folder / "backend.log").write_text(stack.logs("backend"))
     return code
 
@@ -164,6 +176,7 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
 
 def execute(plan: Plan, run_dir: Path, progress: Progress) -> list[dict[str, Any]]:
     """Prepare everything, then run every cell; returns the cell records."""
+    docker_engine()  # no engine: say so before a run folder exists
     run_dir.mkdir(parents=True, exist_ok=True)
     image_set, prepared = prepare(plan, run_dir, progress)
     results.write_json(
@@ -234,9 +247,7 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
         load,
     )
     knobs = scenarios.get(cell.scenario, str(cell_dir)).knobs(cell.params)
-    pcap = folder / f"{knobs.target}.pcap"
-    pcap.touch()
-    pcap.chmod(0o666)
+    _create_outputs(folder, knobs)
     hx = HaproxyImage(
         version, old["version"]["image"], old["version"]["image_id"], old["version"]["reported"],
         (folder / "haproxy-vv.txt").read_text(),

@@ -1,7 +1,12 @@
 """The foundation on a real engine: real images of real HAProxy versions, one cell each."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from harness import ROOT
 from harness.stack import leftovers
 
 SPECS = {
@@ -37,6 +42,12 @@ def test_smoke_cell_measures_real_throughput(harness, spec):
     hx = cell["metrics"]["haproxy"]
     assert set(hx["status_codes"]) == {"200"}
     assert set(hx["termination_states"]) == {"----"}
+    # Every request has its log line: HAProxy drops a line only when two threads collide
+    # on the log file (counted in DroppedLogs), never because a pipe is full.
+    dropped = cell["metrics"]["haproxy_counters"]["info"]["DroppedLogs"]
+    assert dropped <= load["requests"] / 1000
+    # (HAProxy also logs the few requests still in flight when Locust stopped its users)
+    assert load["requests"] <= hx["total"] + dropped <= load["requests"] + cell["load"]["users"]
     # The table row is printed with the reported version.
     assert f"{SPECS[spec]} (" in proc.stdout and "req/s" in proc.stdout
     assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}
@@ -48,6 +59,17 @@ def test_bad_version_spec_exits_2_and_starts_nothing(harness):
     assert "unknown Debian release 'buster'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_no_engine_exits_2_and_leaves_no_run_folder(tmp_path):
+    env = {**os.environ, "HARNESS_RESULTS": str(tmp_path), "DOCKER_HOST": "unix:///nonexistent"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--haproxy", "debian:bookworm"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "no Docker engine answers" in proc.stderr and "make engine" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_wrong_local_tarball_is_refused(harness, tmp_path, monkeypatch):

@@ -124,9 +124,11 @@ def test_refused_backend_gives_503_whose_flags_match_client_failures(run, versio
     failures = metrics["client_failures"]
     assert failures["count"] == metrics["load"]["failures"] > 10
     # every failure that got a response is found in HAProxy's log by its unique id
-    # (only requests cut off when the load stopped have none)
+    # (only requests cut off when the load stopped have none), unless HAProxy counted
+    # its line as dropped (two threads colliding on the log file)
     assert failures["with_id"] >= failures["count"] - 5
-    assert failures["matched_in_log"] == failures["with_id"]
+    dropped = metrics["haproxy_counters"]["info"]["DroppedLogs"]
+    assert failures["with_id"] - dropped <= failures["matched_in_log"] <= failures["with_id"]
     assert all(flag[0] in "Ss" for flag in failures["flags"])
 
 
