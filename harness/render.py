@@ -17,7 +17,7 @@ import trustme
 from harness import ROOT
 from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
 from harness.images import HaproxyImage, ImageSet
-from harness.scenarios import HttpLoad, Knobs
+from harness.scenarios import HttpLoad, Knobs, Probe
 from harness.spec import Cell
 
 _ENV = jinja2.Environment(
@@ -91,6 +91,7 @@ def compose_yaml(
         backend_env=knobs.backend_env,
         load_env=_load_env(cell, knobs, net),
         load_args=load_args,
+        probe=isinstance(knobs.load, Probe),
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness import results, scenarios
+from harness import calibration, results, scenarios
 from harness.analyse import cell_metrics, compare, haproxy_log
 from harness.analyse.compare import Comparison, Thresholds
 
@@ -137,6 +137,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("injected", lambda r: f"{r['params']['fin_delay_ms']} ms"),
         *PROBE,
         ("max |probe-wire|", lambda r: _ms(_get(r, "probe_vs_wire", "abs_diff_ms", "max"))),
+        ("target late", calibration.target_late),
     ],
     "half-close": [*COMMON, *PROBE, ("flags", _flags)],
     "chunked-stall": [

@@ -63,8 +63,11 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         metrics["wire"] = wire.summarise(closes)
         if samples:
             joined = wire.agreement(samples, closes)
-            joined.pop("per_connection")  # stays derivable from the raw files
+            pairs = joined.pop("per_connection")  # stays derivable from the raw files
             metrics["probe_vs_wire"] = joined
+            if target == "calibration":
+                # judged connection by connection against the injected delay (calibration.py)
+                metrics["calibration_pairs"] = [[c["probe_ms"], c["wire_ms"]] for c in pairs]
 
     timing = _json(folder / "timing.json")
     if timing:

@@ -54,10 +54,16 @@ def test_calibration_probe_and_wire_agree_with_injected_delay(harness):
         d = record["params"]["fin_delay_ms"]
         probe = record["metrics"]["probe"]
         assert probe["ends"] == {"fin": 20}, (d, probe["ends"])
-        assert abs(probe["delay_ms"]["min"] - d) <= 5 and abs(probe["delay_ms"]["max"] - d) <= 5
+        assert abs(probe["delay_ms"]["p50"] - d) <= 2, (d, probe["delay_ms"])
         joined = record["metrics"]["probe_vs_wire"]
         assert joined["compared"] == 20
         assert joined["abs_diff_ms"]["max"] <= 2, (d, joined["abs_diff_ms"])
+        # Per connection: within 5 ms of d wherever the target sent its FIN on time (the
+        # wire says when it did); a busy machine may make the target late on one or two.
+        pairs = record["metrics"]["calibration_pairs"]
+        on_time = [probe for probe, wire in pairs if abs(wire - d) <= 5]
+        assert len(on_time) >= 18, (d, pairs)
+        assert all(abs(probe - d) <= 5 for probe in on_time), (d, pairs)
     assert "injected ms" in proc.stdout and "OUT OF TOLERANCE" not in proc.stdout
 
 
