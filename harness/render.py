@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
+import os
+import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import trustme
 
 from harness import ROOT
 from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
-from harness.images import HaproxyImage, ImageSet
+from harness.compose import client as docker_client
+from harness.errors import HarnessError, SpecError
+from harness.images import SUPPORT_IMAGES, HaproxyImage, ImageSet
 from harness.scenarios import HttpLoad, Knobs, Probe
+from harness.scenarios import get as get_scenario
 from harness.spec import Cell
 
 _ENV = jinja2.Environment(
@@ -29,7 +37,22 @@ _ENV = jinja2.Environment(
 
 # Cells get a /24 each out of this /16, picked by a hash of the project name: fixed per
 # cell (reproducible) and unlikely to collide with a leftover of an interrupted run.
+# HARNESS_SUBNET_POOL moves it where another network already owns these addresses.
 SUBNET_POOL = ipaddress.ip_network("172.30.0.0/16")
+POOL_HINT = "set HARNESS_SUBNET_POOL to a free IPv4 range of /24 or larger, e.g. 10.213.0.0/16"
+
+
+def subnet_pool() -> ipaddress.IPv4Network:
+    text = os.environ.get("HARNESS_SUBNET_POOL")
+    if not text:
+        return SUBNET_POOL
+    try:
+        pool = ipaddress.ip_network(text)
+    except ValueError as exc:
+        raise SpecError(f"HARNESS_SUBNET_POOL={text!r}: {exc}; {POOL_HINT}.") from None
+    if not isinstance(pool, ipaddress.IPv4Network) or pool.prefixlen > 24:
+        raise SpecError(f"HARNESS_SUBNET_POOL={text!r}: too small or not IPv4; {POOL_HINT}.")
+    return pool
 
 
 @dataclass(frozen=True)
@@ -42,10 +65,63 @@ class Network:
 
     @classmethod
     def for_project(cls, project: str) -> Network:
-        slot = int(hashlib.sha256(project.encode()).hexdigest(), 16) % 256
-        net = list(SUBNET_POOL.subnets(new_prefix=24))[slot]
+        slots = list(itertools.islice(subnet_pool().subnets(new_prefix=24), 256))
+        net = slots[int(hashlib.sha256(project.encode()).hexdigest(), 16) % len(slots)]
         host = net.network_address
         return cls(str(net), str(host + 10), str(host + 20), str(host + 30), str(host + 99))
+
+
+def preflight(cells: list[Cell]) -> None:
+    """What can be checked of every cell before any image is built or stack started."""
+    check_templates(cells)
+    check_subnets(cells)
+
+
+def check_templates(cells: list[Cell]) -> None:
+    """Render each cell's files once with stand-in image names, so a broken template
+    stops the run before minutes of image builds, not after."""
+    support = {name: f"harness-{name}:latest" for name in SUPPORT_IMAGES}
+    for cell in cells:
+        knobs = get_scenario(cell.scenario, cell.id).knobs(cell.params)
+        project = project_name(cell)
+        net = Network.for_project(project)
+        hx = HaproxyImage(cell.version, "preflight", "", cell.version.expected or "", "")
+        haproxy_cfg(cell, knobs, net)
+        compose_yaml(cell, knobs, net, ImageSet({cell.version.text: hx}, support), hx, project, [])
+
+
+def check_subnets(cells: Iterable[Cell]) -> None:
+    """Before anything starts: a cell whose subnet overlaps an existing Docker network
+    would fail at 'compose up' ("Pool overlaps with other one on this address space")."""
+    wanted = {
+        c.id: ipaddress.ip_network(Network.for_project(project_name(c)).subnet) for c in cells
+    }
+    for network in docker_client().networks.list():
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            try:
+                theirs = ipaddress.ip_network(config.get("Subnet") or "", strict=False)
+            except ValueError:
+                continue
+            clash = [
+                (cell, mine)
+                for cell, mine in wanted.items()
+                if mine.version == theirs.version and mine.overlaps(theirs)
+            ]
+            if not clash:
+                continue
+            cell, mine = clash[0]
+            labels = network.attrs.get("Labels") or {}
+            owner = (
+                f"It was left by harness run {labels.get('harness.run', '?')}: if that run is "
+                "over, 'python -m harness clean' removes it. Otherwise "
+                if labels.get("harness") == "1"
+                else f"If nothing uses it, remove it (docker network rm {network.name}); or "
+            )
+            raise SpecError(
+                f"Docker network {network.name!r} has subnet {theirs}, which overlaps {mine}, "
+                f"the subnet of cell {cell} ({len(clash)} of {len(wanted)} cell(s) collide): "
+                f"its stack could not be created. {owner}{POOL_HINT}. Nothing has been started."
+            )
 
 
 def project_name(cell: Cell) -> str:
@@ -54,9 +130,36 @@ def project_name(cell: Cell) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in raw)
 
 
+def _render(name: str, **context: Any) -> str:
+    """Render one template; a broken template (a local edit, a harness bug) is an error
+    naming the template file and line, not a traceback."""
+    try:
+        return _ENV.get_template(name).render(**context)
+    except jinja2.TemplateSyntaxError as exc:
+        where, line, what = exc.filename or name, exc.lineno, exc.message
+    except Exception as exc:
+        # Jinja gives the template's own frames its file name and lines: an error raised
+        # there (an undefined name, a bad expression) is the template's; others are not.
+        frames = [
+            (f.f_code.co_filename, n)
+            for f, n in traceback.walk_tb(exc.__traceback__)
+            if Path(f.f_code.co_filename).name == name
+        ]
+        if not frames and not isinstance(exc, jinja2.TemplateError):
+            raise
+        where, line = frames[-1] if frames else (name, None)
+        what = str(exc) or type(exc).__name__
+    at = f" line {line}" if line else ""
+    raise HarnessError(
+        f"{where}{at}: the template does not render: {what}. Fix the template there "
+        "(git diff shows local edits); nothing has been started."
+    ) from None
+
+
 def haproxy_cfg(cell: Cell, knobs: Knobs, net: Network) -> str:
     service, port = knobs.server
-    return _ENV.get_template("haproxy.cfg.j2").render(
+    return _render(
+        "haproxy.cfg.j2",
         cell=cell,
         hx=knobs.haproxy,
         server=f"{getattr(net, service)}:{port}",
@@ -77,7 +180,8 @@ def compose_yaml(
     target = knobs.target
     # Census in every namespace; the ports say which sockets are accepted ("in") there.
     census = {"client": "", target: "8080 8443", "backend": "8080"}
-    return _ENV.get_template("cell.yaml.j2").render(
+    return _render(
+        "cell.yaml.j2",
         cell=cell,
         net=net,
         images=images,

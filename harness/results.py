@@ -10,18 +10,62 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import ROOT
+from harness.errors import HarnessError
 
 RESULTS_DIR = Path(os.environ.get("HARNESS_RESULTS", ROOT / "results"))
 
+# Run ids handed out by this process, and whether their folder existed already then:
+# a run that fails before its first cell leaves no folder of its own behind.
+_ISSUED: dict[str, bool] = {}
+
 
 def new_run_id(name: str) -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{name}"
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{name}"
+    _ISSUED.setdefault(run_id, (RESULTS_DIR / run_id).exists())
+    return run_id
+
+
+def check_writable() -> None:
+    """Before anything starts: results can be written where they are going."""
+    where = (
+        f"HARNESS_RESULTS={RESULTS_DIR}" if "HARNESS_RESULTS" in os.environ else str(RESULTS_DIR)
+    )
+    try:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=RESULTS_DIR, prefix=".harness-write-check-"):
+            pass
+    except OSError as exc:
+        raise HarnessError(
+            f"{where}: results cannot be written there ({exc.strerror or exc}). Point "
+            f"HARNESS_RESULTS at a writable folder (or unset it: {ROOT / 'results'}). "
+            "Nothing has been started."
+        ) from None
+
+
+def discard_unstarted(message: str) -> str:
+    """After an error that stopped a run before its first cell: remove the run folders
+    this process created (no run.json: they hold no result). A folder the message points
+    into is kept for the files it names. Returns a note to append to the message."""
+    notes = []
+    for run_id, existed in _ISSUED.items():
+        folder = RESULTS_DIR / run_id
+        if existed or not folder.is_dir() or (folder / "run.json").exists():
+            continue
+        if str(folder) in message:
+            notes.append(
+                f"\nThe run folder {folder} is kept for the files named above; no cell ran "
+                "in it (it has no run.json). Delete it when done."
+            )
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return "".join(notes)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -34,8 +78,45 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def require_run(path: Path) -> None:
+    """``report RUN_DIR``: the folder of a run (it has run.json)."""
+    if not (path / "run.json").is_file():
+        inside = " (it is one cell of a run: give its parent folder)" if _is_cell(path) else ""
+        raise HarnessError(
+            f"{path}: not a run folder (no run.json in it){inside}. Give the folder a run "
+            f"printed as 'results in ...', e.g. {RESULTS_DIR}/<run>."
+        )
+
+
+def require_cell(path: Path) -> None:
+    """``rerun CELL_DIR``: one cell's folder (it has cell.json)."""
+    if _is_cell(path):
+        return
+    cells = sorted(p.parent.name for p in path.glob("*/cell.json"))
+    hint = (
+        f"It holds these cells, give one of them: {', '.join(cells[:5])}"
+        + (", ..." if len(cells) > 5 else "")
+        if cells
+        else f"Give one cell's folder inside a run, e.g. {RESULTS_DIR}/<run>/001-smoke-...-r1"
+    )
+    raise HarnessError(f"{path}: not a cell folder (no cell.json in it). {hint}.")
+
+
+def _is_cell(path: Path) -> bool:
+    return (path / "cell.json").is_file()
+
+
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    """A JSON file of the harness; a damaged one is an error naming it, not a traceback."""
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HarnessError(
+            f"{path} (line {exc.lineno}, column {exc.colno}): not valid JSON ({exc.msg}). The "
+            "harness writes these files whole: this one was edited or damaged since. Restore "
+            "it, or run that cell or matrix again."
+        ) from None
 
 
 def cells(run_dir: Path) -> list[dict[str, Any]]:

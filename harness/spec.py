@@ -15,17 +15,19 @@ its line, what was expected, and how to fix it.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 
-from harness import scenarios, versions
+from harness import ROOT, scenarios, versions
 from harness.errors import SpecError
 from harness.versions import VersionSpec
 
@@ -42,7 +44,7 @@ class Load(_Strict):
     users: int = Field(20, ge=1, le=1000, description="concurrent Locust users (closed loop)")
     spawn_rate: float = Field(20, gt=0, le=1000, description="users started per second")
     rate: float = Field(200, gt=0, le=100000, description="requests per second (open loop)")
-    duration_s: float = Field(10, gt=0, le=600, description="load duration per cell")
+    duration_s: float = Field(10, gt=0, le=600, description="load duration per cell (seconds)")
 
 
 class Verdicts(_Strict):
@@ -67,10 +69,13 @@ class Matrix(_Strict):
     description: str = ""
     versions: list[str] = Field(min_length=1)
     baseline: str | None = None
-    repetitions: int = Field(1, ge=1, le=100)
+    repetitions: int = Field(1, ge=1, le=100, description="cells per version and parameter set")
     load: Load = Load()
     verdicts: Verdicts = Verdicts()
     scenarios: list[ScenarioEntry] = Field(min_length=1)
+    # A cell still running after this is killed, recorded as failed, and the run goes on.
+    # Default: twice the cell's own load bound plus 5 minutes (runner.timeout_s).
+    cell_timeout_s: float | None = Field(None, gt=0, le=86400)
 
 
 @dataclass(frozen=True)
@@ -108,25 +113,91 @@ class Plan:
 def load(path: Path, run_id: str) -> Plan:
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the matrix file ({exc.strerror}).") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        shipped = ", ".join(sorted(p.name for p in (ROOT / "matrices").glob("*.yaml")))
+        raise SpecError(
+            f"{path}: cannot read the matrix file ({why}). Give the path of a YAML matrix "
+            f"file, e.g. one of {ROOT / 'matrices'}/: {shipped}."
+        ) from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        raise SpecError(_yaml_problem(path, exc)) from None
     return expand(raw, run_id, source=path, text=text)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping: PyYAML would keep the
+    last silently, so a matrix with two ``load:`` would run with half of what it says."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                continue
+            if key in seen:
+                raise _DuplicateKey(
+                    None,
+                    None,
+                    f"{key!r} is given twice in one mapping (first on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """'file (line L, column C): what, with the line and a caret' instead of PyYAML's
+    '<unicode string>' report."""
+    mark = getattr(exc, "problem_mark", None)
+    if not isinstance(exc, yaml.MarkedYAMLError) or mark is None:
+        return f"{path}: not valid YAML: {exc}. Fix the file's syntax."
+    context = f" ({exc.context}, line {exc.context_mark.line + 1})" if exc.context_mark else ""
+    lines = (mark.buffer or "").splitlines()
+    shown = f"\n    {lines[mark.line]}\n    {' ' * mark.column}^" if mark.line < len(lines) else ""
+    fix = (
+        "Keep one of them (merge their contents if both matter)."
+        if isinstance(exc, _DuplicateKey)
+        else "Fix the syntax there (lists are [a, b] or one '- item' per line; indent with "
+        "spaces, not tabs)."
+    )
+    return (
+        f"{path} (line {mark.line + 1}, column {mark.column + 1}): not valid YAML: "
+        f"{exc.problem}{context}.{shown}\n{fix}"
+    )
 
 
 def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") -> Plan:
     where = str(source) if source else "matrix"
     if not isinstance(raw, dict):
-        raise SpecError(f"{where}: a matrix file is a mapping with versions: and scenarios:.")
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise SpecError(
+            f"{where}: a matrix file is a mapping with versions: and scenarios:, but this is "
+            f"{got}. Start from {ROOT / 'matrices' / 'default.yaml'}, e.g.\n"
+            "    name: mine\n    versions: [debian:bookworm]\n    scenarios: [{name: smoke}]"
+        )
     try:
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(_explain(exc, where, text)) from None
 
-    specs = [versions.parse(v, f"{where}: versions[{i}]") for i, v in enumerate(matrix.versions)]
+    specs = [
+        versions.parse(v, f"{where}{_line(text, ['versions', i])}: versions[{i}]")
+        for i, v in enumerate(matrix.versions)
+    ]
+    twice = sorted({v for v in matrix.versions if matrix.versions.count(v) > 1})
+    if twice:
+        # Cells, images and verdicts are keyed by the spec: a copy would be one version.
+        raise SpecError(
+            f"{where}{_line(text, ['versions'])}: versions lists {twice[0]!r} more than once. "
+            "List each version once; for more cells per version, raise repetitions:."
+        )
     if matrix.baseline is not None and matrix.baseline not in matrix.versions:
         raise SpecError(
             f"{where}{_line(text, ['baseline'])}: baseline {matrix.baseline!r} is not one of "
@@ -146,7 +217,8 @@ def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") ->
             if version not in matrix.versions:
                 raise SpecError(
                     f"{at}: versions lists {version!r}, which is not in the matrix's versions "
-                    f"({', '.join(matrix.versions)})."
+                    f"({', '.join(matrix.versions)}). Add it to the matrix's versions:, or "
+                    "list only those here (spelled the same)."
                 )
         keys = list(entry.grid)
         for values in itertools.product(*(entry.grid[k] for k in keys)):
@@ -167,18 +239,80 @@ def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") ->
     return Plan(matrix, source, specs, cells)
 
 
+# What to write for a required key that is missing.
+_EXAMPLES = {
+    "name": "name: my-matrix",
+    "versions": "versions: [debian:bookworm]",
+    "scenarios": "scenarios: [{name: smoke}]",
+}
+
+
 def _explain(exc: ValidationError, where: str, text: str) -> str:
     lines = [f"{where}: the matrix is not valid:"]
     for err in exc.errors():
         path = list(err["loc"])
         key = ".".join(str(p) for p in path) or "(top level)"
-        got = err.get("input")
-        hint = {
-            "extra_forbidden": "remove it or check its spelling",
-            "missing": "add it",
-        }.get(err["type"], "fix the value")
-        lines.append(f"  {key}{_line(text, path)}: {err['msg']} (got {got!r}); {hint}.")
+        info, known = _field(path)
+        kind = err["type"]
+        if kind == "missing":
+            example = _EXAMPLES.get(str(path[-1]))
+            lines.append(
+                f"  {key}{_line(text, path)}: required but missing; add it"
+                + (f", e.g. {example}." if example else ".")
+            )
+            continue
+        if kind == "extra_forbidden":
+            close = difflib.get_close_matches(str(path[-1]), known, n=1)
+            hint = "remove it or check its spelling" + (
+                f" (did you mean {close[0]!r}?)" if close else ""
+            )
+            hint += f"; known keys here: {', '.join(known)}"
+        elif kind == "list_type":
+            hint = "write a list, e.g. [a, b] (or [a] for one value)"
+        elif kind == "string_type":
+            hint = "write it as text, in quotes"
+        elif info is not None and _bounds(info):
+            hint = f"{info.description or path[-1]} must be {_bounds(info)}"
+        elif info is not None and info.description:
+            hint = f"expected: {info.description}"
+        else:
+            hint = "fix the value"
+        got = repr(err.get("input"))
+        got = got if len(got) <= 60 else got[:57] + "..."
+        lines.append(f"  {key}{_line(text, path)}: {err['msg']} (got {got}); {hint}.")
     return "\n".join(lines)
+
+
+def _field(path: list[Any]) -> tuple[FieldInfo | None, list[str]]:
+    """The model field a validation error's path points at, and the keys allowed beside it."""
+    model: Any = Matrix
+    info: FieldInfo | None = None
+    known: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None, []
+        known = list(model.model_fields)
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return None, known
+        # list[Entry], Entry | None -> Entry: the model one level down, if any
+        inner = [a for a in get_args(info.annotation) if isinstance(a, type)]
+        model = next((a for a in inner if issubclass(a, BaseModel)), info.annotation)
+    return info, known
+
+
+def _bounds(info: FieldInfo) -> str:
+    """'> 0 and <= 600' from a field's constraints."""
+    signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    parts = [
+        f"{sign} {getattr(m, name):g}"
+        for m in info.metadata
+        for name, sign in signs.items()
+        if getattr(m, name, None) is not None
+    ]
+    return " and ".join(parts)
 
 
 def _line(text: str, path: list[Any]) -> str:
@@ -206,6 +340,9 @@ def _line(text: str, path: list[Any]) -> str:
 
 def single(version: str, scenario: str, run_id: str, load: Load | None = None) -> Plan:
     """The plan for one cell, as ``python -m harness run`` asks for it."""
+    # Checked here first, so an error names the option the user typed.
+    versions.parse(version, "--haproxy")
+    scenarios.get(scenario, "--scenario")
     return expand(
         {
             "name": "single",
@@ -215,3 +352,31 @@ def single(version: str, scenario: str, run_id: str, load: Load | None = None) -
         },
         run_id,
     )
+
+
+# The option of ``python -m harness run`` behind each Load field.
+_OPTIONS = {
+    "users": "--users",
+    "spawn_rate": "--users",
+    "rate": "--rate",
+    "duration_s": "--duration",
+}
+
+
+def load_options(users: int, rate: float | None, duration: float) -> Load:
+    """The load of ``run --users N --duration S [--rate R]``; a value out of range is
+    a SpecError naming the option, its bounds and its default."""
+    values = {"users": users, "spawn_rate": users, "duration_s": duration}
+    try:
+        if rate is None:
+            return Load(mode="closed", **values)
+        return Load(mode="open", rate=rate, **values)
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0])
+        info = Load.model_fields[field]
+        option = _OPTIONS[field]
+        given = {"--users": users, "--rate": rate, "--duration": duration}[option]
+        raise SpecError(
+            f"{option} {given:g}: {info.description} must be {_bounds(info)} "
+            f"(default {option} {info.default:g})."
+        ) from None

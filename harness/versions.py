@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tarfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -118,6 +119,18 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
                 f"Known: {known}. Add an entry with its sha256, or use "
                 f"tarball:<path>@{value} for a tarball of your own."
             )
+        local = TARBALL_DIR / f"haproxy-{value}.tar.gz"
+        if local.is_file():
+            # Found now, not after minutes of building the images before it.
+            actual = _sha256(local)
+            if actual != cat.sources[value].sha256:
+                raise SpecError(
+                    f"{where}: {local} has sha256 {actual}, but {CATALOGUE_PATH} pins "
+                    f"{cat.sources[value].sha256} for HAProxy {value}: it is not that release "
+                    "(or it is damaged). Delete it (the pinned tarball is then downloaded), "
+                    f"or replace it with the genuine haproxy-{value}.tar.gz; for a patched "
+                    f"tarball use tarball:<path>@{value}."
+                )
         return VersionSpec("source", value, value)
     if kind == "tarball":
         path, at, version = value.rpartition("@")
@@ -128,9 +141,61 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
             )
         resolved = Path(path).expanduser().resolve()
         if not resolved.is_file():
-            raise SpecError(f"{where}: tarball {path!r} does not exist (looked at {resolved}).")
+            raise SpecError(
+                f"{where}: tarball {path!r} does not exist (looked at {resolved}). Give the "
+                "path of an HAProxy source tarball (.tar.gz), relative to where you run the "
+                "harness or absolute."
+            )
+        _check_source_tarball(resolved, version, where)
         return VersionSpec("tarball", str(resolved), version)
     return VersionSpec("image", value, _version_in_tag(value))
+
+
+@cache
+def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    stat = path.stat()  # the cache key: a replaced file is hashed again
+    return _sha256_of(path, stat.st_size, stat.st_mtime_ns)
+
+
+def _check_source_tarball(path: Path, version: str, where: str) -> None:
+    """What the image build would find out minutes later: the file is a gzipped tar of an
+    HAProxy source tree (``<dir>/Makefile``), of the version the spec promises (its
+    ``<dir>/VERSION``, when it has one)."""
+    found: dict[str, str] = {}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                parts = member.name.strip("/").split("/")
+                if len(parts) == 2 and parts[1] in ("Makefile", "VERSION") and member.isfile():
+                    if parts[1] == "VERSION":
+                        data = tar.extractfile(member)
+                        found["VERSION"] = data.read(100).decode(errors="replace") if data else ""
+                    else:
+                        found["Makefile"] = ""
+                if len(found) == 2:
+                    break
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise SpecError(
+            f"{where}: {path} is not a .tar.gz archive ({exc}). Give HAProxy's source "
+            "tarball, e.g. haproxy-2.6.15.tar.gz from haproxy.org, or a patched tree packed "
+            "with 'tar -czf NAME.tar.gz haproxy-2.6.15/'."
+        ) from None
+    if "Makefile" not in found:
+        raise SpecError(
+            f"{where}: {path} holds no <dir>/Makefile: it is not an HAProxy source tree "
+            "(the build unpacks its top folder and runs make there). Pack the tree with "
+            "'tar -czf NAME.tar.gz haproxy-X.Y.Z/'."
+        )
+    packed = found.get("VERSION", "").strip()
+    if _VERSION.match(packed) and packed.split("-")[0] != version.split("-")[0]:
+        raise SpecError(
+            f"{where}: {path} says it is HAProxy {packed} (its VERSION file), but the spec "
+            f"says @{version}. Write tarball:<path>@{packed}, or give the right tarball."
+        )
 
 
 def _version_in_tag(ref: str) -> str | None:

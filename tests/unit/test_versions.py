@@ -1,3 +1,5 @@
+import tarfile
+
 import pytest
 
 from harness import versions
@@ -40,8 +42,12 @@ def test_parse_kinds(text, kind, expected, label):
 
 
 def test_tarball_needs_existing_file_and_version(tmp_path):
+    tree = tmp_path / "haproxy-2.6.15"
+    tree.mkdir()
+    (tree / "Makefile").write_text("all:\n")  # parse checks the archive holds a source tree
     tarball = tmp_path / "haproxy-2.6.15-patched.tar.gz"
-    tarball.write_bytes(b"not really a tarball")
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tree, arcname=tree.name)
     spec = versions.parse(f"tarball:{tarball}@2.6.15")
     assert (spec.kind, spec.expected, spec.custom) == ("tarball", "2.6.15", True)
     assert spec.label == "2.6.15 (custom)"
