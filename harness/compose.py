@@ -7,6 +7,7 @@ read after the fact without re-running it.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import time
@@ -20,6 +21,20 @@ import docker.errors
 from harness.errors import CellError, EngineError
 
 ENGINE_HINT = "Run 'make engine' (or start Docker yourself so that 'docker info' works)."
+
+# The userinfo of a URL (user:password@ or token@): index and mirror URLs may carry
+# credentials, and command logs are kept in run folders that get published.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s?#]+)@")
+
+
+def redact(text: str) -> str:
+    """Credentials in URLs hidden as pip hides them: ``user:****@host``, ``****@host``."""
+
+    def hide(m: re.Match[str]) -> str:
+        user, colon, _ = m["userinfo"].partition(":")
+        return f"{m['scheme']}{user}:****@" if colon else f"{m['scheme']}****@"
+
+    return _URL_USERINFO.sub(hide, text)
 
 
 @cache
@@ -58,15 +73,15 @@ class CommandLog:
             )
         except subprocess.TimeoutExpired as exc:
             self._write(argv, time.monotonic() - started, None, exc.stdout, exc.stderr)
-            raise CellError(f"timed out after {timeout:.0f} s: {shlex.join(argv)}") from exc
+            raise CellError(f"timed out after {timeout:.0f} s: {redact(shlex.join(argv))}") from exc
         except FileNotFoundError as exc:
             raise EngineError(f"{argv[0]} is not installed. {ENGINE_HINT}") from exc
         out = proc.stdout if log_output else f"({len(proc.stdout)} bytes of output)".encode()
         self._write(argv, time.monotonic() - started, proc.returncode, out, proc.stderr)
         if check and proc.returncode != 0:
-            text = (proc.stderr or proc.stdout or b"").decode(errors="replace").strip()
+            text = redact((proc.stderr or proc.stdout or b"").decode(errors="replace").strip())
             last = text.splitlines()[-1] if text else "(no output)"
-            verb = " ".join(a for a in argv[:6] if not a.startswith("/"))
+            verb = redact(" ".join(a for a in argv[:6] if not a.startswith("/")))
             raise CellError(
                 f"{verb} ... exited with {proc.returncode}: {last}\n"
                 f"(command and output: {self.path})\n{text[-2000:]}"
@@ -83,10 +98,10 @@ class CommandLog:
     ) -> None:
         status = "timeout" if code is None else f"exit {code}"
         with self.path.open("a") as log:
-            log.write(f"$ {shlex.join(argv)}  # {status} in {seconds:.1f} s\n")
+            log.write(f"$ {redact(shlex.join(argv))}  # {status} in {seconds:.1f} s\n")
             for stream in (out, err):
                 if stream:
-                    log.write(stream.decode(errors="replace").rstrip() + "\n")
+                    log.write(redact(stream.decode(errors="replace").rstrip()) + "\n")
 
 
 class Compose:

@@ -29,11 +29,12 @@ from pathlib import Path
 import docker.errors
 
 from harness import ROOT
-from harness.compose import CommandLog, Compose, client
+from harness.compose import CommandLog, Compose, client, redact
 from harness.errors import CellError, ImageError
 from harness.versions import TARBALL_DIR, VersionSpec, catalogue, check_reported
 
 BUILD_DIR = ROOT / "build"
+PULL_TIMEOUT_S = 300  # an image: spec's pull; a registry that does not answer is an error
 INPUTS_LABEL = "harness.inputs"
 DEBIAN_MIRROR = os.environ.get("HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUPPORT_IMAGES = {
@@ -72,8 +73,11 @@ def ensure_base(release: str, log: CommandLog, progress: Progress = _quiet) -> s
     tag = f"harness-base:{release}"
     if _image_id(tag):
         return tag
-    pulled = log.run(["docker", "pull", f"debian:{release}-slim"], timeout=300, check=False)
-    if pulled.returncode == 0:
+    try:
+        pulled = log.run(["docker", "pull", f"debian:{release}-slim"], timeout=300, check=False)
+    except CellError:  # a registry that never answers: build it instead
+        pulled = None
+    if pulled is not None and pulled.returncode == 0:
         log.run(["docker", "tag", f"debian:{release}-slim", tag], timeout=60)
         return tag
     if shutil.which("debootstrap") is None:
@@ -81,7 +85,9 @@ def ensure_base(release: str, log: CommandLog, progress: Progress = _quiet) -> s
             f"cannot pull debian:{release}-slim and debootstrap is not installed. "
             "Run 'make engine' (installs it on Debian) or 'apt-get install debootstrap'."
         )
-    progress(f"building base image {tag} with debootstrap from {DEBIAN_MIRROR} (about 30 s)")
+    progress(
+        f"building base image {tag} with debootstrap from {redact(DEBIAN_MIRROR)} (about 30 s)"
+    )
     with tempfile.TemporaryDirectory(prefix=f"harness-base-{release}-") as tmp:
         root = Path(tmp) / "root"
         log.run(
@@ -291,11 +297,15 @@ def haproxy_image(spec: VersionSpec, log: CommandLog, progress: Progress = _quie
     elif spec.kind in ("source", "tarball"):
         _build_from_tarball(spec, tag, log, progress)
     elif not _image_id(tag):
-        pulled = log.run(["docker", "pull", tag], timeout=600, check=False)
-        if pulled.returncode != 0:
+        progress(f"pulling {tag} (at most {PULL_TIMEOUT_S} s)")
+        try:
+            pulled = log.run(["docker", "pull", tag], timeout=PULL_TIMEOUT_S, check=False)
+            why = pulled.stderr.decode(errors="replace").strip()[:300]
+        except CellError as exc:  # a registry that never answers: bounded, not a hang
+            pulled, why = None, str(exc).splitlines()[0]
+        if pulled is None or pulled.returncode != 0:
             raise ImageError(
-                f"{spec.text}: image {tag} is not present and cannot be pulled "
-                f"({pulled.stderr.decode(errors='replace').strip()[:300]}). "
+                f"{spec.text}: image {tag} is not present and cannot be pulled ({why}). "
                 "Pull or load it first ('docker load -i ...'), or use a debian:/source: spec."
             )
     vv = _haproxy_vv(tag, log)
@@ -322,7 +332,9 @@ def _haproxy_vv(tag: str, log: CommandLog) -> str:
     )
     if proc.returncode != 0:
         raise ImageError(
-            f"{tag}: 'haproxy -vv' failed: {proc.stderr.decode(errors='replace')[:500]}"
+            f"{tag}: 'haproxy -vv' failed: {proc.stderr.decode(errors='replace').strip()[:500]}"
+            "\nAn image: spec needs an image with haproxy on its PATH (and bash), e.g. "
+            "image:haproxy:2.6.15."
         )
     return proc.stdout.decode(errors="replace")
 

@@ -1,4 +1,8 @@
-"""Where a run ran: kernel, TCP sysctls, CPU, Docker and Compose, the harness's commit."""
+"""Where a run ran: kernel, TCP sysctls, CPU, Docker and Compose, the harness's commit.
+
+Deliberately absent: pip's index URLs and CA bundle (they describe the build host's
+network, not the measurement, and may carry credentials).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT
-from harness.compose import client
+from harness.compose import client, redact
 
 TCP_SYSCTLS = (
     "net.ipv4.tcp_fin_timeout",
@@ -51,9 +55,18 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
 def collect() -> dict[str, Any]:
+    """Recorded in run.json; any URL credentials in it (a git remote, ...) are hidden."""
     version = client().version()
-    return {
+    found = {
         "kernel": platform.release(),
         "tcp_sysctls": {name: _sysctl(name) for name in TCP_SYSCTLS},
         "cpu_model": _cpu_model(),
@@ -64,3 +77,4 @@ def collect() -> dict[str, Any]:
         "harness_dirty": bool(_command("git", "status", "--porcelain")),
         "python": platform.python_version(),
     }
+    return _redacted(found)
