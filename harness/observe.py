@@ -132,13 +132,15 @@ def haproxy_command(stack: Stack, command: str) -> str:
     return proc.stdout.decode(errors="replace")
 
 
-def backend_totals(stack: Stack) -> str:
-    """The backend's own count of connections and requests (GET /_stats), as JSON text."""
+def backend_totals(stack: Stack) -> str | None:
+    """The backend's own count of connections and requests (GET /_stats), as JSON text;
+    None when it cannot answer (a fault scenario killed it)."""
     script = (
         "import urllib.request;"
-        "print(urllib.request.urlopen('http://backend:8080/_stats', timeout=5).read().decode())"
+        "print(urllib.request.urlopen('http://127.0.0.1:8080/_stats', timeout=5).read().decode())"
     )
-    return stack.exec("client", "python3", "-c", script, timeout=30).stdout.decode()
+    proc = stack.exec("backend", "python3", "-c", script, timeout=30)
+    return proc.stdout.decode() if proc.returncode == 0 else None
 
 
 def parse_info(text: str) -> dict[str, str]:

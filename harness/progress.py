@@ -26,7 +26,9 @@ def headline(record: dict[str, Any]) -> str:
             f"close delay p50 {delay['p50']} ms, max {delay['max']} ms ({ends}), "
             f"{probe['stalled']}/{probe['connections']} stalled"
         )
-    load = record["metrics"]["load"]
+    load = record["metrics"].get("load")
+    if not load:
+        return "no load statistics (see locust.log)"
     return (
         f"{load['rps']:.0f} req/s, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
         f"{load['failures']} failures"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,42 @@ RAW_FILES = (
     "calibration.pcap",
     "cpu-samples.json", "timing.json", "backend-stats.json", "commands.log",
 )  # fmt: skip
+
+
+# --- markdown that data cannot break ----------------------------------------------------
+# Cell ids, labels, params, errors and log-derived strings come from files anyone can edit:
+# a "|" would end a table cell, a newline a row, a backtick a code span.
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).splitlines())
+
+
+def _md_cell(value: Any) -> Any:
+    """A GitHub table cell: pipes escaped, newlines folded (numbers left to tabulate)."""
+    return _one_line(value).replace("|", "\\|") if isinstance(value, str) else value
+
+
+def _md_table(rows: list[list[Any]], headers: list[str]) -> str:
+    return tabulate(
+        [[_md_cell(v) for v in row] for row in rows],
+        [_md_cell(h) for h in headers],
+        tablefmt="github",
+    )
+
+
+def _code(value: Any) -> str:
+    """Inline code that the value's own backticks cannot close (CommonMark: a longer fence)."""
+    text = _one_line(value)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _fenced(lines: list[str]) -> list[str]:
+    """A code block whose fence is longer than any backtick run inside it."""
+    fence = "`" * max([3, *(len(run) + 1 for line in lines for run in re.findall(r"`+", line))])
+    return [fence, *lines, fence]
 
 
 # --- reading numbers out of a cell record ------------------------------------------------
@@ -113,6 +150,17 @@ def _stalls(record: Record) -> str:
     by = _get(record, "probe", "by_sweep") or {}
     hit = [k.split("=", 1)[1] for k, v in by.items() if v["stalled"]]
     return ", ".join(hit) or "none"
+
+
+def _client_errors(record: Record) -> str:
+    """Locust's error texts, shortened to their exception names."""
+    seen: dict[str, int] = {}
+    for text, n in (_get(record, "client_errors") or {}).items():
+        # failures the locustfile marked itself read CatchResponseError('status 503')
+        inner = re.fullmatch(r"CatchResponseError\((['\"])(.*)\1\)", text)
+        name = inner.group(2) if inner else text.split("(", 1)[0]
+        seen[name] = seen.get(name, 0) + n
+    return _counts(dict(sorted(seen.items(), key=lambda kv: -kv[1])[:3]))
 
 
 COMMON: list[Column] = [("HAProxy", lambda r: r["version"]["label"])]
@@ -194,6 +242,16 @@ COLUMNS: dict[str, list[Column]] = {
         ("haproxy", lambda r: _census_peak(r, "haproxy", "TIME-WAIT")),
         ("closes FIN/RST (wire)", lambda r: _counts(_get(r, "wire", "end"))),
         ("", _bound),
+    ],
+    "fault": [
+        *COMMON,
+        ("fault", lambda r: r["params"]["fault"]),
+        ("at", lambda r: f"{_get(r, 'fault_at_s')} s" if _get(r, "fault_at_s") else "-"),
+        *LOAD,
+        ("client saw", lambda r: _counts(_get(r, "client_status_codes"))),
+        ("client errors", _client_errors),
+        ("proxy logged", _status),
+        ("flags", _flags),
     ],
 }
 
@@ -359,6 +417,8 @@ def _chunk_table(records: list[Record], fmt: str) -> str:
         return ""
     sizes = sorted({s for col in columns.values() for s in col}, key=int)
     rows = [[s, *(columns[c].get(s, "") for c in columns)] for s in sizes]
+    if fmt == "github":
+        return _md_table(rows, ["chunk size", *columns])
     return tabulate(rows, ["chunk size", *columns], tablefmt=fmt)
 
 
@@ -367,35 +427,37 @@ def _flag_lines(records: list[Record]) -> list[str]:
     for r in records:
         for state, n in (_get(r, "haproxy", "termination_states") or {}).items():
             seen[state] += n
-    return [f"- `{s}` ({n}×): {haproxy_log.explain(s)}" for s, n in sorted(seen.items())]
+    return [
+        f"- {_code(s)} ({n}×): {_one_line(haproxy_log.explain(s))}" for s, n in sorted(seen.items())
+    ]
 
 
 def _provenance(run: Record, run_dir: Path) -> list[str]:
     env = run.get("environment", {})
     lines = ["## Provenance", ""]
     lines += [
-        f"- Run `{run['run']}`, started {run.get('started')}, finished {run.get('finished', '?')}",
-        f"- Matrix `{run.get('matrix_file')}` sha256 `{run.get('matrix_sha256', '?')}`",
-        f"- Harness commit `{env.get('harness_commit')}`"
+        f"- Run {_code(run['run'])}, started {run.get('started')}, "
+        f"finished {run.get('finished', '?')}",
+        f"- Matrix {_code(run.get('matrix_file'))} sha256 {_code(run.get('matrix_sha256', '?'))}",
+        f"- Harness commit {_code(env.get('harness_commit'))}"
         + (" (with uncommitted changes)" if env.get("harness_dirty") else ""),
         f"- Kernel {env.get('kernel')}; {env.get('cpu_count')} × {env.get('cpu_model')}",
         f"- Docker {env.get('docker')}, Compose {env.get('compose')}, Python {env.get('python')}",
         "- TCP sysctls: " + ", ".join(f"{k}={v}" for k, v in env.get("tcp_sysctls", {}).items()),
         "",
-        tabulate(
+        _md_table(
             [
                 [name, i.get("tag"), i.get("id", "-"), i.get("reported", "-")]
                 for name, i in run.get("images", {}).items()
             ],
             ["image", "tag", "id", "HAProxy reported"],
-            tablefmt="github",
         ),
         "",
     ]
     for vv in sorted(run_dir.glob("*/haproxy-vv.txt")):
         head = vv.read_text().splitlines()
         if head and not any(head[0] in line for line in lines):
-            lines += ["```", *head[:12], "```", ""]
+            lines += [*_fenced(head[:12]), ""]
     return lines
 
 
@@ -414,10 +476,9 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
     ]
     if found:
         lines += ["## Verdicts", ""]
-        lines += [f"- {c.words}" for c in found]
-        lines += ["", tabulate(_verdict_rows(found),
-                               ["comparison", "version", "delta", "test", "p", "effect", "verdict"],
-                               tablefmt="github"), ""]  # fmt: skip
+        lines += [f"- {_one_line(c.words)}" for c in found]
+        headers = ["comparison", "version", "delta", "test", "p", "effect", "verdict"]
+        lines += ["", _md_table(_verdict_rows(found), headers), ""]
     by_scenario: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         by_scenario[r["scenario"]].append(r)
@@ -430,9 +491,9 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
         lines += [_load_line(load), ""]
         columns = COLUMNS.get(name, COLUMNS["smoke"])
         for params, group in _by_params(rows).items():
-            lines += [f"Parameters: `{params}`", ""]
+            lines += [f"Parameters: {_code(params)}", ""]
             table = [[_cell(r, fn) for _, fn in columns] for r in group]
-            lines += [tabulate(table, [h for h, _ in columns], tablefmt="github"), ""]
+            lines += [_md_table(table, [h for h, _ in columns]), ""]
         if name == "chunked-stall":
             lines += ["Per chunk size:", "", _chunk_table(rows, "github"), ""]
         if name == "keepalive-vs-close":
@@ -440,7 +501,9 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
         lines += ["## Failed cells", ""]
-        lines += [f"- `{r['cell']}`: {r.get('error', '?').splitlines()[0]}" for r in failed]
+        lines += [
+            f"- {_code(r['cell'])}: {(r.get('error') or '?').splitlines()[0]}" for r in failed
+        ]
         lines.append("")
     flags = _flag_lines(records)
     if flags:

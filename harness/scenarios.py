@@ -99,6 +99,22 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Fault:
+    """Something breaks mid-load: a service is killed (SIGKILL), or restarted."""
+
+    action: str  # "kill" | "restart"
+    service: str  # "backend" | "haproxy" | "client"
+    at_s: float  # seconds after the load starts
+
+
+FAULTS = {
+    "backend-killed": ("kill", "backend"),
+    "haproxy-restarted": ("restart", "haproxy"),
+    "client-killed": ("kill", "client"),
+}
+
+
+@dataclass(frozen=True)
 class Knobs:
     """Everything a cell's stack is rendered from."""
 
@@ -113,6 +129,7 @@ class Knobs:
     drain_s: float = 2.0
     # Where haproxy's server line points: a service name (or "nowhere") and a port.
     server: tuple[str, int] = ("backend", 8080)
+    fault: Fault | None = None
 
     @property
     def tls(self) -> bool:
@@ -306,6 +323,23 @@ def _kernel_knobs(p: Params) -> Knobs:
     )
 
 
+def _fault(p: Params) -> Knobs:
+    action, service = FAULTS[p["fault"]]
+    return Knobs(
+        # A short timeout connect: once the backend is gone, 503s come within the load.
+        haproxy=HaproxyKnobs(
+            timeout_connect="1s",
+            # Stop waiting for the server once the client has gone (logged C?--).
+            defaults_lines=("option abortonclose",) if p["abortonclose"] else (),
+        ),
+        # Slow responses, so requests are in flight at the moment of the fault.
+        backend_env={"BACKEND_SIZE": "128", "BACKEND_DELAY_MS": str(p["delay_ms"])},
+        load=HttpLoad(keepalive=True),
+        fault=Fault(action, service, float(p["at_s"])),
+        drain_s=1.0,
+    )
+
+
 VARIANTS = ("fin", "tls-fin-no-notify", "tls-notify", "conn-close", "fin-with-request")
 TLS = ("off", "1.2", "1.3")
 
@@ -434,6 +468,21 @@ SCENARIOS: dict[str, Scenario] = {
             choices={"tw_reuse": (0, 1, 2)},
             knobs=_kernel_knobs,
             reports=("TIME-WAIT", "RST vs FIN", "errors"),
+        ),
+        Scenario(
+            name="fault",
+            summary="A fault mid-load: the backend killed, haproxy restarted, or the client "
+            "container killed. The load runs on; what did the proxy log, what did clients see?",
+            field_note="none directly: the failures behind every seed, made on purpose",
+            defaults={
+                "fault": "backend-killed",
+                "at_s": 3.0,
+                "delay_ms": 50,
+                "abortonclose": False,
+            },
+            choices={"fault": tuple(FAULTS)},
+            knobs=_fault,
+            reports=("status codes and flags in the log", "client statuses and errors"),
         ),
     ]
 }

@@ -43,7 +43,9 @@ def _get(user: FastHttpUser) -> None:
         if resp.status_code != 200:
             uid = resp.headers.get("X-Unique-ID") if resp.headers else None
             FAILURES.append({"status": resp.status_code, "unique_id": uid})
-            resp.failure(f"status {resp.status_code}")
+            # status 0: no response at all; name the error (reset, refused, ...)
+            error = f" {type(resp.error).__name__}" if resp.error and not resp.status_code else ""
+            resp.failure(f"status {resp.status_code}{error}")
 
 
 class HttpLoad(FastHttpUser):
@@ -84,9 +86,25 @@ class OpenLoop(FastHttpUser):
         )
 
 
+def _write(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as out:
+        out.write(text)
+    os.replace(path + ".tmp", path)  # a reader, or a kill, never sees half a file
+
+
 @events.quitting.add_listener
-def _write_status(environment, **_kwargs) -> None:
-    with open("/out/client_status.json", "w") as out:
-        json.dump(dict(STATUS), out, indent=1, sort_keys=True)
-    with open("/out/client_failures.jsonl", "w") as out:
-        out.writelines(json.dumps(f) + "\n" for f in FAILURES)
+def _write_status(environment=None, **_kwargs) -> None:
+    _write("/out/client_status.json", json.dumps(dict(STATUS), indent=1, sort_keys=True))
+    _write("/out/client_failures.jsonl", "".join(json.dumps(f) + "\n" for f in FAILURES))
+
+
+@events.test_start.add_listener
+def _write_status_every_second(environment, **_kwargs) -> None:
+    # A client killed mid-load (the fault scenario) never quits: what it saw up to the
+    # last second is on disk anyway.
+    def loop() -> None:
+        while True:
+            gevent.sleep(1)
+            _write_status()
+
+    gevent.spawn(loop)

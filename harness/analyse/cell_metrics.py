@@ -24,7 +24,13 @@ def _json(path: Path) -> Any:
 
 
 def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
-    metrics: dict[str, Any] = {"load": locust_stats.aggregated(folder / "locust.json")}
+    metrics: dict[str, Any] = {}
+    if (folder / "locust.json").exists():
+        metrics["load"] = locust_stats.aggregated(folder / "locust.json")
+    elif (folder / "locust_stats.csv").exists():
+        metrics["load"] = locust_stats.from_csv(folder / "locust_stats.csv")
+    if (folder / "locust_failures.csv").exists():
+        metrics["client_errors"] = locust_stats.errors(folder / "locust_failures.csv")
     metrics["client_status_codes"] = _json(folder / "client_status.json") or {}
 
     entries: list[haproxy_log.LogEntry] = []
@@ -70,6 +76,8 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
                 metrics["calibration_pairs"] = [[c["probe_ms"], c["wire_ms"]] for c in pairs]
 
     timing = _json(folder / "timing.json")
+    if timing and "fault" in timing:
+        metrics["fault_at_s"] = round(timing["fault"] - timing["load_start"], 2)
     if timing:
         metrics["census"] = {
             path.stem.removeprefix("census-"): census.analyse(
@@ -94,7 +102,7 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         metrics["haproxy_counters"] = haproxy_counters(info.read_text(), stat.read_text())
 
     cpu_samples = _json(folder / "cpu-samples.json")
-    if cpu_samples:
+    if cpu_samples and (folder / "locust.json").exists():
         # The load's own window: Locust's first to last request.
         window = locust_stats.window(folder / "locust.json")
         resources = cpu_usage(cpu_samples, *window)

@@ -4,12 +4,15 @@ For an open-loop run only the "intended" entries count (latency from the intende
 send time: no coordinated omission).
 
 The JSON holds every request, with a histogram of response times; the CSV summary is
-written on a timer and can miss the last second of a run, so it is not used here.
+written on a timer and can miss the last second of a run, so it is used only when the
+JSON is missing: a client killed mid-load (the fault scenario) never writes it.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +64,26 @@ def percentile(histogram: dict[float, int], q: float) -> float | None:
         if seen >= rank:
             return value
     return max(histogram)
+
+
+def from_csv(stats_csv: Path) -> dict[str, Any]:
+    """The last "Aggregated" row Locust wrote on its timer (at most a second old)."""
+    with stats_csv.open() as f:
+        row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    return {
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "rps": float(row["Requests/s"]),
+        "p50_ms": float(row["50%"]) if row["50%"] != "N/A" else None,
+        "p99_ms": float(row["99%"]) if row["99%"] != "N/A" else None,
+        "source": "locust_stats.csv (Locust did not finish: its last periodic summary)",
+    }
+
+
+def errors(failures_csv: Path) -> dict[str, int]:
+    """What the clients saw fail, by Locust's error text (e.g. ConnectionResetError(...))."""
+    seen: Counter[str] = Counter()
+    with failures_csv.open() as f:
+        for row in csv.DictReader(f):
+            seen[row["Error"]] += int(row["Occurrences"])
+    return dict(seen.most_common())
