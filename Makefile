@@ -1,5 +1,6 @@
 # The harness's entry points. Each target installs what it needs first:
 #   make matrix   run the matrix (MATRIX=matrices/default.yaml) and print the tables
+#                 (RESUME=results/<run> finishes an interrupted run instead)
 #   make test     lint, unit tests, integration tests on a real Docker engine
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -23,7 +24,7 @@ images: engine
 	$(PY) -m harness images
 
 matrix: engine
-	$(PY) -m harness matrix $(MATRIX)
+	$(PY) -m harness matrix $(if $(RESUME),--resume $(RESUME),$(MATRIX))
 
 run: engine
 	$(PY) -m harness run --haproxy $(or $(HAPROXY),debian:bookworm) --scenario $(or $(SCENARIO),smoke)

@@ -15,14 +15,20 @@ Errors the user can fix exit with 2 and a message, never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import traceback
 from pathlib import Path
+from types import ModuleType
 
-from harness import ROOT, calibration, images, report, results, runner, spec, versions
+import docker
+import requests
+
+from harness import ROOT, calibration, images, results, runner, spec, versions
 from harness.compose import CommandLog
 from harness.errors import HarnessError
 from harness.progress import Progress
-from harness.stack import remove_leftovers, terminate_on_sigterm
+from harness.stack import Interrupted, interrupt_on_signals, remove_leftovers
 
 DEFAULT_VERSIONS = ["debian:bullseye", "debian:bookworm", "debian:trixie"]
 DEFAULT_MATRIX = ROOT / "matrices" / "default.yaml"
@@ -34,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true", help="tracebacks with errors")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     p = verbs.add_parser("images", help="build the images a run needs")
@@ -53,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("matrix", help="run every cell of a matrix file")
     p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MATRIX)
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="finish an interrupted run: only cells without a complete cell.json run",
+    )
 
     p = verbs.add_parser("reproduce", help="compare two versions on one scenario, with a verdict")
     p.add_argument("--a", required=True, metavar="SPEC", help="baseline version spec")
@@ -75,12 +88,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_plan(plan: spec.Plan, show_report: bool = True) -> int:
-    run_dir = results.RESULTS_DIR / plan.cells[0].run_id
+def _report() -> ModuleType:
+    # Imported when needed: its statistics pull in scipy, a second of start-up that
+    # every command would otherwise pay, errors included.
+    from harness import report
+
+    return report
+
+
+def _run_plan(plan: spec.Plan, show_report: bool = True, run_dir: Path | None = None) -> int:
+    resume = run_dir is not None
+    run_dir = run_dir or results.RESULTS_DIR / plan.cells[0].run_id
     progress = Progress()
     progress.step(f"run {run_dir.name}: {len(plan.cells)} cell(s), results in {run_dir}")
-    records = runner.execute(plan, run_dir, progress)
-    text = report.rebuild(run_dir)
+    try:
+        records = runner.execute(plan, run_dir, progress, resume=resume)
+    except KeyboardInterrupt:
+        if (run_dir / "run.json").exists():
+            print(
+                f"finished cells are kept in {run_dir}; to finish the run: "
+                f"make matrix RESUME={run_dir} (or python -m harness matrix --resume {run_dir})",
+                file=sys.stderr,
+            )
+        raise
+    text = _report().rebuild(run_dir)
     if show_report:
         print(text)
     print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
@@ -96,8 +127,10 @@ def _run_plan(plan: spec.Plan, show_report: bool = True) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    terminate_on_sigterm()
+    interrupt_on_signals()
     try:
+        if args.verb in ("run", "matrix", "reproduce", "calibrate"):
+            results.check_writable()  # before anything starts
         if args.verb == "images":
             specs = [versions.parse(s) for s in (args.haproxy or DEFAULT_VERSIONS)]
             progress = Progress()
@@ -110,16 +143,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:24} {tag}")
             return 0
         if args.verb == "run":
-            load = spec.Load(
-                mode="open" if args.rate else "closed",
-                users=args.users,
-                spawn_rate=args.users,
-                rate=args.rate or 200,
-                duration_s=args.duration,
-            )
+            load = spec.load_options(args.users, args.rate, args.duration)
             plan = spec.single(args.haproxy, args.scenario, results.new_run_id(args.scenario), load)
             return _run_plan(plan)
         if args.verb == "matrix":
+            if args.resume:
+                return _run_plan(runner.resume_plan(args.resume), run_dir=args.resume)
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
             return _run_plan(plan)
         if args.verb == "reproduce":
@@ -136,12 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             runner.execute(plan, run_dir, Progress())
-            report.rebuild(run_dir)
-            print(report.verdict_screen(run_dir))
+            _report().rebuild(run_dir)
+            print(_report().verdict_screen(run_dir))
             return 0
         if args.verb == "rerun":
+            results.require_cell(args.cell_dir)
             old, new = runner.rerun(args.cell_dir.resolve(), Progress())
-            print(report.side_by_side(old, new))
+            print(_report().side_by_side(old, new))
             return 0 if new.get("status") == "ok" else 1
         if args.verb == "calibrate":
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
@@ -153,18 +183,30 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"out of tolerance: {problem}", file=sys.stderr)
             return 1 if found else 0
         if args.verb == "report":
-            if not (args.run_dir / "run.json").exists():
-                raise HarnessError(f"{args.run_dir}: not a run folder (no run.json in it).")
-            print(report.rebuild(args.run_dir))
+            results.require_run(args.run_dir)
+            print(_report().rebuild(args.run_dir))
             return 0
         if args.verb == "clean":
             found = remove_leftovers(None, CommandLog(images.BUILD_DIR / "clean.log"))
             print({k: v for k, v in found.items() if v} or "nothing left behind")
             return 0
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}{results.discard_unstarted(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; every stack was torn down", file=sys.stderr)
-        return 130
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"error: the Docker engine stopped answering ({type(exc).__name__}). Start it "
+            "('make engine'), then run 'python -m harness clean'. --debug shows the traceback.",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(f"interrupted ({signal.Signals(signum).name}); every stack was torn down",
+              file=sys.stderr)  # fmt: skip
+        return 128 + signum
     return 0

@@ -10,22 +10,37 @@ analyse  cell.json per cell; a failed cell is recorded and the run goes on.
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from harness import images, observe, provenance, render, results, scenarios, versions, workload
+from harness import (
+    images,
+    observe,
+    provenance,
+    render,
+    results,
+    scenarios,
+    spec,
+    versions,
+    workload,
+)
 from harness.analyse import cell_metrics
 from harness.compose import CommandLog, Compose
 from harness.compose import client as docker_engine
-from harness.errors import CellError, SpecError
+from harness.errors import CellError, HarnessError, SpecError
 from harness.images import HaproxyImage, ImageSet
 from harness.progress import Progress
-from harness.scenarios import Knobs, Probe
+from harness.scenarios import Fault, Knobs, Probe
 from harness.spec import Cell, Load, Plan
-from harness.stack import Stack
+from harness.stack import Stack, remove_leftovers, signals_held
 
 # Observers sample this long before the load, so every state has a pre-load baseline.
 BASELINE_S = 1.0
@@ -38,15 +53,19 @@ class Prepared:
     project: str
     knobs: Knobs
     load_args: list[str]
+    timeout_s: float
 
 
-def prepare(plan: Plan, run_dir: Path, progress: Progress) -> tuple[ImageSet, list[Prepared]]:
+def prepare(
+    plan: Plan, run_dir: Path, progress: Progress, cells: list[Cell] | None = None
+) -> tuple[ImageSet, list[Prepared]]:
+    render.preflight(plan.cells if cells is None else cells)  # before anything starts
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
     image_set = images.ensure_images(plan.versions, log, progress.step)
     render.write_certs(run_dir)
     prepared = []
-    for cell in plan.cells:
+    for cell in plan.cells if cells is None else cells:
         folder = run_dir / cell.id
         knobs = scenarios.get(cell.scenario, cell.id).knobs(cell.params)
         project = render.project_name(cell)
@@ -62,25 +81,40 @@ def prepare(plan: Plan, run_dir: Path, progress: Progress) -> tuple[ImageSet, li
             shutil.copytree(run_dir / "certs", folder / "certs", dirs_exist_ok=True)
         _check_config(hx.tag, folder, log)
         _check_compose(project, folder, log)
-        prepared.append(Prepared(cell, folder, project, knobs, args))
+        timeout = timeout_s(plan.matrix.cell_timeout_s, cell, knobs)
+        prepared.append(Prepared(cell, folder, project, knobs, args, timeout))
     return image_set, prepared
 
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
     """Files that containers write as their own users (tcpdump, haproxy in official
     images) are created here, writable by anyone, in the cell's folder."""
-    outputs = [folder / f"{knobs.target}.pcap"]
+    pcap = folder / f"{knobs.target}.pcap"
+    pcap.touch()
+    pcap.chmod(0o666)
     if knobs.target == "haproxy":
-        outputs.append(folder / "haproxy.log")
-    for path in outputs:
-        path.touch()
-        path.chmod(0o666)
+        logs = folder / "haproxy-logs"
+        logs.mkdir(exist_ok=True)
+        logs.chmod(0o777)
+
+
+def _join_haproxy_logs(folder: Path) -> None:
+    """haproxy.log: the log of each haproxy start (0.log, 1.log, ...), in order."""
+    parts_dir = folder / "haproxy-logs"
+    if not parts_dir.is_dir():
+        return
+    parts = sorted(parts_dir.glob("*.log"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
+    with (folder / "haproxy.log").open("wb") as out:
+        for part in parts:
+            out.write(part.read_bytes())
+    shutil.rmtree(parts_dir)
 
 
 def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
     proc = log.run(
         [
             "docker", "run", "--rm", "--network", "none", "--label", "harness=1",
+            "--label", f"harness.run={folder.parent.name}",
             "-v", f"{folder / 'haproxy.cfg'}:/etc/harness/haproxy.cfg:ro",
             "-v", f"{folder / 'certs'}:/etc/harness/certs:ro",
             "--entrypoint", "haproxy", tag, "-c", "-f", "/etc/harness/haproxy.cfg",
@@ -111,12 +145,18 @@ def _measure(stack: Stack, item: Prepared) -> int:
     folder, knobs = item.folder, item.knobs
     time.sleep(BASELINE_S)
     timing: dict[str, float] = {"load_start": time.time()}
+    fault = _inject_later(stack, knobs.fault, timing) if knobs.fault else None
     with observe.CpuSampler(item.project) as cpu:
         code, output = workload.drive(stack, item.cell, knobs, item.load_args)
     timing["load_end"] = time.time()
+    if fault is not None:
+        fault.cancel()
+        fault.join(timeout=90)
     results.write_json(folder / "cpu-samples.json", cpu.samples)
     (folder / "locust.log").write_text(output)
-    (folder / "backend-stats.json").write_text(observe.backend_totals(stack))
+    totals = observe.backend_totals(stack)
+    if totals is not None:  # none from a killed backend
+        (folder / "backend-stats.json").write_text(totals)
     if knobs.target == "haproxy":
         (folder / "haproxy-info.txt").write_text(observe.haproxy_command(stack, "show info"))
         (folder / "haproxy-stat.csv").write_text(observe.haproxy_command(stack, "show stat"))
@@ -127,8 +167,29 @@ def _measure(stack: Stack, item: Prepared) -> int:
     # haproxy's log lines went to haproxy.log itself; its console has alerts and warnings.
     console = "haproxy-console.log" if knobs.target == "haproxy" else f"{knobs.target}.log"
     (folder / console).write_text(stack.logs(knobs.target))
+    _join_haproxy_logs(folder)
     (folder / "backend.log").write_text(stack.logs("backend"))
+    if knobs.fault:
+        if "fault" not in timing:
+            raise CellError(
+                f"the fault was due {knobs.fault.at_s:g} s into the load, which ended first; "
+                "set the load's duration_s above the scenario's at_s"
+            )
+        if knobs.fault.service == "client":
+            return 0  # Locust died with its container, as intended
     return code
+
+
+def _inject_later(stack: Stack, fault: Fault, timing: dict[str, float]) -> threading.Timer:
+    def inject() -> None:
+        timing["fault"] = time.time()
+        stack.inject(fault.action, fault.service)
+        timing["fault_done"] = time.time()
+
+    timer = threading.Timer(fault.at_s, inject)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
@@ -159,8 +220,9 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
         "images": image_set.support,
         "started": datetime.now(UTC).isoformat(),
     }
+    stack = Stack(item.project, folder / "compose.yaml", log)
     try:
-        with Stack(item.project, folder / "compose.yaml", log) as stack:
+        with cell_deadline(item.timeout_s), stack:
             code = _measure(stack, item)
         if code != 0:
             raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
@@ -169,45 +231,159 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
     except CellError as exc:
         record["status"] = "failed"
         record["error"] = str(exc)
+        if stack.engine_lost_s is not None:
+            record["error"] = (
+                f"the Docker engine stopped answering during this cell; it was back "
+                f"{stack.engine_lost_s:.0f} s later and the stack was torn down. ({exc})"
+            )
+    except KeyboardInterrupt as exc:
+        _record_partial(record, item, "interrupted", f"interrupted by {exc}")
+        raise
+    except HarnessError as exc:  # the engine went away and did not come back
+        _record_partial(record, item, "failed", str(exc))
+        raise
     record["finished"] = datetime.now(UTC).isoformat()
     results.write_json(folder / "cell.json", record)
     return record
 
 
-def execute(plan: Plan, run_dir: Path, progress: Progress) -> list[dict[str, Any]]:
-    """Prepare everything, then run every cell; returns the cell records."""
+def _record_partial(record: dict[str, Any], item: Prepared, status: str, why: str) -> None:
+    """The cell ends early: keep what was collected, and say why it ended."""
+    record.update(status=status, error=why, finished=datetime.now(UTC).isoformat())
+    _join_haproxy_logs(item.folder)
+    with suppress(Exception):  # raw files cut short stay in the folder, uncomputed
+        record["metrics"] = cell_metrics.compute(item.folder, item.knobs.target)
+    results.write_json(item.folder / "cell.json", record)
+
+
+class CellTimeout(CellError):
+    pass
+
+
+@contextmanager
+def cell_deadline(seconds: float) -> Iterator[None]:
+    """Raise CellTimeout in whatever step the cell is in once ``seconds`` have passed
+    (Stack.down disarms it: a teardown is never cut short)."""
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise CellTimeout(
+            f"timed out: the cell was still running after {seconds:.0f} s (the matrix's "
+            "cell_timeout_s); the containers' output is in containers.log"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def timeout_s(plan_timeout: float | None, cell: Cell, knobs: Knobs) -> float:
+    """The matrix's cell_timeout_s, else generous: twice the load's own bound, plus
+    time to start, drain and collect."""
+    if plan_timeout:
+        return plan_timeout
+    return 2 * workload.run_time_s(cell, knobs) + knobs.drain_s + 300
+
+
+def execute(
+    plan: Plan, run_dir: Path, progress: Progress, resume: bool = False
+) -> list[dict[str, Any]]:
+    """Prepare everything, then run every cell; returns every cell record of the run.
+
+    ``resume``: the run folder exists; cells with a complete cell.json (ok or failed)
+    stand, and only the others (interrupted, or never reached) are prepared and run.
+    """
     docker_engine()  # no engine: say so before a run folder exists
+    try:
+        return _execute(plan, run_dir, progress, resume)
+    except KeyboardInterrupt:
+        # Cells tear their own stacks down; this catches what a signal can cut short
+        # elsewhere, e.g. a `docker run --rm` config check during prepare.
+        with signals_held(f"cleaning up {run_dir.name}"):
+            remove_leftovers(None, CommandLog(run_dir / "images.log"), run=run_dir.name)
+        raise
+
+
+def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> list[dict[str, Any]]:
+    cells = plan.cells
+    if resume:
+        done = {r["cell"] for r in results.cells(run_dir) if r.get("status") in COMPLETE}
+        cells = [c for c in plan.cells if c.id not in done]
+        progress.step(
+            f"resuming {run_dir.name}: {len(done)} of {len(plan.cells)} cell(s) complete, "
+            f"{len(cells)} to run"
+        )
+        for cell in cells:  # an interrupted cell starts over in a clean folder
+            shutil.rmtree(run_dir / cell.id, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    image_set, prepared = prepare(plan, run_dir, progress)
-    results.write_json(
-        run_dir / "run.json",
-        {
-            "run": run_dir.name,
-            "matrix": plan.matrix.model_dump(),
-            "matrix_file": str(plan.source) if plan.source else None,
-            "matrix_sha256": provenance.sha256(plan.source) if plan.source else None,
-            "baseline": plan.matrix.baseline or plan.matrix.versions[0],
-            "cells": len(prepared),
-            "images": {
-                text: {"tag": hx.tag, "id": hx.image_id, "reported": hx.version}
-                for text, hx in image_set.haproxy.items()
-            }
-            | {name: {"tag": tag} for name, tag in image_set.support.items()},
-            "environment": provenance.collect(),
-            "started": datetime.now(UTC).isoformat(),
-        },
-    )
-    records = []
+    image_set, prepared = prepare(plan, run_dir, progress, cells)
+    manifest = _manifest(plan, run_dir, image_set)
+    if resume:
+        earlier = results.read_json(run_dir / "run.json")
+        manifest = {
+            **{k: v for k, v in earlier.items() if k not in ("finished", "interrupted")},
+            "resumed": [*earlier.get("resumed", []), datetime.now(UTC).isoformat()],
+        }
+    results.write_json(run_dir / "run.json", manifest)
     progress.start(len(prepared))
     for item in prepared:
         progress.cell_start(item.cell)
         t0 = time.monotonic()
-        record = run_cell(item, image_set)
+        try:
+            record = run_cell(item, image_set)
+        except KeyboardInterrupt as exc:
+            _close_manifest(run_dir, interrupted={"cell": item.cell.id, "by": str(exc)})
+            raise
+        except HarnessError as exc:
+            _close_manifest(run_dir, failed={"cell": item.cell.id, "error": str(exc)})
+            raise
         progress.cell_end(item.cell, record, time.monotonic() - t0)
-        records.append(record)
+    _close_manifest(run_dir)
+    return results.cells(run_dir)
+
+
+COMPLETE = ("ok", "failed")  # a resume leaves these cells as they are
+
+
+def _manifest(plan: Plan, run_dir: Path, image_set: ImageSet) -> dict[str, Any]:
+    return {
+        "run": run_dir.name,
+        "matrix": plan.matrix.model_dump(),
+        "matrix_file": str(plan.source) if plan.source else None,
+        "matrix_sha256": provenance.sha256(plan.source) if plan.source else None,
+        "baseline": plan.matrix.baseline or plan.matrix.versions[0],
+        "cells": len(plan.cells),
+        "images": {
+            text: {"tag": hx.tag, "id": hx.image_id, "reported": hx.version}
+            for text, hx in image_set.haproxy.items()
+        }
+        | {name: {"tag": tag} for name, tag in image_set.support.items()},
+        "environment": provenance.collect(),
+        "started": datetime.now(UTC).isoformat(),
+    }
+
+
+def _close_manifest(run_dir: Path, **how: Any) -> None:
+    """run.json says how the run ended: finished, or interrupted / failed at which cell."""
     run = results.read_json(run_dir / "run.json")
-    results.write_json(run_dir / "run.json", {**run, "finished": datetime.now(UTC).isoformat()})
-    return records
+    ended = how or {"finished": datetime.now(UTC).isoformat()}
+    results.write_json(run_dir / "run.json", {**run, **ended})
+
+
+def resume_plan(run_dir: Path) -> Plan:
+    """The plan of an earlier run, from its run.json, with the same run id and cell ids."""
+    manifest = run_dir / "run.json"
+    if not manifest.exists():
+        raise SpecError(
+            f"{run_dir}: not a run folder (no run.json in it). Give the folder a run printed "
+            "as 'results in ...', e.g. results/20260101T000000Z-default."
+        )
+    run = results.read_json(manifest)
+    source = Path(run["matrix_file"]) if run.get("matrix_file") else None
+    return spec.expand(run["matrix"], run_dir.name, source)
 
 
 RERUN_INPUTS = ("haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "certs")
@@ -253,6 +429,9 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
         (folder / "haproxy-vv.txt").read_text(),
     )  # fmt: skip
     image_set = ImageSet({version.text: hx}, old["images"])
-    item = Prepared(cell, folder, f"{old['project']}-rerun-{stamp}", knobs, old["load_args"])
+    item = Prepared(
+        cell, folder, f"{old['project']}-rerun-{stamp}", knobs, old["load_args"],
+        timeout_s(None, cell, knobs),
+    )  # fmt: skip
     progress.step(f"re-running {cell_dir.name} in {folder}")
     return old, run_cell(item, image_set)

@@ -5,19 +5,40 @@ their health checks; leaving the block (normally, on an error, on a timeout or o
 Ctrl-C) runs ``down -v --remove-orphans`` and then checks, through the Docker SDK,
 that no container, network or volume labelled with the project is left; any
 straggler is removed by force and the fact is logged.
+
+Nothing interrupts a teardown: a Ctrl-C or SIGTERM that arrives meanwhile is announced,
+held, and acted on once the stack is gone. When the engine itself stops answering, the
+teardown waits for it to come back (``ENGINE_WAIT_S``) rather than leave the stack.
 """
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+import docker
+import requests
+
 from harness.compose import CommandLog, Compose, client
+from harness.errors import EngineError
 
 PROJECT_LABEL = "com.docker.compose.project"
+ENGINE_WAIT_S = 90.0  # how long a teardown waits for an engine that stopped answering
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the run tears down, records, and exits with 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class Stack:
@@ -25,6 +46,7 @@ class Stack:
         self.project = project
         self.compose = Compose(project, compose_file, log)
         self.log = log
+        self.engine_lost_s: float | None = None  # the engine stopped answering this long
 
     def __enter__(self) -> Stack:
         try:
@@ -40,7 +62,19 @@ class Stack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+            self.save_logs(self.compose.file.parent / "containers.log")
         self.down()
+
+    def save_logs(self, path: Path) -> None:
+        """Every service's output, for a cell that failed or timed out (best effort)."""
+        try:
+            proc = self.compose.run(
+                "logs", "--no-color", "--timestamps", timeout=30, check=False, log_output=False
+            )
+            path.write_bytes(proc.stdout + proc.stderr)
+        except Exception as exc:  # the failure being recorded matters more than its logs
+            path.write_text(f"could not collect the containers' logs: {exc}\n")
 
     def exec(
         self, service: str, *args: str, timeout: float, env: dict[str, str] | None = None
@@ -48,6 +82,13 @@ class Stack:
         """Run a command in a running service (the load, a stats query); never raises on exit."""
         flags = [f"--env={key}={value}" for key, value in (env or {}).items()]
         return self.compose.run("exec", "-T", *flags, service, *args, timeout=timeout, check=False)
+
+    def inject(self, action: str, service: str) -> None:
+        """A fault scenario's fault: SIGKILL a service, or restart it."""
+        if action == "kill":
+            self.compose.run("kill", "-s", "KILL", service, timeout=60, check=False)
+        else:
+            self.compose.run("restart", service, timeout=60, check=False)
 
     def stop(self, *services: str) -> None:
         """Stop observers first, so their files are complete before anything is read."""
@@ -61,20 +102,79 @@ class Stack:
         return proc.stdout.decode(errors="replace")
 
     def down(self) -> None:
-        # Ctrl-C during teardown must not leave things half-removed: ignore it until done.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+        # The cell's deadline (runner) must not fire inside the teardown.
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        with signals_held(f"tearing down {self.project}"):
+            waited = wait_for_engine(ENGINE_WAIT_S)
+            if waited is None:
+                raise EngineError(
+                    f"the Docker engine stopped answering and did not come back within "
+                    f"{ENGINE_WAIT_S:.0f} s, so {self.project} may be left in Docker. Start "
+                    "it ('make engine'), then run 'python -m harness clean'."
+                )
+            if waited > 0:
+                self.engine_lost_s = waited
             self.compose.run(
                 "down", "-v", "--remove-orphans", "--timeout", "5", timeout=120, check=False
             )
             remove_leftovers(self.project, self.log)
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
 
-def _labelled(project: str | None) -> dict[str, list[Any]]:
-    """Containers, networks and volumes of one harness project (or of any, when None)."""
-    label = f"{PROJECT_LABEL}={project}" if project else "harness=1"
+def engine_answers() -> bool:
+    try:
+        return bool(client().ping())
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
+
+
+def wait_for_engine(limit_s: float) -> float | None:
+    """Seconds waited until the engine answered (0: at once), or None if it never did."""
+    started = time.monotonic()
+    if engine_answers():
+        return 0.0
+    print(
+        f"the Docker engine stopped answering; waiting up to {limit_s:.0f} s for it to "
+        "come back to tear down",
+        file=sys.stderr,
+        flush=True,
+    )
+    while time.monotonic() - started < limit_s:
+        time.sleep(1)
+        if engine_answers():
+            return time.monotonic() - started
+    return None
+
+
+@contextmanager
+def signals_held(doing: str) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while ``doing``: announce them, then raise once it is done."""
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if not held:
+            print(
+                f"{doing}: {signal.Signals(signum).name} held until it is done",
+                file=sys.stderr,
+                flush=True,
+            )
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:
+        raise Interrupted(held[0])
+
+
+def _labelled(project: str | None, run: str | None = None) -> dict[str, list[Any]]:
+    """Containers, networks and volumes of one harness project, one run, or any (both None)."""
+    if project:
+        label = f"{PROJECT_LABEL}={project}"
+    else:
+        label = f"harness.run={run}" if run else "harness=1"
     dc = client()
     return {
         "containers": dc.containers.list(all=True, filters={"label": label}),
@@ -88,25 +188,38 @@ def leftovers(project: str | None = None) -> dict[str, list[str]]:
     return {kind: [o.name for o in found] for kind, found in _labelled(project).items()}
 
 
-def remove_leftovers(project: str | None, log: CommandLog) -> dict[str, list[str]]:
-    found = _labelled(project)
+GONE_WITHIN_S = 15.0  # a container that `docker run --rm` is removing may linger this long
+
+
+def remove_leftovers(
+    project: str | None, log: CommandLog, run: str | None = None
+) -> dict[str, list[str]]:
+    """Remove by label (never anything else): containers first, then networks and volumes."""
+    found = _labelled(project, run)
     for container in found["containers"]:
-        container.remove(force=True, v=True)
+        with suppress(docker.errors.NotFound, docker.errors.APIError):  # already going
+            container.remove(force=True, v=True)
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while _labelled(project, run)["containers"] and time.monotonic() < deadline:
+        time.sleep(0.2)
     for network in found["networks"]:
-        network.remove()
+        with suppress(docker.errors.NotFound):
+            network.remove()
     for volume in found["volumes"]:
-        volume.remove(force=True)
+        with suppress(docker.errors.NotFound):
+            volume.remove(force=True)
     names = {kind: [o.name for o in objs] for kind, objs in found.items()}
     if any(names.values()):
         with log.path.open("a") as out:
-            out.write(f"# removed leftovers of {project or 'harness'}: {names}\n")
+            out.write(f"# removed leftovers of {project or run or 'harness'}: {names}\n")
     return names
 
 
-def terminate_on_sigterm() -> None:
-    """Make SIGTERM behave like Ctrl-C, so ``with Stack`` tears down on a kill too."""
+def interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise Interrupted, so ``with Stack`` tears down on either."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Interrupted(signum)
 
-    signal.signal(signal.SIGTERM, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)

@@ -1,0 +1,230 @@
+"""Interrupts at random moments, resume, per-cell timeouts and a dying engine, on real Docker.
+
+Each test runs the real CLI in its own process group, as a terminal would, and ends by
+checking that Docker holds nothing of the harness's.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT
+from harness.stack import leftovers
+
+NOTHING = {"containers": [], "networks": [], "volumes": []}
+TWO_CELLS = """
+name: two-cells
+versions: [debian:bookworm, debian:trixie]
+load: {users: 5, spawn_rate: 5, duration_s: 2}
+scenarios:
+  - name: smoke
+"""
+
+
+def _start(results: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=ROOT, env={**os.environ, "HARNESS_RESULTS": str(results)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # like a terminal: the signal goes to the whole group
+    )  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
+def _phase(run_dir: Path | None) -> str:
+    """Where the run was when the signal came: the last step its files show."""
+    if run_dir is None:
+        return "start"
+    logs = sorted(run_dir.glob("*/commands.log"))
+    if not logs:
+        return "prepare"
+    lines = [line for line in logs[-1].read_text().splitlines() if line.startswith("$ ")]
+    verbs = [line.split(" -f ", 1)[-1].split()[1] for line in lines if " compose " in line]
+    before_down = verbs[: verbs.index("down")] if "down" in verbs else verbs
+    last = before_down[-1] if before_down else "prepare"
+    return {"up": "up", "exec": "load", "stop": "collect", "logs": "collect"}.get(last, last)
+
+
+def test_interrupts_at_random_moments_leave_nothing_and_resume_completes(docker_engine, tmp_path):
+    matrix = tmp_path / "two.yaml"
+    matrix.write_text(TWO_CELLS)
+    rng = random.Random(20261125)
+    trials = []
+    for trial in range(10):
+        results = tmp_path / f"trial-{trial}"
+        sig = (signal.SIGINT, signal.SIGTERM)[trial % 2]
+        delay = rng.uniform(0.3, 22.0)  # a full run of both cells takes about 25 s
+        proc = _start(results, "matrix", str(matrix))
+        time.sleep(delay)
+        os.killpg(proc.pid, sig)
+        code, err = _finish(proc)
+        runs = [p for p in results.glob("*") if p.is_dir()]
+        run_dir = runs[0] if runs else None
+        trials.append((trial, round(delay, 1), sig.name, _phase(run_dir), code))
+        assert "Traceback" not in err, err[-3000:]
+        assert leftovers(None) == NOTHING, trials[-1]
+        if code == 0:
+            continue  # the run was over before the signal: nothing to resume
+        assert code == 128 + sig, (trials[-1], err[-2000:])
+        if run_dir is None or not (run_dir / "run.json").exists():
+            continue  # stopped while starting: there is no run to resume
+        manifest = json.loads((run_dir / "run.json").read_text())
+        interrupted = manifest["interrupted"]["cell"]
+        cell = json.loads((run_dir / interrupted / "cell.json").read_text())
+        assert cell["status"] == "interrupted" and sig.name in cell["error"]
+        kept = {
+            p.parent.name: p.read_bytes()
+            for p in run_dir.glob("*/cell.json")
+            if json.loads(p.read_text())["status"] == "ok"
+        }
+        # The resume runs only what is missing, keeps what was finished, and completes.
+        resumed = _start(results, "matrix", "--resume", str(run_dir))
+        code, err = _finish(resumed)
+        assert code == 0, err[-3000:]
+        assert f"{len(kept)} of 2 cell(s) complete, {2 - len(kept)} to run" in err
+        cells = {p.parent.name: p for p in run_dir.glob("*/cell.json")}
+        assert len(cells) == 2
+        assert all(json.loads(p.read_text())["status"] == "ok" for p in cells.values())
+        assert all(cells[name].read_bytes() == data for name, data in kept.items())
+        assert "finished" in json.loads((run_dir / "run.json").read_text())
+        assert leftovers(None) == NOTHING
+    print("\ntrial, delay s, signal, phase, exit:", *trials, sep="\n  ")
+    interrupted = [t for t in trials if t[4] != 0]
+    assert len(interrupted) >= 8
+    assert {"prepare", "up", "load", "collect"} & {t[3] for t in interrupted} == {
+        "prepare", "up", "load", "collect",
+    }, trials  # fmt: skip
+
+
+def test_a_cell_past_its_timeout_is_killed_and_the_run_goes_on(harness, tmp_path):
+    matrix = tmp_path / "slow.yaml"
+    matrix.write_text(TWO_CELLS.replace("duration_s: 2", "duration_s: 60") + "cell_timeout_s: 20\n")
+    started = time.monotonic()
+    proc = harness("matrix", str(matrix), timeout=300)
+    took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    cells = harness.cells(harness.newest_run())
+    assert [c["status"] for c in cells] == ["failed", "failed"]  # the second cell still ran
+    for cell in cells:
+        assert "timed out" in cell["error"] and "cell_timeout_s" in cell["error"]
+        folder = harness.newest_run() / cell["cell"]
+        containers = (folder / "containers.log").read_text()
+        assert "backend-1  |" in containers and "capture-1  |" in containers
+    assert took < 2 * 60, took  # killed at 20 s each, not after the 60 s load
+    assert "Traceback" not in proc.stderr
+    assert leftovers(None) == NOTHING
+
+
+def _dockerd_pid() -> int:
+    return int(Path("/var/run/docker.pid").read_text())
+
+
+@pytest.fixture
+def engine_restorer():
+    """Whatever a test does to the engine, it answers again afterwards."""
+    yield
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "engine.sh")],
+        env={**os.environ, "VENV": str(ROOT / ".venv")}, check=True, timeout=180,
+        capture_output=True,
+    )  # fmt: skip
+
+
+def test_engine_stopping_mid_load_fails_the_cell_in_one_line_and_leaks_nothing(
+    docker_engine, tmp_path, engine_restorer
+):
+    matrix = tmp_path / "one.yaml"
+    matrix.write_text(
+        TWO_CELLS.replace(", debian:trixie", "").replace("duration_s: 2", "duration_s: 30")
+    )
+    results = tmp_path / "results"
+    proc = _start(results, "matrix", str(matrix))
+    deadline = time.monotonic() + 120
+    while len(leftovers(None)["containers"]) < 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # the load is running
+    os.kill(_dockerd_pid(), signal.SIGTERM)  # the engine stops, and its containers with it
+    while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
+        time.sleep(0.5)
+    time.sleep(5)  # the harness finds it gone
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "engine.sh")],
+        env={**os.environ, "VENV": str(ROOT / ".venv")}, check=True, timeout=180,
+        capture_output=True,
+    )  # fmt: skip
+    code, err = _finish(proc)
+    assert "Traceback" not in err, err[-3000:]
+    assert "the Docker engine stopped answering" in err
+    [cell_json] = results.glob("*/*/cell.json")
+    cell = json.loads(cell_json.read_text())
+    assert cell["status"] == "failed"
+    assert "Docker engine stopped answering during this cell" in cell["error"]
+    assert code == 1
+    assert leftovers(None) == NOTHING
+
+
+FAULTS = """
+name: faults
+versions: [debian:bookworm]
+load: {users: 10, spawn_rate: 10, duration_s: 8}
+scenarios:
+  - name: fault
+    grid: {fault: [backend-killed, haproxy-restarted]}
+  - name: fault
+    params: {fault: client-killed, abortonclose: true}
+"""
+
+
+def test_fault_scenarios_complete_and_show_what_proxy_and_clients_saw(harness, tmp_path):
+    matrix = tmp_path / "faults.yaml"
+    matrix.write_text(FAULTS)
+    proc = harness("matrix", str(matrix), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = {c["params"]["fault"]: c for c in harness.cells(harness.newest_run())}
+    assert all(c["status"] == "ok" for c in cells.values())
+    for cell in cells.values():
+        assert 2.5 < cell["metrics"]["fault_at_s"] < 4, cell["metrics"]["fault_at_s"]
+
+    # Backend killed at 3 s: HAProxy answers 503 once it cannot connect (SC--: refused or
+    # unreachable; sC--: timeout connect), and the clients saw exactly those 503s.
+    killed = cells["backend-killed"]["metrics"]
+    flags = killed["haproxy"]["termination_states"]
+    assert flags.get("----", 0) > 100
+    assert sum(n for f, n in flags.items() if f[:2] in ("SC", "sC")) >= 5, flags
+    assert killed["client_status_codes"].get("503", 0) >= 5
+    assert killed["client_failures"]["matched_in_log"] >= killed["client_failures"]["with_id"] - 1
+
+    # HAProxy restarted at 3 s: the clients saw refused connections while it was down; both
+    # of its processes logged every request that got a response (one log file per start).
+    restarted = cells["haproxy-restarted"]["metrics"]
+    assert restarted["client_status_codes"].get("0", 0) > 0
+    assert any("ConnectionRefusedError" in e for e in restarted["client_errors"])
+    ok_seen = restarted["client_status_codes"]["200"]
+    dropped = restarted["haproxy_counters"]["info"].get("DroppedLogs", 0)
+    logged = restarted["haproxy"]["status_codes"]["200"]
+    assert ok_seen - dropped <= logged <= ok_seen + 10, (ok_seen, logged)
+
+    # Client container killed at 3 s, abortonclose on: HAProxy logs the requests it
+    # was holding for the vanished client as client aborts (C...), and carries on.
+    gone = cells["client-killed"]["metrics"]
+    assert any(f.startswith("C") for f in gone["haproxy"]["termination_states"]), gone["haproxy"]
+    assert gone["load"]["source"].startswith("locust_stats.csv")
+    assert gone["client_status_codes"].get("200", 0) > 50  # written up to its last second
+    report = (harness.newest_run() / "report.md").read_text()
+    assert "client-killed" in report and "ConnectionRefusedError" in report
+    assert leftovers(None) == NOTHING
