@@ -177,7 +177,8 @@ def _labelled(project: str | None, run: str | None = None) -> dict[str, list[Any
         label = f"harness.run={run}" if run else "harness=1"
     dc = client()
     return {
-        "containers": dc.containers.list(all=True, filters={"label": label}),
+        # sparse: no inspect per container, which fails for one being removed meanwhile
+        "containers": dc.containers.list(all=True, filters={"label": label}, sparse=True),
         "networks": dc.networks.list(filters={"label": label}),
         "volumes": dc.volumes.list(filters={"label": label}),
     }
@@ -185,7 +186,12 @@ def _labelled(project: str | None, run: str | None = None) -> dict[str, list[Any
 
 def leftovers(project: str | None = None) -> dict[str, list[str]]:
     """Names of what a harness project (or any, when None) left in Docker."""
-    return {kind: [o.name for o in found] for kind, found in _labelled(project).items()}
+    return {kind: [_name(o) for o in found] for kind, found in _labelled(project).items()}
+
+
+def _name(obj: Any) -> str:
+    """A Docker object's name; sparse container listings carry it in "Names" only."""
+    return obj.name or (obj.attrs.get("Names") or [obj.id])[0].lstrip("/")
 
 
 GONE_WITHIN_S = 15.0  # a container that `docker run --rm` is removing may linger this long
@@ -208,7 +214,7 @@ def remove_leftovers(
     for volume in found["volumes"]:
         with suppress(docker.errors.NotFound):
             volume.remove(force=True)
-    names = {kind: [o.name for o in objs] for kind, objs in found.items()}
+    names = {kind: [_name(o) for o in objs] for kind, objs in found.items()}
     if any(names.values()):
         with log.path.open("a") as out:
             out.write(f"# removed leftovers of {project or run or 'harness'}: {names}\n")
