@@ -18,6 +18,8 @@ import argparse
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -26,7 +28,7 @@ import requests
 
 from harness import ROOT, calibration, images, results, runner, spec, versions
 from harness.compose import CommandLog
-from harness.errors import HarnessError
+from harness.errors import CellError, HarnessError
 from harness.progress import Progress
 from harness.stack import Interrupted, interrupt_on_signals, remove_leftovers
 
@@ -86,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
 
     verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
     return parser
+
+
+@contextmanager
+def _damaged(path: Path) -> Iterator[None]:
+    """Files the harness wrote but someone changed: say which, not where Python tripped."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        raise HarnessError(
+            f"{path} (or a file beside it) is not what the harness wrote: {type(exc).__name__} "
+            f"{exc}. Restore it from a copy, or run that cell or matrix again."
+        ) from exc
 
 
 def _report() -> ModuleType:
@@ -170,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.verb == "rerun":
             results.require_cell(args.cell_dir)
-            old, new = runner.rerun(args.cell_dir.resolve(), Progress())
+            with _damaged(args.cell_dir / "cell.json"):
+                old, new = runner.rerun(args.cell_dir.resolve(), Progress())
             print(_report().side_by_side(old, new))
             return 0 if new.get("status") == "ok" else 1
         if args.verb == "calibrate":
@@ -184,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if found else 0
         if args.verb == "report":
             results.require_run(args.run_dir)
-            print(_report().rebuild(args.run_dir))
+            with _damaged(args.run_dir / "run.json"):
+                print(_report().rebuild(args.run_dir))
             return 0
         if args.verb == "clean":
             found = remove_leftovers(None, CommandLog(images.BUILD_DIR / "clean.log"))
@@ -195,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}{results.discard_unstarted(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except CellError as exc:  # a step before any cell failed, e.g. a config check timed out
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         if args.debug:
             traceback.print_exc()

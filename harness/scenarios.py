@@ -159,6 +159,8 @@ class Scenario:
         params = dict(self.defaults)
         for key, value in overrides.items():
             expected = type(self.defaults[key])
+            if expected is float and type(value) is int:
+                value = float(value)  # at_s: 3 means 3.0
             if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
                 raise SpecError(
                     f"{where}: parameter {key!r} of scenario {self.name!r} must be "
@@ -168,6 +170,12 @@ class Scenario:
                 raise SpecError(
                     f"{where}: parameter {key!r} of scenario {self.name!r} must be one of "
                     f"{', '.join(map(repr, self.choices[key]))}, got {value!r}."
+                )
+            floor = _floor(key, self.defaults[key])
+            if expected in (int, float) and floor is not None and value < floor:
+                raise SpecError(
+                    f"{where}: parameter {key!r} of scenario {self.name!r} must be >= {floor}, "
+                    f"got {value!r}."
                 )
             params[key] = value
         for key, allowed in self.choices.items():
@@ -212,6 +220,30 @@ def _half_close(p: Params) -> Knobs:
         ),
         drain_s=0.5,
     )
+
+
+# Counts of things: zero of them would measure nothing.
+AT_LEAST_ONE = {"connections", "per_size", "requests", "chunk_min", "chunk_max", "bufsize"}
+
+
+def _floor(key: str, default: Any) -> int | None:
+    """The smallest value a numeric parameter takes; None where negatives mean something
+    (pool_max_conn -1: unlimited)."""
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        return None
+    if key in AT_LEAST_ONE:
+        return 1
+    return 0 if default >= 0 else None
+
+
+def _chunked_stall_check(p: Params) -> str | None:
+    if p["chunk_min"] > p["chunk_max"]:
+        return f"chunk_min ({p['chunk_min']}) is above chunk_max ({p['chunk_max']})"
+    return None
+
+
+def _fault_check(p: Params) -> str | None:
+    return None if p["at_s"] > 0 else "at_s must be above 0 (seconds into the load)"
 
 
 def _half_close_check(p: Params) -> str | None:
@@ -406,6 +438,7 @@ SCENARIOS: dict[str, Scenario] = {
                 "sndbuf_client": 4096,
             },
             choices={"tls": TLS},
+            check=_chunked_stall_check,
             knobs=_chunked_stall,
             reports=("stalled per chunk size", "bytes received", "close delay", "end", "flag"),
         ),
@@ -481,6 +514,7 @@ SCENARIOS: dict[str, Scenario] = {
                 "abortonclose": False,
             },
             choices={"fault": tuple(FAULTS)},
+            check=_fault_check,
             knobs=_fault,
             reports=("status codes and flags in the log", "client statuses and errors"),
         ),

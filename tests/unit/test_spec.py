@@ -163,9 +163,30 @@ def test_entry_versions_restrict_cells_and_verdicts_are_read(tmp_path):
         ),
         ("{name: smoke, params: {size: 1}, grid: {size: [2]}}", r"size is in both params and grid"),
         ("{name: smoke, grid: {size: []}}", r"grid 'size' is empty"),
+        ("{name: smoke, params: {size: -1}}", r"'size' of scenario 'smoke' must be >= 0, got -1"),
+        ("{name: half-close, params: {connections: 0}}", r"'connections' .* must be >= 1"),
+        (
+            "{name: chunked-stall, params: {chunk_min: 50, chunk_max: 40}}",
+            r"chunk_min \(50\) is above chunk_max \(40\)",
+        ),
+        ("{name: fault, params: {at_s: 0}}", r"at_s must be above 0"),
     ],
 )
 def test_bad_scenario_entries(tmp_path, entry, message):
     path = write(tmp_path, f"name: t\nversions: [debian:bookworm]\nscenarios: [{entry}]\n")
     with pytest.raises(SpecError, match=message):
         spec.load(path, "run1")
+
+
+def test_numeric_parameters_accept_ints_for_floats_and_negatives_where_they_mean_something(
+    tmp_path,
+):
+    path = write(
+        tmp_path,
+        "name: t\nversions: [debian:bookworm]\nscenarios:\n"
+        "  - {name: fault, params: {at_s: 2}}\n"
+        "  - {name: server-pool, params: {pool_max_conn: -1}}\n",
+    )
+    cells = spec.load(path, "run1").cells
+    assert cells[0].params["at_s"] == 2.0 and isinstance(cells[0].params["at_s"], float)
+    assert cells[1].params["pool_max_conn"] == -1
