@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        print(f"interrupted ({signal.Signals(signum).name}); every stack was torn down",
+        print(f"interrupted ({signal.Signals(signum).name}); nothing of it is left in Docker",
               file=sys.stderr)  # fmt: skip
         return 128 + signum
     return 0
