@@ -59,13 +59,14 @@ class Prepared:
 def prepare(
     plan: Plan, run_dir: Path, progress: Progress, cells: list[Cell] | None = None
 ) -> tuple[ImageSet, list[Prepared]]:
-    render.preflight(plan.cells if cells is None else cells)  # before anything starts
+    cells = plan.cells if cells is None else cells
+    render.preflight(cells)  # before anything starts
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
     image_set = images.ensure_images(plan.versions, log, progress.step)
     render.write_certs(run_dir)
     prepared = []
-    for cell in plan.cells if cells is None else cells:
+    for cell in cells:
         folder = run_dir / cell.id
         knobs = scenarios.get(cell.scenario, cell.id).knobs(cell.params)
         project = render.project_name(cell)
@@ -320,13 +321,14 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
             shutil.rmtree(run_dir / cell.id, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     image_set, prepared = prepare(plan, run_dir, progress, cells)
-    manifest = _manifest(plan, run_dir, image_set)
-    if resume:
+    if resume:  # the run's own manifest stands; it says when it was resumed
         earlier = results.read_json(run_dir / "run.json")
         manifest = {
             **{k: v for k, v in earlier.items() if k not in ("finished", "interrupted")},
             "resumed": [*earlier.get("resumed", []), datetime.now(UTC).isoformat()],
         }
+    else:
+        manifest = _manifest(plan, run_dir, image_set)
     results.write_json(run_dir / "run.json", manifest)
     progress.start(len(prepared))
     for item in prepared:
@@ -375,13 +377,8 @@ def _close_manifest(run_dir: Path, **how: Any) -> None:
 
 def resume_plan(run_dir: Path) -> Plan:
     """The plan of an earlier run, from its run.json, with the same run id and cell ids."""
-    manifest = run_dir / "run.json"
-    if not manifest.exists():
-        raise SpecError(
-            f"{run_dir}: not a run folder (no run.json in it). Give the folder a run printed "
-            "as 'results in ...', e.g. results/20260101T000000Z-default."
-        )
-    run = results.read_json(manifest)
+    results.require_run(run_dir)
+    run = results.read_json(run_dir / "run.json")
     source = Path(run["matrix_file"]) if run.get("matrix_file") else None
     return spec.expand(run["matrix"], run_dir.name, source)
 
@@ -392,10 +389,8 @@ RERUN_INPUTS = ("haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "certs")
 def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
     """Repeat one cell from its folder: same rendered files, same images, a new folder
     beside it (``<cell>-rerun-<time>``). Returns the old and the new record."""
-    try:
-        old = results.read_json(cell_dir / "cell.json")
-    except OSError as exc:
-        raise SpecError(f"{cell_dir}: not a cell folder (no readable cell.json).") from exc
+    results.require_cell(cell_dir)
+    old = results.read_json(cell_dir / "cell.json")
     if "load_args" not in old:
         raise SpecError(
             f"{cell_dir}: recorded by an older harness (no load_args); re-run the matrix."
