@@ -24,11 +24,16 @@ WIRE_TOLERANCE_MS = 2.0
 MAX_TARGET_LATE = 0.1  # fraction of a cell's connections
 
 
-def target_late(record: dict[str, Any]) -> int:
-    """Connections whose FIN the wire saw more than the tolerance away from d."""
+def _on_time(record: dict[str, Any]) -> list[float]:
+    """Probe delays of the connections whose FIN the wire saw within tolerance of d."""
     d = record["params"]["fin_delay_ms"]
     pairs = record["metrics"].get("calibration_pairs", [])
-    return sum(1 for _, wire in pairs if wire is not None and abs(wire - d) > PROBE_TOLERANCE_MS)
+    return [p for p, w in pairs if w is not None and abs(w - d) <= PROBE_TOLERANCE_MS]
+
+
+def target_late(record: dict[str, Any]) -> int:
+    """Connections whose FIN the wire saw more than the tolerance away from d."""
+    return len(record["metrics"].get("calibration_pairs", [])) - len(_on_time(record))
 
 
 def problems(record: dict[str, Any]) -> list[str]:
@@ -53,11 +58,10 @@ def problems(record: dict[str, Any]) -> list[str]:
             f"d={d} ms: probe and wire differ by up to {joined['abs_diff_ms']['max']:.2f} ms "
             f"(> {WIRE_TOLERANCE_MS})"
         )
-    held = [p for p, w in pairs if abs(w - d) <= PROBE_TOLERANCE_MS]
-    worst = max((abs(p - d) for p in held), default=0.0)
+    worst = max((abs(p - d) for p in _on_time(record)), default=0.0)
     if worst > PROBE_TOLERANCE_MS:
         found.append(f"d={d} ms: probe off by up to {worst:.2f} ms (> {PROBE_TOLERANCE_MS})")
-    late = expected - len(held)
+    late = target_late(record)
     if late > MAX_TARGET_LATE * expected:
         latest = max(abs(w - d) for _, w in pairs)
         found.append(
