@@ -6,6 +6,11 @@
 #   CENSUS_LISTEN_PORTS local ports of this namespace's servers, space-separated
 #                       (default "8080 8443"): a socket on one of them was accepted
 #                       here ("in"); any other socket was opened from here ("out").
+#   CENSUS_SCHED_IDLE   1: run every sample under SCHED_IDLE, so that it gives the CPU
+#                       at once to any other task that wakes up. Set in cells where
+#                       a probe times closes: a running ss|awk delayed the probe's
+#                       wake-up by ~2-3 ms (default 0: under a load that fills the
+#                       CPUs, an idle-class census would hardly get to sample).
 #
 # OUTFILE (truncated at start), one block per sample, parsed by harness/analyse/census.py:
 #   # census v1 interval_s=0.1 listen_ports=8080,8443
@@ -43,6 +48,9 @@ for port in $listen_ports; do
         exit 2
     fi
 done
+if [[ ${CENSUS_SCHED_IDLE:-0} == 1 ]]; then
+    chrt --idle --pid 0 $$ || { echo "census.sh: cannot switch to SCHED_IDLE" >&2; exit 2; }
+fi
 for tool in ss awk; do
     command -v "$tool" >/dev/null || { echo "census.sh: $tool not found" >&2; exit 2; }
 done

@@ -70,3 +70,28 @@ def test_compose_yaml_is_valid_and_labelled():
     assert doc["services"]["backend"]["environment"]["BACKEND_SIZE"] == "128"
     for service in doc["services"].values():
         assert service["labels"]["harness"] == "1"
+
+
+def _compose(scenario: str) -> dict:
+    cell = spec.single("debian:bookworm", scenario, "20260101T000000Z-t").cells[0]
+    project = render.project_name(cell)
+    image_set, hx = _images(cell)
+    knobs = SCENARIOS[scenario].knobs(cell.params)
+    net = render.Network.for_project(project)
+    return yaml.safe_load(render.compose_yaml(cell, knobs, net, image_set, hx, project, []))
+
+
+def test_census_gives_way_to_the_probe_only_where_a_probe_times_closes():
+    def idle(doc: dict) -> set[str]:
+        return {
+            name
+            for name, service in doc["services"].items()
+            if name.startswith("census-") and service["environment"].get("CENSUS_SCHED_IDLE")
+        }
+
+    probe = _compose("calibration")
+    assert idle(probe) == {"census-client", "census-calibration", "census-backend"}
+    assert (
+        probe["services"]["client"]["cpu_shares"] == probe["services"]["calibration"]["cpu_shares"]
+    )
+    assert idle(_compose("smoke")) == set()  # under load an idle-class census would starve
