@@ -185,7 +185,9 @@ COLUMNS: dict[str, list[Column]] = {
         ("injected", lambda r: f"{r['params']['fin_delay_ms']} ms"),
         *PROBE,
         ("max |probe-wire|", lambda r: _ms(_get(r, "probe_vs_wire", "abs_diff_ms", "max"))),
+        (f"probe off wire > {calibration.WIRE_TOLERANCE_MS:g} ms", calibration.off_wire_count),
         ("target late", calibration.target_late),
+        ("verdict", calibration.verdict),
     ],
     "half-close": [*COMMON, *PROBE, ("flags", _flags)],
     "chunked-stall": [

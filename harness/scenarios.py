@@ -200,7 +200,9 @@ def _calibration(p: Params) -> Knobs:
     return Knobs(
         haproxy=HaproxyKnobs(),
         backend_env={},
-        load=Probe(variant="fin", connections=p["connections"], deadline_s=10),
+        # 50 ms apart: one hiccup of the machine (seen up to ~20 ms on a 2-core VM) can
+        # touch one connection, so each connection is an independent trial of the probe.
+        load=Probe(variant="fin", connections=p["connections"], deadline_s=10, stagger_ms=50),
         target="calibration",
         fin_delay_ms=p["fin_delay_ms"],
         drain_s=0.5,

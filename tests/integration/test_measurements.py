@@ -57,13 +57,17 @@ def test_calibration_probe_and_wire_agree_with_injected_delay(harness):
         assert abs(probe["delay_ms"]["p50"] - d) <= 2, (d, probe["delay_ms"])
         joined = record["metrics"]["probe_vs_wire"]
         assert joined["compared"] == 20
-        assert joined["abs_diff_ms"]["max"] <= 2, (d, joined["abs_diff_ms"])
-        # Per connection: within 5 ms of d wherever the target sent its FIN on time (the
-        # wire says when it did); a busy machine may make the target late on one or two.
+        assert joined["abs_diff_ms"]["p50"] <= 0.5, (d, joined["abs_diff_ms"])
+        # Per connection: probe and wire within 2 ms, and the probe within 5 ms of d
+        # wherever the wire saw the target's FIN on time. A busy machine may spoil one
+        # or two connections (the target, or the probe, scheduled a few ms late): the
+        # calibration lists those, and allows at most 2 of 20 of either kind.
         pairs = record["metrics"]["calibration_pairs"]
-        on_time = [probe for probe, wire in pairs if abs(wire - d) <= 5]
-        assert len(on_time) >= 18, (d, pairs)
-        assert all(abs(probe - d) <= 5 for probe in on_time), (d, pairs)
+        agree = [(p, w) for p, w in pairs if abs(p - w) <= 2]
+        assert len(agree) >= 18, (d, pairs)
+        on_time = [p for p, w in agree if abs(w - d) <= 3]
+        assert len(on_time) >= 16, (d, pairs)
+        assert all(abs(p - d) <= 5 for p in on_time), (d, pairs)
     assert "injected ms" in proc.stdout and "OUT OF TOLERANCE" not in proc.stdout
 
 
@@ -74,8 +78,8 @@ def test_fin_over_plain_http_closes_at_once(run, version):
     assert probe["ends"] == {"fin": 20}
     assert probe["delay_ms"]["p50"] < 10
     # The wire saw the same closes; 20 connections at once in one gevent loop blur
-    # the probe's clock by a few ms at worst (calibration bounds it at 2 ms per
-    # connection against a target that answers instantly).
+    # the probe's clock by a few ms at worst (the calibration bounds it at 2 ms on
+    # 18 or more of 20 connections, against a target that answers instantly).
     wire = cells[("half-close", version)]["metrics"]["probe_vs_wire"]
     assert wire["compared"] == 20
     assert wire["abs_diff_ms"]["p50"] <= 1 and wire["abs_diff_ms"]["max"] <= 10
