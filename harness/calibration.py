@@ -15,8 +15,8 @@ Two things outside the probe's code can spoil one connection, and the wire tells
   late and sends its FIN after d. The delay that happened was not d, so the probe is
   not held to d on that connection.
 - "probe off the wire": now and then the probe's whole process is kept off the CPU
-  for a few ms just as a FIN arrives (by the machine's scheduler or hypervisor, not by
-  the probe's own work: measured on a 2-core VM, about 1 connection in 200; for 7 of
+  for a few ms just as a FIN arrives (by the machine's scheduler or hypervisor, not
+  by the probe's own work: on a 2-core VM, about 1 connection in 100 to 200; for 7 of
   8 of them the probe's event loop was stopped for the same few ms at that instant,
   while its process used no CPU). That connection is timed late by as much, and the
   wire shows it.
