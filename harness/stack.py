@@ -169,16 +169,24 @@ def signals_held(doing: str) -> Iterator[None]:
         raise Interrupted(held[0])
 
 
+def _label(project: str | None, run: str | None = None) -> str:
+    """The label of one harness project, one run, or any harness object (both None)."""
+    if project:
+        return f"{PROJECT_LABEL}={project}"
+    return f"harness.run={run}" if run else "harness=1"
+
+
+def _containers(label: str) -> list[Any]:
+    # sparse: no inspect per container, which fails for one being removed meanwhile
+    return client().containers.list(all=True, filters={"label": label}, sparse=True)
+
+
 def _labelled(project: str | None, run: str | None = None) -> dict[str, list[Any]]:
     """Containers, networks and volumes of one harness project, one run, or any (both None)."""
-    if project:
-        label = f"{PROJECT_LABEL}={project}"
-    else:
-        label = f"harness.run={run}" if run else "harness=1"
+    label = _label(project, run)
     dc = client()
     return {
-        # sparse: no inspect per container, which fails for one being removed meanwhile
-        "containers": dc.containers.list(all=True, filters={"label": label}, sparse=True),
+        "containers": _containers(label),
         "networks": dc.networks.list(filters={"label": label}),
         "volumes": dc.volumes.list(filters={"label": label}),
     }
@@ -205,9 +213,10 @@ def remove_leftovers(
     for container in found["containers"]:
         with suppress(docker.errors.NotFound, docker.errors.APIError):  # already going
             container.remove(force=True, v=True)
-    deadline = time.monotonic() + GONE_WITHIN_S
-    while _labelled(project, run)["containers"] and time.monotonic() < deadline:
-        time.sleep(0.2)
+    if found["containers"]:  # networks can go only once their containers have
+        deadline = time.monotonic() + GONE_WITHIN_S
+        while _containers(_label(project, run)) and time.monotonic() < deadline:
+            time.sleep(0.2)
     for network in found["networks"]:
         with suppress(docker.errors.NotFound):
             network.remove()
