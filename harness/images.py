@@ -31,7 +31,7 @@ import docker.errors
 from harness import ROOT
 from harness.compose import CommandLog, Compose, client, redact
 from harness.errors import CellError, ImageError
-from harness.versions import TARBALL_DIR, VersionSpec, catalogue, check_reported
+from harness.versions import TARBALL_DIR, VersionSpec, catalogue, check_reported, file_sha256
 
 BUILD_DIR = ROOT / "build"
 PULL_TIMEOUT_S = 300  # an image: spec's pull; a registry that does not answer is an error
@@ -73,11 +73,7 @@ def ensure_base(release: str, log: CommandLog, progress: Progress = _quiet) -> s
     tag = f"harness-base:{release}"
     if _image_id(tag):
         return tag
-    try:
-        pulled = log.run(["docker", "pull", f"debian:{release}-slim"], timeout=300, check=False)
-    except CellError:  # a registry that never answers: build it instead
-        pulled = None
-    if pulled is not None and pulled.returncode == 0:
+    if _pull(f"debian:{release}-slim", log) is None:
         log.run(["docker", "tag", f"debian:{release}-slim", tag], timeout=60)
         return tag
     if shutil.which("debootstrap") is None:
@@ -298,18 +294,26 @@ def haproxy_image(spec: VersionSpec, log: CommandLog, progress: Progress = _quie
         _build_from_tarball(spec, tag, log, progress)
     elif not _image_id(tag):
         progress(f"pulling {tag} (at most {PULL_TIMEOUT_S} s)")
-        try:
-            pulled = log.run(["docker", "pull", tag], timeout=PULL_TIMEOUT_S, check=False)
-            why = pulled.stderr.decode(errors="replace").strip()[:300]
-        except CellError as exc:  # a registry that never answers: bounded, not a hang
-            pulled, why = None, str(exc).splitlines()[0]
-        if pulled is None or pulled.returncode != 0:
+        why = _pull(tag, log)
+        if why is not None:
             raise ImageError(
                 f"{spec.text}: image {tag} is not present and cannot be pulled ({why}). "
                 "Pull or load it first ('docker load -i ...'), or use a debian:/source: spec."
             )
     vv = _haproxy_vv(tag, log)
     return HaproxyImage(spec, tag, _image_id(tag) or "", check_reported(spec, vv), vv)
+
+
+def _pull(ref: str, log: CommandLog) -> str | None:
+    """Pull an image; None when it came, else why not (a registry that never answers
+    is bounded by PULL_TIMEOUT_S, not a hang)."""
+    try:
+        pulled = log.run(["docker", "pull", ref], timeout=PULL_TIMEOUT_S, check=False)
+    except CellError as exc:
+        return str(exc).splitlines()[0]
+    if pulled.returncode == 0:
+        return None
+    return pulled.stderr.decode(errors="replace").strip()[:300] or f"exit {pulled.returncode}"
 
 
 def _haproxy_vv(tag: str, log: CommandLog) -> str:
@@ -381,7 +385,7 @@ def obtain_tarball(version: str, progress: Progress = _quiet) -> Path:
 
 
 def _verify(path: Path, sha256: str, what: str) -> None:
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    actual = file_sha256(path)
     if actual != sha256:
         raise ImageError(
             f"{what} has sha256 {actual}, but the catalogue pins {sha256}. "

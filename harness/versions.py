@@ -93,7 +93,7 @@ class VersionSpec:
 
     def tarball_digest(self) -> str:
         """sha256 of a custom tarball: part of the image tag, so two patches never collide."""
-        return hashlib.sha256(Path(self.value).read_bytes()).hexdigest()
+        return file_sha256(Path(self.value))
 
 
 def parse(text: str, where: str = "--haproxy") -> VersionSpec:
@@ -122,7 +122,7 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
         local = TARBALL_DIR / f"haproxy-{value}.tar.gz"
         if local.is_file():
             # Found now, not after minutes of building the images before it.
-            actual = _sha256(local)
+            actual = file_sha256(local)
             if actual != cat.sources[value].sha256:
                 raise SpecError(
                     f"{where}: {local} has sha256 {actual}, but {CATALOGUE_PATH} pins "
@@ -156,8 +156,10 @@ def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    stat = path.stat()  # the cache key: a replaced file is hashed again
+def file_sha256(path: Path) -> str:
+    """A tarball's sha256, hashed once per process: the spec check and the image build
+    both need it (a replaced file is hashed again: size and mtime are the cache key)."""
+    stat = path.stat()
     return _sha256_of(path, stat.st_size, stat.st_mtime_ns)
 
 
