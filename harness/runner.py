@@ -44,6 +44,7 @@ from harness.stack import Stack, remove_leftovers, signals_held
 
 # Observers sample this long before the load, so every state has a pre-load baseline.
 BASELINE_S = 1.0
+COMPLETE = ("ok", "failed")  # a resume leaves these cells as they are
 
 
 @dataclass(frozen=True)
@@ -345,9 +346,6 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
         progress.cell_end(item.cell, record, time.monotonic() - t0)
     _close_manifest(run_dir)
     return results.cells(run_dir)
-
-
-COMPLETE = ("ok", "failed")  # a resume leaves these cells as they are
 
 
 def _manifest(plan: Plan, run_dir: Path, image_set: ImageSet) -> dict[str, Any]:

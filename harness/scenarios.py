@@ -172,7 +172,7 @@ class Scenario:
                     f"{', '.join(map(repr, self.choices[key]))}, got {value!r}."
                 )
             floor = _floor(key, self.defaults[key])
-            if expected in (int, float) and floor is not None and value < floor:
+            if floor is not None and value < floor:
                 raise SpecError(
                     f"{where}: parameter {key!r} of scenario {self.name!r} must be >= {floor}, "
                     f"got {value!r}."
