@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import itertools
 import os
+import re
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,12 +20,12 @@ from typing import Any
 import jinja2
 import trustme
 
-from harness import ROOT
+from harness import ROOT, compose_file
 from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
 from harness.compose import client as docker_client
 from harness.errors import HarnessError, SpecError
 from harness.images import SUPPORT_IMAGES, HaproxyImage, ImageSet
-from harness.scenarios import HttpLoad, Knobs, Probe
+from harness.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
 from harness.scenarios import get as get_scenario
 from harness.spec import Cell
 
@@ -156,7 +157,28 @@ def _render(name: str, **context: Any) -> str:
     ) from None
 
 
+_ENV.filters["comment"] = compose_file.comment
+
+# What a knob may put on a line of haproxy.cfg: words, numbers and units. Parameters are
+# typed before they become knobs (harness/params.py); this is the last guard, so that a
+# scenario's own bug can never let text end a line, start a comment or open a quote.
+_CONFIG_WORDS = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:/-]*")
+
+
+def check_knobs(knobs: HaproxyKnobs) -> None:
+    """Raise HarnessError if a value of ``knobs`` holds more than config words."""
+    for name, value in vars(knobs).items():
+        for text in value if isinstance(value, tuple) else (value,):
+            if isinstance(text, str) and text and not _CONFIG_WORDS.fullmatch(text):
+                raise HarnessError(
+                    f"haproxy knob {name}={text!r} holds characters that do not belong on "
+                    "a line of haproxy.cfg; this is a harness bug (a scenario passed a "
+                    "parameter through unchecked): please report it. Nothing has been started."
+                )
+
+
 def haproxy_cfg(cell: Cell, knobs: Knobs, net: Network) -> str:
+    check_knobs(knobs.haproxy)
     service, port = knobs.server
     return _render(
         "haproxy.cfg.j2",
@@ -177,25 +199,28 @@ def compose_yaml(
     project: str,
     load_args: list[str],
 ) -> str:
-    target = knobs.target
-    # Census in every namespace; the ports say which sockets are accepted ("in") there.
-    census = {"client": "", target: "8080 8443", "backend": "8080"}
-    return _render(
-        "cell.yaml.j2",
-        cell=cell,
-        net=net,
-        images=images,
-        haproxy_image=haproxy_image,
-        project=project,
-        target=target,
-        tls=knobs.tls,
-        fin_delay_ms=knobs.fin_delay_ms,
-        sysctls={side: knobs.sysctls.get(side, {}) for side in ("client", "haproxy", "backend")},
-        census=census,
-        backend_env=knobs.backend_env,
-        load_env=_load_env(cell, knobs, net),
-        load_args=load_args,
-        probe=isinstance(knobs.load, Probe),
+    """The cell's compose.yaml (harness/compose_file.py builds it as data)."""
+    return compose_file.dump(
+        compose_file.StackSpec(
+            cell_id=cell.id,
+            run_id=cell.run_id,
+            project=project,
+            net=net,
+            haproxy_image=haproxy_image.tag,
+            backend_image=images.support["backend"],
+            client_image=images.support["client"],
+            observer_image=images.support["observer"],
+            target=knobs.target,
+            tls=knobs.tls,
+            fin_delay_ms=knobs.fin_delay_ms,
+            sysctls={
+                side: knobs.sysctls.get(side, {}) for side in ("client", "haproxy", "backend")
+            },
+            backend_env=knobs.backend_env,
+            load_env=_load_env(cell, knobs, net),
+            load_args=tuple(load_args),
+            probe=isinstance(knobs.load, Probe),
+        )
     )
 
 

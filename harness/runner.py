@@ -128,7 +128,9 @@ def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
         out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
         raise SpecError(
             f"{folder / 'haproxy.cfg'}: HAProxy ({tag}) rejects the rendered config:\n{out}\n"
-            "Check the scenario parameters of this cell; nothing has been started."
+            "Parameters are checked before rendering, so the cause is the template (a local "
+            "edit: git diff haproxy/) or a directive this HAProxy version lacks; nothing has "
+            "been started."
         )
 
 
@@ -138,7 +140,8 @@ def _check_compose(project: str, folder: Path, log: CommandLog) -> None:
     except CellError as exc:
         raise SpecError(
             f"{folder / 'compose.yaml'}: Compose rejects the rendered file: {exc}\n"
-            "Check the scenario parameters of this cell; nothing has been started."
+            "This is the harness's own doing (harness/compose_file.py), not your input; "
+            "please report it. Nothing has been started."
         ) from exc
 
 

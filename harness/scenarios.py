@@ -9,9 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import ValidationError, model_validator
 
 from harness.errors import SpecError
+from harness.params import (
+    Bytes,
+    Count,
+    Flag,
+    HaproxyTime,
+    HaproxyTimeOrOff,
+    PortRange,
+    Seconds,
+    describe,
+    safe_repr,
+)
+from harness.params import Params as TypedParams
 
 Params = Mapping[str, Any]
 
@@ -38,7 +52,7 @@ class HttpLoad:
     """Locust closed-loop load (clients/locustfiles/http_load.py)."""
 
     path: str = "/"
-    keepalive: bool = True
+    keepalive: Flag = True
     wait_ms: int = 0
     via: str = "haproxy"  # "backend": the direct baseline, no proxy in the path
 
@@ -138,53 +152,66 @@ class Knobs:
 
 @dataclass(frozen=True)
 class Scenario:
+    """A named experiment: its typed parameters (a ``params.Params`` model, with defaults,
+    bounds and cross-field rules) and how a cell's parameters become its knobs."""
+
     name: str
     summary: str
     field_note: str  # which seed in ../shared/seeds it reproduces, in words
-    defaults: dict[str, Any]
+    params: type[TypedParams]
     knobs: Callable[[Params], Knobs]
-    reports: tuple[str, ...] = field(default=())
-    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    check: Callable[[Params], str | None] = lambda _params: None
 
-    def resolve(self, overrides: Params, where: str) -> dict[str, Any]:
-        """Defaults plus overrides, each checked against the default's type."""
-        unknown = sorted(set(overrides) - set(self.defaults))
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.params().model_dump()
+
+    @property
+    def choices(self) -> dict[str, tuple[Any, ...]]:
+        """The parameters with a fixed set of values (``Literal``), and those values."""
+        return {
+            key: get_args(info.annotation)
+            for key, info in self.params.model_fields.items()
+            if get_origin(info.annotation) is Literal
+        }
+
+    def resolve(
+        self, overrides: Params, where: str, locate: Callable[[str], str] | None = None
+    ) -> dict[str, Any]:
+        """Defaults plus overrides, validated by the scenario's model.
+
+        Returns the parameters as plain values (``{"size": 128, ...}``). Raises SpecError
+        naming the place (``locate(key)``, e.g. 'm.yaml (line 7): scenarios[0].params.size';
+        ``where`` for the scenario as a whole), what was given, the allowed form and an
+        example.
+        """
+        locate = locate or (lambda key: f"{where}: {key}")
+        unknown = sorted(set(overrides) - set(self.params.model_fields))
         if unknown:
             raise SpecError(
-                f"{where}: scenario {self.name!r} has no parameter "
+                f"{locate(unknown[0])}: scenario {self.name!r} has no parameter "
                 f"{', '.join(map(repr, unknown))}. "
-                f"It takes: {', '.join(sorted(self.defaults))}."
+                f"It takes: {', '.join(sorted(self.params.model_fields))}."
             )
-        params = dict(self.defaults)
-        for key, value in overrides.items():
-            expected = type(self.defaults[key])
-            if expected is float and type(value) is int:
-                value = float(value)  # at_s: 3 means 3.0
-            if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-                raise SpecError(
-                    f"{where}: parameter {key!r} of scenario {self.name!r} must be "
-                    f"{expected.__name__} (like {self.defaults[key]!r}), got {value!r}."
-                )
-            if key in self.choices and value not in self.choices[key]:
-                raise SpecError(
-                    f"{where}: parameter {key!r} of scenario {self.name!r} must be one of "
-                    f"{', '.join(map(repr, self.choices[key]))}, got {value!r}."
-                )
-            floor = _floor(key, self.defaults[key])
-            if floor is not None and value < floor:
-                raise SpecError(
-                    f"{where}: parameter {key!r} of scenario {self.name!r} must be >= {floor}, "
-                    f"got {value!r}."
-                )
-            params[key] = value
-        for key, allowed in self.choices.items():
-            if params[key] not in allowed:  # a default outside its choices is our bug
-                raise AssertionError(f"{self.name}: default {key}={params[key]!r}")
-        problem = self.check(params)
-        if problem:
-            raise SpecError(f"{where}: scenario {self.name!r}: {problem}.")
-        return params
+        try:
+            return self.params.model_validate(dict(overrides)).model_dump()
+        except ValidationError as exc:
+            raise SpecError(self._explain(exc, overrides, where, locate)) from None
+
+    def _explain(
+        self, exc: ValidationError, overrides: Params, where: str, locate: Callable[[str], str]
+    ) -> str:
+        problems = []
+        for err in exc.errors():
+            if not err["loc"]:  # a rule across parameters (a model validator)
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                problems.append(f"{where}: scenario {self.name!r}: {msg}.")
+                continue
+            key = str(err["loc"][0])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            got = safe_repr(overrides.get(key))
+            allowed = describe(self.params, key)
+            problems.append(f"{locate(key)} (scenario {self.name!r}): {msg}, got {got}. {allowed}.")
+        return "\n".join(problems)
 
 
 def _smoke(p: Params) -> Knobs:
@@ -222,36 +249,6 @@ def _half_close(p: Params) -> Knobs:
         ),
         drain_s=0.5,
     )
-
-
-# Counts of things: zero of them would measure nothing.
-AT_LEAST_ONE = {"connections", "per_size", "requests", "chunk_min", "chunk_max", "bufsize"}
-
-
-def _floor(key: str, default: Any) -> int | None:
-    """The smallest value a numeric parameter takes; None where negatives mean something
-    (pool_max_conn -1: unlimited)."""
-    if isinstance(default, bool) or not isinstance(default, int | float):
-        return None
-    if key in AT_LEAST_ONE:
-        return 1
-    return 0 if default >= 0 else None
-
-
-def _chunked_stall_check(p: Params) -> str | None:
-    if p["chunk_min"] > p["chunk_max"]:
-        return f"chunk_min ({p['chunk_min']}) is above chunk_max ({p['chunk_max']})"
-    return None
-
-
-def _fault_check(p: Params) -> str | None:
-    return None if p["at_s"] > 0 else "at_s must be above 0 (seconds into the load)"
-
-
-def _half_close_check(p: Params) -> str | None:
-    if p["variant"].startswith("tls") and p["tls"] == "off":
-        return f"variant {p['variant']!r} needs TLS: set tls to '1.2' or '1.3'"
-    return None
 
 
 def _chunked_stall(p: Params) -> Knobs:
@@ -374,8 +371,108 @@ def _fault(p: Params) -> Knobs:
     )
 
 
-VARIANTS = ("fin", "tls-fin-no-notify", "tls-notify", "conn-close", "fin-with-request")
-TLS = ("off", "1.2", "1.3")
+Tls = Literal["off", "1.2", "1.3"]
+Variant = Literal["fin", "tls-fin-no-notify", "tls-notify", "conn-close", "fin-with-request"]
+HttpReuse = Literal["never", "safe", "aggressive", "always"]
+# The most probe connections one cell may plan: each is a real connection to HAProxy.
+MAX_PROBE_CONNECTIONS = 2000
+
+
+class SmokeParams(TypedParams):
+    size: Bytes = 128
+    keepalive: Flag = True
+    http_reuse: HttpReuse = "safe"
+
+
+class CalibrationParams(TypedParams):
+    fin_delay_ms: Count(0, 60_000, "the injected FIN delay in ms", 50) = 0
+    connections: Count(1, 200, "connections") = 20
+
+
+class HalfCloseParams(TypedParams):
+    tls: Tls = "off"
+    variant: Variant = "fin"
+    size: Bytes = 128
+    connections: Count(1, 1000, "connections") = 20
+    requests: Count(1, 1000, "requests per connection") = 1
+    timeout_client: HaproxyTime = "30s"
+    deadline_s: Seconds(600, "how long the probe waits for the close", 12.0, True) = 12.0
+
+    @model_validator(mode="after")
+    def _variant_needs_tls(self) -> HalfCloseParams:
+        if self.variant.startswith("tls") and self.tls == "off":
+            raise ValueError(f"variant {self.variant!r} needs TLS: set tls to '1.2' or '1.3'")
+        return self
+
+
+class ChunkedStallParams(TypedParams):
+    tls: Tls = "off"
+    size: Count(1, 100_000_000, "response size in bytes", 50000) = 50000
+    chunk_min: Count(1, 65536, "the smallest chunk size in bytes", 20) = 20
+    chunk_max: Count(1, 65536, "the largest chunk size in bytes", 44) = 44
+    per_size: Count(1, 100, "connections per chunk size") = 2  # two chances at each
+    chunk_pause_ms: Count(0, 10_000, "pause between chunks in ms") = 1
+    rcvbuf: Count(0, 16_777_216, "the probe's SO_RCVBUF in bytes (0: the kernel's)") = 2048
+    read_pause_ms: Count(0, 600_000, "how long the probe reads nothing, in ms") = 4000
+    stall_ms: Count(0, 600_000, "silence that counts as a stall, in ms") = 1000
+    timeout_server_s: Count(1, 3600, "HAProxy's timeout server in seconds") = 5
+    bufsize: Count(1024, 1_048_576, "HAProxy's tune.bufsize in bytes") = 16384
+    sndbuf_client: Count(0, 16_777_216, "tune.sndbuf.client in bytes (0: unset)") = 4096
+
+    @model_validator(mode="after")
+    def _sweep_in_bounds(self) -> ChunkedStallParams:
+        if self.chunk_min > self.chunk_max:
+            raise ValueError(f"chunk_min ({self.chunk_min}) is above chunk_max ({self.chunk_max})")
+        planned = (self.chunk_max - self.chunk_min + 1) * self.per_size
+        if planned > MAX_PROBE_CONNECTIONS:
+            raise ValueError(
+                f"chunk sizes {self.chunk_min}..{self.chunk_max} with per_size {self.per_size} "
+                f"plan {planned} probe connections, more than {MAX_PROBE_CONNECTIONS}: narrow "
+                "the range or lower per_size"
+            )
+        return self
+
+
+class KeepaliveVsCloseParams(TypedParams):
+    keepalive: Flag = True
+    via: Literal["haproxy", "backend"] = "haproxy"
+    size: Bytes = 128
+
+
+class ServerPoolParams(TypedParams):
+    http_reuse: HttpReuse = "safe"
+    server_close: Flag = False
+    pool_max_conn: Count(-1, 100_000, "pool-max-conn (-1: unlimited)", 10) = -1
+    maxconn: Count(0, 100_000, "the server's maxconn (0: unset)", 10) = 0
+
+
+class ConnectTimeoutParams(TypedParams):
+    backend: Literal["refused", "unreachable", "blackhole"] = "blackhole"
+    timeout_connect: HaproxyTime = "500ms"
+    retries: Count(0, 100, "HAProxy's retries") = 1
+
+
+class BackendClosesFirstParams(TypedParams):
+    backend_idle_ms: Count(0, 3_600_000, "the backend's idle timeout in ms", 500) = 500
+    haproxy_keepalive: HaproxyTime = "2s"
+    client_fin: HaproxyTimeOrOff = "off"
+    connections: Count(1, 1000, "connections") = 20
+    hold_s: Seconds(600, "how long the probe holds each connection", 6.0, True) = 6.0
+    watch_s: Seconds(600, "how long observers watch after the load", 2.0) = 2.0
+
+
+class KernelKnobsParams(TypedParams):
+    tw_reuse: Literal[0, 1, 2] = 2
+    port_range: PortRange = ""
+    nolinger: Flag = False
+
+
+class FaultParams(TypedParams):
+    fault: Literal["backend-killed", "haproxy-restarted", "client-killed"] = "backend-killed"
+    at_s: Seconds(600, "seconds into the load", 3.0, True) = 3.0
+    delay_ms: Count(0, 60_000, "the backend's delay per response in ms", 50) = 50
+    abortonclose: Flag = False
+
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -384,19 +481,16 @@ SCENARIOS: dict[str, Scenario] = {
             name="smoke",
             summary="Keep-alive GETs of a small body through HAProxy: does it work, how fast.",
             field_note="none: the foundation check every other scenario stands on",
-            defaults={"size": 128, "keepalive": True, "http_reuse": "safe"},
-            choices={"http_reuse": ("never", "safe", "aggressive", "always")},
+            params=SmokeParams,
             knobs=_smoke,
-            reports=("req/s", "latency", "failures", "status codes"),
         ),
         Scenario(
             name="calibration",
             summary="The probe and the capture against a target that closes d ms after the "
             "client's FIN, in place of haproxy: both must measure d.",
             field_note="none: proves the close-delay numbers every other scenario reports",
-            defaults={"fin_delay_ms": 0, "connections": 20},
+            params=CalibrationParams,
             knobs=_calibration,
-            reports=("close delay: probe vs injected vs wire",),
         ),
         Scenario(
             name="half-close",
@@ -404,19 +498,8 @@ SCENARIOS: dict[str, Scenario] = {
             "response or with the request): how long until HAProxy closes too?",
             field_note="seed 001: 2.6.15 keeps the client connection ~20 s after its FIN; "
             "2.6.17 closes at once",
-            defaults={
-                "tls": "off",
-                "variant": "fin",
-                "size": 128,
-                "connections": 20,
-                "requests": 1,
-                "timeout_client": "30s",
-                "deadline_s": 12.0,
-            },
-            choices={"tls": TLS, "variant": VARIANTS},
-            check=_half_close_check,
+            params=HalfCloseParams,
             knobs=_half_close,
-            reports=("close delay distribution", "end types", "flags"),
         ),
         Scenario(
             name="chunked-stall",
@@ -425,100 +508,55 @@ SCENARIOS: dict[str, Scenario] = {
             "the client's FIN until timeout server?",
             field_note="seed 001, as found in our lab: 2.6.10-2.6.15 stall (fixed in 2.6.16, "
             "'h1-htx: Ensure chunked parsing with full output buffer')",
-            defaults={
-                "tls": "off",
-                "size": 50000,
-                "chunk_min": 20,
-                "chunk_max": 44,
-                "per_size": 2,  # connections per chunk size: two chances at each
-                "chunk_pause_ms": 1,
-                "rcvbuf": 2048,
-                "read_pause_ms": 4000,
-                "stall_ms": 1000,
-                "timeout_server_s": 5,
-                "bufsize": 16384,
-                "sndbuf_client": 4096,
-            },
-            choices={"tls": TLS},
-            check=_chunked_stall_check,
+            params=ChunkedStallParams,
             knobs=_chunked_stall,
-            reports=("stalled per chunk size", "bytes received", "close delay", "end", "flag"),
         ),
         Scenario(
             name="keepalive-vs-close",
             summary="Client keep-alive on or off, through HAProxy or straight to the backend.",
             field_note="seeds 002, 003, 004: keep-alive saves handshakes and ports; "
             "Connection: close fills TIME_WAIT; proxy overhead 11 % warm vs 33 % cold",
-            defaults={"keepalive": True, "via": "haproxy", "size": 128},
-            choices={"via": ("haproxy", "backend")},
+            params=KeepaliveVsCloseParams,
             knobs=_keepalive_vs_close,
-            reports=("req/s", "latency", "proxy overhead %", "TIME-WAIT peak per side"),
         ),
         Scenario(
             name="server-pool",
             summary="HAProxy's server-side connection reuse: http-reuse, http-server-close, "
             "pool-max-conn, server maxconn.",
             field_note="seed 002: a too-small idle pool turns into a TIME_WAIT storm",
-            defaults={
-                "http_reuse": "safe",
-                "server_close": False,
-                "pool_max_conn": -1,
-                "maxconn": 0,
-            },
-            choices={"http_reuse": ("never", "safe", "aggressive", "always")},
+            params=ServerPoolParams,
             knobs=_server_pool,
-            reports=("TIME-WAIT on haproxy (out)", "backend connections/s", "req/s"),
         ),
         Scenario(
             name="connect-timeout",
             summary="A backend that refuses, cannot be reached, or never accepts, against "
             "timeout connect and retries.",
             field_note="seed 000: 503s flagged sC-- when timeout connect strikes",
-            defaults={"backend": "blackhole", "timeout_connect": "500ms", "retries": 1},
-            choices={"backend": tuple(CONNECT_FAILURES)},
+            params=ConnectTimeoutParams,
             knobs=_connect_timeout,
-            reports=("status codes", "termination flags", "Tc", "retries"),
         ),
         Scenario(
             name="backend-closes-first",
             summary="The backend closes idle connections before HAProxy does, and the client "
             "never sends its FIN.",
             field_note="seed 000: CLOSE_WAIT towards the backend, FIN_WAIT2 towards the client",
-            defaults={
-                "backend_idle_ms": 500,
-                "haproxy_keepalive": "2s",
-                "client_fin": "off",
-                "connections": 20,
-                "hold_s": 6.0,
-                "watch_s": 2.0,
-            },
+            params=BackendClosesFirstParams,
             knobs=_backend_closes_first,
-            reports=("CLOSE-WAIT / FIN-WAIT-2 timelines", "how long they last"),
         ),
         Scenario(
             name="kernel-knobs",
             summary="Connection: close load under per-container sysctls and option nolinger.",
             field_note="seed 004: tcp_tw_reuse, ip_local_port_range, SO_LINGER 0",
-            defaults={"tw_reuse": 2, "port_range": "", "nolinger": False},
-            choices={"tw_reuse": (0, 1, 2)},
+            params=KernelKnobsParams,
             knobs=_kernel_knobs,
-            reports=("TIME-WAIT", "RST vs FIN", "errors"),
         ),
         Scenario(
             name="fault",
             summary="A fault mid-load: the backend killed, haproxy restarted, or the client "
             "container killed. The load runs on; what did the proxy log, what did clients see?",
             field_note="none directly: the failures behind every seed, made on purpose",
-            defaults={
-                "fault": "backend-killed",
-                "at_s": 3.0,
-                "delay_ms": 50,
-                "abortonclose": False,
-            },
-            choices={"fault": tuple(FAULTS)},
-            check=_fault_check,
+            params=FaultParams,
             knobs=_fault,
-            reports=("status codes and flags in the log", "client statuses and errors"),
         ),
     ]
 }

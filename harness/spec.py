@@ -220,10 +220,16 @@ def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") ->
                     f"({', '.join(matrix.versions)}). Add it to the matrix's versions:, or "
                     "list only those here (spelled the same)."
                 )
+
+        def locate(key: str, i: int = i, entry: ScenarioEntry = entry) -> str:
+            part = "grid" if key in entry.grid else "params"
+            line = _line(text, ["scenarios", i, part, key])
+            return f"{where}{line}: scenarios[{i}].{part}.{key}"
+
         keys = list(entry.grid)
         for values in itertools.product(*(entry.grid[k] for k in keys)):
             overrides = {**entry.params, **dict(zip(keys, values, strict=True))}
-            combos.append((entry.name, scenario.resolve(overrides, at), entry.versions))
+            combos.append((entry.name, scenario.resolve(overrides, at, locate), entry.versions))
 
     planned = [
         (spec, name, params, rep)

@@ -280,17 +280,27 @@ MATRICES = [
     ),
     pytest.param(
         OK_HEAD + "scenarios:\n  - name: smoke\n    params: {sizee: 1}\n",
-        ["(line 4): scenarios[0]: scenario 'smoke' has no parameter 'sizee'", "It takes:"],
+        [
+            "(line 5): scenarios[0].params.sizee: scenario 'smoke' has no parameter 'sizee'",
+            "It takes:",
+        ],
         id="unknown-parameter",
     ),
     pytest.param(
         OK_HEAD + "scenarios:\n  - name: smoke\n    params: {size: big}\n",
-        ["(line 4): scenarios[0]: parameter 'size'", "must be int (like 128), got 'big'"],
+        [
+            "(line 5): scenarios[0].params.size (scenario 'smoke'): Input should be a valid "
+            "integer, got 'big'",
+            "Allowed: a size in bytes, 0 to 100000000, e.g. 128.",
+        ],
         id="parameter-wrong-type",
     ),
     pytest.param(
         OK_HEAD + "scenarios:\n  - name: kernel-knobs\n    params: {tw_reuse: 5}\n",
-        ["(line 4): scenarios[0]: parameter 'tw_reuse'", "must be one of 0, 1, 2, got 5"],
+        [
+            "(line 5): scenarios[0].params.tw_reuse (scenario 'kernel-knobs'): Input should be "
+            "0, 1 or 2, got 5"
+        ],
         id="parameter-out-of-range",
     ),
 ]
@@ -479,8 +489,8 @@ def test_local_tarball_with_the_wrong_sha256(cli: Cli, repo_copy: Path) -> None:
             id="syntax-error",
         ),
         pytest.param(
-            "stacks/cell.yaml.j2", "{{ project }}", "{{ project.nope.deeper }}",
-            "'str object' has no attribute 'nope'", id="undefined-name",
+            "haproxy/haproxy.cfg.j2", "{{ hx.maxconn }}", "{{ hx.maxconn.nope.deeper }}",
+            "'int object' has no attribute 'nope'", id="undefined-name",
         ),
     ],
 )  # fmt: skip
@@ -500,22 +510,37 @@ def test_broken_template(
     )
 
 
-def test_config_that_haproxy_rejects(cli: Cli) -> None:
+def test_timeout_that_is_not_an_haproxy_time_value(cli: Cli) -> None:
+    # Once caught only by haproxy -c, naming a line of the rendered file: now the spec
+    # names the matrix key and its line, before anything is rendered.
     matrix = cli.tmp / "bad-timeout.yaml"
     matrix.write_text(
         OK_HEAD + "scenarios:\n  - name: half-close\n    params: {timeout_client: 30parsecs}\n"
     )
-    err = cli.refused(
+    cli.refused(
         cli("matrix", str(matrix)),
+        f"{matrix} (line 5): scenarios[0].params.timeout_client (scenario 'half-close'): "
+        "not an HAProxy time value",
+        "got '30parsecs'",
+        "e.g. '500ms'",
+    )
+
+
+def test_config_that_haproxy_rejects(cli: Cli, repo_copy: Path) -> None:
+    # Typed parameters cannot make a config HAProxy rejects; a template edit still can.
+    template = repo_copy / "haproxy" / "haproxy.cfg.j2"
+    template.write_text(template.read_text().replace("option dontlognull", "option dontlognul"))
+    err = cli.refused(
+        cli("run", "--haproxy", "debian:bookworm", "--duration", "1", cwd=repo_copy),
         "rejects the rendered config",
-        "unexpected character 'p' in 'timeout client'",  # haproxy's own words, and line
+        "unknown option 'dontlognul'",  # haproxy's own words, and line
         "config : parsing [/etc/harness/haproxy.cfg:",
-        "Check the scenario parameters of this cell; nothing has been started.",
+        "nothing has been started.",
         kept=True,  # with the rendered haproxy.cfg the message points into
     )
     cfg = Path(re.search(r"error: (\S+/haproxy\.cfg): HAProxy", err)[1])
     line = int(re.search(r"haproxy\.cfg:(\d+)\]", err)[1])
-    assert cfg.read_text().splitlines()[line - 1].strip() == "timeout client 30parsecs"
+    assert cfg.read_text().splitlines()[line - 1].strip() == "option dontlognul"
 
 
 # --- Docker: networks and images -----------------------------------------------------------

@@ -76,7 +76,7 @@ def test_expands_versions_grid_and_repetitions(tmp_path):
             versions: [debian:bookworm]
             scenarios: [{name: smoke, params: {size: big}}]
             """,
-            r"parameter 'size' of scenario 'smoke' must be int \(like 128\), got 'big'",
+            r"params.size \(scenario 'smoke'\): Input should be a valid integer, got 'big'",
         ),
         (
             """
@@ -159,17 +159,26 @@ def test_entry_versions_restrict_cells_and_verdicts_are_read(tmp_path):
         ("{name: half-close, params: {variant: tls-notify}}", r"needs TLS: set tls to"),
         (
             "{name: half-close, params: {tls: '2.0'}}",
-            r"'tls' of scenario 'half-close' must be one of",
+            r"params.tls \(scenario 'half-close'\): Input should be 'off', '1.2' or '1.3'",
         ),
         ("{name: smoke, params: {size: 1}, grid: {size: [2]}}", r"size is in both params and grid"),
         ("{name: smoke, grid: {size: []}}", r"grid 'size' is empty"),
-        ("{name: smoke, params: {size: -1}}", r"'size' of scenario 'smoke' must be >= 0, got -1"),
-        ("{name: half-close, params: {connections: 0}}", r"'connections' .* must be >= 1"),
+        (
+            "{name: smoke, params: {size: -1}}",
+            r"params.size \(scenario 'smoke'\): .* greater than or equal to 0, got -1",
+        ),
+        (
+            "{name: half-close, params: {connections: 0}}",
+            r"params.connections .* greater than or equal to 1, got 0",
+        ),
         (
             "{name: chunked-stall, params: {chunk_min: 50, chunk_max: 40}}",
             r"chunk_min \(50\) is above chunk_max \(40\)",
         ),
-        ("{name: fault, params: {at_s: 0}}", r"at_s must be above 0"),
+        (
+            "{name: fault, params: {at_s: 0}}",
+            r"params.at_s \(scenario 'fault'\): Input should be greater than 0, got 0",
+        ),
     ],
 )
 def test_bad_scenario_entries(tmp_path, entry, message):
