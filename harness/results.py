@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from harness import ROOT
 from harness.errors import HarnessError
 
 RESULTS_DIR = Path(os.environ.get("HARNESS_RESULTS", ROOT / "results"))
+# What a run id looks like (a UTC time, then a name): checked where one is read back.
+RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
 
 # Run ids handed out by this process, and whether their folder existed already then:
 # a run that fails before its first cell leaves no folder of its own behind.

@@ -29,17 +29,16 @@ from harness import (
     results,
     scenarios,
     spec,
-    versions,
     workload,
 )
 from harness.analyse import cell_metrics
 from harness.compose import CommandLog, Compose
 from harness.compose import client as docker_engine
 from harness.errors import CellError, HarnessError, SpecError
-from harness.images import HaproxyImage, ImageSet
+from harness.images import ImageSet
 from harness.progress import Progress
 from harness.scenarios import Fault, Knobs, Probe
-from harness.spec import Cell, Load, Plan
+from harness.spec import Cell, Plan
 from harness.stack import Stack, remove_leftovers, signals_held
 
 # Observers sample this long before the load, so every state has a pre-load baseline.
@@ -55,6 +54,7 @@ class Prepared:
     knobs: Knobs
     load_args: list[str]
     timeout_s: float
+    rendered: dict[str, str]  # file name -> sha256 of what was rendered
 
 
 def prepare(
@@ -66,26 +66,48 @@ def prepare(
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
     image_set = images.ensure_images(plan.versions, log, progress.step)
     render.write_certs(run_dir)
-    prepared = []
-    for cell in cells:
-        folder = run_dir / cell.id
-        knobs = scenarios.get(cell.scenario, cell.id).knobs(cell.params)
-        project = render.project_name(cell)
-        net = render.Network.for_project(project)
-        hx = image_set.haproxy[cell.version.text]
-        args = workload.locust_args(cell, knobs, net)
-        render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, net))
-        compose = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
-        render.write(folder, "compose.yaml", compose)
-        render.write(folder, "haproxy-vv.txt", hx.vv)
-        _create_outputs(folder, knobs)
-        if knobs.tls:
-            shutil.copytree(run_dir / "certs", folder / "certs", dirs_exist_ok=True)
-        _check_config(hx.tag, folder, log)
-        _check_compose(project, folder, log)
-        timeout = timeout_s(plan.matrix.cell_timeout_s, cell, knobs)
-        prepared.append(Prepared(cell, folder, project, knobs, args, timeout))
+    prepared = [
+        _prepare_cell(
+            cell, run_dir / cell.id, render.project_name(cell), image_set, run_dir / "certs",
+            log, plan.matrix.cell_timeout_s,
+        )
+        for cell in cells
+    ]  # fmt: skip
     return image_set, prepared
+
+
+# The rendered files a cell's stack runs from: their sha256 goes into cell.json, so a
+# rerun can tell a folder whose files were edited since.
+RENDERED = ("haproxy.cfg", "compose.yaml")
+
+
+def _prepare_cell(
+    cell: Cell,
+    folder: Path,
+    project: str,
+    image_set: ImageSet,
+    certs: Path,
+    log: CommandLog,
+    cell_timeout_s: float | None,
+) -> Prepared:
+    """Render one cell's files into ``folder`` and check them with its own haproxy and
+    Compose. Raises SpecError when either rejects them (nothing has been started)."""
+    knobs = scenarios.get(cell.scenario, cell.id).knobs(cell.params)
+    net = render.Network.for_project(project)
+    hx = image_set.haproxy[cell.version.text]
+    args = workload.locust_args(cell, knobs, net)
+    render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, net))
+    compose = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
+    render.write(folder, "compose.yaml", compose)
+    render.write(folder, "haproxy-vv.txt", hx.vv)
+    _create_outputs(folder, knobs)
+    if knobs.tls:
+        shutil.copytree(certs, folder / "certs", dirs_exist_ok=True)
+    _check_config(hx.tag, folder, log)
+    _check_compose(project, folder, log)
+    timeout = timeout_s(cell_timeout_s, cell, knobs)
+    rendered = {name: provenance.sha256(folder / name) for name in RENDERED}
+    return Prepared(cell, folder, project, knobs, args, timeout, rendered)
 
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
@@ -219,6 +241,7 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
         "params": cell.params,
         "project": item.project,
         "load_args": item.load_args,
+        "rendered": item.rendered,
         "repetition": cell.repetition,
         "target": item.knobs.target,
         "load": {**cell.load.model_dump(), "mode": load_mode},
@@ -384,50 +407,76 @@ def resume_plan(run_dir: Path) -> Plan:
     return spec.expand(run["matrix"], run_dir.name, source)
 
 
-RERUN_INPUTS = ("haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "certs")
-
-
 def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Repeat one cell from its folder: same rendered files, same images, a new folder
-    beside it (``<cell>-rerun-<time>``). Returns the old and the new record."""
+    """Repeat one cell from its folder, in a new folder beside it
+    (``<cell>-rerun-<time>``). Returns the old and the new record.
+
+    A cell folder may come from someone else, so nothing in it is run as it is: the
+    cell is planned again from cell.json's version, scenario, parameters and load,
+    each validated as a matrix file's would be, and rendered anew with the current
+    templates, images, certificates and load command. A folder whose haproxy.cfg or
+    compose.yaml differs from what its run rendered (sha256 in cell.json) is refused:
+    someone edited it, and a rerun would not repeat what it claims to.
+
+    Raises HarnessError (SpecError) for a folder that is not a cell, a record that does
+    not validate, or edited files.
+    """
     results.require_cell(cell_dir)
     old = results.read_json(cell_dir / "cell.json")
-    if "load_args" not in old:
-        raise SpecError(
-            f"{cell_dir}: recorded by an older harness (no load_args); re-run the matrix."
-        )
+    recorded = _recorded_plan(old, cell_dir)
+    _check_rendered(old, cell_dir)
     stamp = results.new_run_id("rerun").split("-", 1)[0].lower()
     folder = cell_dir.with_name(f"{cell_dir.name}-rerun-{stamp}")
+    cell = recorded.cells[0]
+    log = CommandLog(folder / "commands.log")
     folder.mkdir()
-    for name in RERUN_INPUTS:
-        source = cell_dir / name
-        if source.is_dir():
-            shutil.copytree(source, folder / name)
-        elif source.exists():
-            shutil.copy2(source, folder / name)
-    version = versions.parse(old["version"]["spec"])
-    mode = {"open-loop": "open"}.get(old["load"]["mode"], "closed")
-    load = Load(**{**{k: v for k, v in old["load"].items() if k != "mode"}, "mode": mode})
-    cell = Cell(
-        old["run"],
-        old["index"],
-        1,
-        version,
-        old["scenario"],
-        old["params"],
-        old["repetition"],
-        load,
-    )
-    knobs = scenarios.get(cell.scenario, str(cell_dir)).knobs(cell.params)
-    _create_outputs(folder, knobs)
-    hx = HaproxyImage(
-        version, old["version"]["image"], old["version"]["image_id"], old["version"]["reported"],
-        (folder / "haproxy-vv.txt").read_text(),
-    )  # fmt: skip
-    image_set = ImageSet({version.text: hx}, old["images"])
-    item = Prepared(
-        cell, folder, f"{old['project']}-rerun-{stamp}", knobs, old["load_args"],
-        timeout_s(None, cell, knobs),
-    )  # fmt: skip
+    render.preflight([cell])
+    image_set = images.ensure_images(recorded.versions, log, progress.step)
+    render.write_certs(folder)
+    project = f"{render.project_name(cell)}-rerun-{stamp}"
+    item = _prepare_cell(cell, folder, project, image_set, folder / "certs", log, None)
     progress.step(f"re-running {cell_dir.name} in {folder}")
     return old, run_cell(item, image_set)
+
+
+def _recorded_plan(old: Any, cell_dir: Path) -> Plan:
+    """The one-cell plan a cell.json records, validated like a matrix file."""
+    where = cell_dir / "cell.json"
+    if not isinstance(old, dict) or "rendered" not in old:
+        raise SpecError(
+            f"{where}: recorded by an older harness, or not by the harness (no sha256 of "
+            "its rendered files); run its matrix again instead."
+        )
+    try:
+        version, scenario = old["version"]["spec"], old["scenario"]
+        load = {k: v for k, v in old["load"].items() if k != "mode"}
+        load["mode"] = "open" if old["load"]["mode"] == "open-loop" else "closed"
+        raw = {
+            "name": "rerun",
+            "versions": [version],
+            "load": load,
+            "scenarios": [{"name": scenario, "params": old["params"]}],
+        }
+        run_id = old["run"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SpecError(f"{where}: not a cell record the harness wrote ({exc!r}).") from None
+    if not isinstance(run_id, str) or not results.RUN_ID.fullmatch(run_id):
+        raise SpecError(f"{where}: 'run' is not a run id the harness makes: {run_id!r}.")
+    return spec.expand(raw, run_id, source=where)
+
+
+def _check_rendered(old: dict[str, Any], cell_dir: Path) -> None:
+    """Refuse a cell folder whose rendered files are not what its run rendered."""
+    rendered = old.get("rendered")
+    if not isinstance(rendered, dict) or set(rendered) != set(RENDERED):
+        raise SpecError(f"{cell_dir / 'cell.json'}: 'rendered' is damaged; run its matrix again.")
+    for name in RENDERED:
+        path = cell_dir / name
+        actual = provenance.sha256(path) if path.is_file() else "(missing)"
+        if actual != rendered[name]:
+            raise SpecError(
+                f"{path}: edited since its run rendered it (sha256 {actual[:12]}, recorded "
+                f"{str(rendered[name])[:12]}). A rerun repeats the recorded cell, and this "
+                "folder no longer shows it: restore the file, or run the matrix again. "
+                "Nothing has been started."
+            )

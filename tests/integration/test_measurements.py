@@ -5,6 +5,7 @@ brought up once; calibration has its own run (the `calibrate` verb).
 """
 
 import json
+import shutil
 import textwrap
 
 import pytest
@@ -156,6 +157,12 @@ def test_report_outputs_exist_and_explain_flags(run):
 def test_rerun_repeats_a_cell_from_its_folder(harness, run):
     run_dir, cells, _ = run
     cell = cells[("half-close", "2.6.12")]
+    # What the folder says about commands and images is not run: the cell is planned
+    # again from its validated parameters (a shared folder must not reach the host).
+    hostile = json.loads((run_dir / cell["cell"] / "cell.json").read_text())
+    hostile["load_args"] = ["sh", "-c", "touch /out/pwned"]
+    hostile["images"] = {"client": "alpine:latest"}
+    (run_dir / cell["cell"] / "cell.json").write_text(json.dumps(hostile))
     proc = harness("rerun", str(run_dir / cell["cell"]), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "original" in proc.stdout and "re-run" in proc.stdout
@@ -164,4 +171,63 @@ def test_rerun_repeats_a_cell_from_its_folder(harness, run):
     assert record["status"] == "ok"
     assert record["metrics"]["probe"]["ends"] == {"fin": 20}
     assert record["project"] != cell["project"]
+    assert record["load_args"][:3] == ["locust", "-f", "/locustfiles/close_delay.py"]
+    assert record["images"]["client"].startswith("harness-client:")
+    assert not (again / "pwned").exists()
     assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(
+            lambda cell: (cell / "compose.yaml").write_text(
+                (cell / "compose.yaml").read_text() + "    privileged: true\n"
+            ),
+            "compose.yaml: edited since its run rendered it",
+            id="compose-edited",
+        ),
+        pytest.param(
+            lambda cell: (cell / "haproxy.cfg").write_text(
+                (cell / "haproxy.cfg").read_text().replace("30s", "30s\nglobal", 1)
+            ),
+            "haproxy.cfg: edited since its run rendered it",
+            id="haproxy-cfg-edited",
+        ),
+        pytest.param(
+            lambda cell: _edit_record(cell, params={"timeout_client": "30s\nglobal"}),
+            "params.timeout_client (scenario 'half-close'): not an HAProxy time value",
+            id="hostile-parameter",
+        ),
+        pytest.param(
+            lambda cell: _edit_record(cell, run="x\nprivileged: true"),
+            "'run' is not a run id the harness makes",
+            id="hostile-run-id",
+        ),
+        pytest.param(
+            lambda cell: _edit_record(cell, version={"spec": "image:--help"}),
+            "image:--help",
+            id="hostile-version",
+        ),
+    ],
+)
+def test_rerun_refuses_a_folder_it_cannot_trust(harness, run, tmp_path, edit, message):
+    run_dir, cells, _ = run
+    source = run_dir / cells[("half-close", "2.6.12")]["cell"]
+    copy = tmp_path / "shared-run" / source.name
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*-rerun-*"))
+    edit(copy)
+    before = leftovers(None)
+    proc = harness("rerun", str(copy), timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [p.name for p in copy.parent.iterdir()] == [copy.name]  # no rerun folder
+    assert leftovers(None) == before == {"containers": [], "networks": [], "volumes": []}
+
+
+def _edit_record(cell, **changes):
+    record = json.loads((cell / "cell.json").read_text())
+    for key, value in changes.items():
+        record[key] = {**record[key], **value} if isinstance(value, dict) else value
+    (cell / "cell.json").write_text(json.dumps(record))

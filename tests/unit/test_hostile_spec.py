@@ -1,0 +1,220 @@
+"""Hostile matrix files: a value is refused by the spec, or it renders files whose
+structure the harness alone wrote.
+
+1. A corpus of known attacks and crashes (each once reached a rendered file or a
+   traceback): refused with SpecError, naming the key.
+2. A property over generated matrices (hypothesis): ``spec.expand`` either raises
+   SpecError, or every cell renders a compose.yaml with no key, service or option the
+   harness does not write, and a haproxy.cfg whose every line is one the template
+   writes. ``HARNESS_FUZZ_EXAMPLES`` sets the number of matrices (``make fuzz``: 10,000).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import compose_file, render, spec
+from harness.errors import SpecError
+from harness.images import HaproxyImage, ImageSet
+from harness.scenarios import SCENARIOS
+
+# --- 1. the corpus ---------------------------------------------------------------------------
+
+YAML_BREAKOUT = (
+    "1024 65000\n    privileged: true\n    pid: host\n    post_start:\n      - command: id"
+)
+CFG_BREAKOUT = "30s\nglobal\n    stats socket ipv4@0.0.0.0:9998 level admin\n"
+CORPUS = [
+    ("kernel-knobs", "port_range", YAML_BREAKOUT, "not two port numbers"),
+    ("kernel-knobs", "port_range", "60000 1024", "1024 <= low < high <= 65535"),
+    ("kernel-knobs", "port_range", "80 1024", "1024 <= low < high <= 65535"),
+    ("kernel-knobs", "port_range", "1024  65000", "not two port numbers"),
+    ("kernel-knobs", "port_range", "1024 65000 # x", "not two port numbers"),
+    ("half-close", "timeout_client", CFG_BREAKOUT, "not an HAProxy time value"),
+    ("half-close", "timeout_client", ".if 0", "not an HAProxy time value"),
+    ("half-close", "timeout_client", "30s # x", "not an HAProxy time value"),
+    ("half-close", "timeout_client", '30s"', "not an HAProxy time value"),
+    ("half-close", "timeout_client", "0s", "above 0 and at most 1h"),
+    ("half-close", "timeout_client", "25h", "above 0 and at most 1h"),
+    ("half-close", "deadline_s", float("nan"), "finite number"),
+    ("half-close", "deadline_s", float("inf"), "finite number"),
+    ("connect-timeout", "timeout_connect", "banana", "not an HAProxy time value"),
+    ("connect-timeout", "timeout_connect", "500ms\n", "not an HAProxy time value"),
+    ("backend-closes-first", "haproxy_keepalive", "2s\nbackend x", "not an HAProxy time value"),
+    ("backend-closes-first", "client_fin", "off\nglobal", "not an HAProxy time value"),
+    ("backend-closes-first", "watch_s", 1e300, "less than or equal to 600"),
+    ("backend-closes-first", "hold_s", float("inf"), "finite number"),
+    ("chunked-stall", "chunk_max", 1_000_000, "less than or equal to 65536"),
+    ("chunked-stall", "per_size", 100, "plan 2500 probe connections"),
+    ("chunked-stall", "size", "50000", "valid integer"),
+    ("smoke", "size", "1e20", "valid integer"),
+    ("smoke", "size", 10**20, "less than or equal to 100000000"),
+    ("smoke", "size", 10**500, "a number of about 500 digits"),
+    ("smoke", "size", 3.0, "valid integer"),
+    ("smoke", "keepalive", "yes", "valid boolean"),
+    ("smoke", "keepalive", 1, "valid boolean"),
+    ("smoke", "http_reuse", "safe\n    option httpclose", "'never', 'safe', 'aggressive'"),
+    ("fault", "at_s", float("inf"), "finite number"),
+    ("fault", "at_s", -1, "greater than 0"),
+    ("server-pool", "pool_max_conn", -2, "greater than or equal to -1"),
+    ("server-pool", "maxconn", [1, 2], "valid integer"),
+    ("half-close", "variant", {"a": 1}, "Input should be 'fin'"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "key", "value", "why"), CORPUS)
+def test_hostile_parameter_is_refused_naming_the_key(
+    scenario: str, key: str, value: Any, why: str
+) -> None:
+    raw = {"name": "t", "versions": ["debian:bookworm"],
+           "scenarios": [{"name": scenario, "params": {key: value}}]}  # fmt: skip
+    with pytest.raises(SpecError) as err:
+        spec.expand(raw, "t", Path("shared.yaml"), yaml.safe_dump(raw))
+    message = str(err.value)
+    # The key itself, or (a rule across parameters) the entry and the key in the words.
+    assert f"scenarios[0].params.{key}" in message or (
+        f"scenarios[0]: scenario '{scenario}'" in message and key in message
+    ), message
+    assert why in message, message
+    assert "shared.yaml (line " in message, message
+    assert len(message) < 600, message  # a short message, whatever the input
+
+
+# --- 2. the property -------------------------------------------------------------------------
+
+# Every line haproxy.cfg.j2 can write starts with one of these (comments aside).
+CFG_DIRECTIVES = re.compile(
+    r"(global|defaults|frontend fe_http|backend be_app|log |maxconn |stats socket "
+    r"ipv4@127\.0\.0\.1:9999 level admin$|tune\.bufsize \d+$|tune\.sndbuf\.client \d+$|"
+    r"mode http$|log-format |unique-id-format |option (dontlognull|nolinger|abortonclose|"
+    r"http-server-close)$|timeout (connect|client|server|http-keep-alive|client-fin) "
+    r"\d+(us|ms|s|m|h|d)?$|retries \d+$|bind :(8080|8443)|http-after-response |"
+    r"default_backend be_app$|http-reuse (never|safe|aggressive|always)$|server app )"
+)
+SERVICES = {
+    "backend", "haproxy", "calibration", "client", "census-client", "census-haproxy",
+    "census-calibration", "census-backend", "capture",
+}  # fmt: skip
+ENV_KEY = re.compile(r"(BACKEND|LOAD|PROBE|CENSUS)_[A-Z_]+")
+SYSCTLS = {"net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range"}
+
+HOSTILE_TEXT = [
+    "", " ", "\n", "30s\nglobal", "off", "1s", "500ms", "1024 65000", "60000 1024",
+    "1024 65000\n    privileged: true", "# x", '"', "'", "{{ x }}", "${HOME}", "$(id)",
+    "*alias", "&anchor", "- item", "key: value", "\x00", "\u2028", "é", "true", "0x10",
+]  # fmt: skip
+
+# Values that fit some parameter: whatever they are put in, they must render cleanly.
+PLAUSIBLE = [0, 1, 2, 100, 65535, 0.5, 10.0, True, False, "", "1s", "30s", "500ms", "off",
+             "1024 65000", "1.3", "tls-notify", "always", "backend", "client-killed"]  # fmt: skip
+
+values = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=-5, max_value=70_000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=0, max_value=700),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(HOSTILE_TEXT),
+    st.text(max_size=12),
+    st.builds(
+        lambda n, u: f"{n}{u}", st.integers(0, 10**10), st.sampled_from(["", "ms", "s", "h", "x"])
+    ),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)  # fmt: skip
+
+
+@st.composite
+def matrices(draw: st.DrawFn) -> dict[str, Any]:
+    entries = []
+    for _ in range(draw(st.integers(1, 3))):
+        name = draw(st.sampled_from([*SCENARIOS, "smokey"]))
+        fields = SCENARIOS[name].params.model_fields if name in SCENARIOS else {}
+        keys = list(fields) or ["size"]
+        key = st.one_of(st.sampled_from(keys), st.text(max_size=6))
+        hostile = draw(st.booleans())
+        params = draw(st.dictionaries(key, values, max_size=4)) if hostile else {}
+        # Values of the declared kind too, so that half the matrices get to be rendered.
+        for k in draw(st.lists(st.sampled_from(keys), max_size=3)):
+            plausible = [f.default, *(f.examples or [])] if (f := fields.get(k)) else [1]
+            params[k] = draw(st.sampled_from([*plausible, *PLAUSIBLE]))
+        grid = (
+            draw(st.dictionaries(key, st.lists(values, min_size=1, max_size=2), max_size=1))
+            if hostile
+            else {}
+        )
+        entries.append({"name": name, "params": params, "grid": grid})
+    return {"name": "fuzz", "versions": ["debian:bookworm"], "scenarios": entries}
+
+
+_SUPPORT = {name: f"harness-{name}:latest" for name in ("backend", "client", "observer")}
+
+
+def _render(cell: spec.Cell) -> tuple[str, dict[str, Any]]:
+    knobs = SCENARIOS[cell.scenario].knobs(cell.params)
+    project = render.project_name(cell)
+    net = render.Network.for_project(project)
+    hx = HaproxyImage(cell.version, "harness-haproxy:x", "sha256:x", "x", "")
+    images = ImageSet({cell.version.text: hx}, _SUPPORT)
+    cfg = render.haproxy_cfg(cell, knobs, net)
+    text = render.compose_yaml(cell, knobs, net, images, hx, project, ["locust"])
+    return cfg, yaml.safe_load(text)
+
+
+def _check_structure(cfg: str, doc: dict[str, Any]) -> None:
+    for line in cfg.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            assert CFG_DIRECTIVES.match(stripped), (
+                f"haproxy.cfg line the template never wrote: {line!r}"
+            )
+    assert set(doc) <= compose_file.TOP_KEYS, set(doc)
+    assert set(doc["services"]) <= SERVICES, set(doc["services"])
+    for name, service in doc["services"].items():
+        assert set(service) <= compose_file.SERVICE_KEYS, (name, set(service))
+        assert all(ENV_KEY.fullmatch(k) for k in service.get("environment", {})), service
+        assert set(service.get("sysctls", {})) <= SYSCTLS, service
+        assert all(isinstance(v, str) for v in service.get("environment", {}).values())
+        assert "privileged" not in service and "pid" not in service
+    assert set(doc["networks"]) == {"lab"}
+
+
+@settings(
+    max_examples=int(os.environ.get("HARNESS_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+@given(matrices())
+def test_generated_matrix_is_refused_or_renders_only_the_harness_structure(
+    raw: dict[str, Any],
+) -> None:
+    try:
+        plan = spec.expand(raw, "fuzz", Path("fuzz.yaml"), "")
+    except SpecError as exc:
+        assert "Traceback" not in str(exc)
+        return
+    for cell in plan.cells[:6]:
+        _check_structure(*_render(cell))
+
+
+def test_the_structure_check_catches_an_injected_key() -> None:
+    # The property can fail: a service key or a config line the harness never writes.
+    raw = {"name": "t", "versions": ["debian:bookworm"], "scenarios": [{"name": "smoke"}]}
+    cfg, doc = _render(spec.expand(raw, "t").cells[0])
+    _check_structure(cfg, doc)
+    doc["services"]["client"]["privileged"] = True
+    with pytest.raises(AssertionError):
+        _check_structure(cfg, doc)
+    doc["services"]["client"].pop("privileged")
+    with pytest.raises(AssertionError):
+        _check_structure(cfg + "    stats socket ipv4@0.0.0.0:9998 level admin\n", doc)
