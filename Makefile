@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MATRIX ?= matrices/default.yaml
 
-.PHONY: venv engine images matrix run test unit integration lint clean reproduce calibrate bench
+.PHONY: venv engine images matrix run test unit integration lint clean reproduce calibrate bench fuzz
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -41,6 +41,11 @@ integration: engine
 
 test: lint engine
 	$(PY) -m pytest -v --durations=15
+
+# The hostile-matrix property over 10,000 generated matrices (make test runs 300).
+fuzz: venv
+	HARNESS_FUZZ_EXAMPLES=$(or $(EXAMPLES),10000) $(PY) -m pytest -q \
+		tests/unit/test_hostile_spec.py -k generated_matrix
 
 clean: venv
 	$(PY) -m harness clean

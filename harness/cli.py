@@ -8,6 +8,7 @@
     calibrate [FILE]                        close delays measured against known delays
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
     clean                                   remove anything a harness run left in Docker
+    scenarios [NAME]                        the scenarios, their parameters and allowed values
 
 Errors the user can fix exit with 2 and a message, never a traceback.
 """
@@ -26,7 +27,7 @@ from types import ModuleType
 import docker
 import requests
 
-from harness import ROOT, calibration, images, results, runner, spec, versions
+from harness import ROOT, calibration, images, results, runner, scenarios, spec, versions
 from harness.compose import CommandLog
 from harness.errors import CellError, HarnessError
 from harness.progress import Progress
@@ -87,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
 
     verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
+
+    p = verbs.add_parser("scenarios", help="list the scenarios and their typed parameters")
+    p.add_argument("name", nargs="?", help="one scenario, with every parameter")
     return parser
 
 
@@ -200,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             results.require_run(args.run_dir)
             with _damaged(args.run_dir / "run.json"):
                 print(_report().rebuild(args.run_dir))
+            return 0
+        if args.verb == "scenarios":
+            print(scenarios.describe(args.name))
             return 0
         if args.verb == "clean":
             found = remove_leftovers(None, CommandLog(images.BUILD_DIR / "clean.log"))

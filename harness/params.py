@@ -126,7 +126,7 @@ class Params(BaseModel):
     )
 
 
-def describe(model: type[BaseModel], key: str) -> str:
+def allowed_form(model: type[BaseModel], key: str) -> str:
     """'Allowed: <form>, e.g. <example>' for one parameter, from its declaration."""
     info = model.model_fields[key]
     form = info.description or ""
@@ -162,7 +162,7 @@ __all__ = [
     "PortRange",
     "Seconds",
     "ValidationError",
-    "describe",
+    "allowed_form",
     "safe_repr",
     "time_ms",
 ]

@@ -22,7 +22,7 @@ from harness.params import (
     HaproxyTimeOrOff,
     PortRange,
     Seconds,
-    describe,
+    allowed_form,
     safe_repr,
 )
 from harness.params import Params as TypedParams
@@ -209,7 +209,7 @@ class Scenario:
             key = str(err["loc"][0])
             msg = str(err["msg"]).removeprefix("Value error, ")
             got = safe_repr(overrides.get(key))
-            allowed = describe(self.params, key)
+            allowed = allowed_form(self.params, key)
             problems.append(f"{locate(key)} (scenario {self.name!r}): {msg}, got {got}. {allowed}.")
         return "\n".join(problems)
 
@@ -560,6 +560,22 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     ]
 }
+
+
+def describe(name: str | None = None) -> str:
+    """``python -m harness scenarios [NAME]``: every scenario in a line, or one with each
+    parameter's default and allowed values. Raises SpecError for an unknown name."""
+    if name is None:
+        width = max(map(len, SCENARIOS))
+        lines = [f"{s.name:{width}}  {s.summary}" for s in SCENARIOS.values()]
+        return "\n".join([*lines, "", "python -m harness scenarios NAME: its parameters"])
+    scenario = get(name, "scenarios")
+    lines = [scenario.name, f"  {scenario.summary}", f"  field note: {scenario.field_note}", ""]
+    for key, default in scenario.defaults.items():
+        allowed = allowed_form(scenario.params, key).removeprefix("Allowed: ")
+        shown = str(default).lower() if isinstance(default, bool) else repr(default)
+        lines.append(f"  {key} (default {shown}): {allowed}")
+    return "\n".join(lines)
 
 
 def get(name: str, where: str) -> Scenario:

@@ -306,6 +306,52 @@ MATRICES = [
 ]
 
 
+# Values that once reached a rendered file as free text (issue 10): each is now refused
+# by its parameter's type, with the key, its line, the allowed form and an example.
+MATRICES += [
+    pytest.param(
+        OK_HEAD + "scenarios:\n  - name: kernel-knobs\n    params:\n      port_range: |-\n"
+        "        1024 65000\n            privileged: true\n            pid: host\n",
+        [
+            "(line 7): scenarios[0].params.port_range (scenario 'kernel-knobs'): not two port "
+            "numbers",
+            "e.g. '1024 65000'",
+        ],
+        id="compose-breakout-port-range",
+    ),
+    pytest.param(
+        OK_HEAD + "scenarios:\n  - name: kernel-knobs\n    params: {port_range: '60000 1024'}\n",
+        ["(line 5): scenarios[0].params.port_range", "1024 <= low < high <= 65535"],
+        id="port-range-reversed",
+    ),
+    pytest.param(
+        OK_HEAD + "scenarios:\n  - name: half-close\n    params:\n      timeout_client: "
+        '"30s\\nglobal\\n    stats socket ipv4@0.0.0.0:9998 level admin"\n',
+        [
+            "(line 6): scenarios[0].params.timeout_client (scenario 'half-close'): not an "
+            "HAProxy time value",
+            "e.g. '500ms'",
+        ],
+        id="haproxy-cfg-breakout-timeout",
+    ),
+    pytest.param(
+        OK_HEAD + "scenarios:\n  - name: chunked-stall\n    params: {chunk_max: 1000000}\n",
+        ["scenarios[0].params.chunk_max (scenario 'chunked-stall')", "65536"],
+        id="two-million-probe-connections",
+    ),
+    pytest.param(
+        OK_HEAD + "scenarios:\n  - name: fault\n    params: {at_s: .inf}\n",
+        ["scenarios[0].params.at_s (scenario 'fault'): Input should be a finite number"],
+        id="infinite-at-s",
+    ),
+    pytest.param(
+        OK_HEAD + "scenarios:\n  - name: backend-closes-first\n    params: {watch_s: 1.0e+300}\n",
+        ["scenarios[0].params.watch_s", "less than or equal to 600"],
+        id="watch-s-without-end",
+    ),
+]
+
+
 @pytest.mark.parametrize(("text", "parts"), MATRICES)
 def test_malformed_matrix_file(cli: Cli, text: str, parts: list[str]) -> None:
     path = cli.tmp / "bad.yaml"

@@ -218,3 +218,23 @@ def test_the_structure_check_catches_an_injected_key() -> None:
     doc["services"]["client"].pop("privileged")
     with pytest.raises(AssertionError):
         _check_structure(cfg + "    stats socket ipv4@0.0.0.0:9998 level admin\n", doc)
+
+
+def test_scenarios_verb_lists_every_parameter_with_its_allowed_form() -> None:
+    import subprocess
+    import sys
+
+    from harness import ROOT
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness", "scenarios", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    every = cli()
+    assert every.returncode == 0 and all(name in every.stdout for name in SCENARIOS)
+    one = cli("kernel-knobs")
+    assert "port_range (default ''): '' (the kernel's default) or two ports" in one.stdout
+    assert "nolinger (default false): true or false" in one.stdout
+    assert "tw_reuse (default 2): one of 0, 1, 2" in one.stdout
+    unknown = cli("smokey")
+    assert unknown.returncode == 2 and "unknown scenario 'smokey'" in unknown.stderr
