@@ -313,7 +313,7 @@ MATRICES += [
         OK_HEAD + "scenarios:\n  - name: kernel-knobs\n    params:\n      port_range: |-\n"
         "        1024 65000\n            privileged: true\n            pid: host\n",
         [
-            "(line 7): scenarios[0].params.port_range (scenario 'kernel-knobs'): not two port "
+            "(line 6): scenarios[0].params.port_range (scenario 'kernel-knobs'): not two port "
             "numbers",
             "e.g. '1024 65000'",
         ],
