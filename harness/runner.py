@@ -428,8 +428,8 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
     stamp = results.new_run_id("rerun").split("-", 1)[0].lower()
     folder = cell_dir.with_name(f"{cell_dir.name}-rerun-{stamp}")
     cell = recorded.cells[0]
-    log = CommandLog(folder / "commands.log")
     folder.mkdir()
+    log = CommandLog(folder / "commands.log")
     render.preflight([cell])
     image_set = images.ensure_images(recorded.versions, log, progress.step)
     render.write_certs(folder)
