@@ -552,7 +552,7 @@ def compare_categories(
     c_mix = {k: candidate.get(k, 0) for k in kinds}
 
     def sentence(tail: str) -> str:
-        return f"{cand_label} vs {base_label}: {metric} {_mix(c_mix)} vs {_mix(b_mix)} — {tail}."
+        return f"{cand_label} vs {base_label}: {metric}: {_mix(c_mix)} vs {_mix(b_mix)} — {tail}."
 
     common = dict(
         metric=metric, baseline_label=base_label, candidate_label=cand_label,

@@ -381,7 +381,7 @@ def test_end_types_are_tested_as_a_contingency_table():
     assert c.effect == 1.0 and c.delta == "tls-alert-fin +100 pp"
     assert c.verdict == "changed"
     assert c.words == (
-        "3.0.11 vs 2.2.9: ends tls-alert-fin ×20 vs fin ×20 — changed "
+        "3.0.11 vs 2.2.9: ends: tls-alert-fin ×20 vs fin ×20 — changed "
         "(Fisher exact p=1.5e-11, total variation distance 100 pp)."
     )
 
