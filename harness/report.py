@@ -278,6 +278,8 @@ def _samples(run_dir: Path, record: Record) -> list[float]:
         return [s["delay_ms"] for s in map(json.loads, probe.read_text().splitlines())
                 if s.get("delay_ms") is not None]  # fmt: skip
     values: list[float] = []
+    if not (folder / "locust.json").exists():
+        return values  # neither: nothing measured, and the comparison says "too few samples"
     for entry in json.loads((folder / "locust.json").read_text()):
         for ms, count in entry["response_times"].items():
             values.extend([float(ms)] * count)
@@ -1027,7 +1029,7 @@ def rebuild(run_dir: Path) -> str:
     text = markdown(run_dir, records, found, run)
     (run_dir / "report.md").write_text(text)
     results.write_json(run_dir / "verdicts.json", [dataclasses.asdict(c) for c in found])
-    rows = _csv_rows(run_dir, records)
+    rows = _csv_rows(run_dir, unique_labels(records))  # one version column value per spec
     if rows:
         with (run_dir / "results.csv").open("w", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=list(rows[0]))
