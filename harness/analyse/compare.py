@@ -368,11 +368,15 @@ def _small_sample_change(
                 reasons.append(f"the {100 * (th.min_ratio - 1):g} % threshold")
         if abs(diff) < floor:
             reasons.append(f"the {format_value(floor, unit)} floor")
+        if not reasons:  # equal medians (both zero, no floor): the ratio is what is missing
+            ratio_missed = True
+            reasons.append(f"the {100 * (th.min_ratio - 1):g} % threshold")
     elif diff * effect <= 0:
         reasons.append(f"a p50 that moved against {CLIFFS_DELTA}")
     if not large:
         reasons.append(f"the {th.min_effect:g} {CLIFFS_DELTA} threshold")
-    if ratio_missed or (not reasons[0].endswith("floor") and med_base != 0):
+    floor_only = reasons[0].endswith("floor") and not ratio_missed
+    if med_base != 0 and not floor_only:
         pct = 100 * diff / abs(med_base)
         size = f"{'+' if pct >= 0 else '-'}{abs(pct):.{0 if abs(pct) >= 10 else 1}f} % in p50"
     else:

@@ -1,10 +1,13 @@
 """Comparisons of a metric between versions, on synthetic data with known differences."""
 
 import dataclasses
+import re
 from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from harness.analyse.compare import (
@@ -16,6 +19,7 @@ from harness.analyse.compare import (
     PROPORTION_DIFF,
     TOO_FEW,
     TOTAL_VARIATION,
+    VERDICT_ORDER,
     Thresholds,
     compare_categories,
     compare_counts,
@@ -428,3 +432,17 @@ def test_end_types_on_too_few_connections_are_inconclusive():
     )
     empty = compare_categories("ends", {}, {"fin": 3}, labels=("a", "b"))
     assert empty.verdict == "inconclusive" and empty.test == TOO_FEW
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 10.0, 1000.0]), min_size=0, max_size=40),
+    st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 10.0, 1000.0]), min_size=0, max_size=40),
+    st.sampled_from(["ms", "req/s"]),
+)
+def test_every_sample_comparison_has_a_worded_verdict(base, cand, unit):
+    c = compare_samples("x", base, cand, labels=("a", "b"), unit=unit)
+    assert c.verdict in VERDICT_ORDER
+    if c.verdict == "small change":
+        # its size, and the threshold it missed
+        assert re.search(r"— small change: [-+±][^ ]+ [^ ]+ in p50 \(.*\), below the ", c.words)
