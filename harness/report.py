@@ -684,12 +684,17 @@ def _chunk_table(
     """
     columns: dict[str, dict[str, dict[str, Any]]] = {}
     group_of: dict[str, str] = {}
-    for r in unique_labels(records):
-        if r["scenario"] != "chunked-stall" or r.get("status") != "ok":
-            continue
-        tls = f"tls={r['params'].get('tls')}"
-        name = f"{r['version']['label']} {tls}"
-        group_of[name] = tls
+    cells = [
+        r
+        for r in unique_labels(records)
+        if r["scenario"] == "chunked-stall" and r.get("status") == "ok"
+    ]
+    # One column per version and parameter set (TLS always named), repetitions pooled.
+    param_keys = sorted({"tls", *varying(cells)})
+    for r in cells:
+        params = _short_params(r, param_keys)
+        name = f"{r['version']['label']} {params}"
+        group_of[name] = params
         column = columns.setdefault(name, {})
         for key, v in _sweep_stats(run_dir / r["cell"], r).items():
             into = column.setdefault(
