@@ -528,6 +528,14 @@ def _verdicts(found: list[Comparison], baseline: Any) -> list[str]:
         f'<div class="scroll"><table class="verdicts"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
+    if same:
+        words = "".join(
+            f"<li>{esc(c.words)}</li>" for c in found if c.verdict == "no significant change"
+        )
+        out.append(
+            f"<details><summary>without a significant change, in words</summary><ul>{words}</ul>"
+            "</details>"
+        )
     return out
 
 
