@@ -790,10 +790,29 @@ def _no_connect_timeouts(run_dir: Path, rows: list[Record]) -> str | None:
     )
 
 
+def _no_lingering_states(run_dir: Path, rows: list[Record]) -> str | None:
+    censuses = [_get(r, "census", "haproxy") for r in rows]
+    if not any(censuses):
+        return None
+    for census in filter(None, censuses):
+        for state in ("FIN-WAIT-2/in", "CLOSE-WAIT/out"):
+            entry = census.get("states", {}).get(state)
+            if entry and entry["peak"] > entry["baseline"]:
+                return None
+    return (
+        "These cells do not show the field note's half-closed sockets: on "
+        f"{_versions(rows)} neither FIN-WAIT-2 towards the client nor CLOSE-WAIT towards "
+        "the backend rose above its level before the load. What would show it: a backend "
+        "idle timeout (`backend_idle_ms`) shorter than the time the client keeps its "
+        "connection idle."
+    )
+
+
 PHENOMENA: dict[str, Callable[[Path, list[Record]], str | None]] = {
     "half-close": _late_closes,
     "chunked-stall": _no_stalls,
     "connect-timeout": _no_connect_timeouts,
+    "backend-closes-first": _no_lingering_states,
 }
 
 

@@ -227,3 +227,15 @@ def test_two_versions_with_one_label_keep_two_columns(tmp_path):
         "2.6.12 (custom) [tarball:/t/a.tar.gz@2.6.12]",
         "2.6.12 (custom) [tarball:/t/b.tar.gz@2.6.12]",
     }
+
+
+def test_backend_closes_first_note_follows_the_census(tmp_path):
+    # A recorded backend-closes-first cell: FIN-WAIT-2 towards the client rose.
+    [cell] = (RECORDED.parent / "report").glob("*backend-closes-first*")
+    shutil.copytree(cell, tmp_path / cell.name)
+    record = results.read_json(tmp_path / cell.name / "cell.json")
+    assert report.phenomenon_note(tmp_path, "backend-closes-first", [record]) is None
+    for entry in record["metrics"]["census"]["haproxy"]["states"].values():
+        entry["peak"] = entry["baseline"]  # nothing lingered
+    note = report.phenomenon_note(tmp_path, "backend-closes-first", [record])
+    assert note and "neither FIN-WAIT-2 towards the client nor CLOSE-WAIT" in note
