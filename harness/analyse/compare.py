@@ -329,7 +329,8 @@ def compare_samples(
         size, reasons = _small_sample_change(
             med_base, med_cand, effect, large, far_apart, thresholds, floor, unit
         )
-        tail = f"small change: {size} ({stats_text}), below {' and '.join(reasons)}"
+        missed = ", ".join(reasons[:-1]) + " and " + reasons[-1] if len(reasons) > 1 else reasons[0]
+        tail = f"small change: {size} ({stats_text}), below {missed}"
     return Comparison(
         metric=metric,
         baseline_label=base_label,
@@ -375,6 +376,11 @@ def _small_sample_change(
         reasons.append(f"a p50 that moved against {CLIFFS_DELTA}")
     if not large:
         reasons.append(f"the {th.min_effect:g} {CLIFFS_DELTA} threshold")
+    if diff == 0:
+        # The medians did not move; the distributions did, by less than counts.
+        if not large:
+            reasons = [f"the {th.min_effect:g} {CLIFFS_DELTA} threshold"]
+        return f"p50 unchanged, {CLIFFS_DELTA} {effect:+.2f}", reasons
     floor_only = reasons[0].endswith("floor") and not ratio_missed
     if med_base != 0 and not floor_only:
         pct = 100 * diff / abs(med_base)

@@ -445,4 +445,15 @@ def test_every_sample_comparison_has_a_worded_verdict(base, cand, unit):
     assert c.verdict in VERDICT_ORDER
     if c.verdict == "small change":
         # its size, and the threshold it missed
-        assert re.search(r"— small change: [-+±][^ ]+ [^ ]+ in p50 \(.*\), below the ", c.words)
+        size = r"([-+±][^ ]+ [^ ]+ in p50|p50 unchanged, Cliff's delta [-+]\d\.\d\d)"
+        assert re.search(rf"— small change: {size} \(.*\), below the ", c.words), c.words
+
+
+def test_significant_shift_with_unmoved_median_says_so():
+    # Latencies in whole-ms bins: the p50 stays 1 ms, the tail moved a little.
+    base = [1.0] * 9000 + [2.0] * 1000
+    cand = [1.0] * 8700 + [2.0] * 1300
+    c = compare_samples("latency", base, cand, labels=("a", "b"))
+    assert c.verdict == "small change"
+    assert "— small change: p50 unchanged, Cliff's delta +0.03 (Mann-Whitney U p=" in c.words
+    assert c.words.endswith("below the 0.3 Cliff's delta threshold.")
