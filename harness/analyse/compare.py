@@ -380,7 +380,7 @@ def _small_sample_change(
         # The medians did not move; the distributions did, by less than counts.
         if not large:
             reasons = [f"the {th.min_effect:g} {CLIFFS_DELTA} threshold"]
-        return f"p50 unchanged, {CLIFFS_DELTA} {effect:+.2f}", reasons
+        return "p50 unchanged", reasons
     floor_only = reasons[0].endswith("floor") and not ratio_missed
     if med_base != 0 and not floor_only:
         pct = 100 * diff / abs(med_base)

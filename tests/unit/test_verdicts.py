@@ -15,6 +15,10 @@ from harness import plots, report, results
 from harness.analyse.compare import FISHER, MANN_WHITNEY, Thresholds
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
+# A real run (2026-11-29, this branch): a TLS 1.3 half-close without close_notify and
+# keep-alive through HAProxy and direct, on 2.2.9 and 3.0.11. Kept small: no certificates
+# or keys, no commands.log, and the two 3 MB haproxy.log files of the load cells left out.
+HALF_CLOSE = RECORDED.parent / "run-half-close-keepalive"
 OLD, NEW = (
     ("debian:bullseye", "2.2.9 (debian:bullseye)"),
     ("debian:trixie", "3.0.11 (debian:trixie)"),
@@ -239,3 +243,35 @@ def test_backend_closes_first_note_follows_the_census(tmp_path):
         entry["peak"] = entry["baseline"]  # nothing lingered
     note = report.phenomenon_note(tmp_path, "backend-closes-first", [record])
     assert note and "neither FIN-WAIT-2 towards the client nor CLOSE-WAIT" in note
+
+
+@pytest.fixture(scope="module")
+def recorded_half_close(tmp_path_factory) -> str:
+    run_dir = tmp_path_factory.mktemp("results") / "20261129T142532Z-verdict-small"
+    shutil.copytree(HALF_CLOSE, run_dir)
+    return report.rebuild(run_dir)
+
+
+def test_recorded_run_verdicts(recorded_half_close):
+    text = recorded_half_close
+    assert text.splitlines()[2] == (
+        "**verdicts: 0 regressions, 0 improvements, 1 changed, 1 small change, 1 no change** "
+        "(against `debian:bullseye`)"
+    )
+    head = text.split("## Every comparison")[0]
+    # B: 2.2.9 mostly ends with a plain FIN, 3.0.11 always with close_notify + FIN: a
+    # categorical change, tested as one ...
+    assert (
+        "- 3.0.11 (debian:trixie) vs 2.2.9 (debian:bullseye): half-close ends: "
+        "tls-alert-fin ×20 vs tls-alert-fin ×3, fin ×17 — changed (Fisher exact p=2.6e-08"
+    ) in head
+    # ... and the close delays only between connections that ended alike.
+    assert "| half-close close delay (end tls-alert-fin) | 3.0.11 (debian:trixie) |" in text
+    assert "| half-close close delay  " not in text and "(end fin)" not in text
+    # C: 1 ms medians on both sides, significant on 19 000 requests: a small change.
+    assert "keepalive-vs-close [via=haproxy] latency" in head
+    assert "— small change: p50 unchanged (Mann-Whitney U p=0.007" in head
+    # A: the direct cells are not compared, and their table says why.
+    assert "via=backend" not in head and "**No verdict.** HAProxy is not in the path" in text
+    # D: 0.2-4 ms closes under a field note about ~20 s.
+    assert "**Not shown here.** These cells do not show the field note's delay" in text
