@@ -134,7 +134,7 @@ def _verdict_status(run_dir: Path, fail_on: str | None) -> int:
     if hits:
         kinds = ", ".join(dict.fromkeys(c.verdict for c in hits))
         print(
-            f"--fail-on {fail_on}: {len(hits)} verdict(s) ({kinds}); exit {EXIT_VERDICT}",
+            f"--fail-on {fail_on} matched {len(hits)} verdict(s): {kinds}",
             file=sys.stderr,
         )
         return EXIT_VERDICT
@@ -165,15 +165,14 @@ def _run_plan(
     if show_report:
         print(text)
     print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
-    verdict_status = _verdict_status(run_dir, fail_on)
     failed = [r["cell"] for r in records if r.get("status") != "ok"]
     if failed:
         print(
             f"{len(failed)} cell(s) failed: {', '.join(failed)} (see their commands.log)",
             file=sys.stderr,
         )
-        return 1
-    return verdict_status
+    verdict_status = _verdict_status(run_dir, fail_on)  # the tally: the run's last line
+    return 1 if failed else verdict_status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,13 +43,24 @@ def test_fail_on_exits_3_when_a_verdict_matches(tmp_path, no_docker, capsys, fai
     assert _matrix(run_dir, "--fail-on", fail_on) == cli.EXIT_VERDICT == 3
     err = capsys.readouterr().err
     assert "verdicts: 1 regression, 0 improvements, 0 small changes, 3 no change" in err
-    assert f"--fail-on {fail_on}: 1 verdict(s) (regression); exit 3" in err
+    assert f"--fail-on {fail_on} matched 1 verdict(s): regression" in err
 
 
 def test_without_fail_on_a_regression_exits_0_with_the_tally(tmp_path, no_docker, capsys):
     assert _matrix(_run(tmp_path, alpha=0.1)) == 0
     err = capsys.readouterr().err.splitlines()
-    assert "verdicts: 1 regression, 0 improvements, 0 small changes, 3 no change" in err
+    assert err[-1] == "verdicts: 1 regression, 0 improvements, 0 small changes, 3 no change"
+
+
+def test_failed_cells_exit_1_before_fail_on_and_the_tally_stays_last(tmp_path, no_docker, capsys):
+    run_dir = _run(tmp_path, alpha=0.1)
+    [cell] = run_dir.glob("*3.0.11*/cell.json")
+    results.write_json(cell, {**results.read_json(cell), "status": "failed", "error": "boom"})
+    assert _matrix(run_dir, "--fail-on", "regression") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-3].startswith("1 cell(s) failed: 010-chunked-stall-3.0.11")
+    assert err[-2] == "verdicts: 1 regression, 0 improvements, 0 small changes, 1 no change"
+    assert err[-1] == "--fail-on regression matched 1 verdict(s): regression"
 
 
 def test_fail_on_passes_when_nothing_changed(tmp_path, no_docker, capsys):
