@@ -1,6 +1,7 @@
 # The harness's entry points. Each target installs what it needs first:
 #   make matrix   run the matrix (MATRIX=matrices/default.yaml) and print the tables
-#                 (RESUME=results/<run> finishes an interrupted run instead)
+#                 (RESUME=results/<run> finishes an interrupted run instead;
+#                 FAIL_ON=regression|change exits 3 on such a verdict, for CI)
 #   make test     lint, unit tests, integration tests on a real Docker engine
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -24,7 +25,7 @@ images: engine
 	$(PY) -m harness images
 
 matrix: engine
-	$(PY) -m harness matrix $(if $(RESUME),--resume $(RESUME),$(MATRIX))
+	$(PY) -m harness matrix $(if $(RESUME),--resume $(RESUME),$(MATRIX)) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
 
 run: engine
 	$(PY) -m harness run --haproxy $(or $(HAPROXY),debian:bookworm) --scenario $(or $(SCENARIO),smoke)
@@ -54,7 +55,7 @@ clean: venv
 #   make reproduce A=debian:bullseye B=debian:bookworm SCENARIO=chunked-stall
 reproduce: engine
 	@test -n "$(A)" -a -n "$(B)" -a -n "$(SCENARIO)" || { echo "usage: make reproduce A=<spec> B=<spec> SCENARIO=<name>" >&2; exit 2; }
-	$(PY) -m harness reproduce --a $(A) --b $(B) --scenario $(SCENARIO) $(if $(REPETITIONS),--repetitions $(REPETITIONS))
+	$(PY) -m harness reproduce --a $(A) --b $(B) --scenario $(SCENARIO) $(if $(REPETITIONS),--repetitions $(REPETITIONS)) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
 
 calibrate: engine
 	$(PY) -m harness calibrate

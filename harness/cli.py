@@ -10,7 +10,10 @@
     clean                                   remove anything a harness run left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
 
-Errors the user can fix exit with 2 and a message, never a traceback.
+Errors the user can fix exit with 2 and a message, never a traceback. Failed cells exit
+with 1. With --fail-on (matrix, reproduce), verdicts that match exit with 3
+(EXIT_VERDICT): `--fail-on regression` on any regression, `--fail-on change` on any
+regression, improvement or changed outcome; failed cells (1) take precedence.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ from harness.stack import Interrupted, interrupt_on_signals, remove_leftovers
 
 DEFAULT_VERSIONS = ["debian:bullseye", "debian:bookworm", "debian:trixie"]
 DEFAULT_MATRIX = ROOT / "matrices" / "default.yaml"
+# The exit status of --fail-on: distinct from 1 (failed cells) and 2 (bad input).
+EXIT_VERDICT = 3
+FAIL_ON_HELP = (
+    "exit with 3 when a verdict is a regression (regression), or a regression, an "
+    "improvement or a changed outcome (change)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,12 +78,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="finish an interrupted run: only cells without a complete cell.json run",
     )
+    p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
 
     p = verbs.add_parser("reproduce", help="compare two versions on one scenario, with a verdict")
     p.add_argument("--a", required=True, metavar="SPEC", help="baseline version spec")
     p.add_argument("--b", required=True, metavar="SPEC", help="candidate version spec")
     p.add_argument("--scenario", required=True)
     p.add_argument("--repetitions", type=int, default=3, help="cells per version [3]")
+    p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
 
     p = verbs.add_parser("rerun", help="repeat one cell from its folder; old and new side by side")
     p.add_argument("cell_dir", type=Path)
@@ -114,7 +125,28 @@ def _report() -> ModuleType:
     return report
 
 
-def _run_plan(plan: spec.Plan, show_report: bool = True, run_dir: Path | None = None) -> int:
+def _verdict_status(run_dir: Path, fail_on: str | None) -> int:
+    """The one-line tally on stderr; EXIT_VERDICT when --fail-on matches a verdict."""
+    report = _report()
+    found = report.read_verdicts(run_dir)
+    print(report.tally(found), file=sys.stderr)
+    hits = report.failing(found, fail_on)
+    if hits:
+        kinds = ", ".join(dict.fromkeys(c.verdict for c in hits))
+        print(
+            f"--fail-on {fail_on} matched {len(hits)} verdict(s): {kinds}",
+            file=sys.stderr,
+        )
+        return EXIT_VERDICT
+    return 0
+
+
+def _run_plan(
+    plan: spec.Plan,
+    show_report: bool = True,
+    run_dir: Path | None = None,
+    fail_on: str | None = None,
+) -> int:
     resume = run_dir is not None
     run_dir = run_dir or results.RESULTS_DIR / plan.cells[0].run_id
     progress = Progress()
@@ -139,8 +171,8 @@ def _run_plan(plan: spec.Plan, show_report: bool = True, run_dir: Path | None = 
             f"{len(failed)} cell(s) failed: {', '.join(failed)} (see their commands.log)",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    verdict_status = _verdict_status(run_dir, fail_on)  # the tally: the run's last line
+    return 1 if failed else verdict_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             return _run_plan(plan)
         if args.verb == "matrix":
             if args.resume:
-                return _run_plan(runner.resume_plan(args.resume), run_dir=args.resume)
+                return _run_plan(
+                    runner.resume_plan(args.resume), run_dir=args.resume, fail_on=args.fail_on
+                )
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
-            return _run_plan(plan)
+            return _run_plan(plan, fail_on=args.fail_on)
         if args.verb == "reproduce":
             plan = spec.expand(
                 {
@@ -185,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.execute(plan, run_dir, Progress())
             _report().rebuild(run_dir)
             print(_report().verdict_screen(run_dir))
-            return 0
+            return _verdict_status(run_dir, args.fail_on)
         if args.verb == "rerun":
             with _damaged(args.cell_dir / "cell.json"):
                 old, new = runner.rerun(args.cell_dir.resolve(), Progress())
@@ -204,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             results.require_run(args.run_dir)
             with _damaged(args.run_dir / "run.json"):
                 print(_report().rebuild(args.run_dir))
-            return 0
+            return _verdict_status(args.run_dir, None)
         if args.verb == "scenarios":
             print(scenarios.describe(args.name))
             return 0

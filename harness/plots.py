@@ -464,7 +464,10 @@ li.v { list-style: none; margin: .3em 0 .3em -1.2em; padding: .2em .5em;
        border-left: 4px solid; }
 .v-regression { color: #b71c1c; background: #fdecea; border-color: #c62828; }
 .v-improvement { color: #1b5e20; background: #e8f5e9; border-color: #2e7d32; }
+.v-changed { color: #0d47a1; background: #e3f2fd; border-color: #1565c0; }
+.v-small-change { color: #4e342e; background: #f7f1ea; border-color: #a1887f; }
 .v-no-significant-change { color: #555; background: #f0f0f0; border-color: #9e9e9e; }
+.not-shown { border-left: 4px solid #f0a020; padding: .2em .6em; background: #fff8ec; }
 .v-inconclusive { color: #8a5300; background: #fff4e0; border-color: #f0a020; }
 .failed { color: #b71c1c; }
 table.verdicts td { white-space: normal; }
@@ -483,12 +486,36 @@ def _verdict_class(verdict: str) -> str:
     return "v-" + _slug(verdict)
 
 
-def _verdicts(found: list[Comparison]) -> list[str]:
+def _verdicts(found: list[Comparison], baseline: Any) -> list[str]:
+    """Regressions, improvements and changes first, then small changes, then inconclusive,
+    then how many comparisons show no significant change; the full table after."""
     if not found:
         return []
-    out = ['<h2 id="verdicts">Verdicts</h2>', "<ul>"]
-    out += [f'<li class="v {_verdict_class(c.verdict)}">{esc(c.words)}</li>' for c in found]
-    out.append("</ul>")
+    found = report.ordered(found)
+    out = [
+        '<h2 id="verdicts">Verdicts</h2>',
+        f"<p><strong>{esc(report.tally(found))}</strong> "
+        f"(against <code>{esc(baseline)}</code>)</p>",
+    ]
+    sections = [
+        ("Regressions, improvements and changes", ("regression", "improvement", "changed")),
+        ("Small changes (significant, below the practical thresholds)", ("small change",)),
+        ("Inconclusive", ("inconclusive",)),
+    ]
+    for title, kinds in sections:
+        picked = [c for c in found if c.verdict in kinds]
+        if picked:
+            out += [f"<h3>{esc(title)}</h3>", "<ul>"]
+            out += [
+                f'<li class="v {_verdict_class(c.verdict)}">{esc(c.words)}</li>' for c in picked
+            ]
+            out.append("</ul>")
+    same = sum(1 for c in found if c.verdict == "no significant change")
+    if same:
+        out.append(
+            f"<p>No significant change: {same} comparison{'s' if same != 1 else ''} "
+            "(in the table below).</p>"
+        )
     headers = ["comparison", "version", "delta", "test", "p", "effect", "verdict"]
     body = []
     for c, row in zip(found, report._verdict_rows(found), strict=True):
@@ -501,6 +528,14 @@ def _verdicts(found: list[Comparison]) -> list[str]:
         f'<div class="scroll"><table class="verdicts"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
+    if same:
+        words = "".join(
+            f"<li>{esc(c.words)}</li>" for c in found if c.verdict == "no significant change"
+        )
+        out.append(
+            f"<details><summary>without a significant change, in words</summary><ul>{words}</ul>"
+            "</details>"
+        )
     return out
 
 
@@ -512,16 +547,30 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
             f"<p>{esc(scenario.summary)}</p>",
             f"<p><em>Field note:</em> {esc(scenario.field_note)}.</p>",
         ]
+    if note := report.phenomenon_note(run_dir, name, rows):
+        out.append(f'<p class="not-shown"><strong>Not shown here.</strong> {_inline(note)}</p>')
     out.append(f"<p>{_inline(report._load_line(rows[0]['load']))}</p>")
-    columns = report.COLUMNS.get(name, report.COLUMNS["smoke"])
-    for params, group in report._by_params(rows).items():
+    for params, bypass, headers, table in report.cell_tables(run_dir, name, rows):
         out.append(f"<h3>Parameters: <code>{esc(params)}</code></h3>")
-        table = [[report._cell(r, fn) for _, fn in columns] for r in group]
-        out.append(_table([h for h, _ in columns], table))
-    if name == "chunked-stall" and (chunks := report._chunk_table(rows, "html")):
+        if bypass:
+            out.append(f'<p class="not-shown"><strong>No verdict.</strong> {_inline(bypass)}</p>')
+        out.append(_table(headers, table))
+    if name == "chunked-stall":
+        chunks, left_out = report._chunk_table(rows, "html", run_dir)
+        every, _ = report._chunk_table(rows, "html", run_dir, all_sizes=True)
         # Cells were escaped by tabulate; only the opening tag of a stalled one changes.
-        chunks = chunks.replace("<td>STALL ", '<td class="stall">STALL ')
-        out += ["<h3>Per chunk size</h3>", f'<div class="scroll">{chunks}</div>']
+        chunks, every = (
+            t.replace("<td>STALL ", '<td class="stall">STALL ') for t in (chunks, every)
+        )
+        out.append("<h3>Per chunk size, stalled/total connections over every repetition</h3>")
+        if chunks:
+            out.append(f'<div class="scroll">{chunks}</div>')
+        if left_out:
+            out += [
+                f'<p class="note">{esc(left_out)}</p>',
+                f'<details><summary>every chunk size</summary><div class="scroll">{every}</div>'
+                "</details>",
+            ]
     if name == "keepalive-vs-close" and (lines := report._proxy_overhead(rows)):
         out += [
             "<ul>",
@@ -633,6 +682,7 @@ def html_report(
     """The whole page. `text` (report.md) is attached verbatim, escaped, for pasting."""
     matrix = run.get("matrix", {})
     title = f"{matrix.get('name', run_dir.name)}: run {run_dir.name}"
+    records = report.unique_labels(records)  # one column and colour per version spec
     ok = len(_ok(records))
     palette = Palette(records)
     by_scenario: dict[str, list[Record]] = defaultdict(list)
@@ -646,20 +696,20 @@ def html_report(
     nav += ['<a href="#flags">termination flags</a>'] if flags else []
     nav.append('<a href="#provenance">provenance</a>')
     counts: dict[str, int] = defaultdict(int)
-    for c in found:
+    for c in report.ordered(found):
         counts[c.verdict] += 1
     tally = ", ".join(
         f'<span class="verdict {_verdict_class(v)}">{n} {esc(v)}</span>' for v, n in counts.items()
     )
     body = [
         f"<h1>{esc(title)}</h1>",
+        f"<nav>{' '.join(nav)}</nav>",
+        *_verdicts(found, run.get("baseline")),
         f"<p>{esc(matrix.get('description', ''))}</p>" if matrix.get("description") else "",
         f"<p>{ok}/{len(records)} cells measured. Baseline for verdicts: "
         f"<code>{esc(run.get('baseline'))}</code>. Every number below is computed from the "
         "files in this run's folder (<code>python -m harness report &lt;run&gt;</code> "
         f"rebuilds it).{' Verdicts: ' + tally + '.' if tally else ''}</p>",
-        f"<nav>{' '.join(nav)}</nav>",
-        *_verdicts(found),
     ]
     for name, rows in by_scenario.items():
         body += _scenario(run_dir, name, rows, palette)

@@ -17,7 +17,7 @@ import csv
 import dataclasses
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,8 @@ from typing import Any
 from tabulate import tabulate
 
 from harness import calibration, results, scenarios
-from harness.analyse import cell_metrics, compare, haproxy_log
-from harness.analyse.compare import Comparison, Thresholds
+from harness.analyse import cell_metrics, compare, haproxy_log, probe_samples
+from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
 
 Record = dict[str, Any]
 Column = tuple[str, Callable[[Record], Any]]
@@ -278,6 +278,8 @@ def _samples(run_dir: Path, record: Record) -> list[float]:
         return [s["delay_ms"] for s in map(json.loads, probe.read_text().splitlines())
                 if s.get("delay_ms") is not None]  # fmt: skip
     values: list[float] = []
+    if not (folder / "locust.json").exists():
+        return values  # neither: nothing measured, and the comparison says "too few samples"
     for entry in json.loads((folder / "locust.json").read_text()):
         for ms, count in entry["response_times"].items():
             values.extend([float(ms)] * count)
@@ -316,50 +318,250 @@ def _notes(records: list[Record]) -> str | None:
     return ("end: " + ", ".join(f"{k} ×{v}" for k, v in ends.items())) if ends else None
 
 
+# --- versions, parameters and what is in the path --------------------------------------------
+
+
+def unique_labels(records: list[Record]) -> list[Record]:
+    """The records, each version's label made unique within the run.
+
+    Two specs can share a label (two custom tarballs of one version both read
+    "2.6.15 (custom)"): their cells would merge into one column and one side of a
+    verdict. Colliding labels get their spec appended. Records are copied, not changed.
+    """
+    specs_by_label: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        specs_by_label[r["version"]["label"]].add(r["version"].get("spec", ""))
+    out = []
+    for r in records:
+        version = r["version"]
+        if len(specs_by_label[version["label"]]) > 1:
+            r = {**r, "version": {**version, "label": f"{version['label']} [{version['spec']}]"}}
+        out.append(r)
+    return out
+
+
+def varying(rows: list[Record]) -> list[str]:
+    """Parameters whose value differs between these cells: the only ones worth naming."""
+    keys = sorted({k for r in rows for k in r.get("params", {})})
+    return [k for k in keys if len({repr(r.get("params", {}).get(k)) for r in rows}) > 1]
+
+
+def _short_params(record: Record, keys: list[str]) -> str:
+    return " ".join(f"{k}={record['params'].get(k)}" for k in keys)
+
+
+def bypasses_proxy(record: Record) -> bool:
+    """The cell's load went straight to the backend: HAProxy was not in the path."""
+    return record.get("params", {}).get("via") == "backend"
+
+
+BYPASS_NOTE = (
+    "HAProxy is not in the path of these cells (`via=backend`: the client talks straight "
+    "to the backend). They are the baseline for the proxy overhead, not evidence about a "
+    "release: no verdict compares versions on them."
+)
+
+
+def _probe(folder: Path) -> list[Record]:
+    """probe.jsonl's samples; a line cut short by a killed client is skipped, the rest count."""
+    path = folder / "probe.jsonl"
+    if not path.exists():
+        return []
+    samples = []
+    for line in path.read_text().splitlines():
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(sample, dict):
+            samples.append(sample)
+    return samples
+
+
+def _probe_ends(run_dir: Path, records: list[Record]) -> list[tuple[str, float | None]]:
+    """(end type, close delay) of every probe connection of these cells."""
+    return [
+        (s.get("end", "?"), s.get("delay_ms"))
+        for r in records
+        for s in _probe(run_dir / r["cell"])
+        if isinstance(s.get("delay_ms"), int | float | None)
+    ]
+
+
+def _end_counts(ends: list[tuple[str, float | None]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for end, _ in ends:
+        counts[end] += 1
+    return dict(counts)
+
+
+def _timing_by_end(
+    metric: str,
+    base: list[tuple[str, float | None]],
+    cand: list[tuple[str, float | None]],
+    pair: tuple[str, str],
+    th: Thresholds,
+) -> list[Comparison]:
+    """Close delays compared like with like: connections that ended the same way.
+
+    A plain FIN and a close_notify + FIN are different events; pooling them would
+    compare one version's FIN timings with another's TLS alert timings.
+    """
+
+    def delays(side: list[tuple[str, float | None]], end: str) -> list[float]:
+        return [d for e, d in side if e == end and d is not None]
+
+    ends = [e for e in dict.fromkeys(e for e, _ in base) if delays(base, e) and delays(cand, e)]
+    found = [
+        compare.compare_samples(
+            f"{metric} (end {end})",
+            delays(base, end),
+            delays(cand, end),
+            labels=pair,
+            thresholds=th,
+        )
+        for end in ends
+    ]
+    if not found:
+        b = ", ".join(sorted({e for e, d in base if d is not None})) or "none"
+        c = ", ".join(sorted({e for e, d in cand if d is not None})) or "none"
+        found.append(
+            Comparison(
+                metric=metric,
+                baseline_label=pair[0],
+                candidate_label=pair[1],
+                test="none: no end type in common",
+                p_value=None,
+                effect=None,
+                effect_name=compare.CLIFFS_DELTA,
+                baseline_summary=compare.describe_samples([d for _, d in base if d is not None]),
+                candidate_summary=compare.describe_samples([d for _, d in cand if d is not None]),
+                delta="n/a",
+                verdict="inconclusive",
+                words=f"{pair[1]} vs {pair[0]}: {metric} not compared — inconclusive (no "
+                f"end type in common with a close delay: {c} on {pair[1]}, {b} on {pair[0]}; "
+                "delays are compared only between connections that ended alike, and the "
+                "end types have their own verdict).",
+            )
+        )
+    return found
+
+
 def comparisons(
     run_dir: Path, records: list[Record], baseline: str, th: Thresholds
 ) -> list[Comparison]:
-    """Every version against the baseline, per scenario and parameter set (repetitions pooled)."""
+    """Every version against the baseline, per scenario and parameter set (repetitions pooled).
+
+    Cells that bypass HAProxy get no verdict. Where the probe saw how connections ended,
+    the end types are compared as categories, and close delays per end type.
+    """
+    records = unique_labels(records)
     groups: dict[tuple[str, str], dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
     labels: dict[str, str] = {}
+    by_scenario: dict[str, list[Record]] = defaultdict(list)
     for record in records:
         if record.get("status") == "ok" and record["scenario"] in METRIC:
+            by_scenario[record["scenario"]].append(record)
+    for scenario, rows in by_scenario.items():
+        keys = varying(rows)
+        for record in rows:
+            if bypasses_proxy(record):
+                continue
             spec = record["version"]["spec"]
             labels[spec] = record["version"]["label"]
-            groups[(record["scenario"], _params(record))][spec].append(record)
+            groups[(scenario, _short_params(record, keys))][spec].append(record)
     found = []
     for (scenario, params), by_version in groups.items():
         if baseline not in by_version:
             continue
         kind, what = METRIC[scenario]
+        name = f"{scenario} [{params}]" if params else scenario
         base = by_version[baseline]
+        base_ends = _probe_ends(run_dir, base)
         for spec, cand in by_version.items():
             if spec == baseline:
                 continue
             pair = (labels[baseline], labels[spec])
-            if kind == "samples":
-                comparison = compare.compare_samples(
-                    f"{scenario} [{params}] {what}",
-                    [v for r in base for v in _samples(run_dir, r)],
-                    [v for r in cand for v in _samples(run_dir, r)],
-                    labels=pair, thresholds=th,
-                    baseline_notes=_notes(base), candidate_notes=_notes(cand),
-                )  # fmt: skip
+            cand_ends = _probe_ends(run_dir, cand)
+            if kind == "samples" and base_ends and cand_ends:
+                found += _timing_by_end(f"{name} {what}", base_ends, cand_ends, pair, th)
+            elif kind == "samples":
+                found.append(
+                    compare.compare_samples(
+                        f"{name} {what}",
+                        [v for r in base for v in _samples(run_dir, r)],
+                        [v for r in cand for v in _samples(run_dir, r)],
+                        labels=pair,
+                        thresholds=th,
+                        baseline_notes=_notes(base),
+                        candidate_notes=_notes(cand),
+                    )
+                )
             else:
                 bh, bt = map(sum, zip(*(_hits(r, what) for r in base), strict=True))
                 ch, ct = map(sum, zip(*(_hits(r, what) for r in cand), strict=True))
                 comparison = compare.compare_counts(
-                    f"{scenario} [{params}] {what}", bh, bt, ch, ct,
+                    f"{name} {what}", bh, bt, ch, ct,
                     labels=pair, thresholds=th, what=what,
                     baseline_notes=_notes(base), candidate_notes=_notes(cand),
                 )  # fmt: skip
                 # The sentence names the counts only: say which experiment they come from.
                 head, _, rest = comparison.words.partition(": ")
-                comparison = dataclasses.replace(
-                    comparison, words=f"{head}: {scenario} [{params}]: {rest}"
+                found.append(dataclasses.replace(comparison, words=f"{head}: {name}: {rest}"))
+            if base_ends and cand_ends:
+                found.append(
+                    compare.compare_categories(
+                        f"{name} ends",
+                        _end_counts(base_ends),
+                        _end_counts(cand_ends),
+                        labels=pair,
+                        thresholds=th,
+                    )
                 )
-            found.append(comparison)
     return found
+
+
+def ordered(found: list[Comparison]) -> list[Comparison]:
+    """Regressions and improvements first, then changed and small, then the rest."""
+    return sorted(found, key=lambda c: VERDICT_ORDER.index(c.verdict))
+
+
+_PLURAL = {
+    "regression": ("regression", "regressions"),
+    "improvement": ("improvement", "improvements"),
+    "changed": ("changed", "changed"),
+    "small change": ("small change", "small changes"),
+    "inconclusive": ("inconclusive", "inconclusive"),
+    "no significant change": ("no change", "no change"),
+}
+
+
+def tally(found: list[Comparison]) -> str:
+    """One line, e.g. "verdicts: 2 regressions, 1 improvement, 3 small changes, 27 no change"."""
+    if not found:
+        return "verdicts: none (nothing to compare)"
+    counts = {v: sum(1 for c in found if c.verdict == v) for v in VERDICT_ORDER}
+    always = ("regression", "improvement", "small change", "no significant change")
+    parts = [f"{n} {_PLURAL[v][n != 1]}" for v, n in counts.items() if n or v in always]
+    return "verdicts: " + ", ".join(parts)
+
+
+FAIL_ON = {
+    "regression": {"regression"},
+    "change": {"regression", "improvement", "changed"},
+}
+
+
+def failing(found: list[Comparison], fail_on: str | None) -> list[Comparison]:
+    """The verdicts that make `--fail-on` exit non-zero."""
+    return [c for c in found if fail_on and c.verdict in FAIL_ON[fail_on]]
+
+
+def read_verdicts(run_dir: Path) -> list[Comparison]:
+    path = run_dir / "verdicts.json"
+    if not path.exists():
+        return []
+    return [Comparison(**c) for c in results.read_json(path)]
 
 
 def _verdict_rows(found: list[Comparison]) -> list[list[Any]]:
@@ -403,25 +605,255 @@ def _proxy_overhead(records: list[Record]) -> list[str]:
     return lines
 
 
-def _chunk_table(records: list[Record], fmt: str) -> str:
-    """chunked-stall: one row per chunk size, one column per version and TLS setting."""
-    columns: dict[str, dict[str, str]] = {}
-    for r in records:
-        if r["scenario"] != "chunked-stall" or r.get("status") != "ok":
-            continue
-        name = f"{r['version']['label']} tls={r['params']['tls']}"
-        for key, v in (_get(r, "probe", "by_sweep") or {}).items():
-            cell = (
-                f"STALL {v['bytes']} B, {_ms(v['delay_ms'])} {v['flag']}" if v["stalled"] else "ok"
+def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:
+    """Per swept value ("chunk_size=30"): every connection of the cell, not only the last.
+
+    From probe.jsonl, each connection's flag joined from haproxy.log by unique id (or,
+    without the log, the flag the cell's metrics recorded for that value).
+    """
+    flags_by_id: dict[str, str] = {}
+    if (folder / "haproxy.log").exists():
+        entries, _ = haproxy_log.parse_log((folder / "haproxy.log").read_text().splitlines())
+        flags_by_id = {u: e.termination_state for u, e in haproxy_log.index_by_id(entries).items()}
+    recorded = _get(record, "probe", "by_sweep") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for sample in _probe(folder):
+        for name, value in (sample.get("sweep") or {}).items():
+            key = f"{name}={value}"
+            entry = out.setdefault(
+                key, {"stalled": 0, "total": 0, "bytes": [], "delays": [], "flags": Counter()}
             )
-            columns.setdefault(name, {})[key.split("=", 1)[1]] = cell
+            entry["total"] += 1
+            if not probe_samples.stalled(sample):
+                continue
+            entry["stalled"] += 1
+            entry["bytes"].append(sample.get("bytes") or 0)
+            if sample.get("delay_ms") is not None:
+                entry["delays"].append(sample["delay_ms"])
+            ids = [u for u in reversed(sample.get("unique_ids") or []) if u in flags_by_id]
+            flag = flags_by_id[ids[0]] if ids else recorded.get(key, {}).get("flag", "not logged")
+            entry["flags"][flag] += 1
+    return out
+
+
+def _stalls_in(run_dir: Path) -> Callable[[Record], str]:
+    """The "stalled chunk sizes" column: every size where a connection stalled, with
+    stalled/total where not every connection of that size did."""
+
+    def column(record: Record) -> str:
+        stats = _sweep_stats(run_dir / record["cell"], record)
+        if not stats:
+            return _stalls(record)
+        hit = [
+            key.split("=", 1)[1]
+            + ("" if v["stalled"] == v["total"] else f" ({v['stalled']}/{v['total']})")
+            for key, v in sorted(stats.items(), key=lambda kv: _sweep_order(kv[0]))
+            if v["stalled"]
+        ]
+        return ", ".join(hit) or "none"
+
+    return column
+
+
+def _sweep_order(key: str) -> tuple[int, Any]:
+    value = key.split("=", 1)[-1]
+    return (0, int(value)) if value.lstrip("-").isdigit() else (1, value)
+
+
+def _stall_cell(v: dict[str, Any]) -> str:
+    if not v["stalled"]:
+        return f"{v['stalled']}/{v['total']}"
+    flags = v["flags"]
+    flag = (
+        next(iter(flags))
+        if len(flags) == 1
+        else " ".join(f"{f}×{n}" for f, n in flags.most_common())
+    )
+    delay = _ms(max(v["delays"])) if v["delays"] else "no close"
+    return f"STALL {v['stalled']}/{v['total']}: {min(v['bytes'])} B, {delay} {flag}"
+
+
+def _chunk_table(
+    records: list[Record], fmt: str, run_dir: Path, all_sizes: bool = False
+) -> tuple[str, str]:
+    """chunked-stall: one row per chunk size, one column per version and TLS setting.
+
+    Each cell counts stalled/total over every connection of that size in every
+    repetition. By default only the sizes where the versions differ are shown; the
+    second value says what was left out.
+    """
+    columns: dict[str, dict[str, dict[str, Any]]] = {}
+    group_of: dict[str, str] = {}
+    cells = [
+        r
+        for r in unique_labels(records)
+        if r["scenario"] == "chunked-stall" and r.get("status") == "ok"
+    ]
+    # One column per version and parameter set (TLS always named), repetitions pooled.
+    param_keys = sorted({"tls", *varying(cells)})
+    for r in cells:
+        params = _short_params(r, param_keys)
+        name = f"{r['version']['label']} {params}"
+        group_of[name] = params
+        column = columns.setdefault(name, {})
+        for key, v in _sweep_stats(run_dir / r["cell"], r).items():
+            into = column.setdefault(
+                key, {"stalled": 0, "total": 0, "bytes": [], "delays": [], "flags": Counter()}
+            )
+            for field in ("stalled", "total", "bytes", "delays", "flags"):
+                into[field] += v[field]
     if not columns:
-        return ""
-    sizes = sorted({s for col in columns.values() for s in col}, key=int)
-    rows = [[s, *(columns[c].get(s, "") for c in columns)] for s in sizes]
+        return "", ""
+    keys = sorted({k for col in columns.values() for k in col}, key=_sweep_order)
+    if not keys:
+        return "", ""
+    sweep = keys[0].split("=", 1)[0].replace("_", " ")
+
+    def differs(key: str) -> bool:
+        for group in set(group_of.values()):
+            shares = {
+                columns[c][key]["stalled"] / columns[c][key]["total"]
+                for c in columns
+                if group_of[c] == group and columns[c].get(key, {}).get("total")
+            }
+            names = [c for c in columns if group_of[c] == group]
+            if len(shares) > 1 or (len(names) == 1 and shares and max(shares) > 0):
+                return True
+        return False
+
+    shown = [k for k in keys if all_sizes or differs(k)]
+    left_out = len(keys) - len(shown)
+    note = ""
+    if left_out:
+        note = (
+            f"{left_out} of {len(keys)} {sweep}s left out: there every version stalled on "
+            "the same share of connections"
+            + (" (none)." if not any(columns[c].get(k, {}).get("stalled") for c in columns
+                                     for k in keys if k not in shown) else ".")
+        )  # fmt: skip
+    if not shown:
+        return "", note
+    rows = [
+        [
+            k.split("=", 1)[1],
+            *(_stall_cell(columns[c][k]) if k in columns[c] else "" for c in columns),
+        ]
+        for k in shown
+    ]
     if fmt == "github":
-        return _md_table(rows, ["chunk size", *columns])
-    return tabulate(rows, ["chunk size", *columns], tablefmt=fmt)
+        return _md_table(rows, [sweep, *columns]), note
+    return tabulate(rows, [sweep, *columns], tablefmt=fmt), note
+
+
+# --- does the scenario show its field note's phenomenon? -------------------------------------
+
+
+def _versions(rows: list[Record]) -> str:
+    return ", ".join(dict.fromkeys(r["version"]["label"] for r in unique_labels(rows)))
+
+
+def _late_closes(run_dir: Path, rows: list[Record]) -> str | None:
+    samples = [s for r in rows for s in _probe(run_dir / r["cell"])]
+    delays = [s["delay_ms"] for s in samples if s.get("delay_ms") is not None]
+    late = [d for d in delays if d >= probe_samples.LATE_CLOSE_MS]
+    if not samples or late or any(s.get("end") == "open" for s in samples):
+        return None
+    return (
+        f"These cells do not show the field note's delay: on {_versions(rows)} every one of "
+        f"{len(samples)} connections was closed within {_ms(max(delays, default=0))} of the "
+        f"client's FIN (a close the proxy did not notice takes "
+        f"{probe_samples.LATE_CLOSE_MS:g} ms or more). What would show it: a HAProxy that "
+        "misses the client's FIN, as `chunked-stall` reproduces (a full buffer at a chunk "
+        "boundary) on the versions its field note names."
+    )
+
+
+def _no_stalls(run_dir: Path, rows: list[Record]) -> str | None:
+    samples = [s for r in rows for s in _probe(run_dir / r["cell"])]
+    if not samples or any(probe_samples.stalled(s) for s in samples):
+        return None
+    return (
+        f"These cells do not show the field note's stall: no connection of {len(samples)} "
+        f"stalled on {_versions(rows)}. What would show it: a version in the field note's "
+        "affected range, or other chunk or buffer sizes."
+    )
+
+
+def _no_connect_timeouts(run_dir: Path, rows: list[Record]) -> str | None:
+    states = [s for r in rows for s in (_get(r, "haproxy", "termination_states") or {})]
+    if not states or any(s.startswith("sC") for s in states):
+        return None
+    return (
+        f"These cells do not show the field note's `sC--` 503s: no request on "
+        f"{_versions(rows)} was ended by `timeout connect`. What would show it: a backend "
+        "that never accepts (`backend=blackhole`)."
+    )
+
+
+def _no_lingering_states(run_dir: Path, rows: list[Record]) -> str | None:
+    censuses = [_get(r, "census", "haproxy") for r in rows]
+    if not any(censuses):
+        return None
+    for census in filter(None, censuses):
+        for state in ("FIN-WAIT-2/in", "CLOSE-WAIT/out"):
+            entry = census.get("states", {}).get(state)
+            if entry and entry["peak"] > entry["baseline"]:
+                return None
+    return (
+        "These cells do not show the field note's half-closed sockets: on "
+        f"{_versions(rows)} neither FIN-WAIT-2 towards the client nor CLOSE-WAIT towards "
+        "the backend rose above its level before the load. What would show it: a backend "
+        "idle timeout (`backend_idle_ms`) shorter than the time the client keeps its "
+        "connection idle."
+    )
+
+
+PHENOMENA: dict[str, Callable[[Path, list[Record]], str | None]] = {
+    "half-close": _late_closes,
+    "chunked-stall": _no_stalls,
+    "connect-timeout": _no_connect_timeouts,
+    "backend-closes-first": _no_lingering_states,
+}
+
+
+def phenomenon_note(run_dir: Path, name: str, rows: list[Record]) -> str | None:
+    """A line for a scenario whose measured numbers do not show its field note's phenomenon."""
+    check = PHENOMENA.get(name)
+    ok = [r for r in rows if r.get("status") == "ok"]
+    return check(run_dir, ok) if check and ok else None
+
+
+# --- per-cell tables --------------------------------------------------------------------------
+
+
+def columns_for(name: str, run_dir: Path) -> list[Column]:
+    columns = COLUMNS.get(name, COLUMNS["smoke"])
+    if name == "chunked-stall":
+        stalls = _stalls_in(run_dir)
+        columns = [(h, stalls if fn is _stalls else fn) for h, fn in columns]
+    return columns
+
+
+def cell_tables(
+    run_dir: Path, name: str, rows: list[Record]
+) -> list[tuple[str, str | None, list[str], list[list[Any]]]]:
+    """(parameters, note, headers, rows) per parameter set of a scenario. Repetitions get
+    a label (r1, r2...) so that they are not read as identical rows."""
+    columns = columns_for(name, run_dir)
+    tables = []
+    for params, group in _by_params(unique_labels(rows)).items():
+        headers = [h for h, _ in columns]
+        table = [[_cell(r, fn) for _, fn in columns] for r in group]
+        if len(group) > len({r["version"]["label"] for r in group}) or any(
+            r.get("repetition", 1) != 1 for r in group
+        ):
+            headers = ["rep", *headers]
+            table = [
+                [f"r{r.get('repetition', '?')}", *row] for r, row in zip(group, table, strict=True)
+            ]
+        note = BYPASS_NOTE if group and all(bypasses_proxy(r) for r in group) else None
+        tables.append((params, note, headers, table))
+    return tables
 
 
 def _flag_lines(records: list[Record]) -> list[str]:
@@ -463,12 +895,45 @@ def _provenance(run: Record, run_dir: Path) -> list[str]:
     return lines
 
 
+def verdict_lines(found: list[Comparison], bullet: str = "- ") -> list[str]:
+    """Regressions, improvements and changes, then small changes, then inconclusive, then
+    the count of comparisons without a significant change."""
+    found = ordered(found)
+    sections = [
+        ("Regressions, improvements and changes", ("regression", "improvement", "changed")),
+        ("Small changes (significant, below the practical thresholds)", ("small change",)),
+        ("Inconclusive", ("inconclusive",)),
+    ]
+    lines = []
+    for title, kinds in sections:
+        picked = [c for c in found if c.verdict in kinds]
+        if picked:
+            lines += [f"### {title}", ""] + [f"{bullet}{_one_line(c.words)}" for c in picked]
+            lines.append("")
+    same = sum(1 for c in found if c.verdict == "no significant change")
+    if same:
+        lines += [
+            f"No significant change: {same} comparison{'s' if same != 1 else ''} "
+            "(in the table below).",
+            "",
+        ]
+    return lines
+
+
 def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run: Record) -> str:
+    records = unique_labels(records)
     ok = sum(1 for r in records if r.get("status") == "ok")
     matrix = run.get("matrix", {})
-    lines = [
-        f"# {matrix.get('name', run_dir.name)}: run {run_dir.name}",
-        "",
+    lines = [f"# {matrix.get('name', run_dir.name)}: run {run_dir.name}", ""]
+    if found:
+        lines += [
+            f"**{tally(found)}** (against `{run.get('baseline')}`)",
+            "",
+            "## Verdicts",
+            "",
+            *verdict_lines(found),
+        ]
+    lines += [
         matrix.get("description", ""),
         "",
         f"{ok}/{len(records)} cells measured. Baseline for verdicts: "
@@ -477,10 +942,12 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
         "",
     ]
     if found:
-        lines += ["## Verdicts", ""]
-        lines += [f"- {_one_line(c.words)}" for c in found]
         headers = ["comparison", "version", "delta", "test", "p", "effect", "verdict"]
-        lines += ["", _md_table(_verdict_rows(found), headers), ""]
+        lines += ["## Every comparison", "", _md_table(_verdict_rows(ordered(found)), headers), ""]
+        same = [c for c in found if c.verdict == "no significant change"]
+        if same:
+            lines += ["Without a significant change, in words:", ""]
+            lines += [f"- {_one_line(c.words)}" for c in same] + [""]
     by_scenario: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         by_scenario[r["scenario"]].append(r)
@@ -489,15 +956,20 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
         lines += [f"## {name}", ""]
         if scenario:
             lines += [scenario.summary, "", f"Field note: {scenario.field_note}.", ""]
+        if note := phenomenon_note(run_dir, name, rows):
+            lines += [f"**Not shown here.** {note}", ""]
         load = rows[0]["load"]
         lines += [_load_line(load), ""]
-        columns = COLUMNS.get(name, COLUMNS["smoke"])
-        for params, group in _by_params(rows).items():
+        for params, bypass, headers, table in cell_tables(run_dir, name, rows):
             lines += [f"Parameters: {_code(params)}", ""]
-            table = [[_cell(r, fn) for _, fn in columns] for r in group]
-            lines += [_md_table(table, [h for h, _ in columns]), ""]
+            if bypass:
+                lines += [f"**No verdict.** {bypass}", ""]
+            lines += [_md_table(table, headers), ""]
         if name == "chunked-stall":
-            lines += ["Per chunk size:", "", _chunk_table(rows, "github"), ""]
+            chunks, left_out = _chunk_table(rows, "github", run_dir)
+            lines += ["Per chunk size, stalled/total connections over every repetition:", ""]
+            lines += [chunks, ""] if chunks else []
+            lines += [left_out, ""] if left_out else []
         if name == "keepalive-vs-close":
             lines += [*_proxy_overhead(rows), ""]
     failed = [r for r in records if r.get("status") != "ok"]
@@ -581,7 +1053,7 @@ def rebuild(run_dir: Path) -> str:
     text = markdown(run_dir, records, found, run)
     (run_dir / "report.md").write_text(text)
     results.write_json(run_dir / "verdicts.json", [dataclasses.asdict(c) for c in found])
-    rows = _csv_rows(run_dir, records)
+    rows = _csv_rows(run_dir, unique_labels(records))  # one version column value per spec
     if rows:
         with (run_dir / "results.csv").open("w", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=list(rows[0]))
@@ -602,35 +1074,56 @@ def rebuild(run_dir: Path) -> str:
 
 
 def write_index(results_dir: Path) -> None:
-    """results/index.md: every run with its headline verdicts."""
+    """results/index.md: every run with its verdicts, regressions and improvements first,
+    then small changes, then how many comparisons show no significant change."""
     lines = ["# Runs", ""]
     for run_dir in sorted(results_dir.iterdir(), reverse=True):
         report = run_dir / "report.md"
         if not report.exists():
             continue
-        headline = [
-            line
-            for line in report.read_text().splitlines()
-            if line.startswith("- ") and "—" in line
-        ]
         lines.append(f"## [{run_dir.name}]({run_dir.name}/report.md)")
-        lines += headline[:8] or ["- (no comparisons)"]
+        try:
+            found = read_verdicts(run_dir)
+        except (OSError, TypeError, ValueError):
+            found = None  # written by another version of the harness: its lines, as before
+        if found is None:
+            headline = [
+                line
+                for line in report.read_text().splitlines()
+                if line.startswith("- ") and "—" in line
+            ]
+            lines += headline[:8] or ["- (no comparisons)"]
+        elif not found:
+            lines.append("- (no comparisons)")
+        else:
+            lines += [f"**{tally(found)}**", ""]
+            lines += [
+                f"- {_one_line(c.words)}"
+                for c in ordered(found)
+                if c.verdict in ("regression", "improvement", "changed", "small change")
+            ]
+            same = sum(1 for c in found if c.verdict == "no significant change")
+            if same:
+                lines.append(
+                    f"- no significant change: {same} comparison{'s' if same != 1 else ''}"
+                )
         lines.append("")
     (results_dir / "index.md").write_text("\n".join(lines) + "\n")
 
 
 def verdict_screen(run_dir: Path) -> str:
-    """The verdicts of a run on one screen: words first, then the table."""
-    found = [Comparison(**c) for c in results.read_json(run_dir / "verdicts.json")]
+    """The verdicts of a run on one screen: words first (in verdict order), then the table."""
+    found = read_verdicts(run_dir)
     if not found:
         return f"No comparison could be made; see {run_dir / 'report.md'}."
+    found = ordered(found)
     lines = [f"- {c.words}" for c in found]
     table = tabulate(
         _verdict_rows(found),
         ["comparison", "version", "delta", "test", "p", "effect", "verdict"],
         tablefmt="simple",
     )
-    verdicts = " / ".join(sorted({c.verdict for c in found}))
+    verdicts = " / ".join(dict.fromkeys(c.verdict for c in found))
     return "\n".join([*lines, "", table.replace("**", ""), "", f"verdict: {verdicts}"])
 
 

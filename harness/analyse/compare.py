@@ -1,9 +1,9 @@
 """Compare one metric between a baseline HAProxy version and a candidate.
 
-Each comparison says "regression", "improvement", "no significant change" or
-"inconclusive", together with the test, the p-value, the effect size and a sentence in
-words. People paste that sentence into bug trackers, so a change is only called a
-regression or an improvement when all of these hold:
+Each comparison says "regression", "improvement", "changed", "small change", "no
+significant change" or "inconclusive", together with the test, the p-value, the effect
+size and a sentence in words. People paste that sentence into bug trackers, so a change
+is only called a regression or an improvement when all of these hold:
 
 * it is statistically significant (p < alpha),
 * the effect size is large (Cliff's delta for samples, difference in proportions for
@@ -16,11 +16,20 @@ right for latencies and close delays: these are skewed and often bimodal (a clos
 0.4 ms or after a 20 s timeout). Counts ("10 of 10 connections stalled") are compared
 with Fisher's exact test. It stays valid for the small totals that benchmark runs give,
 where a chi-squared test would not be.
+
+A change that is significant but below those practical thresholds is a "small change",
+said with its size and the threshold it missed: it is not "no significant change".
+
+How a connection ended (FIN, RST, TLS alert + FIN, still open) is a category, not a
+number: ``compare_categories`` tests the two versions' mixes of end types as a
+contingency table (Fisher's exact test for two end types, chi-squared otherwise). A
+different mix is "changed" (neither better nor worse), except that more connections
+left open is a regression and fewer an improvement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import comb
 from typing import Literal
@@ -28,13 +37,33 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-Verdict = Literal["regression", "improvement", "no significant change", "inconclusive"]
+Verdict = Literal[
+    "regression", "improvement", "changed", "small change", "no significant change", "inconclusive"
+]
+# Verdicts in the order a report lists them: what needs a reader's attention first.
+VERDICT_ORDER: tuple[Verdict, ...] = (
+    "regression",
+    "improvement",
+    "changed",
+    "small change",
+    "inconclusive",
+    "no significant change",
+)
 
 MANN_WHITNEY = "Mann-Whitney U (two-sided)"
 FISHER = "Fisher exact (two-sided)"
+CHI2 = "chi-squared contingency"
+CHI2_PERMUTATION = "chi-squared contingency (permutation)"
 TOO_FEW = "none: too few samples"
 CLIFFS_DELTA = "Cliff's delta"
 PROPORTION_DIFF = "difference in proportions"
+# Half the summed absolute share differences: the share of connections that would have
+# to end differently for the two mixes to match. For two categories it is the absolute
+# difference in proportions.
+TOTAL_VARIATION = "total variation distance"
+
+# End types where more is worse: a connection the proxy never closed.
+WORSE_ENDS = ("open",)
 
 # Mann-Whitney needs at least 3 per side: with 2 against 2 its smallest two-sided
 # p-value is 1/3, so nothing could ever be significant.
@@ -286,25 +315,22 @@ def compare_samples(
     far_apart = _medians_differ(med_base, med_cand, thresholds.min_ratio, floor)
     same_way = (med_cand - med_base) * effect > 0 or thresholds.min_ratio <= 1
     material = far_apart and same_way
-    verdict: Verdict = (
-        _direction(effect, higher_is_worse)
-        if significant and large and material
-        else "no significant change"
-    )
+    verdict: Verdict = "no significant change"
+    if significant:
+        verdict = _direction(effect, higher_is_worse) if large and material else "small change"
     stats_text = f"Mann-Whitney U {format_p(p)}, {CLIFFS_DELTA} {effect:+.2f}"
-    if significant and verdict == "no significant change":
-        # Says why a "significant" p was overruled, so nobody reading it thinks it a mistake.
-        reasons = []
-        if not large:
-            reasons.append(f"|{CLIFFS_DELTA}| < {thresholds.min_effect:g}")
-        if not far_apart:
-            reasons.append(_ratio_reason(med_base, med_cand, thresholds.min_ratio, floor, unit))
-        elif not same_way:
-            reasons.append(f"p50 moved against {CLIFFS_DELTA}")
-        stats_text += f"; below practical thresholds: {', '.join(reasons)}"
     verdict, stats_text = _unless_powerless(
         verdict, stats_text, len(cand), len(base), _min_p_samples(len(cand), len(base)), thresholds
     )
+    tail = f"{verdict} ({stats_text})"
+    if verdict == "small change":
+        # Significant, but under a practical threshold: said with its size and the
+        # threshold it missed, so it reads neither as a finding nor as "no change".
+        size, reasons = _small_sample_change(
+            med_base, med_cand, effect, large, far_apart, thresholds, floor, unit
+        )
+        missed = ", ".join(reasons[:-1]) + " and " + reasons[-1] if len(reasons) > 1 else reasons[0]
+        tail = f"small change: {size} ({stats_text}), below {missed}"
     return Comparison(
         metric=metric,
         baseline_label=base_label,
@@ -317,8 +343,51 @@ def compare_samples(
         candidate_summary=cand_summary,
         delta=_sample_delta(base, cand, unit),
         verdict=verdict,
-        words=sentence(f"{verdict} ({stats_text})"),
+        words=sentence(tail),
     )
+
+
+def _small_sample_change(
+    med_base: float,
+    med_cand: float,
+    effect: float,
+    large: bool,
+    far_apart: bool,
+    th: Thresholds,
+    floor: float,
+    unit: str,
+) -> tuple[str, list[str]]:
+    """How big a significant but sub-threshold change is, and which thresholds it missed."""
+    diff = med_cand - med_base
+    reasons = []
+    ratio_missed = False
+    if not far_apart:
+        if med_base != 0 and med_cand != 0 and (med_base < 0) == (med_cand < 0):
+            ratio = max(abs(med_base), abs(med_cand)) / min(abs(med_base), abs(med_cand))
+            if ratio < th.min_ratio:
+                ratio_missed = True
+                reasons.append(f"the {100 * (th.min_ratio - 1):g} % threshold")
+        if abs(diff) < floor:
+            reasons.append(f"the {format_value(floor, unit)} floor")
+        if not reasons:  # equal medians (both zero, no floor): the ratio is what is missing
+            ratio_missed = True
+            reasons.append(f"the {100 * (th.min_ratio - 1):g} % threshold")
+    elif diff * effect <= 0:
+        reasons.append(f"a p50 that moved against {CLIFFS_DELTA}")
+    if not large:
+        reasons.append(f"the {th.min_effect:g} {CLIFFS_DELTA} threshold")
+    if diff == 0:
+        # The medians did not move; the distributions did, by less than counts.
+        if not large:
+            reasons = [f"the {th.min_effect:g} {CLIFFS_DELTA} threshold"]
+        return "p50 unchanged", reasons
+    floor_only = reasons[0].endswith("floor") and not ratio_missed
+    if med_base != 0 and not floor_only:
+        pct = 100 * diff / abs(med_base)
+        size = f"{'+' if pct >= 0 else '-'}{abs(pct):.{0 if abs(pct) >= 10 else 1}f} % in p50"
+    else:
+        size = f"{_format_delta(diff, unit)} in p50"
+    return size, reasons
 
 
 def _side(values: np.ndarray, unit: str, notes: str | None) -> str:
@@ -411,16 +480,18 @@ def compare_counts(
     diff = candidate_hits / candidate_total - baseline_hits / baseline_total
     significant = p < thresholds.alpha
     large = abs(diff) >= thresholds.min_rate_diff
-    verdict: Verdict = (
-        _direction(diff, higher_is_worse) if significant and large else "no significant change"
-    )
+    verdict: Verdict = "no significant change"
+    if significant:
+        verdict = _direction(diff, higher_is_worse) if large else "small change"
     stats_text = f"Fisher exact {format_p(p)}, {PROPORTION_DIFF} {_format_pp(diff)}"
-    if significant and not large:
-        stats_text += f"; below practical threshold of {_format_pp(thresholds.min_rate_diff)}"
     verdict, stats_text = _unless_powerless(
         verdict, stats_text, candidate_total, baseline_total,
         _min_p_counts(candidate_total, baseline_total), thresholds,
     )  # fmt: skip
+    tail = f"{verdict} ({stats_text})"
+    if verdict == "small change":
+        threshold = _format_pp(thresholds.min_rate_diff).lstrip("+")
+        tail = f"small change: {_format_pp(diff)} ({stats_text}), below the {threshold} threshold"
     return Comparison(
         metric=metric,
         baseline_label=base_label,
@@ -433,7 +504,7 @@ def compare_counts(
         candidate_summary=cand_summary,
         delta=_format_pp(diff),
         verdict=verdict,
-        words=sentence(f"{verdict} ({stats_text})"),
+        words=sentence(tail),
     )
 
 
@@ -450,16 +521,121 @@ def _count_side(hits: int, total: int, notes: str | None, what: str) -> str:
     return f"{counted} ({_with_notes(_percent(hits, total), notes)})"
 
 
+# ---------------------------------------------------------------------------------------
+# Categories
+
+
+def _mix(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} ×{v}" for k, v in counts.items() if v) or "none"
+
+
+def compare_categories(
+    metric: str,
+    baseline: Mapping[str, int],
+    candidate: Mapping[str, int],
+    *,
+    labels: tuple[str, str],
+    thresholds: Thresholds = Thresholds(),
+    worse: Sequence[str] = WORSE_ENDS,
+) -> Comparison:
+    """How often each outcome (here: each end type) occurred, candidate against baseline.
+
+    The two mixes form a contingency table: Fisher's exact test when there are two
+    outcomes, chi-squared otherwise (by permutation when an expected count is below 5,
+    where the chi-squared approximation does not hold). The effect is the total
+    variation distance between the two mixes. A significant, large shift is "changed";
+    when the outcomes in ``worse`` (a connection left open) moved by ``min_rate_diff``
+    or more, it is a regression or an improvement.
+    """
+    for counts in (baseline, candidate):
+        if any(n < 0 for n in counts.values()):
+            raise ValueError(f"{metric}: counts must not be negative")
+    base_label, cand_label = labels
+    kinds = [
+        k
+        for k in dict.fromkeys([*baseline, *candidate])
+        if baseline.get(k, 0) + candidate.get(k, 0)
+    ]
+    b_total = sum(baseline.get(k, 0) for k in kinds)
+    c_total = sum(candidate.get(k, 0) for k in kinds)
+    b_mix = {k: baseline.get(k, 0) for k in kinds}
+    c_mix = {k: candidate.get(k, 0) for k in kinds}
+
+    def sentence(tail: str) -> str:
+        return f"{cand_label} vs {base_label}: {metric}: {_mix(c_mix)} vs {_mix(b_mix)} — {tail}."
+
+    common = dict(
+        metric=metric, baseline_label=base_label, candidate_label=cand_label,
+        effect_name=TOTAL_VARIATION,
+        baseline_summary=f"{_mix(b_mix)} (n={b_total})",
+        candidate_summary=f"{_mix(c_mix)} (n={c_total})",
+    )  # fmt: skip
+    if b_total == 0 or c_total == 0:
+        empty = [lab for lab, t in ((base_label, b_total), (cand_label, c_total)) if t == 0]
+        return Comparison(
+            **common, test=TOO_FEW, p_value=None, effect=None, delta="n/a",
+            verdict="inconclusive",
+            words=sentence(f"inconclusive (nothing observed on {' and '.join(empty)})"),
+        )  # fmt: skip
+    shares = {k: c_mix[k] / c_total - b_mix[k] / b_total for k in kinds}
+    effect = sum(abs(v) for v in shares.values()) / 2
+    if len(kinds) == 1:
+        test, p = FISHER, 1.0  # one outcome on both sides: nothing to tell apart
+    elif len(kinds) == 2:
+        table = [[c_mix[k] for k in kinds], [b_mix[k] for k in kinds]]
+        test, p = FISHER, float(stats.fisher_exact(table).pvalue)
+    else:
+        table = np.array([[c_mix[k] for k in kinds], [b_mix[k] for k in kinds]])
+        expected = stats.contingency.expected_freq(table)
+        if (expected < 5).any():
+            method = stats.PermutationMethod(n_resamples=9999, rng=np.random.default_rng(0))
+            result = stats.chi2_contingency(table, correction=False, method=method)
+            test = CHI2_PERMUTATION
+        else:
+            result = stats.chi2_contingency(table)
+            test = CHI2
+        p = float(result.pvalue)
+    moved = max(kinds, key=lambda k: (abs(shares[k]), k))
+    delta = f"{moved} {_format_pp(shares[moved])}"
+    significant = p < thresholds.alpha
+    large = effect >= thresholds.min_rate_diff
+    verdict: Verdict = "no significant change"
+    if significant:
+        verdict = "changed" if large else "small change"
+        worse_shift = sum(shares.get(k, 0.0) for k in worse)
+        if large and abs(worse_shift) >= thresholds.min_rate_diff:
+            verdict = _direction(worse_shift, higher_is_worse=True)
+    short = test.split(" (")[0] if test == FISHER else test
+    stats_text = f"{short} {format_p(p)}, {TOTAL_VARIATION} {_format_pp(effect).lstrip('+')}"
+    verdict, stats_text = _unless_powerless(
+        verdict, stats_text, c_total, b_total, _min_p_counts(c_total, b_total), thresholds
+    )
+    tail = f"{verdict} ({stats_text})"
+    if verdict == "small change":
+        threshold = _format_pp(thresholds.min_rate_diff).lstrip("+")
+        tail = f"small change: {delta} ({stats_text}), below the {threshold} threshold"
+    return Comparison(
+        **common, test=test, p_value=p, effect=effect, delta=delta, verdict=verdict,
+        words=sentence(tail),
+    )  # fmt: skip
+
+
 __all__ = [
+    "CHI2",
+    "CHI2_PERMUTATION",
     "CLIFFS_DELTA",
     "FISHER",
     "MANN_WHITNEY",
     "MIN_SAMPLES",
     "PROPORTION_DIFF",
     "TOO_FEW",
+    "TOTAL_VARIATION",
+    "VERDICT_ORDER",
+    "WORSE_ENDS",
     "Comparison",
     "Thresholds",
     "Verdict",
+    "compare_categories",
     "compare_counts",
     "compare_samples",
     "describe_samples",

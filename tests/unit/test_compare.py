@@ -1,19 +1,27 @@
 """Comparisons of a metric between versions, on synthetic data with known differences."""
 
 import dataclasses
+import re
 from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from harness.analyse.compare import (
+    CHI2,
+    CHI2_PERMUTATION,
     CLIFFS_DELTA,
     FISHER,
     MANN_WHITNEY,
     PROPORTION_DIFF,
     TOO_FEW,
+    TOTAL_VARIATION,
+    VERDICT_ORDER,
     Thresholds,
+    compare_categories,
     compare_counts,
     compare_samples,
     describe_samples,
@@ -165,7 +173,7 @@ def test_same_distribution_is_rarely_called_a_change():
     assert verdicts["inconclusive"] == 0
 
 
-def test_small_significant_shift_below_min_ratio_is_no_change():
+def test_small_significant_shift_below_min_ratio_is_a_small_change():
     # 10.0 against 10.5 ms with 2000 samples each. The shift is real: p is
     # astronomically small and Cliff's delta passes min_effect. But a 5 % move of the
     # median is within run-to-run jitter of containerised benchmarks, and nobody should
@@ -175,9 +183,12 @@ def test_small_significant_shift_below_min_ratio_is_no_change():
     c = compare_samples("latency", base, cand, labels=("a", "b"))
     assert c.p_value < Thresholds().alpha
     assert abs(c.effect) >= Thresholds().min_effect
-    assert c.verdict == "no significant change"
+    # Significant, so not "no significant change": a small change, with its size and
+    # the thresholds it missed (issue 11, point 6).
+    assert c.verdict == "small change"
     assert c.delta == "+0.5 ms (p50)"
-    assert "below practical thresholds: p50 ratio 1.05 < 1.2" in c.words
+    assert "— small change: +5.0 % in p50 (Mann-Whitney U p=" in c.words
+    assert c.words.endswith("below the 20 % threshold and the 1.0 ms floor.")
     # The guards, not the test, decided: with a lax ratio and floor it is a regression.
     lax = compare_samples(
         "latency",
@@ -190,18 +201,19 @@ def test_small_significant_shift_below_min_ratio_is_no_change():
     assert lax.verdict == "regression"
 
 
-def test_sub_millisecond_differences_are_no_change():
+def test_sub_millisecond_differences_are_small_changes():
     # 83 µs against 0.7 ms close delays: an 8-fold ratio, fully separated, but below the
     # 1 ms floor: nobody waits on a connection for that.
     base = lognormal_grid(0.083, 0.05, 20)
     cand = lognormal_grid(0.7, 0.05, 20)
     c = compare_samples("close delay", base, cand, labels=("a", "b"))
     assert c.p_value < 1e-3
-    assert c.verdict == "no significant change"
-    assert "below practical thresholds: p50 difference < 1.0 ms" in c.words
+    assert c.verdict == "small change"
+    assert "small change: +0.62 ms in p50 (" in c.words
+    assert c.words.endswith("below the 1.0 ms floor.")
 
 
-def test_small_effect_is_no_change_even_if_medians_move():
+def test_small_effect_is_a_small_change_even_if_medians_move():
     # Uniform 0-10 ms against the same shifted by 1.5 ms. The median ratio is 1.3, but the
     # two distributions overlap heavily: Cliff's delta = 2(0.15) - 0.15² = 0.2775 < 0.3.
     base = np.linspace(0, 10, 2000)
@@ -209,8 +221,8 @@ def test_small_effect_is_no_change_even_if_medians_move():
     c = compare_samples("latency", base, cand, labels=("a", "b"))
     assert c.p_value < 1e-10
     assert c.effect == pytest.approx(0.2775, abs=1e-3)
-    assert c.verdict == "no significant change"
-    assert "|Cliff's delta| < 0.3" in c.words
+    assert c.verdict == "small change"
+    assert c.words.endswith("below the 0.3 Cliff's delta threshold.")
 
 
 def test_zero_median_uses_the_absolute_floor():
@@ -219,15 +231,15 @@ def test_zero_median_uses_the_absolute_floor():
     # Significant and fully separated, but 0 against 0.5 ms is below the 1 ms floor.
     c = compare_samples("close delay", zeros, sub_ms, labels=("a", "b"))
     assert c.p_value < 1e-3 and c.effect == 1.0
-    assert c.verdict == "no significant change"
-    assert "p50 difference < 1.0 ms" in c.words
+    assert c.verdict == "small change"
+    assert "small change: +0.5 ms in p50" in c.words and "below the 1.0 ms floor" in c.words
     assert compare_samples("d", zeros, sub_ms, labels=("a", "b"), abs_floor=0.1).verdict == (
         "regression"
     )
     # The floor follows the unit: 1 ms is 0.001 s.
     in_s = [v / 1000 for v in sub_ms]
     assert compare_samples("d", zeros, in_s, labels=("a", "b"), unit="s").verdict == (
-        "no significant change"
+        "small change"
     )
     five_ms = [v + 4.5 for v in sub_ms]
     assert compare_samples("d", zeros, five_ms, labels=("a", "b")).verdict == "regression"
@@ -314,14 +326,15 @@ def test_one_against_two_percent_is_no_change():
     assert c.delta == "+1 pp"
 
 
-def test_significant_but_tiny_rate_difference_is_no_change():
+def test_significant_but_tiny_rate_difference_is_a_small_change():
     # 0 % against 0.4 % on 100 000 connections each is significant, but 0.4 pp is
     # below min_rate_diff (5 pp).
     c = compare_counts("stalls", 0, 100_000, 400, 100_000, labels=("a", "b"))
     assert c.p_value < 1e-10
-    assert c.verdict == "no significant change"
+    assert c.verdict == "small change"
     assert c.delta == "+0.4 pp"
-    assert "below practical threshold of +5 pp" in c.words
+    assert "— small change: +0.4 pp (Fisher exact p=5.2e-121, " in c.words
+    assert c.words.endswith("below the 5 pp threshold.")
 
 
 @pytest.mark.parametrize("totals", [(0, 10), (10, 0), (0, 0)])
@@ -345,3 +358,103 @@ def test_invalid_counts_are_rejected():
         compare_counts("stalls", 11, 10, 0, 10, labels=("a", "b"))
     with pytest.raises(ValueError, match="hits <= total"):
         compare_counts("stalls", -1, 10, 0, 10, labels=("a", "b"))
+
+
+def test_significant_shift_below_the_ratio_is_worded_with_its_size_and_threshold():
+    # Issue 11 point 6: "small change: +8 % (p=...), below the 20 % threshold", not
+    # "no significant change".
+    base = lognormal_grid(10.0, 0.05, 2000)
+    cand = lognormal_grid(10.8, 0.05, 2000)
+    c = compare_samples("latency", base, cand, labels=("a", "b"), abs_floor=0.1)
+    assert c.verdict == "small change"
+    assert "— small change: +8.0 % in p50 (Mann-Whitney U p<1e-300" in c.words
+    assert c.words.endswith("below the 20 % threshold.")
+    assert "no significant change" not in c.words
+
+
+# ---------------------------------------------------------------------------------------
+# Categories: how connections ended
+
+
+def test_end_types_are_tested_as_a_contingency_table():
+    # 2.2.9 ends a TLS half-close with a plain FIN, 3.0.11 with close_notify + FIN: a
+    # different outcome, neither better nor worse. Two categories: Fisher's exact test.
+    c = compare_categories("ends", {"fin": 20}, {"tls-alert-fin": 20}, labels=("2.2.9", "3.0.11"))
+    assert c.test == FISHER and c.effect_name == TOTAL_VARIATION
+    assert c.p_value == pytest.approx(float(stats.fisher_exact([[0, 20], [20, 0]]).pvalue))
+    assert c.effect == 1.0 and c.delta == "tls-alert-fin +100 pp"
+    assert c.verdict == "changed"
+    assert c.words == (
+        "3.0.11 vs 2.2.9: ends: tls-alert-fin ×20 vs fin ×20 — changed "
+        "(Fisher exact p=1.5e-11, total variation distance 100 pp)."
+    )
+
+
+def test_same_end_type_everywhere_is_no_change():
+    c = compare_categories("ends", {"fin": 49}, {"fin": 49}, labels=("a", "b"))
+    assert c.verdict == "no significant change" and c.p_value == 1.0 and c.effect == 0.0
+
+
+def test_more_connections_left_open_is_a_regression():
+    c = compare_categories("ends", {"fin": 20}, {"fin": 10, "open": 10}, labels=("a", "b"))
+    assert c.verdict == "regression"
+    back = compare_categories("ends", {"fin": 10, "open": 10}, {"fin": 20}, labels=("a", "b"))
+    assert back.verdict == "improvement"
+
+
+def test_three_end_types_use_chi_squared():
+    base = {"fin": 18, "rst": 1, "open": 1}
+    cand = {"fin": 5, "rst": 12, "open": 3}
+    c = compare_categories("ends", base, cand, labels=("a", "b"))
+    # Expected counts below 5: the p-value comes from permutations (seeded: repeatable).
+    assert c.test == CHI2_PERMUTATION
+    assert c.p_value < 0.01
+    assert c.p_value == compare_categories("ends", base, cand, labels=("a", "b")).p_value
+    large = compare_categories(
+        "ends", {"fin": 500, "rst": 300, "open": 200}, {"fin": 400, "rst": 400, "open": 200},
+        labels=("a", "b"),
+    )  # fmt: skip
+    assert large.test == CHI2
+    assert large.verdict == "changed"  # the open share did not move
+    assert large.effect == pytest.approx(0.1)
+
+
+def test_small_shift_in_end_types_is_a_small_change():
+    c = compare_categories("ends", {"fin": 2000, "rst": 100}, {"fin": 2000, "rst": 180},
+                           labels=("a", "b"))  # fmt: skip
+    assert c.verdict == "small change"
+    assert "small change: rst +3.5 pp (" in c.words and c.words.endswith("the 5 pp threshold.")
+
+
+def test_end_types_on_too_few_connections_are_inconclusive():
+    assert compare_categories("ends", {"fin": 3}, {"rst": 3}, labels=("a", "b")).verdict == (
+        "inconclusive"
+    )
+    empty = compare_categories("ends", {}, {"fin": 3}, labels=("a", "b"))
+    assert empty.verdict == "inconclusive" and empty.test == TOO_FEW
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 10.0, 1000.0]), min_size=0, max_size=40),
+    st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 10.0, 1000.0]), min_size=0, max_size=40),
+    st.sampled_from(["ms", "req/s"]),
+)
+def test_every_sample_comparison_has_a_worded_verdict(base, cand, unit):
+    c = compare_samples("x", base, cand, labels=("a", "b"), unit=unit)
+    assert c.verdict in VERDICT_ORDER
+    if c.verdict == "small change":
+        # its size, and the threshold it missed
+        size = r"([-+±][^ ]+ [^ ]+ in p50|p50 unchanged)"
+        assert re.search(rf"— small change: {size} \(.*\), below the ", c.words), c.words
+
+
+def test_significant_shift_with_unmoved_median_says_so():
+    # Latencies in whole-ms bins: the p50 stays 1 ms, the tail moved a little.
+    base = [1.0] * 9000 + [2.0] * 1000
+    cand = [1.0] * 8700 + [2.0] * 1300
+    c = compare_samples("latency", base, cand, labels=("a", "b"))
+    assert c.verdict == "small change"
+    assert "— small change: p50 unchanged (Mann-Whitney U p=" in c.words
+    assert "Cliff's delta +0.03)" in c.words
+    assert c.words.endswith("below the 0.3 Cliff's delta threshold.")

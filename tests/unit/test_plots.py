@@ -16,7 +16,14 @@ from harness import plots, report, results
 from harness.analyse.compare import Thresholds
 
 DATA = Path(__file__).parent.parent / "data" / "report"
-VERDICTS = ("regression", "improvement", "no significant change", "inconclusive")
+VERDICTS = (
+    "regression",
+    "improvement",
+    "changed",
+    "small change",
+    "no significant change",
+    "inconclusive",
+)
 EVIL = "<script>alert(1)</script>"
 
 RUN = {
@@ -99,7 +106,8 @@ def test_every_verdict_shown_and_colour_coded(tmp_path: Path) -> None:
     page = _build(run_dir, found)[0]
     for verdict in VERDICTS:
         css = "v-" + verdict.replace(" ", "-")
-        assert f'<li class="v {css}">' in page
+        # Comparisons without a significant change are counted, not listed, at the top.
+        assert (f'<li class="v {css}">' in page) == (verdict != "no significant change")
         assert f'<span class="verdict {css}">{verdict}</span>' in page
         assert f".{css} {{" in page  # and the stylesheet colours it
 
@@ -160,3 +168,20 @@ def test_odd_probe_lines_tolerated(tmp_path: Path) -> None:
     probe.write_text(probe.read_text() + '{"end": "open", "delay_ms": null}\n{"end": "fi')
     page = _build(run_dir)[0]
     assert "n=25, 1 without a close" in page
+
+
+def test_verdicts_first_in_their_order(tmp_path: Path) -> None:
+    # Issue 11 point 2: the page opens with regressions and improvements, then small
+    # changes, then the count of comparisons without a change; per-cell detail after.
+    run_dir = _run_dir(tmp_path)
+    found = _build(run_dir)[1]
+    found = [
+        dataclasses.replace(found[0], verdict=v, words=f"{found[0].words[:40]} — {v} {i}.")
+        for i, v in enumerate(["no significant change", "small change", "regression"] * 2)
+    ]
+    page = _build(run_dir, found)[0]
+    tally = "verdicts: 2 regressions, 0 improvements, 2 small changes, 2 no change"
+    first = [page.index(t) for t in (tally, "— regression", "— small change", "No significant "
+             "change: 2 comparisons", '<h2 id="s-chunked-stall">')]  # fmt: skip
+    assert first == sorted(first)
+    assert page.index('<li class="v v-regression">') < page.index('<li class="v v-small-change">')

@@ -3,6 +3,7 @@ versions): every number in the outputs must trace back to the raw files beside t
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -43,6 +44,11 @@ def test_stalls_in_the_report_are_the_stalls_in_probe_jsonl(run_dir):
     assert f"| {len(stalled)}/49 " in row
     assert ", ".join(map(str, stalled)) in row
     assert text.count("STALL ") == len(stalled)  # one per stalled chunk size in the sweep table
+    # Intended change: the sweep table counts stalled/total per size, and by default shows
+    # only the sizes where the versions differ.
+    for size in stalled:
+        assert re.search(rf"^\|\s+{size} \| 0/1 +\| STALL 1/1: \d+ B, ", text, re.M)
+    assert f"{49 - len(stalled)} of 49 chunk sizes left out" in text
     for other in ("2.2.9 (debian:bullseye)", "3.0.11 (debian:trixie)"):
         line = next(line for line in text.splitlines() if line.startswith(f"| {other}"))
         assert "| 0/49 " in line and "| none " in line
@@ -52,10 +58,18 @@ def test_verdict_words_carry_the_counts_and_the_test(run_dir):
     text = (run_dir / "report.md").read_text()
     stalled = len(_stalled_sizes(run_dir, "2.6.12"))
     line = next(line for line in text.splitlines() if line.startswith("- 2.6.12"))
-    assert line.startswith("- 2.6.12 (debian:bookworm) vs 2.2.9 (debian:bullseye): chunked-stall [")
+    # Intended change (issue 11): only the parameters that vary between cells are named;
+    # every chunked-stall cell here has the same parameters, so none is.
+    assert line.startswith("- 2.6.12 (debian:bookworm) vs 2.2.9 (debian:bullseye): chunked-stall: ")
+    assert "bufsize=" not in line
     assert f"{stalled}/49 connections stalled" in line and "vs 0/49" in line
     assert "Fisher exact p=" in line
     verdicts = json.loads((run_dir / "verdicts.json").read_text())
+    # Intended change: how connections ended has its own verdict (all FIN here).
+    assert sorted(v["metric"] for v in verdicts) == [
+        "chunked-stall connections stalled", "chunked-stall connections stalled",
+        "chunked-stall ends", "chunked-stall ends",
+    ]  # fmt: skip
     assert {v["candidate_label"] for v in verdicts} == {
         "2.6.12 (debian:bookworm)",
         "3.0.11 (debian:trixie)",
@@ -81,3 +95,16 @@ def test_machine_readable_outputs_point_at_existing_raw_files(run_dir):
     assert "20261124T230400Z-default" in (run_dir.parent / "index.md").read_text()
     html = (run_dir / "report.html").read_text()
     assert "<svg" in html and "<script" not in html
+
+
+def test_report_opens_with_the_verdicts(run_dir):
+    # Issue 11 point 2: the tally and the verdicts come before any per-cell table.
+    text = (run_dir / "report.md").read_text()
+    lines = text.splitlines()
+    assert lines[2] == (
+        "**verdicts: 0 regressions, 0 improvements, 0 small changes, 4 no change** "
+        "(against `debian:bullseye`)"
+    )
+    assert text.index("No significant change: 4 comparisons") < text.index("## chunked-stall")
+    index = (run_dir.parent / "index.md").read_text()
+    assert "verdicts: 0 regressions, 0 improvements, 0 small changes, 4 no change" in index

@@ -1,0 +1,277 @@
+"""Verdicts you can defend (issue 11, points 2, 5, 6), on small synthetic runs and on the
+recorded chunked-stall run: no version verdict where HAProxy is not in the path, end
+types as categories and timing like with like, a scenario that cannot show its field
+note says so, and tables that keep every observation."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import plots, report, results
+from harness.analyse.compare import FISHER, MANN_WHITNEY, Thresholds
+
+RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
+# A real run (2026-11-29, this branch): a TLS 1.3 half-close without close_notify and
+# keep-alive through HAProxy and direct, on 2.2.9 and 3.0.11. Kept small: no certificates
+# or keys, no commands.log, and the two 3 MB haproxy.log files of the load cells left out.
+HALF_CLOSE = RECORDED.parent / "run-half-close-keepalive"
+OLD, NEW = (
+    ("debian:bullseye", "2.2.9 (debian:bullseye)"),
+    ("debian:trixie", "3.0.11 (debian:trixie)"),
+)
+RUN = {"run": "synthetic", "baseline": OLD[0], "matrix": {"name": "synthetic"}}
+
+
+def _cell(run_dir: Path, n: int, scenario: str, version: tuple[str, str], params: dict,
+          probe: list[dict] | None = None, latencies: dict[float, int] | None = None,
+          load: dict | None = None, rep: int = 1) -> dict[str, Any]:  # fmt: skip
+    name = f"{n:03d}-{scenario}-{version[0].replace(':', '-')}-r{rep}"
+    folder = run_dir / name
+    folder.mkdir(parents=True)
+    if probe is not None:
+        (folder / "probe.jsonl").write_text("".join(json.dumps(s) + "\n" for s in probe))
+    if latencies is not None:
+        times = {str(ms): count for ms, count in latencies.items()}
+        (folder / "locust.json").write_text(json.dumps([{"response_times": times}]))
+    return {
+        "cell": name, "status": "ok", "scenario": scenario, "repetition": rep,
+        "version": {"spec": version[0], "label": version[1]}, "params": params,
+        "load": {"mode": "probe"} if probe is not None else {"mode": "closed", "users": 10,
+                                                               "duration_s": 5},
+        "metrics": {"load": load or {}},
+    }  # fmt: skip
+
+
+def _conn(end: str, delay: float | None) -> dict[str, Any]:
+    return {"end": end, "delay_ms": delay, "stalled_at": None, "bytes": 128, "sweep": None}
+
+
+def _report(run_dir: Path, records: list[dict]) -> tuple[list, str]:
+    found = report.comparisons(run_dir, records, OLD[0], Thresholds())
+    return found, report.markdown(run_dir, records, found, RUN)
+
+
+# --- A: no version verdict where the system under test is not in the path -------------------
+
+
+def test_cells_that_bypass_haproxy_get_no_verdict(tmp_path):
+    # via=backend: the client talks straight to the backend. A latency difference there
+    # says nothing about a HAProxy release (a run once called it "regression p=2.5e-196").
+    load = {"rps": 1000.0, "mean_ms": 5.0}
+    records = [
+        _cell(tmp_path, 1, "keepalive-vs-close", OLD, {"keepalive": True, "via": "haproxy"},
+              latencies={5: 300}, load=load),
+        _cell(tmp_path, 2, "keepalive-vs-close", NEW, {"keepalive": True, "via": "haproxy"},
+              latencies={5: 300}, load=load),
+        _cell(tmp_path, 3, "keepalive-vs-close", OLD, {"keepalive": True, "via": "backend"},
+              latencies={1: 300}, load={"rps": 3000.0, "mean_ms": 1.0}),
+        _cell(tmp_path, 4, "keepalive-vs-close", NEW, {"keepalive": True, "via": "backend"},
+              latencies={3: 300}, load={"rps": 1000.0, "mean_ms": 3.0}),
+    ]  # fmt: skip
+    found, text = _report(tmp_path, records)
+    assert [c.metric for c in found] == ["keepalive-vs-close [via=haproxy] latency"]
+    assert found[0].verdict == "no significant change"
+    assert "**verdicts: 0 regressions, 0 improvements, 0 small changes, 1 no change**" in text
+    assert "via=backend" not in text.split("## keepalive-vs-close")[0]
+    # ... and the table of those cells says why there is none.
+    section = text.split("Parameters: `keepalive=True via=backend`")[1]
+    assert section.lstrip().startswith("**No verdict.** HAProxy is not in the path")
+    assert "baseline for the proxy overhead" in section.split("|")[0]
+    assert "proxy overhead" in text  # the overhead lines still use them
+
+
+# --- B: how a connection ended is a category; timing compares like with like ----------------
+
+
+def test_end_types_get_their_own_verdict_and_delays_are_not_pooled_across_them(tmp_path):
+    # 2.2.9 ends a TLS half-close with a plain FIN, 3.0.11 with close_notify + FIN.
+    params = {"tls": "1.3", "variant": "tls-fin-no-notify"}
+    records = [
+        _cell(tmp_path, 1, "half-close", OLD, params, probe=[_conn("fin", 0.2)] * 20),
+        _cell(tmp_path, 2, "half-close", NEW, params, probe=[_conn("tls-alert-fin", 0.3)] * 20),
+    ]
+    found, text = _report(tmp_path, records)
+    ends = next(c for c in found if c.metric == "half-close ends")
+    assert ends.test == FISHER and ends.verdict == "changed"
+    assert "half-close ends: tls-alert-fin ×20 vs fin ×20 — changed (Fisher exact p=" in text
+    # No Mann-Whitney between a FIN and a TLS alert: the timing is not compared at all.
+    assert not [c for c in found if c.test == MANN_WHITNEY]
+    timing = next(c for c in found if c.metric == "half-close close delay")
+    assert timing.verdict == "inconclusive" and "no end type in common" in timing.words
+
+
+def test_delays_are_compared_per_end_type(tmp_path):
+    # The same timing per end type, but a different mix: pooled, the medians would be
+    # 0.2 ms against 20 s, a "regression". Per end type there is no change in timing;
+    # the change is in how connections ended.
+    def mix(fins: int, alerts: int) -> list[dict]:
+        return [_conn("fin", 0.2 + i / 1000) for i in range(fins)] + [
+            _conn("tls-alert-fin", 20000 + i) for i in range(alerts)
+        ]
+
+    records = [
+        _cell(tmp_path, 1, "half-close", OLD, {"tls": "1.3"}, probe=mix(15, 5)),
+        _cell(tmp_path, 2, "half-close", NEW, {"tls": "1.3"}, probe=mix(5, 15)),
+    ]
+    found, _ = _report(tmp_path, records)
+    by_metric = {c.metric: c for c in found}
+    assert set(by_metric) == {
+        "half-close close delay (end fin)",
+        "half-close close delay (end tls-alert-fin)",
+        "half-close ends",
+    }
+    assert by_metric["half-close close delay (end fin)"].verdict == "no significant change"
+    assert by_metric["half-close close delay (end tls-alert-fin)"].verdict == (
+        "no significant change"
+    )
+    assert by_metric["half-close ends"].verdict == "changed"
+    assert not [c for c in found if c.verdict == "regression"]
+
+
+# --- D: a scenario that cannot show its field note says so ----------------------------------
+
+
+def test_half_close_without_the_delay_says_so(tmp_path):
+    records = [
+        _cell(tmp_path, 1, "half-close", OLD, {"tls": "off"}, probe=[_conn("fin", 0.2)] * 5),
+        _cell(tmp_path, 2, "half-close", NEW, {"tls": "off"}, probe=[_conn("fin", 0.3)] * 5),
+    ]
+    _, text = _report(tmp_path, records)
+    section = text.split("## half-close")[1]
+    note = next(line for line in section.splitlines() if line.startswith("**Not shown here.**"))
+    assert section.index("Field note:") < section.index(note) < section.index("| HAProxy")
+    assert "every one of 10 connections was closed within 0.3 ms" in note
+    assert "2.2.9 (debian:bullseye), 3.0.11 (debian:trixie)" in note
+    page = plots.html_report(tmp_path, records, [], RUN, text)
+    assert '<p class="not-shown"><strong>Not shown here.</strong>' in page
+
+
+def test_half_close_with_the_delay_has_no_such_note(tmp_path):
+    records = [
+        _cell(tmp_path, 1, "half-close", OLD, {"tls": "off"}, probe=[_conn("fin", 0.2)] * 5),
+        _cell(tmp_path, 2, "half-close", NEW, {"tls": "off"}, probe=[_conn("fin", 20001.0)] * 5),
+    ]
+    _, text = _report(tmp_path, records)
+    assert "Not shown here" not in text
+
+
+def test_chunked_stall_note_only_without_stalls(tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(RECORDED, run_dir)
+    assert "Not shown here" not in report.rebuild(run_dir)  # 2.6.12 stalls
+    for probe in run_dir.glob("*2.6.12*/probe.jsonl"):
+        samples = [json.loads(line) for line in probe.read_text().splitlines()]
+        probe.write_text("".join(json.dumps({**s, "stalled_at": None}) + "\n" for s in samples))
+    assert "stall: no connection of 147 stalled on" in report.rebuild(run_dir)
+
+
+# --- G: tables keep every observation ---------------------------------------------------------
+
+
+@pytest.fixture
+def two_repetitions(tmp_path) -> Path:
+    """The recorded run, with a second repetition of 2.6.12 in which chunk size 30 did
+    not stall (the others did)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(RECORDED, run_dir)
+    [r1] = run_dir.glob("*2.6.12*")
+    r2 = run_dir / r1.name.replace("009-", "011-").replace("-r1", "-r2")
+    shutil.copytree(r1, r2)
+    cell = results.read_json(r2 / "cell.json")
+    results.write_json(r2 / "cell.json", {**cell, "cell": r2.name, "repetition": 2})
+    samples = [json.loads(line) for line in (r2 / "probe.jsonl").read_text().splitlines()]
+    for s in samples:
+        if s["sweep"]["chunk_size"] == 30:
+            s.update(stalled_at=None, delay_ms=0.2, bytes=50000)
+    (r2 / "probe.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    return run_dir
+
+
+def test_chunk_table_counts_every_connection_of_every_repetition(two_repetitions):
+    text = report.rebuild(two_repetitions)
+    row = {m[0]: m[1] for m in re.findall(r"^\|\s+(\d+) \|(.*)$", text, re.M)}
+    # Before: the last repetition only, so size 30 read "ok" on 2.6.12.
+    assert "| STALL 1/2: 34350 B, 1.8 s sD-- " in row["30"]
+    assert "| STALL 2/2: " in row["32"]
+    assert row["30"].startswith(" 0/1 ")
+    # Only the sizes where the versions differ, and a line for the others.
+    assert sorted(row, key=int) == ["30", "32", "40", "60", "64"]
+    assert "44 of 49 chunk sizes left out" in text
+    # The per-cell table labels its repetitions.
+    assert re.search(r"^\| r1 +\| 2\.6\.12 \(debian:bookworm\) \| 5/49 +\| 30, 32, 40", text, re.M)
+    assert re.search(r"^\| r2 +\| 2\.6\.12 \(debian:bookworm\) \| 4/49 +\| 32, 40, 60, 64 ", text,
+                     re.M)  # fmt: skip
+
+
+def test_all_sizes_on_request(two_repetitions):
+    records = [results.read_json(p) for p in sorted(two_repetitions.glob("*/cell.json"))]
+    table, note = report._chunk_table(records, "github", two_repetitions, all_sizes=True)
+    assert note == "" and table.count("\n") == 49 + 1
+
+
+def test_two_versions_with_one_label_keep_two_columns(tmp_path):
+    # Two custom tarballs of one version both read "2.6.12 (custom)".
+    run_dir = tmp_path / "run"
+    shutil.copytree(RECORDED, run_dir)
+    for name, tarball in (("*2.6.12*", "a"), ("*3.0.11*", "b")):
+        [folder] = run_dir.glob(name)
+        cell = results.read_json(folder / "cell.json")
+        cell["version"] = {**cell["version"], "label": "2.6.12 (custom)",
+                           "spec": f"tarball:/t/{tarball}.tar.gz@2.6.12"}  # fmt: skip
+        results.write_json(folder / "cell.json", cell)
+    text = report.rebuild(run_dir)
+    for spec in ("tarball:/t/a.tar.gz@2.6.12", "tarball:/t/b.tar.gz@2.6.12"):
+        assert f"2.6.12 (custom) [{spec}] tls=off" in text  # a column of its own
+    verdicts = json.loads((run_dir / "verdicts.json").read_text())
+    assert {v["candidate_label"] for v in verdicts} == {
+        "2.6.12 (custom) [tarball:/t/a.tar.gz@2.6.12]",
+        "2.6.12 (custom) [tarball:/t/b.tar.gz@2.6.12]",
+    }
+
+
+def test_backend_closes_first_note_follows_the_census(tmp_path):
+    # A recorded backend-closes-first cell: FIN-WAIT-2 towards the client rose.
+    [cell] = (RECORDED.parent / "report").glob("*backend-closes-first*")
+    shutil.copytree(cell, tmp_path / cell.name)
+    record = results.read_json(tmp_path / cell.name / "cell.json")
+    assert report.phenomenon_note(tmp_path, "backend-closes-first", [record]) is None
+    for entry in record["metrics"]["census"]["haproxy"]["states"].values():
+        entry["peak"] = entry["baseline"]  # nothing lingered
+    note = report.phenomenon_note(tmp_path, "backend-closes-first", [record])
+    assert note and "neither FIN-WAIT-2 towards the client nor CLOSE-WAIT" in note
+
+
+@pytest.fixture(scope="module")
+def recorded_half_close(tmp_path_factory) -> str:
+    run_dir = tmp_path_factory.mktemp("results") / "20261129T142532Z-verdict-small"
+    shutil.copytree(HALF_CLOSE, run_dir)
+    return report.rebuild(run_dir)
+
+
+def test_recorded_run_verdicts(recorded_half_close):
+    text = recorded_half_close
+    assert text.splitlines()[2] == (
+        "**verdicts: 0 regressions, 0 improvements, 1 changed, 1 small change, 1 no change** "
+        "(against `debian:bullseye`)"
+    )
+    head = text.split("## Every comparison")[0]
+    # B: 2.2.9 mostly ends with a plain FIN, 3.0.11 always with close_notify + FIN: a
+    # categorical change, tested as one ...
+    assert (
+        "- 3.0.11 (debian:trixie) vs 2.2.9 (debian:bullseye): half-close ends: "
+        "tls-alert-fin ×20 vs tls-alert-fin ×3, fin ×17 — changed (Fisher exact p=2.6e-08"
+    ) in head
+    # ... and the close delays only between connections that ended alike.
+    assert "| half-close close delay (end tls-alert-fin) | 3.0.11 (debian:trixie) |" in text
+    assert "| half-close close delay  " not in text and "(end fin)" not in text
+    # C: 1 ms medians on both sides, significant on 19 000 requests: a small change.
+    assert "keepalive-vs-close [via=haproxy] latency" in head
+    assert "— small change: p50 unchanged (Mann-Whitney U p=0.007" in head
+    # A: the direct cells are not compared, and their table says why.
+    assert "via=backend" not in head and "**No verdict.** HAProxy is not in the path" in text
+    # D: 0.2-4 ms closes under a field note about ~20 s.
+    assert "**Not shown here.** These cells do not show the field note's delay" in text
