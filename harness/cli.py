@@ -11,7 +11,7 @@
     scenarios [NAME]                        the scenarios, their parameters and allowed values
 
 Errors the user can fix exit with 2 and a message, never a traceback. Failed cells exit
-with 1. With --fail-on (matrix, reproduce), verdicts that match exit with 3
+with 1. With --fail-on (matrix, reproduce, report), verdicts that match exit with 3
 (EXIT_VERDICT): `--fail-on regression` on any regression, `--fail-on change` on any
 regression, improvement or changed outcome; failed cells (1) take precedence.
 """
@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("report", help="rebuild a run's report from its folder")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
 
     verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
 
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             results.require_run(args.run_dir)
             with _damaged(args.run_dir / "run.json"):
                 print(_report().rebuild(args.run_dir))
-            return _verdict_status(args.run_dir, None)
+            return _verdict_status(args.run_dir, args.fail_on)
         if args.verb == "scenarios":
             print(scenarios.describe(args.name))
             return 0

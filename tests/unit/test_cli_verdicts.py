@@ -1,14 +1,14 @@
 """The verdicts on the terminal: the one-line tally on stderr, and --fail-on's exit status
 for CI (3: distinct from 1, failed cells, and 2, bad input). No Docker: the run is the
-recorded one in tests/data, "run" again by a stand-in for the runner."""
+recorded one in tests/data, reported again (``report --fail-on``); the same decision
+ends matrix and reproduce, whose real runs tests/integration/test_reproduce.py gates."""
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from harness import cli, results, runner
+from harness import cli, results
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 
@@ -24,47 +24,28 @@ def _run(tmp_path: Path, alpha: float | None = None) -> Path:
     return run_dir
 
 
-@pytest.fixture
-def no_docker(monkeypatch):
-    monkeypatch.setattr(results, "check_writable", lambda: None)
-    monkeypatch.setattr(runner, "resume_plan", lambda run_dir: SimpleNamespace(cells=[None]))
-    monkeypatch.setattr(
-        runner, "execute", lambda plan, run_dir, progress, resume=False: results.cells(run_dir)
-    )
-
-
-def _matrix(run_dir: Path, *extra: str) -> int:
-    return cli.main(["matrix", "--resume", str(run_dir), *extra])
+def _report(run_dir: Path, *extra: str) -> int:
+    # The verdicts of a finished run, exactly as matrix and reproduce end theirs.
+    return cli.main(["report", str(run_dir), *extra])
 
 
 @pytest.mark.parametrize("fail_on", ["regression", "change"])
-def test_fail_on_exits_3_when_a_verdict_matches(tmp_path, no_docker, capsys, fail_on):
+def test_fail_on_exits_3_when_a_verdict_matches(tmp_path, capsys, fail_on):
     run_dir = _run(tmp_path, alpha=0.1)
-    assert _matrix(run_dir, "--fail-on", fail_on) == cli.EXIT_VERDICT == 3
+    assert _report(run_dir, "--fail-on", fail_on) == cli.EXIT_VERDICT == 3
     err = capsys.readouterr().err
     assert "verdicts: 1 regression, 0 improvements, 0 small changes, 3 no change" in err
     assert f"--fail-on {fail_on} matched 1 verdict(s): regression" in err
 
 
-def test_without_fail_on_a_regression_exits_0_with_the_tally(tmp_path, no_docker, capsys):
-    assert _matrix(_run(tmp_path, alpha=0.1)) == 0
+def test_without_fail_on_a_regression_exits_0_with_the_tally(tmp_path, capsys):
+    assert _report(_run(tmp_path, alpha=0.1)) == 0
     err = capsys.readouterr().err.splitlines()
     assert err[-1] == "verdicts: 1 regression, 0 improvements, 0 small changes, 3 no change"
 
 
-def test_failed_cells_exit_1_before_fail_on_and_the_tally_stays_last(tmp_path, no_docker, capsys):
-    run_dir = _run(tmp_path, alpha=0.1)
-    [cell] = run_dir.glob("*3.0.11*/cell.json")
-    results.write_json(cell, {**results.read_json(cell), "status": "failed", "error": "boom"})
-    assert _matrix(run_dir, "--fail-on", "regression") == 1
-    err = capsys.readouterr().err.splitlines()
-    assert err[-3].startswith("1 cell(s) failed: 010-chunked-stall-3.0.11")
-    assert err[-2] == "verdicts: 1 regression, 0 improvements, 0 small changes, 1 no change"
-    assert err[-1] == "--fail-on regression matched 1 verdict(s): regression"
-
-
-def test_fail_on_passes_when_nothing_changed(tmp_path, no_docker, capsys):
-    assert _matrix(_run(tmp_path), "--fail-on", "change") == 0
+def test_fail_on_passes_when_nothing_changed(tmp_path, capsys):
+    assert _report(_run(tmp_path), "--fail-on", "change") == 0
     assert "verdicts: 0 regressions, 0 improvements, 0 small changes, 4 no change" in (
         capsys.readouterr().err
     )
