@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from harness import ROOT
-from harness.errors import SpecError
+from harness.errors import SpecError, shown
 
 CATALOGUE_PATH = ROOT / "haproxy" / "catalogue.yaml"
 TARBALL_DIR = ROOT / "haproxy" / "tarballs"
@@ -31,6 +31,16 @@ TARBALL_DIR = ROOT / "haproxy" / "tarballs"
 Kind = Literal["debian", "source", "tarball", "image"]
 KINDS: tuple[Kind, ...] = ("debian", "source", "tarball", "image")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([-.+~][\w.+~-]*)?$")
+# Docker's reference grammar (distribution/reference): [host[:port]/]path[:tag][@digest].
+# Every component starts with a letter or digit, so no ref can pass for an option
+# (``docker pull --help``).
+_HOST_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REF = re.compile(
+    rf"(?P<name>(?:{_HOST}/)?{_PATH_PART}(?:/{_PATH_PART})*)"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
 # "HAProxy version 2.6.12-1+deb12u1 2023/12/16 - https://haproxy.org/"
 _VV_VERSION = re.compile(r"^HA-?Proxy version (\d+\.\d+(?:\.\d+)?(?:-dev\d+)?)", re.MULTILINE)
 
@@ -101,7 +111,7 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
     kind, sep, value = text.partition(":")
     if not sep or kind not in KINDS or not value:
         raise SpecError(
-            f"{where}: {text!r} is not a version spec. Write one of debian:<release>, "
+            f"{where}: {shown(text)} is not a version spec. Write one of debian:<release>, "
             "source:<version>, tarball:<path>@<version> or image:<ref> "
             "(e.g. debian:bookworm, source:2.6.15, image:haproxy:2.6.15)."
         )
@@ -109,13 +119,13 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
     if kind == "debian":
         if value not in cat.debian:
             known = ", ".join(f"debian:{r} ({v})" for r, v in cat.debian.items())
-            raise SpecError(f"{where}: unknown Debian release {value!r}. Known: {known}.")
+            raise SpecError(f"{where}: unknown Debian release {shown(value)}. Known: {known}.")
         return VersionSpec("debian", value, cat.debian[value])
     if kind == "source":
         if value not in cat.sources:
             known = ", ".join(cat.sources)
             raise SpecError(
-                f"{where}: no pinned tarball for HAProxy {value!r} in {CATALOGUE_PATH}. "
+                f"{where}: no pinned tarball for HAProxy {shown(value)} in {CATALOGUE_PATH}. "
                 f"Known: {known}. Add an entry with its sha256, or use "
                 f"tarball:<path>@{value} for a tarball of your own."
             )
@@ -136,19 +146,35 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
         path, at, version = value.rpartition("@")
         if not at or not path or not _VERSION.match(version):
             raise SpecError(
-                f"{where}: {text!r} needs an explicit version: tarball:<path>@<version>, "
+                f"{where}: {shown(text)} needs an explicit version: tarball:<path>@<version>, "
                 "e.g. tarball:./haproxy-2.6.15-patched.tar.gz@2.6.15"
             )
         resolved = Path(path).expanduser().resolve()
         if not resolved.is_file():
             raise SpecError(
-                f"{where}: tarball {path!r} does not exist (looked at {resolved}). Give the "
+                f"{where}: tarball {shown(path)} does not exist (looked at {resolved}). Give the "
                 "path of an HAProxy source tarball (.tar.gz), relative to where you run the "
                 "harness or absolute."
             )
         _check_source_tarball(resolved, version, where)
         return VersionSpec("tarball", str(resolved), version)
+    check_image_ref(value, where)
     return VersionSpec("image", value, _version_in_tag(value))
+
+
+def check_image_ref(ref: str, where: str) -> None:
+    """Refuse what Docker would refuse as an image reference (or read as an option):
+    ``[host[:port]/]name[:tag][@sha256:<64 hex>]``, the name's components lowercase.
+    Raises SpecError with the grammar and an example."""
+    match = _IMAGE_REF.fullmatch(ref) if len(ref) <= 512 else None
+    if match is None or len(match["name"]) > 255:
+        raise SpecError(
+            f"{where}: {shown(ref)} is not an image reference Docker accepts. Write "
+            "image:[host[:port]/]name[:tag][@sha256:<64 hex digits>]: the name's parts in "
+            "lowercase letters, digits and . _ - (not first), the tag up to 128 of letters, "
+            "digits and _ . - (not first), no spaces. E.g. image:haproxy:2.6.15 or "
+            "image:registry.example.com:5000/team/haproxy:2.6.15."
+        )
 
 
 @cache
