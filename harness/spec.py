@@ -18,7 +18,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -28,12 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from harness import ROOT, scenarios, versions
-from harness.errors import SpecError
+from harness.errors import SpecError, shown
 from harness.versions import VersionSpec
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN passes every bound (nan > 0 and nan <= 600 are both False, so neither fails)
+    # and infinity passes an upper-unbounded one: refuse both outright.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Load(_Strict):
@@ -61,7 +66,8 @@ class ScenarioEntry(_Strict):
     params: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     # Run this entry on these versions only (default: all); e.g. a calibration cell once.
-    versions: list[str] | None = None
+    # An empty list would run it nowhere: refused, not silently dropped.
+    versions: list[str] | None = Field(None, min_length=1)
 
 
 class Matrix(_Strict):
@@ -110,30 +116,134 @@ class Plan:
     cells: list[Cell]
 
 
+# Limits on a matrix file: far above any real one (the shipped ones are a few KB, a
+# few levels deep, a few hundred values), far below what hurts.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+# Every number a matrix takes fits in 64 bits; the digits are capped before conversion
+# (Python refuses int <-> str beyond 4,300 digits, and a long one is slow to convert).
+MAX_INT = 2**63 - 1
+_MAX_NUMBER_CHARS = 40
+
+
 def load(path: Path, run_id: str) -> Plan:
+    """Read, parse and expand a matrix file. Raises SpecError naming the file (and the
+    line, key and fix) for anything it refuses; never starts anything."""
+    text = _read(path)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        shipped = ", ".join(sorted(p.name for p in (ROOT / "matrices").glob("*.yaml")))
-        raise SpecError(
-            f"{path}: cannot read the matrix file ({why}). Give the path of a YAML matrix "
-            f"file, e.g. one of {ROOT / 'matrices'}/: {shipped}."
-        ) from exc
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
+        raw = yaml.load(text, Loader=_MatrixLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         raise SpecError(_yaml_problem(path, exc)) from None
     return expand(raw, run_id, source=path, text=text)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping: PyYAML would keep the
-    last silently, so a matrix with two ``load:`` would run with half of what it says."""
+def _read(path: Path) -> str:
+    """The text of a matrix file: a regular file of at most MAX_BYTES of UTF-8.
+
+    Checked with stat before it is opened: opening a FIFO blocks until a writer comes,
+    and /dev/zero never ends."""
+    shipped = ", ".join(sorted(p.name for p in (ROOT / "matrices").glob("*.yaml")))
+    fix = f"Give the path of a YAML matrix file, e.g. one of {ROOT / 'matrices'}/: {shipped}."
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(
+                f"{path}: {_file_kind(info.st_mode)}, not a regular file: it is not read. {fix}"
+            )
+        if info.st_size > MAX_BYTES:
+            raise SpecError(_too_large(path, info.st_size))
+        # O_NONBLOCK: should the path be swapped for a FIFO after the stat, open still
+        # returns; the read is capped whatever the stat said.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as file:
+            data = file.read(MAX_BYTES + 1)
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SpecError(f"{path}: cannot read the matrix file ({why}). {fix}") from exc
+    if len(data) > MAX_BYTES:  # it grew since the stat
+        raise SpecError(_too_large(path, len(data)))
+    return text
+
+
+def _too_large(path: Path, size: int) -> str:
+    return (
+        f"{path}: {size:,} bytes, more than a matrix file may hold ({MAX_BYTES // 1024} KiB), "
+        "so it is not read. A matrix file is a few KB: check this is the file you meant."
+    )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML the harness still refuses; ``fix`` says what to write instead."""
+
+    fix = ""
+
+    def __init__(self, problem: str, mark: yaml.Mark, fix: str) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+        self.fix = fix
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _MatrixLoader(yaml.SafeLoader):
+    """A SafeLoader with limits, for files from anyone:
+
+    - a key given twice in one mapping is refused: PyYAML would keep the last silently,
+      so a matrix with two ``load:`` would run with half of what it says. Merge keys
+      (``<<: *base``) are YAML's own, not duplicates: SafeLoader flattens them, the
+      mapping's explicit keys winning;
+    - nesting deeper than MAX_DEPTH is refused (the composer recurses per level:
+      20,000 ``[`` were a RecursionError);
+    - a document whose aliases expand to more than MAX_VALUES values is refused before
+      it is built ("billion laughs": 9 levels of 9 aliases in 400 bytes are 387 million);
+    - integers with more than _MAX_NUMBER_CHARS characters, or beyond 64 bits, are
+      refused before anything prints them.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(
+                    f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                    "A matrix needs a few levels; close the brackets that were opened "
+                    "(a '[' or '{' needs its ']' or '}').",
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expanded_size(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
+                continue
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str):
                 continue
@@ -141,26 +251,93 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise _DuplicateKey(
                     None,
                     None,
-                    f"{key!r} is given twice in one mapping (first on line {seen[key] + 1})",
+                    f"{shown(key)} is given twice in one mapping (first on line {seen[key] + 1})",
                     key_node.start_mark,
                 )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = len(str(node.value).lstrip("+-").replace("_", ""))
+        value = None if digits > _MAX_NUMBER_CHARS else super().construct_yaml_int(node)
+        if value is None or abs(value) > MAX_INT:
+            raise _Refused(
+                f"the number {shown(str(node.value), 24)} ({digits:,} digits) is too large",
+                node.start_mark,
+                f"No key of a matrix takes a number beyond 64 bits ({MAX_INT:,}); write "
+                "the number it means.",
+            )
+        return value  # type: ignore[no-any-return]
 
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    pass
+
+_MatrixLoader.add_constructor("tag:yaml.org,2002:int", _MatrixLoader.construct_yaml_int)
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the document's values as if every alias were written out (memoised per
+    node, so this costs one pass over the composed graph); refuse above MAX_VALUES or
+    when an alias sits inside the node it names (a loop: ``&a [*a]``)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_:
+            raise _Refused(
+                "an alias (*name) sits inside the node its anchor (&name) names: a loop",
+                node.start_mark,
+                "Anchors and aliases may repeat a value, not contain themselves; write the "
+                "value out.",
+            )
+        open_.add(id(node))
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_VALUES:
+                raise _Refused(
+                    f"with its anchors and aliases (&name, *name) expanded, this holds more "
+                    f"than {MAX_VALUES:,} values",
+                    node.start_mark,
+                    "A matrix needs a few hundred; use fewer aliases, or aliases of "
+                    "aliases, and write the values out.",
+                )
+        open_.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root)
 
 
 def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
     """'file (line L, column C): what, with the line and a caret' instead of PyYAML's
-    '<unicode string>' report."""
+    '<unicode string>' report. Everything quoted from the file is clipped: a hostile
+    file's line can be a megabyte long."""
     mark = getattr(exc, "problem_mark", None)
     if not isinstance(exc, yaml.MarkedYAMLError) or mark is None:
-        return f"{path}: not valid YAML: {exc}. Fix the file's syntax."
-    context = f" ({exc.context}, line {exc.context_mark.line + 1})" if exc.context_mark else ""
+        return f"{path}: not valid YAML: {_clip(str(exc))}. Fix the file's syntax."
+    context = (
+        f" ({_clip(exc.context)}, line {exc.context_mark.line + 1})" if exc.context_mark else ""
+    )
     lines = (mark.buffer or "").splitlines()
-    shown = f"\n    {lines[mark.line]}\n    {' ' * mark.column}^" if mark.line < len(lines) else ""
+    shown_line = ""
+    if mark.line < len(lines):
+        line, column = lines[mark.line], mark.column
+        start = max(0, column - 50)
+        lead = "..." if start else ""
+        tail = "..." if len(line) > start + 100 else ""
+        caret = " " * (len(lead) + column - start)
+        shown_line = f"\n    {lead}{line[start : start + 100]}{tail}\n    {caret}^"
+    if isinstance(exc, _Refused):
+        return (
+            f"{path} (line {mark.line + 1}, column {mark.column + 1}): {exc.problem}."
+            f"{shown_line}\n{exc.fix}"
+        )
     fix = (
         "Keep one of them (merge their contents if both matter)."
         if isinstance(exc, _DuplicateKey)
@@ -169,12 +346,21 @@ def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
     )
     return (
         f"{path} (line {mark.line + 1}, column {mark.column + 1}): not valid YAML: "
-        f"{exc.problem}{context}.{shown}\n{fix}"
+        f"{_clip(exc.problem or '')}{context}.{shown_line}\n{fix}"
     )
 
 
-def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") -> Plan:
-    where = str(source) if source else "matrix"
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def expand(
+    raw: Any, run_id: str, source: Path | None = None, text: str = "", where: str = ""
+) -> Plan:
+    """The cells of a matrix (as parsed from ``text``, or built by the CLI). ``where``
+    names it in errors (default: the source file). Raises SpecError for anything invalid,
+    including a matrix that expands to no cell."""
+    where = where or (str(source) if source else "matrix")
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
         raise SpecError(
@@ -182,6 +368,7 @@ def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") ->
             f"{got}. Start from {ROOT / 'matrices' / 'default.yaml'}, e.g.\n"
             "    name: mine\n    versions: [debian:bookworm]\n    scenarios: [{name: smoke}]"
         )
+    _check_numbers(raw, where, text)
     try:
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:
@@ -238,11 +425,43 @@ def expand(raw: Any, run_id: str, source: Path | None = None, text: str = "") ->
         for spec, text in zip(specs, matrix.versions, strict=True)
         if only is None or text in only
     ]
+    if not planned:  # every entry limited to no version: nothing would run, nothing report
+        raise SpecError(
+            f"{where}: the matrix expands to no cell. Give each scenario entry at least one "
+            "of the matrix's versions (or drop its versions: to run it on all)."
+        )
     cells = [
         Cell(run_id, i, len(planned), spec, name, params, rep, matrix.load)
         for i, (spec, name, params, rep) in enumerate(planned, start=1)
     ]
     return Plan(matrix, source, specs, cells)
+
+
+def _check_numbers(raw: Any, where: str, text: str) -> None:
+    """Anywhere in the document, scenario parameters included: no NaN or infinity (NaN
+    passes every bound check, since every comparison with it is false) and no integer
+    beyond 64 bits (a matrix built by the CLI or read back from run.json did not come
+    through the loader's own check). Raises SpecError naming the key."""
+    stack: list[tuple[Any, list[Any]]] = [(raw, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            stack += [(k, path) for k in value] + [(v, [*path, k]) for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            stack += [(v, [*path, i]) for i, v in enumerate(value)]
+        elif isinstance(value, float) and not math.isfinite(value):
+            key = ".".join(str(p) for p in path) or "(top level)"
+            raise SpecError(
+                f"{where}: {key}{_line(text, path)}: {value} is not a number a matrix takes. "
+                "Write a finite number (.nan, .inf and numbers too large for a float, "
+                "like 1e999, are refused everywhere)."
+            )
+        elif isinstance(value, int) and abs(value) > MAX_INT:
+            key = ".".join(str(p) for p in path) or "(top level)"
+            raise SpecError(
+                f"{where}: {key}{_line(text, path)}: {shown(value)} is too large: no key of a "
+                f"matrix takes a number beyond 64 bits ({MAX_INT:,}). Write the number it means."
+            )
 
 
 # What to write for a required key that is missing.
@@ -275,6 +494,12 @@ def _explain(exc: ValidationError, where: str, text: str) -> str:
             hint += f"; known keys here: {', '.join(known)}"
         elif kind == "list_type":
             hint = "write a list, e.g. [a, b] (or [a] for one value)"
+        elif kind == "too_short" and path[-1] == "versions" and len(path) > 1:
+            hint = "list at least one of the matrix's versions, or drop versions: to run it on all"
+        elif kind == "too_short":
+            hint = "list at least one"
+        elif kind == "finite_number":
+            hint = "write a finite number (.nan and .inf are refused)"
         elif kind == "string_type":
             hint = "write it as text, in quotes"
         elif info is not None and _bounds(info):
@@ -283,8 +508,7 @@ def _explain(exc: ValidationError, where: str, text: str) -> str:
             hint = f"expected: {info.description}"
         else:
             hint = "fix the value"
-        got = repr(err.get("input"))
-        got = got if len(got) <= 60 else got[:57] + "..."
+        got = shown(err.get("input"))  # never a raw repr: a hostile input can be huge
         lines.append(f"  {key}{_line(text, path)}: {err['msg']} (got {got}); {hint}.")
     return "\n".join(lines)
 
