@@ -120,6 +120,12 @@ def read_json(path: Path) -> Any:
             "harness writes these files whole: this one was edited or damaged since. Restore "
             "it, or run that cell or matrix again."
         ) from None
+    except (ValueError, RecursionError) as exc:  # valid JSON beyond Python's limits
+        why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:100]
+        raise HarnessError(
+            f"{path}: not JSON the harness wrote ({why}). It was edited or damaged since. "
+            "Restore it, or run that cell or matrix again."
+        ) from None
 
 
 def cells(run_dir: Path) -> list[dict[str, Any]]:

@@ -402,9 +402,9 @@ def _close_manifest(run_dir: Path, **how: Any) -> None:
 def resume_plan(run_dir: Path) -> Plan:
     """The plan of an earlier run, from its run.json, with the same run id and cell ids."""
     results.require_run(run_dir)
-    run = results.read_json(run_dir / "run.json")
-    source = Path(run["matrix_file"]) if run.get("matrix_file") else None
-    return spec.expand(run["matrix"], run_dir.name, source)
+    path = run_dir / "run.json"
+    matrix, source = spec.recorded(results.read_json(path), path)
+    return spec.expand(matrix, run_dir.name, source, where=f"{path} (its matrix:)")
 
 
 def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:

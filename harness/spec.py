@@ -464,6 +464,36 @@ def _check_numbers(raw: Any, where: str, text: str) -> None:
             )
 
 
+class _RunFile(BaseModel):
+    """What ``matrix --resume`` needs from run.json: the matrix the run was asked for,
+    and the file it came from (run.json holds more: provenance, images, how it ended)."""
+
+    model_config = ConfigDict(extra="allow")
+    matrix: dict[str, Any]
+    matrix_file: str | None = None
+
+
+def recorded(data: Any, path: Path) -> tuple[dict[str, Any], Path | None]:
+    """The matrix (as a dict, for ``expand``) and its source file recorded in a run's
+    run.json at ``path``, as read by ``results.read_json``. Raises SpecError naming the
+    file when it is not the shape the harness writes (edited, damaged, or not a run's)."""
+    try:
+        run = _RunFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["loc"]:
+            what = f"its {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        else:
+            what = f"it holds a {type(data).__name__}, not a mapping"
+        raise SpecError(
+            f"{path}: not the run.json the harness writes ({what}; got "
+            f"{shown(first.get('input'))}). Resuming needs the mapping the run wrote, with "
+            "its matrix: mapping. Restore the file, or start the matrix again "
+            "(python -m harness matrix FILE)."
+        ) from None
+    return run.matrix, Path(run.matrix_file) if run.matrix_file else None
+
+
 # What to write for a required key that is missing.
 _EXAMPLES = {
     "name": "name: my-matrix",
