@@ -16,6 +16,7 @@ its line, what was expected, and how to fix it.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import itertools
 import math
@@ -121,6 +122,7 @@ class Plan:
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_VALUES = 100_000
+MAX_CELLS = 10_000
 # Every number a matrix takes fits in 64 bits; the digits are capped before conversion
 # (Python refuses int <-> str beyond 4,300 digits, and a long one is slow to convert).
 MAX_INT = 2**63 - 1
@@ -390,6 +392,19 @@ def expand(
             f"{where}{_line(text, ['baseline'])}: baseline {matrix.baseline!r} is not one of "
             f"versions ({', '.join(matrix.versions)}). Name one of them, or drop baseline:."
         )
+    # Counted before anything is expanded: a few grid keys of a hundred values each
+    # would otherwise be millions of cells, each resolved in memory, before any error.
+    count = matrix.repetitions * sum(
+        math.prod(len(values) for values in entry.grid.values())
+        * len(entry.versions or matrix.versions)
+        for entry in matrix.scenarios
+    )
+    if count > MAX_CELLS:
+        raise SpecError(
+            f"{where}: the matrix expands to {count:,} cells, more than {MAX_CELLS:,} (each "
+            "cell is a stack started, measured and torn down: days of running). Shorten "
+            "its grids, versions or repetitions, or split it into several matrices."
+        )
     combos: list[tuple[str, dict[str, Any], list[str] | None]] = []
     for i, entry in enumerate(matrix.scenarios):
         at = f"{where}{_line(text, ['scenarios', i])}: scenarios[{i}]"
@@ -454,7 +469,7 @@ def _check_numbers(raw: Any, where: str, text: str) -> None:
             raise SpecError(
                 f"{where}: {key}{_line(text, path)}: {value} is not a number a matrix takes. "
                 "Write a finite number (.nan, .inf and numbers too large for a float, "
-                "like 1e999, are refused everywhere)."
+                "like 1.0e+999, are refused everywhere)."
             )
         elif isinstance(value, int) and abs(value) > MAX_INT:
             key = ".".join(str(p) for p in path) or "(top level)"
@@ -577,11 +592,8 @@ def _bounds(info: FieldInfo) -> str:
 
 def _line(text: str, path: list[Any]) -> str:
     """' (line N)' for a key path in the YAML text, or '' when it cannot be located."""
-    if not text:
-        return ""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
+    node = _composed(text) if text else None
+    if node is None:
         return ""
     for part in path:
         if isinstance(node, yaml.MappingNode):
@@ -596,6 +608,16 @@ def _line(text: str, path: list[Any]) -> str:
         else:
             break
     return f" (line {node.start_mark.line + 1})" if node is not None else ""
+
+
+@functools.lru_cache(maxsize=2)
+def _composed(text: str) -> yaml.Node | None:
+    """The node graph of a matrix text, composed once: _line is asked once per entry and
+    per version, and composing a large file each time made a long matrix quadratic."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
 
 
 def single(version: str, scenario: str, run_id: str, load: Load | None = None) -> Plan:
