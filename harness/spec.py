@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from harness import ROOT, scenarios, versions
-from harness.errors import SpecError, shown
+from harness.errors import SpecError
+from harness.quote import shown
 from harness.versions import VersionSpec
 
 

@@ -23,7 +23,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from harness import ROOT
-from harness.errors import SpecError, shown
+from harness.errors import SpecError
+from harness.quote import shown
 
 CATALOGUE_PATH = ROOT / "haproxy" / "catalogue.yaml"
 TARBALL_DIR = ROOT / "haproxy" / "tarballs"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from harness import errors, results, spec, versions
+from harness import quote, results, spec, versions
 from harness.errors import HarnessError, SpecError
 
 HEAD = "name: t\nversions: [debian:bookworm]\n"
@@ -382,7 +382,7 @@ def test_invalid_image_references(ref: str) -> None:
     with pytest.raises(SpecError) as err:
         versions.parse(f"image:{ref}", "versions[0]")
     message = str(err.value)
-    assert message.startswith(f"versions[0]: {errors.shown(ref)} is not an image reference Docker")
+    assert message.startswith(f"versions[0]: {quote.shown(ref)} is not an image reference Docker")
     assert "E.g. image:haproxy:2.6.15" in message
 
 
@@ -407,7 +407,7 @@ def test_a_huge_spec_is_quoted_short() -> None:
     ids=["5001-digits", "71-digits", "small", "bool", "list"],  # pytest's own ids print ints
 )
 def test_shown(value: object, expected: str) -> None:
-    assert errors.shown(value) == expected
+    assert quote.shown(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -416,4 +416,4 @@ def test_shown(value: object, expected: str) -> None:
     ids=["long-string", "huge-ints", "deep", "long-list"],
 )
 def test_shown_is_short_whatever_it_is_given(value: object) -> None:
-    assert len(errors.shown(value)) <= 60
+    assert len(quote.shown(value)) <= 60
