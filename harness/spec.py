@@ -371,7 +371,6 @@ def expand(
             f"{got}. Start from {ROOT / 'matrices' / 'default.yaml'}, e.g.\n"
             "    name: mine\n    versions: [debian:bookworm]\n    scenarios: [{name: smoke}]"
         )
-    _check_numbers(raw, where, text)
     try:
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:
@@ -451,33 +450,6 @@ def expand(
         for i, (spec, name, params, rep) in enumerate(planned, start=1)
     ]
     return Plan(matrix, source, specs, cells)
-
-
-def _check_numbers(raw: Any, where: str, text: str) -> None:
-    """Anywhere in the document, scenario parameters included: no NaN or infinity (NaN
-    passes every bound check, since every comparison with it is false) and no integer
-    beyond 64 bits (a matrix built by the CLI or read back from run.json did not come
-    through the loader's own check). Raises SpecError naming the key."""
-    stack: list[tuple[Any, list[Any]]] = [(raw, [])]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, dict):
-            stack += [(k, path) for k in value] + [(v, [*path, k]) for k, v in value.items()]
-        elif isinstance(value, list | tuple):
-            stack += [(v, [*path, i]) for i, v in enumerate(value)]
-        elif isinstance(value, float) and not math.isfinite(value):
-            key = ".".join(str(p) for p in path) or "(top level)"
-            raise SpecError(
-                f"{where}: {key}{_line(text, path)}: {value} is not a number a matrix takes. "
-                "Write a finite number (.nan, .inf and numbers too large for a float, "
-                "like 1.0e+999, are refused everywhere)."
-            )
-        elif isinstance(value, int) and abs(value) > MAX_INT:
-            key = ".".join(str(p) for p in path) or "(top level)"
-            raise SpecError(
-                f"{where}: {key}{_line(text, path)}: {shown(value)} is too large: no key of a "
-                f"matrix takes a number beyond 64 bits ({MAX_INT:,}). Write the number it means."
-            )
 
 
 class _RunFile(BaseModel):

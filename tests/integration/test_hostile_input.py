@@ -110,44 +110,46 @@ def test_matrix_nested_20000_deep(cli: Cli, opening: str) -> None:
 HOSTILE_FLOATS = [
     pytest.param(
         OK_HEAD + "scenarios:\n  - name: half-close\n    params: {deadline_s: .nan}\n",
-        "scenarios.0.params.deadline_s (line 5): nan",
+        "(line 5): scenarios[0].params.deadline_s (scenario 'half-close'): Input should be a "
+        "finite number, got nan",
         id="deadline-nan",
     ),
     pytest.param(
         # Once an OverflowError with a traceback, after the images were built.
         OK_HEAD + "scenarios:\n  - name: half-close\n    params: {deadline_s: .inf}\n",
-        "scenarios.0.params.deadline_s (line 5): inf",
+        "(line 5): scenarios[0].params.deadline_s (scenario 'half-close'): Input should be a "
+        "finite number, got inf",
         id="deadline-inf",
     ),
     pytest.param(
         OK_HEAD + "load:\n  duration_s: .nan\nscenarios: [{name: smoke}]\n",
-        "load.duration_s (line 4): nan",
+        "load.duration_s (line 4): Input should be a finite number (got nan)",
         id="load-duration-nan",
     ),
     pytest.param(
         OK_HEAD + "load: {mode: open, rate: .inf}\nscenarios: [{name: smoke}]\n",
-        "load.rate (line 3): inf",
+        "load.rate (line 3): Input should be a finite number (got inf)",
         id="load-rate-inf",
     ),
     pytest.param(
         # Once accepted: the run started, its verdicts computed against infinity.
         OK_HEAD + "verdicts:\n  min_ratio: .inf\nscenarios: [{name: smoke}]\n",
-        "verdicts.min_ratio (line 4): inf",
+        "verdicts.min_ratio (line 4): Input should be a finite number (got inf)",
         id="verdicts-min-ratio-inf",
     ),
     pytest.param(
         OK_HEAD + "verdicts: {alpha: .NaN}\nscenarios: [{name: smoke}]\n",
-        "verdicts.alpha (line 3): nan",
+        "verdicts.alpha (line 3): Input should be a finite number (got nan)",
         id="verdicts-alpha-nan",
     ),
     pytest.param(
         OK_HEAD + "cell_timeout_s: -.inf\nscenarios: [{name: smoke}]\n",
-        "cell_timeout_s (line 3): -inf",
+        "cell_timeout_s (line 3): Input should be a finite number (got -inf)",
         id="cell-timeout-minus-inf",
     ),
     pytest.param(
         OK_HEAD + "cell_timeout_s: 1.0e+999\nscenarios: [{name: smoke}]\n",
-        "cell_timeout_s (line 3): inf",
+        "cell_timeout_s (line 3): Input should be a finite number (got inf)",
         id="float-overflow-1e999",
     ),
 ]
@@ -158,8 +160,9 @@ def test_nan_and_infinity(cli: Cli, text: str, where: str) -> None:
     path, name = _matrix(cli, text)
     cli.refused(
         cli("matrix", name, timeout=TIMEOUT),
-        f"error: {path}: {where} is not a number a matrix takes",
-        "Write a finite number",
+        f"error: {path}",
+        where,
+        "finite number",
     )
 
 

@@ -91,9 +91,13 @@ def test_big_integers_are_refused_with_line_and_column(
         "(line 3, column 14): the number",
         f"({digits} digits) is too large",
     )
-    # The largest 64-bit integer still parses (and reaches the scenario's own checks).
-    plan = load(tmp_path, HEAD + f"scenarios: [{{name: smoke, params: {{size: {2**63 - 1}}}}}]\n")
-    assert plan.cells[0].params["size"] == 2**63 - 1
+    # The largest 64-bit integer still parses, and meets the parameter's own bound.
+    refused(
+        tmp_path,
+        HEAD + f"scenarios: [{{name: smoke, params: {{size: {2**63 - 1}}}}}]\n",
+        "scenarios[0].params.size (scenario 'smoke'): Input should be less than or equal to "
+        f"100000000, got {2**63 - 1}",
+    )
 
 
 @pytest.mark.parametrize("number", ["0x" + "f" * 30, "0b" + "1" * 64, "1" + "_0" * 30])
@@ -121,7 +125,9 @@ def test_big_integers_from_a_dict_are_refused_too() -> None:
     raw = {"name": "t", "versions": ["debian:bookworm"], "scenarios": [{"name": "smoke"}]}
     with pytest.raises(SpecError) as err:
         spec.expand(raw | {"repetitions": 10**5000}, "run1")
-    assert "repetitions: <a number of about 5,001 digits> is too large" in str(err.value)
+    assert "repetitions: Input should be less than or equal to 100 (got <a number of about " in str(
+        err.value
+    )
 
 
 # --- 3. nesting -----------------------------------------------------------------------
@@ -149,20 +155,19 @@ def test_deep_nesting_is_refused(tmp_path: Path, text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("load: {duration_s: .nan}\nscenarios: [{name: smoke}]\n", "load.duration_s (line 3): nan"),
-        ("load: {spawn_rate: .inf}\nscenarios: [{name: smoke}]\n", "load.spawn_rate (line 3): inf"),
+        ("load: {duration_s: .nan}\nscenarios: [{name: smoke}]\n", "load.duration_s (line 3)"),
+        ("load: {spawn_rate: .inf}\nscenarios: [{name: smoke}]\n", "load.spawn_rate (line 3)"),
         ("verdicts: {min_ratio: .inf}\nscenarios: [{name: smoke}]\n", "verdicts.min_ratio"),
         ("verdicts: {min_effect: .NAN}\nscenarios: [{name: smoke}]\n", "verdicts.min_effect"),
-        ("cell_timeout_s: 1.0e+999\nscenarios: [{name: smoke}]\n", "cell_timeout_s (line 3): inf"),
-        (
-            "scenarios: [{name: half-close, params: {deadline_s: .nan}}]\n",
-            "scenarios.0.params.deadline_s (line 3): nan",
-        ),
-        ("scenarios: [{name: smoke, grid: {size: [1, -.inf]}}]\n", "scenarios.0.grid.size.1"),
+        ("cell_timeout_s: 1.0e+999\nscenarios: [{name: smoke}]\n", "cell_timeout_s (line 3)"),
+        ("cell_timeout_s: -.inf\nscenarios: [{name: smoke}]\n", "cell_timeout_s (line 3)"),
     ],
 )
-def test_nan_and_infinity_are_refused_anywhere(tmp_path: Path, text: str, where: str) -> None:
-    refused(tmp_path, HEAD + text, where, "is not a number a matrix takes", "finite number")
+def test_nan_and_infinity_are_refused_in_the_matrix_fields(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    # NaN passed every bound (all comparisons with it are false), infinity every open one.
+    refused(tmp_path, HEAD + text, where, "Input should be a finite number", "write a finite")
 
 
 @pytest.mark.parametrize(
