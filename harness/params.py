@@ -139,19 +139,6 @@ def allowed_form(model: type[BaseModel], key: str) -> str:
     return f"Allowed: {form}{example}" if form else "See python -m harness scenarios"
 
 
-def safe_repr(value: Any, limit: int = 60) -> str:
-    """repr() for a message: short, one line, and safe on ints of thousands of digits."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
-        return f"<a number of about {int(value.bit_length() * 0.30103)} digits>"
-    if isinstance(value, list | dict) and len(value) > 20:
-        return f"<a {type(value).__name__} of {len(value)} items>"
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):
-        text = f"<a {type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 __all__ = [
     "Bytes",
     "Count",
@@ -163,6 +150,5 @@ __all__ = [
     "Seconds",
     "ValidationError",
     "allowed_form",
-    "safe_repr",
     "time_ms",
 ]

@@ -23,9 +23,9 @@ from harness.params import (
     PortRange,
     Seconds,
     allowed_form,
-    safe_repr,
 )
 from harness.params import Params as TypedParams
+from harness.quote import shown
 
 Params = Mapping[str, Any]
 
@@ -208,7 +208,7 @@ class Scenario:
                 continue
             key = str(err["loc"][0])
             msg = str(err["msg"]).removeprefix("Value error, ")
-            got = safe_repr(overrides.get(key))
+            got = shown(overrides.get(key))
             allowed = allowed_form(self.params, key)
             problems.append(f"{locate(key)} (scenario {self.name!r}): {msg}, got {got}. {allowed}.")
         return "\n".join(problems)

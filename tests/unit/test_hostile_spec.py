@@ -57,7 +57,7 @@ CORPUS = [
     ("chunked-stall", "size", "50000", "valid integer"),
     ("smoke", "size", "1e20", "valid integer"),
     ("smoke", "size", 10**20, "less than or equal to 100000000"),
-    ("smoke", "size", 10**500, "a number of about 500 digits"),
+    ("smoke", "size", 10**500, "a number of about 501 digits"),
     ("smoke", "size", 3.0, "valid integer"),
     ("smoke", "keepalive", "yes", "valid boolean"),
     ("smoke", "keepalive", 1, "valid boolean"),
