@@ -26,6 +26,7 @@ from harness.errors import HarnessError, SpecError
 from harness.images import SUPPORT_IMAGES, HaproxyImage, ImageSet
 from harness.scenarios import HttpLoad, Knobs, Probe
 from harness.scenarios import get as get_scenario
+from harness.security import service_security
 from harness.spec import Cell
 
 _ENV = jinja2.Environment(
@@ -196,6 +197,7 @@ def compose_yaml(
         load_env=_load_env(cell, knobs, net),
         load_args=load_args,
         probe=isinstance(knobs.load, Probe),
+        service_security=service_security,
     )
 
 
