@@ -28,6 +28,7 @@ from harness import (
     render,
     results,
     scenarios,
+    security,
     spec,
     versions,
     workload,
@@ -119,6 +120,8 @@ def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
             "--label", f"harness.run={folder.parent.name}",
             "-v", f"{folder / 'haproxy.cfg'}:/etc/harness/haproxy.cfg:ro",
             "-v", f"{folder / 'certs'}:/etc/harness/certs:ro",
+            # as the cell will run it: its user must be able to read the config and key
+            *security.docker_run_flags("haproxy"),
             "--entrypoint", "haproxy", tag, "-c", "-f", "/etc/harness/haproxy.cfg",
         ],
         timeout=60,
