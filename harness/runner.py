@@ -90,8 +90,10 @@ def prepare(
 
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
-    """Files that containers write as their own users (tcpdump, haproxy in official
-    images) are created here, writable by anyone, in the cell's folder."""
+    """Files that containers write as their own users (tcpdump, haproxy: see
+    harness/security.py) are created here, writable by anyone, in the cell's folder;
+    haproxy.cfg is made readable by haproxy's user, whatever the umask."""
+    (folder / "haproxy.cfg").chmod(0o644)
     pcap = folder / f"{knobs.target}.pcap"
     pcap.touch()
     pcap.chmod(0o666)
