@@ -87,10 +87,11 @@ def user(service: str) -> str:
 
 def service_security(service: str) -> dict[str, object]:
     """The compose keys of a service's policy, e.g. for the capture
-    ``{"user": "tcpdump", "cap_drop": ["ALL"], "cap_add": ["NET_RAW", "NET_ADMIN"],
-    "read_only": True}``; values are str, bool or list[str] (JSON-compatible)."""
+    ``{"user": "tcpdump", "cap_drop": ["ALL"], "cgroup": "private",
+    "cap_add": ["NET_RAW", "NET_ADMIN"], "read_only": True}``; values are str, bool or list[str] (JSON-compatible)."""
     p = policy(service)
-    keys: dict[str, object] = {"user": user(service), "cap_drop": ["ALL"]}
+    # cgroup: a namespace of its own, as on cgroup v2 hosts (v1 defaults to the host's)
+    keys: dict[str, object] = {"user": user(service), "cap_drop": ["ALL"], "cgroup": "private"}
     if p.cap_add:
         keys["cap_add"] = list(p.cap_add)
     if p.no_new_privileges:
@@ -104,7 +105,7 @@ def docker_run_flags(service: str) -> list[str]:
     """The same policy as ``docker run`` flags, for one-off containers of a service's
     image (``haproxy -vv``, ``haproxy -c``): they then see what the service will see."""
     p = policy(service)
-    flags = ["--user", user(service), "--cap-drop", "ALL"]
+    flags = ["--user", user(service), "--cap-drop", "ALL", "--cgroupns", "private"]
     flags += [f"--cap-add={cap}" for cap in p.cap_add]
     if p.no_new_privileges:
         flags += ["--security-opt", NO_NEW_PRIVILEGES]

@@ -39,7 +39,7 @@ LOOPBACK = ("127.0.0.1", "[::1]")
 HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup")
 FORBIDDEN_KEYS = ("privileged", "devices", "cgroup_parent", "device_cgroup_rules")
 # Set from harness/security.py alone, and checked against it below.
-SECURITY_KEYS = ("user", "cap_add", "cap_drop", "security_opt", "read_only")
+SECURITY_KEYS = ("user", "cap_add", "cap_drop", "security_opt", "read_only", "cgroup")
 
 
 def _cells() -> list[spec.Cell]:
