@@ -5,7 +5,7 @@ was seen to need; meanings as in capabilities(7). Each runs as a user that is no
 where its image has one, and under ``no-new-privileges`` (prctl(2) PR_SET_NO_NEW_PRIVS:
 no execve can raise its privileges, through set-user-ID bits or file capabilities).
 
-Found by experiment (every scenario, ``--duration 3`` cells, compared with root runs):
+Found by experiment (a short cell of every scenario, numbers compared with root runs):
 - haproxy listens on 8080/8443/9999 (above 1024: no NET_BIND_SERVICE), reads its config
   and certificate (made readable by the runner) and writes into haproxy-logs/ (mode 0777,
   prepared by the runner): it needs no capability. Its open-files limit comes from the
@@ -49,17 +49,26 @@ class Policy:
 
 
 POLICIES: dict[str, Policy] = {
-    # Debian's package and the official images create it; our source build does too.
-    "haproxy": Policy(user="haproxy"),
-    "backend": Policy(user="nobody"),
-    "calibration": Policy(user="nobody"),  # the backend's image, in haproxy's place
-    "client": Policy(user=HOST_USER),
-    "census": Policy(user=HOST_USER),
+    "haproxy": Policy(
+        user="haproxy",  # Debian's package and the official images create it; ours too
+        why="listens above 1024; reads its config and key, writes haproxy-logs/ (0777)",
+    ),
+    "backend": Policy(user="nobody", why="serves from memory: owns and writes no file"),
+    "calibration": Policy(user="nobody", why="the backend's image, in haproxy's place"),
+    "client": Policy(
+        user=HOST_USER,
+        why="writes Locust's and the probe's files into the cell folder, its user's own",
+    ),
+    "census": Policy(
+        user=HOST_USER,
+        why="writes its samples into the cell folder; ss uses netlink, chrt --idle lowers "
+        "its own priority: no capability",
+    ),
     "capture": Policy(
         user="tcpdump",
         cap_add=("NET_RAW", "NET_ADMIN"),
         no_new_privileges=False,
-        why="NET_RAW opens the packet socket, NET_ADMIN sets its filter and options; "
+        why="NET_RAW opens the packet socket, NET_ADMIN sets the capture's socket options; "
         "both reach tcpdump through file capabilities, which no-new-privileges voids",
     ),
 }
@@ -88,7 +97,8 @@ def user(service: str) -> str:
 def service_security(service: str) -> dict[str, object]:
     """The compose keys of a service's policy, e.g. for the capture
     ``{"user": "tcpdump", "cap_drop": ["ALL"], "cgroup": "private",
-    "cap_add": ["NET_RAW", "NET_ADMIN"], "read_only": True}``; values are str, bool or list[str] (JSON-compatible)."""
+    "cap_add": ["NET_RAW", "NET_ADMIN"], "read_only": True}``; values are str, bool or
+    list[str], so JSON and YAML alike."""
     p = policy(service)
     # cgroup: a namespace of its own, as on cgroup v2 hosts (v1 defaults to the host's)
     keys: dict[str, object] = {"user": user(service), "cap_drop": ["ALL"], "cgroup": "private"}

@@ -133,6 +133,26 @@ def test_every_cell_stack_stays_off_the_host() -> None:
         assert _stack_problems(doc) == [], cell.id
 
 
+def test_security_policy_is_least_privilege_and_one_for_compose_and_docker_run() -> None:
+    for service in ("haproxy", "backend", "calibration", "client", "census-haproxy", "capture"):
+        keys = security.service_security(service)
+        assert keys["cap_drop"] == ["ALL"] and keys["cgroup"] == "private", service
+        # the compose keys and the docker run flags (haproxy -vv, -c) say the same
+        flags = security.docker_run_flags(service)
+        assert flags[flags.index("--user") + 1] == keys["user"], service
+        assert [f.split("=")[1] for f in flags if f.startswith("--cap-add=")] == keys.get(
+            "cap_add", []
+        )
+        assert ("--security-opt" in flags) == ("security_opt" in keys), service
+    # only the capture has a capability, and it alone lacks no-new-privileges
+    granted = {s for s, p in security.POLICIES.items() if p.cap_add or not p.no_new_privileges}
+    assert granted == {"capture"}
+    assert security.user("client") == f"{os.getuid()}:{os.getgid()}"
+    assert all(security.user(s) not in ("root", "0", "0:0") for s in ("haproxy", "backend"))
+    with pytest.raises(KeyError, match="no policy for service 'sidecar'"):
+        security.policy("sidecar")
+
+
 def test_stack_check_catches_each_way_onto_the_host() -> None:
     bad = {
         "services": {
