@@ -145,3 +145,36 @@ def test_every_scenario_stack_runs_with_least_privilege(
     assert {"haproxy", "calibration", "backend", "client", "capture"} <= seen
     assert {s for s in seen if s.startswith("census-")} >= {"census-client", "census-haproxy"}
     print(f"{len(prepared)} stacks in {time.monotonic() - started:.0f} s")
+
+
+def test_the_check_sees_each_breach(docker_engine: docker.DockerClient, tmp_path: Path) -> None:
+    # The backend's image as Docker runs it by default (root, default capabilities), plus
+    # a capability, the host's IPC namespace and a host path: each must be reported.
+    container = docker_engine.containers.run(
+        "harness-backend:latest",
+        ["sleep", "60"],
+        detach=True,
+        labels={"harness": "1"},
+        network_mode="none",
+        cap_add=["SYS_ADMIN"],
+        ipc_mode="host",
+        volumes={"/etc": {"bind": "/host-etc", "mode": "ro"}},
+    )
+    try:
+        container.reload()
+        problems = "\n".join(_problems("backend", container, tmp_path, set()))
+    finally:
+        container.remove(force=True)
+    for expected in (
+        "backend: CapAdd ['SYS_ADMIN']",
+        "backend: CapDrop",
+        "backend: SecurityOpt",
+        "backend: User ''",
+        "backend: ReadonlyRootfs False",
+        "backend: IpcMode host",
+        "/host-etc",
+        "backend: runs as root",
+        "CapEff",
+        "NoNewPrivs",
+    ):
+        assert expected in problems, (expected, problems)
