@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import yaml
 
+from harness import security
+
 # What a comment line may hold: printable ASCII. Anything else (a newline above all)
 # is replaced, so a comment can never end and let text become YAML.
 _UNSAFE_IN_COMMENT = re.compile(r"[^\x20-\x7e]")
@@ -77,7 +79,7 @@ SERVICE_KEYS = frozenset(
     {
         "image", "labels", "environment", "sysctls", "networks", "entrypoint", "init",
         "volumes", "healthcheck", "depends_on", "cpu_shares", "network_mode", "cap_drop",
-        "cap_add", "command", "user", "security_opt",
+        "cap_add", "command", "user", "security_opt", "read_only", "cgroup",
     }
 )  # fmt: skip
 
@@ -99,6 +101,9 @@ def build(spec: StackSpec) -> dict[str, Any]:
     for side, ports in listen.items():
         services[f"census-{side}"] = _census(spec, labels, side, ports)
     services["capture"] = _capture(spec, labels)
+    for name, service in services.items():
+        # Least privilege: user, capabilities, no-new-privileges (harness/security.py).
+        service.update(security.service_security(name))
     return {
         "name": spec.project,
         "services": services,
@@ -218,7 +223,6 @@ def _census(spec: StackSpec, labels: dict[str, str], side: str, ports: str) -> d
         "labels": dict(labels),
         "network_mode": f"service:{side}",
         "init": True,
-        "cap_drop": ["ALL"],  # ss reads sockets through netlink: no capability needed
         "command": ["census.sh", f"/out/census-{side}.txt"],
         "environment": environment,
         "volumes": ["./:/out"],
@@ -228,7 +232,9 @@ def _census(spec: StackSpec, labels: dict[str, str], side: str, ports: str) -> d
 
 def _capture(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
     # Packet capture in the target's namespace: only SYN/FIN/RST of the frontend's
-    # connections, enough to time every close on the wire. Only the caps tcpdump needs.
+    # connections, enough to time every close on the wire. It runs as tcpdump (the
+    # harness pre-creates the pcap file, writable for it) with only the capabilities
+    # tcpdump needs (harness/security.py).
     ip = spec.net.haproxy
     frontend = (
         "(tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0) and "
@@ -240,9 +246,6 @@ def _capture(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
         "labels": dict(labels),
         "network_mode": f"service:{spec.target}",
         "init": True,
-        "user": "tcpdump",  # the harness pre-creates the pcap file, writable for it
-        "cap_drop": ["ALL"],
-        "cap_add": ["NET_RAW", "NET_ADMIN"],
         # --immediate-mode: else packets of the last second can be lost at stop.
         "command": [
             "tcpdump",

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import docker.errors
 
-from harness import ROOT
+from harness import ROOT, security
 from harness.compose import CommandLog, Compose, client, redact
 from harness.errors import CellError, ImageError
 from harness.versions import TARBALL_DIR, VersionSpec, catalogue, check_reported, file_sha256
@@ -326,6 +326,8 @@ def _haproxy_vv(tag: str, log: CommandLog) -> str:
             "harness=1",
             "--network",
             "none",
+            # as in a cell: an image without the user fails here, before any stack
+            *security.docker_run_flags("haproxy"),
             "--entrypoint",
             "haproxy",
             tag,
@@ -337,8 +339,8 @@ def _haproxy_vv(tag: str, log: CommandLog) -> str:
     if proc.returncode != 0:
         raise ImageError(
             f"{tag}: 'haproxy -vv' failed: {proc.stderr.decode(errors='replace').strip()[:500]}"
-            "\nAn image: spec needs an image with haproxy on its PATH (and bash), e.g. "
-            "image:haproxy:2.6.15."
+            "\nAn image: spec needs an image with haproxy on its PATH, bash, and a user "
+            "named haproxy to run it as (harness/security.py), e.g. image:haproxy:2.6.15."
         )
     return proc.stdout.decode(errors="replace")
 

@@ -236,13 +236,19 @@ def write_certs(folder: Path) -> None:
 
     trustme makes real X.509 certificates without hand-written ASN.1; the probe does not
     verify them (it measures closes, not trust), so a fresh CA per run is enough.
+    HAProxy reads the key as its own user (harness/security.py), not as the host user who
+    wrote it: the files are made readable by all, whatever the umask. The key protects
+    nothing but this run's TLS frontend, which no one trusts.
     """
     ca = trustme.CA()
     server = ca.issue_cert("haproxy", "localhost")
     certs = folder / "certs"
     certs.mkdir(parents=True, exist_ok=True)
+    certs.chmod(0o755)
     server.private_key_and_cert_chain_pem.write_to_path(str(certs / "haproxy.pem"))
     ca.cert_pem.write_to_path(str(certs / "ca.pem"))
+    for pem in ("haproxy.pem", "ca.pem"):
+        (certs / pem).chmod(0o644)
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -28,6 +28,7 @@ from harness import (
     render,
     results,
     scenarios,
+    security,
     spec,
     workload,
 )
@@ -111,8 +112,10 @@ def _prepare_cell(
 
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
-    """Files that containers write as their own users (tcpdump, haproxy in official
-    images) are created here, writable by anyone, in the cell's folder."""
+    """Files that containers write as their own users (tcpdump, haproxy: see
+    harness/security.py) are created here, writable by anyone, in the cell's folder;
+    haproxy.cfg is made readable by haproxy's user, whatever the umask."""
+    (folder / "haproxy.cfg").chmod(0o644)
     pcap = folder / f"{knobs.target}.pcap"
     pcap.touch()
     pcap.chmod(0o666)
@@ -141,6 +144,8 @@ def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
             "--label", f"harness.run={folder.parent.name}",
             "-v", f"{folder / 'haproxy.cfg'}:/etc/harness/haproxy.cfg:ro",
             "-v", f"{folder / 'certs'}:/etc/harness/certs:ro",
+            # as the cell will run it: its user must be able to read the config and key
+            *security.docker_run_flags("haproxy"),
             "--entrypoint", "haproxy", tag, "-c", "-f", "/etc/harness/haproxy.cfg",
         ],
         timeout=60,

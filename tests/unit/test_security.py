@@ -1,7 +1,8 @@
 """Security properties that need no Docker.
 
 1. What a cell's stack may do to the host: no published port, no privileged container,
-   no host namespace, no Docker socket; only the capture has capabilities.
+   no host namespace, no Docker socket; each service exactly as harness/security.py says
+   (user, no capability but its own, no-new-privileges), so only the capture has any.
 2. What may leak into a run folder: the host's CA bundle, pip credentials.
 3. What hostile strings in a run folder (log lines, ids, params, labels, errors) can do
    to report.html and report.md.
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from harness import ROOT, compose, images, provenance, render, report, results, spec
+from harness import ROOT, compose, images, provenance, render, report, results, security, spec
 from harness.errors import CellError, SpecError
 from harness.images import HaproxyImage, ImageSet
 from harness.scenarios import SCENARIOS
@@ -36,7 +37,9 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 NAMESPACED_SYSCTL = re.compile(r"net\.(?:ipv4|ipv6)\.[\w.]+|net\.core\.somaxconn")
 LOOPBACK = ("127.0.0.1", "[::1]")
 HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup")
-FORBIDDEN_KEYS = ("privileged", "devices", "security_opt", "cgroup_parent", "device_cgroup_rules")
+FORBIDDEN_KEYS = ("privileged", "devices", "cgroup_parent", "device_cgroup_rules")
+# Set from harness/security.py alone, and checked against it below.
+SECURITY_KEYS = ("user", "cap_add", "cap_drop", "security_opt", "read_only", "cgroup")
 
 
 def _cells() -> list[spec.Cell]:
@@ -101,12 +104,12 @@ def _stack_problems(doc: dict[str, Any]) -> list[str]:
             inside = (source == "." or source.startswith("./")) and ".." not in Path(source).parts
             if "docker.sock" in str(volume) or not inside:
                 problems.append(f"{name}: volume {volume!r} mounts from outside the cell folder")
-        caps = svc.get("cap_add")
-        if name == "capture":
-            if sorted(caps or []) != ["NET_ADMIN", "NET_RAW"] or svc.get("cap_drop") != ["ALL"]:
-                problems.append(f"capture: cap_add {caps!r}, cap_drop {svc.get('cap_drop')!r}")
-        elif caps:
-            problems.append(f"{name}: cap_add {caps!r} (only the capture may have capabilities)")
+        wanted = security.service_security(name)
+        for key in SECURITY_KEYS:
+            if svc.get(key) != wanted.get(key):
+                problems.append(
+                    f"{name}: {key}: {svc.get(key)!r}, security.py says {wanted.get(key)!r}"
+                )
         sysctls = svc.get("sysctls") or {}
         keys = sysctls if isinstance(sysctls, dict) else [s.split("=")[0] for s in sysctls]
         problems += [
@@ -128,6 +131,26 @@ def test_every_cell_stack_stays_off_the_host() -> None:
         doc = _compose_doc(cell)
         assert "capture" in doc["services"], cell.id  # so the cap check below is not vacuous
         assert _stack_problems(doc) == [], cell.id
+
+
+def test_security_policy_is_least_privilege_and_one_for_compose_and_docker_run() -> None:
+    for service in ("haproxy", "backend", "calibration", "client", "census-haproxy", "capture"):
+        keys = security.service_security(service)
+        assert keys["cap_drop"] == ["ALL"] and keys["cgroup"] == "private", service
+        # the compose keys and the docker run flags (haproxy -vv, -c) say the same
+        flags = security.docker_run_flags(service)
+        assert flags[flags.index("--user") + 1] == keys["user"], service
+        assert [f.split("=")[1] for f in flags if f.startswith("--cap-add=")] == keys.get(
+            "cap_add", []
+        )
+        assert ("--security-opt" in flags) == ("security_opt" in keys), service
+    # only the capture has a capability, and it alone lacks no-new-privileges
+    granted = {s for s, p in security.POLICIES.items() if p.cap_add or not p.no_new_privileges}
+    assert granted == {"capture"}
+    assert security.user("client") == f"{os.getuid()}:{os.getgid()}"
+    assert all(security.user(s) not in ("root", "0", "0:0") for s in ("haproxy", "backend"))
+    with pytest.raises(KeyError, match="no policy for service 'sidecar'"):
+        security.policy("sidecar")
 
 
 def test_stack_check_catches_each_way_onto_the_host() -> None:
@@ -158,9 +181,10 @@ def test_stack_check_catches_each_way_onto_the_host() -> None:
         "docker.sock",
         "'./a/../../x:/x' mounts from outside",
         "sysctl kernel.shmmax",
-        "haproxy: cap_add ['NET_ADMIN']",
+        "haproxy: cap_add: ['NET_ADMIN']",
+        "haproxy: user: None, security.py says 'haproxy'",  # root, the image's default
         "network_mode 'host'",
-        "security_opt",
+        "backend: security_opt: ['seccomp:unconfined']",
         "SYS_ADMIN",
     ):
         assert expected in problems
