@@ -242,7 +242,9 @@ COLUMNS: dict[str, list[Column]] = {
         *LOAD,
         ("TIME-WAIT client", lambda r: _census_peak(r, "client", "TIME-WAIT")),
         ("haproxy", lambda r: _census_peak(r, "haproxy", "TIME-WAIT")),
-        ("closes FIN/RST (wire)", lambda r: _counts(_get(r, "wire", "end"))),
+        # What option nolinger is for: HAProxy's FIN then RST (fin-rst), on the wire.
+        ("haproxy closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "proxy"))),
+        ("client closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "client"))),
         ("", _bound),
     ],
     "fault": [

@@ -17,6 +17,10 @@ Conventions:
   connection with ``syn_ts=None``.
 - Only the *first* FIN of each side and the proxy's first FIN-or-RST count:
   retransmissions and the RSTs that often follow a FIN do not move the timestamps.
+- Each side's whole *close sequence* is kept too (``client_close``, ``proxy_close``):
+  ``fin``, ``rst``, ``fin-rst`` (a FIN, then an RST: what ``option nolinger`` or an
+  abortive close after a half-close sends) or ``none``. RFC 9293 section 3.6 (closing)
+  and 3.5.2 (reset) for the two ways a side can end.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import socket
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +38,9 @@ from harness.analyse.distribution import nearest_rank
 
 WireEnd = Literal["fin", "rst", "none"]
 Closer = Literal["client", "proxy"]
+# How one side ended its half of a connection, in the order its segments came.
+CloseSequence = Literal["fin", "rst", "fin-rst", "none"]
+CLOSE_SEQUENCES: tuple[CloseSequence, ...] = ("fin", "rst", "fin-rst", "none")
 
 # Link types (pcap header "linktype"). libpcap >= 1.10 writes LINUX_SLL2 for `-i any`,
 # older ones LINUX_SLL; `-i lo` / `-i eth0` give Ethernet. Raw IP appears as 101 in
@@ -70,6 +77,15 @@ class WireClose:
     end: WireEnd
     delay_ms: float | None
     first_closer: Closer | None
+    client_close: CloseSequence = "none"
+    proxy_close: CloseSequence = "none"
+
+
+def _sequence(fin: bool, rst: bool) -> CloseSequence:
+    """A side's close sequence from what it sent (an RST ends a side: no FIN after it)."""
+    if fin and rst:
+        return "fin-rst"
+    return "fin" if fin else "rst" if rst else "none"
 
 
 @dataclass
@@ -83,6 +99,9 @@ class _Conn:
     proxy_end_ts: float | None = None
     end: WireEnd = "none"
     first_closer: Closer | None = None
+    # What each side sent ("fin", "rst"); a FIN after its own RST is not counted.
+    client_sent: set[str] = field(default_factory=set)
+    proxy_sent: set[str] = field(default_factory=set)
 
     def freeze(self) -> WireClose:
         delay = None
@@ -104,6 +123,8 @@ class _Conn:
             end=self.end,
             delay_ms=delay,
             first_closer=self.first_closer,
+            client_close=_sequence("fin" in self.client_sent, "rst" in self.client_sent),
+            proxy_close=_sequence("fin" in self.proxy_sent, "rst" in self.proxy_sent),
         )
 
 
@@ -154,6 +175,11 @@ def _apply(conn: _Conn, seg: _Segment, from_client: bool) -> None:
     closing = seg.flags & (_FIN | _RST)
     if not closing:
         return
+    sent = conn.client_sent if from_client else conn.proxy_sent
+    if seg.flags & _FIN and "rst" not in sent:  # nothing a side sends after its RST counts
+        sent.add("fin")
+    if seg.flags & _RST:
+        sent.add("rst")
     if conn.first_closer is None:
         conn.first_closer = "client" if from_client else "proxy"
     if from_client:
@@ -313,15 +339,23 @@ def agreement(probe_samples: list[dict[str, Any]], wire: list[WireClose]) -> dic
 
 
 def summarise(wire: list[WireClose]) -> dict[str, Any]:
-    """Counts by end type and first closer, and the close-delay distribution."""
+    """Counts by end type, first closer and each side's close sequence, and the
+    close-delay distribution."""
     ends = Counter(c.end for c in wire)
     closers = Counter(c.first_closer or "none" for c in wire)
+    sides = {
+        "client": Counter(c.client_close for c in wire),
+        "proxy": Counter(c.proxy_close for c in wire),
+    }
     delays = [c.delay_ms for c in wire if c.delay_ms is not None]
     stats = _percentiles(delays, (50, 90, 99))
     return {
         "connections": len(wire),
         "end": {k: ends[k] for k in ("fin", "rst", "none")},
         "first_closer": {k: closers[k] for k in ("client", "proxy", "none")},
+        "close_sequence": {
+            side: {k: counts[k] for k in CLOSE_SEQUENCES} for side, counts in sides.items()
+        },
         "delay_ms": {
             "count": len(delays),
             "min": min(delays) if delays else None,

@@ -139,6 +139,10 @@ def test_real_summary() -> None:
         "connections": 4,
         "end": {"fin": 4, "rst": 0, "none": 0},
         "first_closer": {"client": 4, "proxy": 0, "none": 0},
+        "close_sequence": {
+            "client": {"fin": 4, "rst": 0, "fin-rst": 0, "none": 0},
+            "proxy": {"fin": 4, "rst": 0, "fin-rst": 0, "none": 0},
+        },
         "delay_ms": {
             "count": 4,
             "min": pytest.approx(0.113, abs=5e-4),
@@ -241,6 +245,10 @@ def test_proxy_first_no_syn_and_open(tmp_path: Path) -> None:
         "connections": 4,
         "end": {"fin": 2, "rst": 0, "none": 2},
         "first_closer": {"client": 2, "proxy": 1, "none": 1},
+        "close_sequence": {
+            "client": {"fin": 3, "rst": 0, "fin-rst": 0, "none": 1},
+            "proxy": {"fin": 2, "rst": 0, "fin-rst": 0, "none": 2},
+        },
         "delay_ms": {
             "count": 1,
             "min": pytest.approx(200.0),
@@ -249,6 +257,33 @@ def test_proxy_first_no_syn_and_open(tmp_path: Path) -> None:
             "p99": pytest.approx(200.0),
             "max": pytest.approx(200.0),
         },
+    }
+
+
+def test_close_sequence_keeps_the_rst_after_a_fin(tmp_path: Path) -> None:
+    # option nolinger: HAProxy's FIN, then its RST. Counting the first of them alone
+    # called 8,483 such closes "fin" (issue 11); each side's whole sequence is kept.
+    packets = [
+        (1.0, c2p(S, seq=1, port=40001)),
+        (1.1, p2c(F | A, port=40001)),  # the proxy's FIN ...
+        (1.2, p2c(R | A, port=40001)),  # ... then its RST: fin-rst
+        (1.3, c2p(R, port=40001)),  # the client answers with a bare RST
+        (2.0, c2p(S, seq=5, port=40002)),
+        (2.1, p2c(R | A, port=40002)),  # an RST without FIN
+        (2.2, p2c(F | A, port=40002)),  # nothing a side sends after its RST counts
+        (3.0, c2p(S, seq=9, port=40003)),
+        (3.1, c2p(F | A, port=40003)),
+        (3.2, p2c(F | A, port=40003)),
+        (3.3, p2c(F | A, port=40003)),  # a retransmitted FIN is still a FIN
+    ]
+    pcap = _write(tmp_path / "nolinger.pcap", [(ts, _eth(ip)) for ts, ip in packets])
+    a, b, c = close_delays(pcap, PORTS)
+    assert (a.end, a.proxy_close, a.client_close) == ("fin", "fin-rst", "rst")
+    assert (b.end, b.proxy_close, b.client_close) == ("rst", "rst", "none")
+    assert (c.end, c.proxy_close, c.client_close) == ("fin", "fin", "fin")
+    assert summarise([a, b, c])["close_sequence"] == {
+        "client": {"fin": 1, "rst": 1, "fin-rst": 0, "none": 1},
+        "proxy": {"fin": 1, "rst": 1, "fin-rst": 1, "none": 0},
     }
 
 
