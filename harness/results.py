@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import ROOT
-from harness.errors import HarnessError
+from harness.errors import HarnessError, ResultsError
 
 RESULTS_DIR = Path(os.environ.get("HARNESS_RESULTS", ROOT / "results"))
 
@@ -69,13 +70,40 @@ def discard_unstarted(message: str) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write atomically: a reader (or a crash) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2, sort_keys=True, default=str)
-        out.write("\n")
-    os.replace(tmp, path)
+    """Write ``data`` as JSON, atomically and durably: a reader (or a crash, or a power
+    cut) sees the old file or the new one, never half of one. Mode 0644, like every other
+    results file. Nothing is left behind when it fails.
+
+    Raises ResultsError (a full disk, ...) naming ``path``; TypeError / ValueError for a
+    value JSON cannot encode, before any file is created.
+    """
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), 0o644)  # mkstemp's 0600 would differ from the rest
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_dir(path.parent)  # the rename itself survives a crash
+    except OSError as exc:
+        raise ResultsError.writing(path, exc) from exc
+    finally:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def require_run(path: Path) -> None:
