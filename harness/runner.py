@@ -164,6 +164,7 @@ def _measure(stack: Stack, item: Prepared) -> int:
         (folder / "haproxy-stat.csv").write_text(observe.haproxy_command(stack, "show stat"))
     time.sleep(knobs.drain_s)
     timing["drain_end"] = time.time()
+    died = _target_died(stack, item, timing["load_start"])
     stack.stop("capture", *[f"census-{side}" for side in ("client", knobs.target, "backend")])
     results.write_json(folder / "timing.json", timing)
     # haproxy's log lines went to haproxy.log itself; its console has alerts and warnings.
@@ -171,6 +172,8 @@ def _measure(stack: Stack, item: Prepared) -> int:
     (folder / console).write_text(stack.logs(knobs.target))
     _join_haproxy_logs(folder)
     (folder / "backend.log").write_text(stack.logs("backend"))
+    if died:
+        raise TargetDied(f"{died}; its output is in {folder / console}")
     if knobs.fault:
         if "fault" not in timing:
             raise CellError(
@@ -180,6 +183,44 @@ def _measure(stack: Stack, item: Prepared) -> int:
         if knobs.fault.service == "client":
             return 0  # Locust died with its container, as intended
     return code
+
+
+class TargetDied(CellError):
+    """The proxy under test (or the calibration target) died or restarted unasked."""
+
+
+def _target_died(stack: Stack, item: Prepared, load_start: float) -> str | None:
+    """Whether the target's container outlived the load untouched: None if so, else what
+    happened to it (when, in seconds into the load, and its exit code). A fault scenario
+    that kills or restarts the target itself is expected, and not judged here."""
+    knobs = item.knobs
+    if knobs.fault and knobs.fault.service == knobs.target:
+        return None
+    name = "HAProxy" if knobs.target == "haproxy" else f"the {knobs.target} target"
+    state = observe.container_state(item.project, knobs.target)
+    if state is None:
+        return f"{name} died during the load: its container is gone"
+    started = _docker_time(state.get("StartedAt"))
+    restarted = state.get("RestartCount", 0) > 0 or (
+        stack.up_at is not None and started is not None and started > stack.up_at
+    )
+    if state.get("Status") == "running" and not restarted:
+        return None
+    finished = _docker_time(state.get("FinishedAt"))
+    when = f"{finished - load_start:.1f} s into the load" if finished else "during the load"
+    how = f"exit code {state.get('ExitCode')}"
+    if state.get("OOMKilled"):
+        how += ", killed by the kernel's OOM killer"
+    if state.get("Status") == "running":  # a restart policy brought it back
+        return f"{name} died {when} ({how}) and was restarted, which no fault asked for"
+    return f"{name} died {when} ({how}); its container is {state.get('Status')}"
+
+
+def _docker_time(text: str | None) -> float | None:
+    """Epoch seconds of Docker's RFC 3339 time; None for its zero time (never happened)."""
+    if not text or text.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _inject_later(stack: Stack, fault: Fault, timing: dict[str, float]) -> threading.Timer:
