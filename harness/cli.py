@@ -115,17 +115,19 @@ def _run_plan(plan: spec.Plan, show_report: bool = True, run_dir: Path | None = 
     run_dir = run_dir or results.RESULTS_DIR / plan.cells[0].run_id
     progress = Progress()
     progress.step(f"run {run_dir.name}: {len(plan.cells)} cell(s), results in {run_dir}")
-    try:
-        records = runner.execute(plan, run_dir, progress, resume=resume)
-    except KeyboardInterrupt:
-        if (run_dir / "run.json").exists():
-            print(
-                f"finished cells are kept in {run_dir}; to finish the run: "
-                f"make matrix RESUME={run_dir} (or python -m harness matrix --resume {run_dir})",
-                file=sys.stderr,
-            )
-        raise
-    text = _report().rebuild(run_dir)
+    with results.locked(run_dir):  # a second process (a --resume) is refused meanwhile
+        try:
+            records = runner.execute(plan, run_dir, progress, resume=resume)
+        except KeyboardInterrupt:
+            if (run_dir / "run.json").exists():
+                print(
+                    f"finished cells are kept in {run_dir}; to finish the run: make matrix "
+                    f"RESUME={run_dir} (or python -m harness matrix --resume {run_dir})",
+                    file=sys.stderr,
+                )
+            raise
+        with results.writing(run_dir):
+            text = _report().rebuild(run_dir)
     if show_report:
         print(text)
     print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
@@ -162,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_plan(plan)
         if args.verb == "matrix":
             if args.resume:
-                return _run_plan(runner.resume_plan(args.resume), run_dir=args.resume)
+                plan = runner.resume_plan(args.resume)
+                run_dir = args.resume.absolute()  # it reaches `docker run --mount`
+                results.check_mountable(run_dir, str(args.resume))
+                return _run_plan(plan, run_dir=run_dir)
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
             return _run_plan(plan)
         if args.verb == "reproduce":
@@ -178,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.new_run_id(f"reproduce-{args.scenario}"),
             )
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
-            runner.execute(plan, run_dir, Progress())
-            _report().rebuild(run_dir)
+            with results.locked(run_dir), results.writing(run_dir):
+                runner.execute(plan, run_dir, Progress())
+                _report().rebuild(run_dir)
             print(_report().verdict_screen(run_dir))
             return 0
         if args.verb == "rerun":
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if found else 0
         if args.verb == "report":
             results.require_run(args.run_dir)
-            with _damaged(args.run_dir / "run.json"):
+            with _damaged(args.run_dir / "run.json"), results.writing(args.run_dir):
                 print(_report().rebuild(args.run_dir))
             return 0
         if args.verb == "clean":
@@ -224,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        results.discard_unstarted("")  # a run stopped before its first cell keeps no folder
         print(f"interrupted ({signal.Signals(signum).name}); nothing of it is left in Docker",
               file=sys.stderr)  # fmt: skip
         return 128 + signum

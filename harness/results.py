@@ -8,45 +8,139 @@ results/<run>/report.md           tables built from the cell.json files
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from harness import ROOT
 from harness.errors import HarnessError, ResultsError
 
-RESULTS_DIR = Path(os.environ.get("HARNESS_RESULTS", ROOT / "results"))
+# Absolute: the path reaches `docker run --mount` and compose's bind mounts, which take
+# no relative path (a relative one was read as a volume name).
+RESULTS_DIR = Path(os.path.abspath(os.environ.get("HARNESS_RESULTS") or ROOT / "results"))
+
+# What a bind mount's source cannot hold: `-v` splits on ':', `--mount` on ','.
+UNMOUNTABLE = {":": "a colon", ",": "a comma", "\n": "a newline", "\r": "a carriage return"}
 
 # Run ids handed out by this process, and whether their folder existed already then:
 # a run that fails before its first cell leaves no folder of its own behind.
 _ISSUED: dict[str, bool] = {}
 
+LOCK_FILE = ".harness.lock"
+
+
+def safe_name(name: str, limit: int = 40) -> str:
+    """``name`` as [A-Za-z0-9._-] only (it reaches folder, project and mount names)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:limit].strip("-._") or "run"
+
+
+def stamp() -> str:
+    """UTC time to the second plus a random suffix, e.g. ``20261129T140102Z-3f9a1c``:
+    two runs started in the same second still differ."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
 
 def new_run_id(name: str) -> str:
-    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{name}"
-    _ISSUED.setdefault(run_id, (RESULTS_DIR / run_id).exists())
-    return run_id
+    """A run id nobody else holds: ``<time>-<suffix>-<name>``; its folder is created here
+    (an exclusive mkdir: a collision with another process picks another suffix).
+
+    Raises ResultsError when the folder cannot be created.
+    """
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    while True:
+        time_part, suffix = stamp().split("-")
+        run_id = f"{time_part}-{suffix}-{safe_name(name)}"
+        try:
+            (RESULTS_DIR / run_id).mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ResultsError.writing(RESULTS_DIR / run_id, exc) from exc
+        _ISSUED[run_id] = False
+        return run_id
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder while this process writes it: an flock on a file inside it,
+    released when the process ends, however it ends.
+
+    Raises ResultsError when another harness process holds it.
+    """
+    path = run_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ResultsError.writing(path, exc) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsError(
+                f"{run_dir}: another harness process is using this run folder (it holds "
+                f"{path}). Wait for it to end, or stop it, then try again.",
+                run_dir,
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def writing(where: Path) -> Iterator[None]:
+    """An OSError met writing results under ``where`` becomes a ResultsError naming the
+    file (or ``where``). The Docker SDK's errors are OSErrors too: they pass unchanged."""
+    try:
+        yield
+    except requests.exceptions.RequestException:
+        raise
+    except OSError as exc:
+        raise ResultsError.writing(where, exc) from exc
+
+
+def check_mountable(path: Path, where: str) -> None:
+    """A folder whose files are bind-mounted into containers: no character that
+    `docker run --mount` or compose's volumes cannot carry. ``where`` names its origin."""
+    bad = [what for char, what in UNMOUNTABLE.items() if char in str(path)]
+    if bad:
+        raise ResultsError(
+            f"{where}: the path holds {' and '.join(bad)}, which Docker cannot bind-mount "
+            "(cells mount their files from there into the containers). Use a folder "
+            "whose path has none. Nothing has been started.",
+            path,
+        )
 
 
 def check_writable() -> None:
-    """Before anything starts: results can be written where they are going."""
+    """Before anything starts: results can be written where they are going.
+
+    Raises ResultsError naming HARNESS_RESULTS (or the default folder) and the cause.
+    """
     where = (
         f"HARNESS_RESULTS={RESULTS_DIR}" if "HARNESS_RESULTS" in os.environ else str(RESULTS_DIR)
     )
+    check_mountable(RESULTS_DIR, where)
     try:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=RESULTS_DIR, prefix=".harness-write-check-"):
             pass
     except OSError as exc:
-        raise HarnessError(
+        raise ResultsError(
             f"{where}: results cannot be written there ({exc.strerror or exc}). Point "
             f"HARNESS_RESULTS at a writable folder (or unset it: {ROOT / 'results'}). "
-            "Nothing has been started."
+            "Nothing has been started.",
+            RESULTS_DIR,
         ) from None
 
 

@@ -35,7 +35,7 @@ from harness import (
 from harness.analyse import cell_metrics
 from harness.compose import CommandLog, Compose
 from harness.compose import client as docker_engine
-from harness.errors import CellError, HarnessError, SpecError
+from harness.errors import CellError, HarnessError, ResultsError, SpecError
 from harness.images import HaproxyImage, ImageSet
 from harness.progress import Progress
 from harness.scenarios import Fault, Knobs, Probe
@@ -65,27 +65,36 @@ def prepare(
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
     image_set = images.ensure_images(plan.versions, log, progress.step)
-    render.write_certs(run_dir)
+    with results.writing(run_dir):
+        render.write_certs(run_dir)
     prepared = []
     for cell in cells:
-        folder = run_dir / cell.id
-        knobs = scenarios.get(cell.scenario, cell.id).knobs(cell.params)
-        project = render.project_name(cell)
-        net = render.Network.for_project(project)
-        hx = image_set.haproxy[cell.version.text]
-        args = workload.locust_args(cell, knobs, net)
-        render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, net))
-        compose = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
-        render.write(folder, "compose.yaml", compose)
-        render.write(folder, "haproxy-vv.txt", hx.vv)
-        _create_outputs(folder, knobs)
-        if knobs.tls:
-            shutil.copytree(run_dir / "certs", folder / "certs", dirs_exist_ok=True)
-        _check_config(hx.tag, folder, log)
-        _check_compose(project, folder, log)
-        timeout = timeout_s(plan.matrix.cell_timeout_s, cell, knobs)
-        prepared.append(Prepared(cell, folder, project, knobs, args, timeout))
+        with results.writing(run_dir / cell.id):
+            prepared.append(_prepare_cell(plan, cell, run_dir, image_set, log))
     return image_set, prepared
+
+
+def _prepare_cell(
+    plan: Plan, cell: Cell, run_dir: Path, image_set: ImageSet, log: CommandLog
+) -> Prepared:
+    """Render one cell's files into its folder and check them; raises SpecError."""
+    folder = run_dir / cell.id
+    knobs = scenarios.get(cell.scenario, cell.id).knobs(cell.params)
+    project = render.project_name(cell)
+    net = render.Network.for_project(project)
+    hx = image_set.haproxy[cell.version.text]
+    args = workload.locust_args(cell, knobs, net)
+    render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, net))
+    compose = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
+    render.write(folder, "compose.yaml", compose)
+    render.write(folder, "haproxy-vv.txt", hx.vv)
+    _create_outputs(folder, knobs)
+    if knobs.tls:
+        shutil.copytree(run_dir / "certs", folder / "certs", dirs_exist_ok=True)
+    _check_config(hx.tag, folder, log)
+    _check_compose(project, folder, log)
+    timeout = timeout_s(plan.matrix.cell_timeout_s, cell, knobs)
+    return Prepared(cell, folder, project, knobs, args, timeout)
 
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
@@ -113,19 +122,33 @@ def _join_haproxy_logs(folder: Path) -> None:
 
 
 def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
+    """``haproxy -c`` on the cell's config with the version's own binary; SpecError when
+    HAProxy rejects it, CellError when Docker could not run the check at all."""
+    # --mount, not -v: it takes a path with ':' in it, and refuses a missing source
+    # instead of creating an empty root-owned folder in its place.
+    mounts = [("haproxy.cfg", "/etc/harness/haproxy.cfg")]
+    if (folder / "certs").is_dir():
+        mounts.append(("certs", "/etc/harness/certs"))
+    flags = [
+        f"--mount=type=bind,source={folder / name},target={target},readonly"
+        for name, target in mounts
+    ]
     proc = log.run(
         [
             "docker", "run", "--rm", "--network", "none", "--label", "harness=1",
-            "--label", f"harness.run={folder.parent.name}",
-            "-v", f"{folder / 'haproxy.cfg'}:/etc/harness/haproxy.cfg:ro",
-            "-v", f"{folder / 'certs'}:/etc/harness/certs:ro",
+            "--label", f"harness.run={folder.parent.name}", *flags,
             "--entrypoint", "haproxy", tag, "-c", "-f", "/etc/harness/haproxy.cfg",
         ],
         timeout=60,
         check=False,
     )  # fmt: skip
+    out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+    if proc.returncode == 125:  # docker's own failure: the container never ran haproxy
+        raise CellError(
+            f"{folder}: Docker could not run the config check of this cell: {out}\n"
+            f"(command and output: {log.path})"
+        )
     if proc.returncode != 0:
-        out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
         raise SpecError(
             f"{folder / 'haproxy.cfg'}: HAProxy ({tag}) rejects the rendered config:\n{out}\n"
             "Check the scenario parameters of this cell; nothing has been started."
@@ -265,12 +288,15 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
     }
     stack = Stack(item.project, folder / "compose.yaml", log)
     try:
-        with cell_deadline(item.timeout_s), stack:
-            code = _measure(stack, item)
-        if code != 0:
-            raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
-        record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
-        record["status"] = "ok"
+        # A file that cannot be written (a full disk) ends the run, once the stack is
+        # down: the `with` has left by the time it is translated.
+        with results.writing(folder):
+            with cell_deadline(item.timeout_s), stack:
+                code = _measure(stack, item)
+            if code != 0:
+                raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
+            record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
+            record["status"] = "ok"
     except CellError as exc:
         record["status"] = "failed"
         record["error"] = str(exc)
@@ -281,6 +307,10 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
             )
     except KeyboardInterrupt as exc:
         _record_partial(record, item, "interrupted", f"interrupted by {exc}")
+        raise
+    except ResultsError as exc:  # cell.json too may not fit: recorded if it can be
+        with suppress(OSError, HarnessError):
+            _record_partial(record, item, "failed", str(exc))
         raise
     except HarnessError as exc:  # the engine went away and did not come back
         _record_partial(record, item, "failed", str(exc))
@@ -293,7 +323,8 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
 def _record_partial(record: dict[str, Any], item: Prepared, status: str, why: str) -> None:
     """The cell ends early: keep what was collected, and say why it ended."""
     record.update(status=status, error=why, finished=datetime.now(UTC).isoformat())
-    _join_haproxy_logs(item.folder)
+    with results.writing(item.folder):
+        _join_haproxy_logs(item.folder)
     with suppress(Exception):  # raw files cut short stay in the folder, uncomputed
         record["metrics"] = cell_metrics.compute(item.folder, item.knobs.target)
     results.write_json(item.folder / "cell.json", record)
@@ -348,6 +379,10 @@ def execute(
         with signals_held(f"cleaning up {run_dir.name}"):
             remove_leftovers(None, CommandLog(run_dir / "images.log"), run=run_dir.name)
         raise
+    except ResultsError:  # a config check's `docker run --rm` may still be going away
+        with suppress(OSError):  # its log line may not fit either
+            remove_leftovers(None, CommandLog(run_dir / "images.log"), run=run_dir.name)
+        raise
 
 
 def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> list[dict[str, Any]]:
@@ -379,10 +414,12 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
         try:
             record = run_cell(item, image_set)
         except KeyboardInterrupt as exc:
-            _close_manifest(run_dir, interrupted={"cell": item.cell.id, "by": str(exc)})
+            with suppress(OSError, HarnessError):  # the interrupt is what matters here
+                _close_manifest(run_dir, interrupted={"cell": item.cell.id, "by": str(exc)})
             raise
         except HarnessError as exc:
-            _close_manifest(run_dir, failed={"cell": item.cell.id, "error": str(exc)})
+            with suppress(OSError, HarnessError):  # best effort: the disk may be full
+                _close_manifest(run_dir, failed={"cell": item.cell.id, "error": str(exc)})
             raise
         progress.cell_end(item.cell, record, time.monotonic() - t0)
     _close_manifest(run_dir)
@@ -434,7 +471,7 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
         raise SpecError(
             f"{cell_dir}: recorded by an older harness (no load_args); re-run the matrix."
         )
-    stamp = results.new_run_id("rerun").split("-", 1)[0].lower()
+    stamp = results.stamp().lower()
     folder = cell_dir.with_name(f"{cell_dir.name}-rerun-{stamp}")
     folder.mkdir()
     for name in RERUN_INPUTS:
