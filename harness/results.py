@@ -30,8 +30,9 @@ from harness.errors import HarnessError, ResultsError
 # no relative path (a relative one was read as a volume name).
 RESULTS_DIR = Path(os.path.abspath(os.environ.get("HARNESS_RESULTS") or ROOT / "results"))
 
-# What a bind mount's source cannot hold: `-v` splits on ':', `--mount` on ','.
-UNMOUNTABLE = {":": "a colon", ",": "a comma", "\n": "a newline", "\r": "a carriage return"}
+# What a bind mount's source cannot hold: compose passes a cell's mounts to Docker as
+# "source:target:mode" ("invalid volume specification" with a ':' in the source).
+UNMOUNTABLE = {":": "a colon", "\n": "a newline", "\r": "a carriage return"}
 
 # Run ids handed out by this process, and whether their folder existed already then:
 # a run that fails before its first cell leaves no folder of its own behind.
@@ -111,7 +112,7 @@ def writing(where: Path) -> Iterator[None]:
 
 def check_mountable(path: Path, where: str) -> None:
     """A folder whose files are bind-mounted into containers: no character that
-    `docker run --mount` or compose's volumes cannot carry. ``where`` names its origin."""
+    compose's volumes cannot carry. ``where`` names its origin. Raises ResultsError."""
     bad = [what for char, what in UNMOUNTABLE.items() if char in str(path)]
     if bad:
         raise ResultsError(

@@ -125,12 +125,14 @@ def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
     """``haproxy -c`` on the cell's config with the version's own binary; SpecError when
     HAProxy rejects it, CellError when Docker could not run the check at all."""
     # --mount, not -v: it takes a path with ':' in it, and refuses a missing source
-    # instead of creating an empty root-owned folder in its place.
+    # instead of creating an empty root-owned folder in its place. Its value is CSV:
+    # the source is quoted, so a ',' in it is part of the path.
     mounts = [("haproxy.cfg", "/etc/harness/haproxy.cfg")]
     if (folder / "certs").is_dir():
         mounts.append(("certs", "/etc/harness/certs"))
     flags = [
-        f"--mount=type=bind,source={folder / name},target={target},readonly"
+        f'--mount=type=bind,"source={str(folder / name).replace(chr(34), chr(34) * 2)}",'
+        f"target={target},readonly"
         for name, target in mounts
     ]
     proc = log.run(

@@ -146,20 +146,20 @@ def test_a_resume_of_a_run_another_process_is_writing_is_refused(harness, tmp_pa
     assert leftovers(None) == NOTHING
 
 
-def test_a_relative_results_folder_works(docker_engine, tmp_path):
+def test_a_relative_results_folder_with_a_comma_works(docker_engine, tmp_path):
     proc = _start(
-        "rel/results", "run", "--haproxy", "debian:bookworm", "--scenario", "smoke",
+        "rel/res,ults", "run", "--haproxy", "debian:bookworm", "--scenario", "smoke",
         "--duration", "2", cwd=tmp_path,
     )  # fmt: skip
     code, err = _finish(proc)
     assert code == 0, err[-3000:]
-    [run] = _runs(tmp_path / "rel" / "results")
+    [run] = _runs(tmp_path / "rel" / "res,ults")
     [cell] = [json.loads(p.read_text()) for p in run.glob("*/cell.json")]
     assert cell["status"] == "ok"
     assert leftovers(None) == NOTHING
 
 
-@pytest.mark.parametrize("char,what", [(":", "a colon"), (",", "a comma")])
+@pytest.mark.parametrize("char,what", [(":", "a colon"), ("\n", "a newline")])
 def test_a_results_folder_docker_cannot_mount_is_refused_by_name(
     docker_engine, tmp_path, char, what
 ):
@@ -168,9 +168,8 @@ def test_a_results_folder_docker_cannot_mount_is_refused_by_name(
     code, err = _finish(proc, timeout=120)
     assert code == 2, err[-3000:]
     assert "Traceback" not in err
-    [line] = _error_lines(err)
-    assert f"HARNESS_RESULTS={where}: the path holds {what}" in line, line
-    assert "cannot bind-mount" in line and "HAProxy rejects" not in err
+    assert f"error: HARNESS_RESULTS={where}: the path holds {what}" in err, err
+    assert "cannot bind-mount" in err and "HAProxy rejects" not in err
     assert not where.exists()
     assert leftovers(None) == NOTHING
 
