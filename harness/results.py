@@ -59,7 +59,7 @@ def new_run_id(name: str) -> str:
     Raises ResultsError when the folder cannot be created.
     """
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    while True:
+    for _ in range(100):  # 16M suffixes a second: a second collision is already rare
         time_part, suffix = stamp().split("-")
         run_id = f"{time_part}-{suffix}-{safe_name(name)}"
         try:
@@ -70,6 +70,11 @@ def new_run_id(name: str) -> str:
             raise ResultsError.writing(RESULTS_DIR / run_id, exc) from exc
         _ISSUED[run_id] = False
         return run_id
+    raise ResultsError(
+        f"{RESULTS_DIR}: no free run folder name after 100 tries; is something creating "
+        "folders there in a loop?",
+        RESULTS_DIR,
+    )
 
 
 @contextmanager
