@@ -85,6 +85,7 @@ def test_a_full_results_disk_stops_the_run_in_one_line_and_leaves_nothing(docker
     assert "Traceback" not in err, err[-3000:]
     assert code == 2, err[-3000:]
     [line] = _error_lines(err)
+    print(f"\nthe run's last word: {line}")
     assert "No space left on device" in line, err[-3000:]
     assert str(results) in line, line  # names the folder (or the file in it) that is full
     assert leftovers(None) == NOTHING
@@ -209,6 +210,7 @@ def test_haproxy_killed_mid_load_fails_the_cell_saying_when_and_how(docker_engin
     [run] = _runs(results)
     [cell] = [json.loads(p.read_text()) for p in run.glob("*/cell.json")]
     assert cell["status"] == "failed", cell.get("error")
+    print(f"\nthe cell's error: {cell['error']}")
     assert "HAProxy died" in cell["error"] and "exit code 137" in cell["error"], cell["error"]
     when = float(re.search(r"died ([\d.]+) s into the load", cell["error"])[1])
     assert 1 <= when <= 4, cell["error"]
