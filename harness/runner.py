@@ -64,8 +64,8 @@ def prepare(
     render.preflight(cells)  # before anything starts
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
-    image_set = images.ensure_images(plan.versions, log, progress.step)
-    with results.writing(run_dir):
+    with results.writing(run_dir):  # images.log is in the run folder too
+        image_set = images.ensure_images(plan.versions, log, progress.step)
         render.write_certs(run_dir)
     prepared = []
     for cell in cells:
@@ -475,13 +475,14 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
         )
     stamp = results.stamp().lower()
     folder = cell_dir.with_name(f"{cell_dir.name}-rerun-{stamp}")
-    folder.mkdir()
-    for name in RERUN_INPUTS:
-        source = cell_dir / name
-        if source.is_dir():
-            shutil.copytree(source, folder / name)
-        elif source.exists():
-            shutil.copy2(source, folder / name)
+    with results.writing(folder):
+        folder.mkdir()
+        for name in RERUN_INPUTS:
+            source = cell_dir / name
+            if source.is_dir():
+                shutil.copytree(source, folder / name)
+            elif source.exists():
+                shutil.copy2(source, folder / name)
     version = versions.parse(old["version"]["spec"])
     mode = {"open-loop": "open"}.get(old["load"]["mode"], "closed")
     load = Load(**{**{k: v for k, v in old["load"].items() if k != "mode"}, "mode": mode})
