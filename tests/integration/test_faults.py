@@ -175,9 +175,9 @@ def test_a_results_folder_docker_cannot_mount_is_refused_by_name(
     assert leftovers(None) == NOTHING
 
 
-def _kill_haproxy_when_loaded(results: Path, after_s: float, done: list[str]) -> None:
+def _hit_haproxy_when_loaded(results: Path, verb: str, after_s: float, done: list[str]) -> None:
     """Once the cell's load runs (Locust writes client_status.json every second of it),
-    wait ``after_s``, then `docker kill` its haproxy container, found by its labels."""
+    wait ``after_s``, then `docker <verb>` its haproxy container, found by its labels."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if list(results.glob("*/*/client_status.json")):
@@ -190,7 +190,7 @@ def _kill_haproxy_when_loaded(results: Path, after_s: float, done: list[str]) ->
     [run] = [p.name for p in results.iterdir() if p.is_dir()]
     labels = ["harness=1", f"harness.run={run}", "com.docker.compose.service=haproxy"]
     [haproxy] = client().containers.list(filters={"label": labels})
-    subprocess.run(["docker", "kill", haproxy.name], check=True, capture_output=True, timeout=30)
+    subprocess.run(["docker", verb, haproxy.name], check=True, capture_output=True, timeout=60)
     done.append(haproxy.name)
 
 
@@ -200,7 +200,7 @@ def test_haproxy_killed_mid_load_fails_the_cell_saying_when_and_how(docker_engin
         results, "run", "--haproxy", "debian:bookworm", "--scenario", "smoke", "--duration", "6"
     )
     killed: list[str] = []
-    killer = threading.Thread(target=_kill_haproxy_when_loaded, args=(results, 1.5, killed))
+    killer = threading.Thread(target=_hit_haproxy_when_loaded, args=(results, "kill", 1.5, killed))
     killer.start()
     code, err = _finish(proc)
     killer.join(timeout=200)
@@ -214,4 +214,30 @@ def test_haproxy_killed_mid_load_fails_the_cell_saying_when_and_how(docker_engin
     assert "HAProxy died" in cell["error"] and "exit code 137" in cell["error"], cell["error"]
     when = float(re.search(r"died ([\d.]+) s into the load", cell["error"])[1])
     assert 1 <= when <= 4, cell["error"]
+    assert leftovers(None) == NOTHING
+
+
+def test_haproxy_restarted_unasked_mid_load_fails_the_cell(docker_engine, tmp_path):
+    # Not the fault scenario: nothing asked for this restart, so the numbers mix two
+    # processes' lives and the cell says so instead of passing as ok.
+    results = tmp_path / "results"
+    proc = _start(
+        results, "run", "--haproxy", "debian:bookworm", "--scenario", "smoke", "--duration", "6"
+    )
+    hit: list[str] = []
+    restarter = threading.Thread(
+        target=_hit_haproxy_when_loaded, args=(results, "restart", 1.5, hit)
+    )
+    restarter.start()
+    code, err = _finish(proc)
+    restarter.join(timeout=200)
+    assert hit and hit[0].endswith("haproxy-1"), hit
+    assert "Traceback" not in err, err[-3000:]
+    assert code == 1, err[-3000:]
+    [run] = _runs(results)
+    [cell] = [json.loads(p.read_text()) for p in run.glob("*/cell.json")]
+    assert cell["status"] == "failed", cell.get("error")
+    print(f"\nthe cell's error: {cell['error']}")
+    assert re.search(r"HAProxy died [\d.]+ s into the load \(exit code \d+\) and was restarted",
+                     cell["error"]), cell["error"]  # fmt: skip
     assert leftovers(None) == NOTHING
