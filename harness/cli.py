@@ -28,7 +28,7 @@ import requests
 
 from harness import ROOT, calibration, images, results, runner, spec, versions
 from harness.compose import CommandLog
-from harness.errors import CellError, HarnessError
+from harness.errors import CellError, HarnessError, ResultsError
 from harness.progress import Progress
 from harness.stack import Interrupted, interrupt_on_signals, remove_leftovers
 
@@ -214,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}{results.discard_unstarted(str(exc))}", file=sys.stderr)
+        # A full disk: the unstarted run's files are what fills it, and name nothing useful.
+        named = "" if isinstance(exc, ResultsError) else str(exc)
+        print(f"error: {exc}{results.discard_unstarted(named)}", file=sys.stderr)
         return exc.exit_code
     except CellError as exc:  # a step before any cell failed, e.g. a config check timed out
         print(f"error: {exc}", file=sys.stderr)

@@ -63,12 +63,14 @@ def _error_lines(err: str) -> list[str]:
 
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A 400 KB tmpfs: room for a run's rendered files, not for a cell's raw files."""
+def full_disk(tmp_path, request):
+    """A small tmpfs: 400 KB has room for a run's rendered files, not for a cell's raw
+    files; 12 KB not even for the rendered files."""
     mount = tmp_path / "small-disk"
     mount.mkdir()
+    size = getattr(request, "param", "400k")
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], check=True, timeout=30
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True, timeout=30
     )
     try:
         yield mount
@@ -92,6 +94,24 @@ def test_a_full_results_disk_stops_the_run_in_one_line_and_leaves_nothing(docker
     # run.json was written before the cell, and is closed where it could be: never half.
     [run] = _runs(results)
     json.loads((run / "run.json").read_text())
+
+
+@pytest.mark.parametrize("full_disk", ["12k"], indirect=True)
+def test_a_disk_full_before_the_first_cell_leaves_no_run_folder(docker_engine, full_disk):
+    results = full_disk / "results"
+    proc = _start(
+        results, "run", "--haproxy", "debian:bookworm", "--scenario", "smoke", "--duration", "2"
+    )
+    code, err = _finish(proc)
+    assert "Traceback" not in err, err[-3000:]
+    assert code == 2, err[-3000:]
+    assert "No space left on device" in err, err[-3000:]
+    [line] = [line for line in err.splitlines() if str(results) in line and "error" in line]
+    print(f"\nthe run's last word: {line}")
+    assert line.startswith("error: "), err[-3000:]
+    assert "is kept" not in err
+    assert list(results.iterdir()) == []  # what filled the disk is gone with the run
+    assert leftovers(None) == NOTHING
 
 
 def test_two_runs_of_one_matrix_started_in_the_same_second_both_complete(harness, tmp_path):
