@@ -32,7 +32,7 @@ import requests
 
 from harness import ROOT, calibration, images, results, runner, scenarios, spec, versions
 from harness.compose import CommandLog
-from harness.errors import CellError, HarnessError
+from harness.errors import CellError, HarnessError, ResultsError
 from harness.progress import Progress
 from harness.stack import Interrupted, interrupt_on_signals, remove_leftovers
 
@@ -152,17 +152,19 @@ def _run_plan(
     run_dir = run_dir or results.RESULTS_DIR / plan.cells[0].run_id
     progress = Progress()
     progress.step(f"run {run_dir.name}: {len(plan.cells)} cell(s), results in {run_dir}")
-    try:
-        records = runner.execute(plan, run_dir, progress, resume=resume)
-    except KeyboardInterrupt:
-        if (run_dir / "run.json").exists():
-            print(
-                f"finished cells are kept in {run_dir}; to finish the run: "
-                f"make matrix RESUME={run_dir} (or python -m harness matrix --resume {run_dir})",
-                file=sys.stderr,
-            )
-        raise
-    text = _report().rebuild(run_dir)
+    with results.locked(run_dir):  # a second process (a --resume) is refused meanwhile
+        try:
+            records = runner.execute(plan, run_dir, progress, resume=resume)
+        except KeyboardInterrupt:
+            if (run_dir / "run.json").exists():
+                print(
+                    f"finished cells are kept in {run_dir}; to finish the run: make matrix "
+                    f"RESUME={run_dir} (or python -m harness matrix --resume {run_dir})",
+                    file=sys.stderr,
+                )
+            raise
+        with results.writing(run_dir):
+            text = _report().rebuild(run_dir)
     if show_report:
         print(text)
     print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
@@ -199,9 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_plan(plan)
         if args.verb == "matrix":
             if args.resume:
-                return _run_plan(
-                    runner.resume_plan(args.resume), run_dir=args.resume, fail_on=args.fail_on
-                )
+                plan = runner.resume_plan(args.resume)
+                run_dir = args.resume.absolute()  # it reaches `docker run --mount`
+                results.check_mountable(run_dir, str(args.resume))
+                return _run_plan(plan, run_dir=run_dir, fail_on=args.fail_on)
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
             return _run_plan(plan, fail_on=args.fail_on)
         if args.verb == "reproduce":
@@ -217,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.new_run_id(f"reproduce-{args.scenario}"),
             )
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
-            runner.execute(plan, run_dir, Progress())
-            _report().rebuild(run_dir)
+            with results.locked(run_dir), results.writing(run_dir):
+                runner.execute(plan, run_dir, Progress())
+                _report().rebuild(run_dir)
             print(_report().verdict_screen(run_dir))
             return _verdict_status(run_dir, args.fail_on)
         if args.verb == "rerun":
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if found else 0
         if args.verb == "report":
             results.require_run(args.run_dir)
-            with _damaged(args.run_dir / "run.json"):
+            with _damaged(args.run_dir / "run.json"), results.writing(args.run_dir):
                 print(_report().rebuild(args.run_dir))
             return _verdict_status(args.run_dir, args.fail_on)
         if args.verb == "scenarios":
@@ -250,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}{results.discard_unstarted(str(exc))}", file=sys.stderr)
+        # A full disk: the unstarted run's files are what fills it, and name nothing useful.
+        named = "" if isinstance(exc, ResultsError) else str(exc)
+        print(f"error: {exc}{results.discard_unstarted(named)}", file=sys.stderr)
         return exc.exit_code
     except CellError as exc:  # a step before any cell failed, e.g. a config check timed out
         print(f"error: {exc}", file=sys.stderr)
@@ -266,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        results.discard_unstarted("")  # a run stopped before its first cell keeps no folder
         print(f"interrupted ({signal.Signals(signum).name}); nothing of it is left in Docker",
               file=sys.stderr)  # fmt: skip
         return 128 + signum

@@ -159,3 +159,14 @@ def parse_stat(text: str) -> list[dict[str, Any]]:
     for row in csv.DictReader(io.StringIO(body)):
         rows.append({k: v for k, v in row.items() if k and v not in ("", None)})
     return rows
+
+
+def container_state(project: str, service: str) -> dict[str, Any] | None:
+    """Docker's ``State`` of a service's container (Status, ExitCode, OOMKilled, StartedAt,
+    FinishedAt as RFC 3339 strings, ...) plus its ``RestartCount``; None when it is gone."""
+    labels = [f"{PROJECT_LABEL}={project}", f"com.docker.compose.service={service}"]
+    found = client().containers.list(all=True, filters={"label": labels})
+    if not found:
+        return None
+    attrs = found[0].attrs
+    return {**attrs.get("State", {}), "RestartCount": attrs.get("RestartCount", 0)}

@@ -8,19 +8,31 @@ results/<run>/report.md           tables built from the cell.json files
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT
-from harness.errors import HarnessError
+import requests
 
-RESULTS_DIR = Path(os.environ.get("HARNESS_RESULTS", ROOT / "results"))
+from harness import ROOT
+from harness.errors import HarnessError, ResultsError
+
+# Absolute: the path reaches `docker run --mount` and compose's bind mounts, which take
+# no relative path (a relative one was read as a volume name).
+RESULTS_DIR = Path(os.path.abspath(os.environ.get("HARNESS_RESULTS") or ROOT / "results"))
+
+# What a bind mount's source cannot hold: compose passes a cell's mounts to Docker as
+# "source:target:mode" ("invalid volume specification" with a ':' in the source).
+UNMOUNTABLE = {":": "a colon", "\n": "a newline", "\r": "a carriage return"}
 # What a run id looks like (a UTC time, then a name): checked where one is read back.
 RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
 
@@ -28,27 +40,115 @@ RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9][A-Za-z0-9._-]{0,120}")
 # a run that fails before its first cell leaves no folder of its own behind.
 _ISSUED: dict[str, bool] = {}
 
+LOCK_FILE = ".harness.lock"
+
+
+def safe_name(name: str, limit: int = 40) -> str:
+    """``name`` as [A-Za-z0-9._-] only (it reaches folder, project and mount names)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:limit].strip("-._") or "run"
+
+
+def stamp() -> str:
+    """UTC time to the second plus a random suffix, e.g. ``20261129T140102Z-3f9a1c``:
+    two runs started in the same second still differ."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
 
 def new_run_id(name: str) -> str:
-    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{name}"
-    _ISSUED.setdefault(run_id, (RESULTS_DIR / run_id).exists())
-    return run_id
+    """A run id nobody else holds: ``<time>-<suffix>-<name>``; its folder is created here
+    (an exclusive mkdir: a collision with another process picks another suffix).
+
+    Raises ResultsError when the folder cannot be created.
+    """
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):  # 16M suffixes a second: a second collision is already rare
+        time_part, suffix = stamp().split("-")
+        run_id = f"{time_part}-{suffix}-{safe_name(name)}"
+        try:
+            (RESULTS_DIR / run_id).mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ResultsError.writing(RESULTS_DIR / run_id, exc) from exc
+        _ISSUED[run_id] = False
+        return run_id
+    raise ResultsError(
+        f"{RESULTS_DIR}: no free run folder name after 100 tries; is something creating "
+        "folders there in a loop?",
+        RESULTS_DIR,
+    )
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder while this process writes it: an flock on a file inside it,
+    released when the process ends, however it ends.
+
+    Raises ResultsError when another harness process holds it.
+    """
+    path = run_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ResultsError.writing(path, exc) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsError(
+                f"{run_dir}: another harness process is using this run folder (it holds "
+                f"{path}). Wait for it to end, or stop it, then try again.",
+                run_dir,
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def writing(where: Path) -> Iterator[None]:
+    """An OSError met writing results under ``where`` becomes a ResultsError naming the
+    file (or ``where``). The Docker SDK's errors are OSErrors too: they pass unchanged."""
+    try:
+        yield
+    except requests.exceptions.RequestException:
+        raise
+    except OSError as exc:
+        raise ResultsError.writing(where, exc) from exc
+
+
+def check_mountable(path: Path, where: str) -> None:
+    """A folder whose files are bind-mounted into containers: no character that
+    compose's volumes cannot carry. ``where`` names its origin. Raises ResultsError."""
+    bad = [what for char, what in UNMOUNTABLE.items() if char in str(path)]
+    if bad:
+        raise ResultsError(
+            f"{where}: the path holds {' and '.join(bad)}, which Docker cannot bind-mount "
+            "(cells mount their files from there into the containers). Use a folder "
+            "whose path has none. Nothing has been started.",
+            path,
+        )
 
 
 def check_writable() -> None:
-    """Before anything starts: results can be written where they are going."""
+    """Before anything starts: results can be written where they are going.
+
+    Raises ResultsError naming HARNESS_RESULTS (or the default folder) and the cause.
+    """
     where = (
         f"HARNESS_RESULTS={RESULTS_DIR}" if "HARNESS_RESULTS" in os.environ else str(RESULTS_DIR)
     )
+    check_mountable(RESULTS_DIR, where)
     try:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=RESULTS_DIR, prefix=".harness-write-check-"):
             pass
     except OSError as exc:
-        raise HarnessError(
+        raise ResultsError(
             f"{where}: results cannot be written there ({exc.strerror or exc}). Point "
             f"HARNESS_RESULTS at a writable folder (or unset it: {ROOT / 'results'}). "
-            "Nothing has been started."
+            "Nothing has been started.",
+            RESULTS_DIR,
         ) from None
 
 
@@ -72,13 +172,40 @@ def discard_unstarted(message: str) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write atomically: a reader (or a crash) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2, sort_keys=True, default=str)
-        out.write("\n")
-    os.replace(tmp, path)
+    """Write ``data`` as JSON, atomically and durably: a reader (or a crash, or a power
+    cut) sees the old file or the new one, never half of one. Mode 0644, like every other
+    results file. Nothing is left behind when it fails.
+
+    Raises ResultsError (a full disk, ...) naming ``path``; TypeError / ValueError for a
+    value JSON cannot encode, before any file is created.
+    """
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), 0o644)  # mkstemp's 0600 would differ from the rest
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_dir(path.parent)  # the rename itself survives a crash
+    except OSError as exc:
+        raise ResultsError.writing(path, exc) from exc
+    finally:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def require_run(path: Path) -> None:

@@ -35,7 +35,7 @@ from harness import (
 from harness.analyse import cell_metrics
 from harness.compose import CommandLog, Compose
 from harness.compose import client as docker_engine
-from harness.errors import CellError, HarnessError, SpecError
+from harness.errors import CellError, HarnessError, ResultsError, SpecError
 from harness.images import ImageSet
 from harness.progress import Progress
 from harness.scenarios import Fault, Knobs, Probe
@@ -65,15 +65,18 @@ def prepare(
     render.preflight(cells)  # before anything starts
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
-    image_set = images.ensure_images(plan.versions, log, progress.step)
-    render.write_certs(run_dir)
-    prepared = [
-        _prepare_cell(
-            cell, run_dir / cell.id, render.project_name(cell), image_set, run_dir / "certs",
-            log, plan.matrix.cell_timeout_s,
-        )
-        for cell in cells
-    ]  # fmt: skip
+    with results.writing(run_dir):  # images.log is in the run folder too
+        image_set = images.ensure_images(plan.versions, log, progress.step)
+        render.write_certs(run_dir)
+    prepared = []
+    for cell in cells:
+        with results.writing(run_dir / cell.id):
+            prepared.append(
+                _prepare_cell(
+                    cell, run_dir / cell.id, render.project_name(cell), image_set,
+                    run_dir / "certs", log, plan.matrix.cell_timeout_s,
+                )
+            )  # fmt: skip
     return image_set, prepared
 
 
@@ -138,12 +141,23 @@ def _join_haproxy_logs(folder: Path) -> None:
 
 
 def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
+    """``haproxy -c`` on the cell's config with the version's own binary; SpecError when
+    HAProxy rejects it, CellError when Docker could not run the check at all."""
+    # --mount, not -v: it takes a path with ':' in it, and refuses a missing source
+    # instead of creating an empty root-owned folder in its place. Its value is CSV:
+    # the source is quoted, so a ',' in it is part of the path.
+    mounts = [("haproxy.cfg", "/etc/harness/haproxy.cfg")]
+    if (folder / "certs").is_dir():
+        mounts.append(("certs", "/etc/harness/certs"))
+    flags = [
+        f'--mount=type=bind,"source={str(folder / name).replace(chr(34), chr(34) * 2)}",'
+        f"target={target},readonly"
+        for name, target in mounts
+    ]
     proc = log.run(
         [
             "docker", "run", "--rm", "--network", "none", "--label", "harness=1",
-            "--label", f"harness.run={folder.parent.name}",
-            "-v", f"{folder / 'haproxy.cfg'}:/etc/harness/haproxy.cfg:ro",
-            "-v", f"{folder / 'certs'}:/etc/harness/certs:ro",
+            "--label", f"harness.run={folder.parent.name}", *flags,
             # as the cell will run it: its user must be able to read the config and key
             *security.docker_run_flags("haproxy"),
             "--entrypoint", "haproxy", tag, "-c", "-f", "/etc/harness/haproxy.cfg",
@@ -151,8 +165,13 @@ def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
         timeout=60,
         check=False,
     )  # fmt: skip
+    out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+    if proc.returncode == 125:  # docker's own failure: the container never ran haproxy
+        raise CellError(
+            f"{folder}: Docker could not run the config check of this cell: {out}\n"
+            f"(command and output: {log.path})"
+        )
     if proc.returncode != 0:
-        out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
         raise SpecError(
             f"{folder / 'haproxy.cfg'}: HAProxy ({tag}) rejects the rendered config:\n{out}\n"
             "Parameters are checked before rendering, so the cause is the template (a local "
@@ -194,6 +213,7 @@ def _measure(stack: Stack, item: Prepared) -> int:
         (folder / "haproxy-stat.csv").write_text(observe.haproxy_command(stack, "show stat"))
     time.sleep(knobs.drain_s)
     timing["drain_end"] = time.time()
+    died = _target_died(stack, item, timing["load_start"])
     stack.stop("capture", *[f"census-{side}" for side in ("client", knobs.target, "backend")])
     results.write_json(folder / "timing.json", timing)
     # haproxy's log lines went to haproxy.log itself; its console has alerts and warnings.
@@ -201,6 +221,8 @@ def _measure(stack: Stack, item: Prepared) -> int:
     (folder / console).write_text(stack.logs(knobs.target))
     _join_haproxy_logs(folder)
     (folder / "backend.log").write_text(stack.logs("backend"))
+    if died:
+        raise TargetDied(f"{died}; its output is in {folder / console}")
     if knobs.fault:
         if "fault" not in timing:
             raise CellError(
@@ -210,6 +232,44 @@ def _measure(stack: Stack, item: Prepared) -> int:
         if knobs.fault.service == "client":
             return 0  # Locust died with its container, as intended
     return code
+
+
+class TargetDied(CellError):
+    """The proxy under test (or the calibration target) died or restarted unasked."""
+
+
+def _target_died(stack: Stack, item: Prepared, load_start: float) -> str | None:
+    """Whether the target's container outlived the load untouched: None if so, else what
+    happened to it (when, in seconds into the load, and its exit code). A fault scenario
+    that kills or restarts the target itself is expected, and not judged here."""
+    knobs = item.knobs
+    if knobs.fault and knobs.fault.service == knobs.target:
+        return None
+    name = "HAProxy" if knobs.target == "haproxy" else f"the {knobs.target} target"
+    state = observe.container_state(item.project, knobs.target)
+    if state is None:
+        return f"{name} died during the load: its container is gone"
+    started = _docker_time(state.get("StartedAt"))
+    restarted = state.get("RestartCount", 0) > 0 or (
+        stack.up_at is not None and started is not None and started > stack.up_at
+    )
+    if state.get("Status") == "running" and not restarted:
+        return None
+    finished = _docker_time(state.get("FinishedAt"))
+    when = f"{finished - load_start:.1f} s into the load" if finished else "during the load"
+    how = f"exit code {state.get('ExitCode')}"
+    if state.get("OOMKilled"):
+        how += ", killed by the kernel's OOM killer"
+    if state.get("Status") == "running":  # a restart policy brought it back
+        return f"{name} died {when} ({how}) and was restarted, which no fault asked for"
+    return f"{name} died {when} ({how}); its container is {state.get('Status')}"
+
+
+def _docker_time(text: str | None) -> float | None:
+    """Epoch seconds of Docker's RFC 3339 time; None for its zero time (never happened)."""
+    if not text or text.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _inject_later(stack: Stack, fault: Fault, timing: dict[str, float]) -> threading.Timer:
@@ -255,12 +315,15 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
     }
     stack = Stack(item.project, folder / "compose.yaml", log)
     try:
-        with cell_deadline(item.timeout_s), stack:
-            code = _measure(stack, item)
-        if code != 0:
-            raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
-        record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
-        record["status"] = "ok"
+        # A file that cannot be written (a full disk) ends the run, once the stack is
+        # down: the `with` has left by the time it is translated.
+        with results.writing(folder):
+            with cell_deadline(item.timeout_s), stack:
+                code = _measure(stack, item)
+            if code != 0:
+                raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
+            record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
+            record["status"] = "ok"
     except CellError as exc:
         record["status"] = "failed"
         record["error"] = str(exc)
@@ -271,6 +334,10 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
             )
     except KeyboardInterrupt as exc:
         _record_partial(record, item, "interrupted", f"interrupted by {exc}")
+        raise
+    except ResultsError as exc:  # cell.json too may not fit: recorded if it can be
+        with suppress(OSError, HarnessError):
+            _record_partial(record, item, "failed", str(exc))
         raise
     except HarnessError as exc:  # the engine went away and did not come back
         _record_partial(record, item, "failed", str(exc))
@@ -283,7 +350,8 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
 def _record_partial(record: dict[str, Any], item: Prepared, status: str, why: str) -> None:
     """The cell ends early: keep what was collected, and say why it ended."""
     record.update(status=status, error=why, finished=datetime.now(UTC).isoformat())
-    _join_haproxy_logs(item.folder)
+    with results.writing(item.folder):
+        _join_haproxy_logs(item.folder)
     with suppress(Exception):  # raw files cut short stay in the folder, uncomputed
         record["metrics"] = cell_metrics.compute(item.folder, item.knobs.target)
     results.write_json(item.folder / "cell.json", record)
@@ -338,6 +406,10 @@ def execute(
         with signals_held(f"cleaning up {run_dir.name}"):
             remove_leftovers(None, CommandLog(run_dir / "images.log"), run=run_dir.name)
         raise
+    except ResultsError:  # a config check's `docker run --rm` may still be going away
+        with suppress(OSError):  # its log line may not fit either
+            remove_leftovers(None, CommandLog(run_dir / "images.log"), run=run_dir.name)
+        raise
 
 
 def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> list[dict[str, Any]]:
@@ -369,10 +441,12 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
         try:
             record = run_cell(item, image_set)
         except KeyboardInterrupt as exc:
-            _close_manifest(run_dir, interrupted={"cell": item.cell.id, "by": str(exc)})
+            with suppress(OSError, HarnessError):  # the interrupt is what matters here
+                _close_manifest(run_dir, interrupted={"cell": item.cell.id, "by": str(exc)})
             raise
         except HarnessError as exc:
-            _close_manifest(run_dir, failed={"cell": item.cell.id, "error": str(exc)})
+            with suppress(OSError, HarnessError):  # best effort: the disk may be full
+                _close_manifest(run_dir, failed={"cell": item.cell.id, "error": str(exc)})
             raise
         progress.cell_end(item.cell, record, time.monotonic() - t0)
     _close_manifest(run_dir)
@@ -430,16 +504,17 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
     old = results.read_json(cell_dir / "cell.json")
     recorded = _recorded_plan(old, cell_dir)
     _check_rendered(old, cell_dir)
-    stamp = results.new_run_id("rerun").split("-", 1)[0].lower()
+    stamp = results.stamp().lower()
     folder = cell_dir.with_name(f"{cell_dir.name}-rerun-{stamp}")
     cell = recorded.cells[0]
-    folder.mkdir()
-    log = CommandLog(folder / "commands.log")
     render.preflight([cell])
-    image_set = images.ensure_images(recorded.versions, log, progress.step)
-    render.write_certs(folder)
-    project = f"{render.project_name(cell)}-rerun-{stamp}"
-    item = _prepare_cell(cell, folder, project, image_set, folder / "certs", log, None)
+    with results.writing(folder):
+        folder.mkdir()
+        log = CommandLog(folder / "commands.log")
+        image_set = images.ensure_images(recorded.versions, log, progress.step)
+        render.write_certs(folder)
+        project = f"{render.project_name(cell)}-rerun-{stamp}"
+        item = _prepare_cell(cell, folder, project, image_set, folder / "certs", log, None)
     progress.step(f"re-running {cell_dir.name} in {folder}")
     return old, run_cell(item, image_set)
 

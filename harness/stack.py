@@ -47,6 +47,7 @@ class Stack:
         self.compose = Compose(project, compose_file, log)
         self.log = log
         self.engine_lost_s: float | None = None  # the engine stopped answering this long
+        self.up_at: float | None = None  # epoch seconds when `up --wait` returned
 
     def __enter__(self) -> Stack:
         try:
@@ -54,6 +55,7 @@ class Stack:
         except BaseException:
             self.down()
             raise
+        self.up_at = time.time()
         return self
 
     def __exit__(
@@ -62,9 +64,12 @@ class Stack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
-            self.save_logs(self.compose.file.parent / "containers.log")
-        self.down()
+        # Any exception at all (an OSError from a full disk included) ends in the teardown.
+        try:
+            if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
+                self.save_logs(self.compose.file.parent / "containers.log")
+        finally:
+            self.down()
 
     def save_logs(self, path: Path) -> None:
         """Every service's output, for a cell that failed or timed out (best effort)."""
@@ -74,7 +79,8 @@ class Stack:
             )
             path.write_bytes(proc.stdout + proc.stderr)
         except Exception as exc:  # the failure being recorded matters more than its logs
-            path.write_text(f"could not collect the containers' logs: {exc}\n")
+            with suppress(OSError):  # e.g. the disk is full: the teardown comes first
+                path.write_text(f"could not collect the containers' logs: {exc}\n")
 
     def exec(
         self, service: str, *args: str, timeout: float, env: dict[str, str] | None = None
@@ -114,10 +120,12 @@ class Stack:
                 )
             if waited > 0:
                 self.engine_lost_s = waited
-            self.compose.run(
-                "down", "-v", "--remove-orphans", "--timeout", "5", timeout=120, check=False
-            )
-            remove_leftovers(self.project, self.log)
+            try:
+                self.compose.run(
+                    "down", "-v", "--remove-orphans", "--timeout", "5", timeout=120, check=False
+                )
+            finally:  # also when `down` timed out or its log could not be written
+                remove_leftovers(self.project, self.log)
 
 
 def engine_answers() -> bool:
