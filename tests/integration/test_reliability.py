@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from harness import ROOT
 from harness.compose import client
 from harness.stack import leftovers
+from tests.integration.processes import finish, start
 
 NOTHING = {"containers": [], "networks": [], "volumes": []}
 TWO_CELLS = """
@@ -28,24 +28,6 @@ load: {users: 5, spawn_rate: 5, duration_s: 3}
 scenarios:
   - name: smoke
 """
-
-
-def _start(results: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "harness", *args],
-        cwd=ROOT, env={**os.environ, "HARNESS_RESULTS": str(results)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # like a terminal: the signal goes to the whole group
-    )  # fmt: skip
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode, err
 
 
 def _first_cell(results: Path) -> Path | None:
@@ -87,7 +69,7 @@ def test_interrupts_at_random_moments_leave_nothing_and_resume_completes(docker_
     for trial, phase in enumerate(PHASES):
         results = tmp_path / f"trial-{trial}"
         sig = (signal.SIGINT, signal.SIGTERM)[trial % 2]
-        proc = _start(results, "matrix", str(matrix))
+        proc = start(results, "matrix", str(matrix))
         try:
             if phase != "prepare":
                 _wait_for(phase, results)
@@ -95,7 +77,7 @@ def test_interrupts_at_random_moments_leave_nothing_and_resume_completes(docker_
             seen = _phase_now(results)
         finally:
             os.killpg(proc.pid, sig)  # also when the wait failed: no run outlives the test
-        code, err = _finish(proc)
+        code, err = finish(proc)
         trials.append((trial, phase, seen, sig.name, code))
         assert "Traceback" not in err, err[-3000:]
         assert leftovers(None) == NOTHING, trials[-1]
@@ -115,8 +97,8 @@ def test_interrupts_at_random_moments_leave_nothing_and_resume_completes(docker_
             if json.loads(p.read_text())["status"] == "ok"
         }
         # The resume runs only what is missing, keeps what was finished, and completes.
-        resumed = _start(results, "matrix", "--resume", str(run_dir))
-        code, err = _finish(resumed)
+        resumed = start(results, "matrix", "--resume", str(run_dir))
+        code, err = finish(resumed)
         assert code == 0, err[-3000:]
         assert f"{len(kept)} of 2 cell(s) complete, {2 - len(kept)} to run" in err
         cells = {p.parent.name: p for p in run_dir.glob("*/cell.json")}
@@ -173,7 +155,7 @@ def test_engine_stopping_mid_load_fails_the_cell_in_one_line_and_leaks_nothing(
         TWO_CELLS.replace(", debian:trixie", "").replace("duration_s: 3", "duration_s: 30")
     )
     results = tmp_path / "results"
-    proc = _start(results, "matrix", str(matrix))
+    proc = start(results, "matrix", str(matrix))
     deadline = time.monotonic() + 120
     while len(leftovers(None)["containers"]) < 5 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -187,7 +169,7 @@ def test_engine_stopping_mid_load_fails_the_cell_in_one_line_and_leaks_nothing(
         env={**os.environ, "VENV": str(ROOT / ".venv")}, check=True, timeout=180,
         capture_output=True,
     )  # fmt: skip
-    code, err = _finish(proc)
+    code, err = finish(proc)
     assert "Traceback" not in err, err[-3000:]
     assert "the Docker engine stopped answering" in err
     [cell_json] = results.glob("*/*/cell.json")
