@@ -30,7 +30,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from tabulate import tabulate
 
 from harness import report, scenarios
-from harness.analyse import compare, haproxy_log
+from harness.analyse import compare, distribution, haproxy_log
 from harness.analyse.compare import Comparison
 
 Record = dict[str, Any]
@@ -709,7 +709,8 @@ def html_report(
         f"<p>{ok}/{len(records)} cells measured. Baseline for verdicts: "
         f"<code>{esc(run.get('baseline'))}</code>. Every number below is computed from the "
         "files in this run's folder (<code>python -m harness report &lt;run&gt;</code> "
-        f"rebuilds it).{' Verdicts: ' + tally + '.' if tally else ''}</p>",
+        f"rebuilds it); {esc(distribution.DEFINITION)}."
+        f"{' Verdicts: ' + tally + '.' if tally else ''}</p>",
     ]
     for name, rows in by_scenario.items():
         body += _scenario(run_dir, name, rows, palette)

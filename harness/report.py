@@ -25,7 +25,7 @@ from typing import Any
 from tabulate import tabulate
 
 from harness import calibration, results, scenarios
-from harness.analyse import cell_metrics, compare, haproxy_log, probe_samples
+from harness.analyse import cell_metrics, compare, distribution, haproxy_log, probe_samples
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
 
 Record = dict[str, Any]
@@ -940,7 +940,7 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
         "",
         f"{ok}/{len(records)} cells measured. Baseline for verdicts: "
         f"`{run.get('baseline')}`. Every number below is computed from the files in this "
-        "run's folder (`python -m harness report <run>` rebuilds it).",
+        f"run's folder (`python -m harness report <run>` rebuilds it); {distribution.DEFINITION}.",
         "",
     ]
     if found:

@@ -37,6 +37,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from harness.analyse.distribution import median, nearest_rank
+
 Verdict = Literal[
     "regression", "improvement", "changed", "small change", "no significant change", "inconclusive"
 ]
@@ -151,10 +153,10 @@ def format_value(value: float, unit: str) -> str:
 
 
 def describe_samples(values: Sequence[float], unit: str = "ms") -> str:
-    """For example, "p50 0.4 ms, p90 0.9 ms (n=10)". Percentiles are interpolated linearly."""
+    """For example, "p50 0.4 ms, p90 0.9 ms (n=10)" (nearest-rank percentiles)."""
     if len(values) == 0:
         return "no samples (n=0)"
-    p50, p90 = np.percentile(np.asarray(values, dtype=float), [50, 90])
+    p50, p90 = nearest_rank(values, 0.5), nearest_rank(values, 0.9)
     return f"p50 {format_value(p50, unit)}, p90 {format_value(p90, unit)} (n={len(values)})"
 
 
@@ -307,7 +309,7 @@ def compare_samples(
         p = float(result.pvalue)
         effect = 2 * float(result.statistic) / (len(cand) * len(base)) - 1
 
-    med_base, med_cand = float(np.median(base)), float(np.median(cand))
+    med_base, med_cand = median(base), median(cand)
     significant = p < thresholds.alpha
     large = abs(effect) >= thresholds.min_effect
     # The medians must also move the same way as Cliff's delta. Otherwise the sentence
@@ -393,15 +395,13 @@ def _small_sample_change(
 def _side(values: np.ndarray, unit: str, notes: str | None) -> str:
     if len(values) == 0:
         return _with_notes("none (n=0)", notes)
-    return (
-        f"{format_value(float(np.median(values)), unit)} ({_with_notes(f'n={len(values)}', notes)})"
-    )
+    return f"{format_value(median(values), unit)} ({_with_notes(f'n={len(values)}', notes)})"
 
 
 def _sample_delta(base: np.ndarray, cand: np.ndarray, unit: str) -> str:
     if len(base) == 0 or len(cand) == 0:
         return "n/a"
-    return f"{_format_delta(float(np.median(cand) - np.median(base)), unit)} (p50)"
+    return f"{_format_delta(median(cand) - median(base), unit)} (p50)"
 
 
 def _ratio_reason(a: float, b: float, min_ratio: float, floor: float, unit: str) -> str:
