@@ -19,7 +19,9 @@ Per request too: BACKEND_SIZE [128], BACKEND_FRAMING [content-length |
                 BACKEND_MAX_REQUESTS [0], BACKEND_FIN_DELAY_MS [0]
 
 GET /_stats answers {"connections": N, "requests": N} since start (JSON), so a
-cell can count the connections a proxy opened towards the backend.
+cell can count the connections a proxy opened towards the backend (a connection whose
+first request is /health or /_stats, the stack's own machinery, is not counted, nor
+are those requests).
 
 Query parameters with other names are ignored (so cache busters pass); a bad
 value, or a per-run knob given as a query parameter, gets a 400 naming it.
@@ -96,6 +98,8 @@ FIN_TIMER_SPIN_S = 0.002
 
 # Totals since start, for GET /_stats (one event loop: no locking needed).
 TOTALS = {"connections": 0, "requests": 0}
+# Paths of the stack's own machinery (health check, stats query): not counted in TOTALS.
+MACHINERY = (b"/health", b"/_stats")
 
 
 # --- value parsing (shared by environment and query parameters) -------------
@@ -379,6 +383,7 @@ class BackendProtocol(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
         self.other_handle: asyncio.TimerHandle | None = None  # accept delay, fin delay, linger
         self.last_active = 0.0
+        self.counted = True  # in TOTALS["connections"]: not the stack's own machinery
 
     # -- asyncio callbacks
 
@@ -528,7 +533,15 @@ class BackendProtocol(asyncio.Protocol):
             self._set_connection_knobs(knobs)  # back to defaults after an override
 
         close = req.close or not knobs.keepalive or (0 < knobs.max_requests <= self.count)
-        TOTALS["requests"] += 1
+        if req.path in MACHINERY:
+            # The health check's and the stats query's own connections are not traffic:
+            # a health check every second showed as "backend conn/s 3.3" in keep-alive
+            # cells. They open a connection for this request alone.
+            if self.counted and self.count == 1:
+                TOTALS["connections"] -= 1
+                self.counted = False
+        else:
+            TOTALS["requests"] += 1
         if req.path == b"/health":
             self._write(simple_response(b"200 OK", b"ok", self.count, close, req.http10))
             return self._after_response(close)

@@ -19,6 +19,10 @@
 #   TIME-WAIT out 3040
 #   LISTEN in 2                  <- listeners, kept apart from the in/out connections
 #
+# Connections whose peer is a loopback address are not counted: inside a cell they are
+# the stack's own machinery (health checks, the stats socket), not its traffic, and a
+# health check every second showed up as TIME-WAIT in keep-alive cells.
+#
 # Runs until SIGTERM/SIGINT. Cost per sample: one ss, one awk; the timestamp and the
 # wait between samples are bash builtins, so no extra processes are forked.
 set -u
@@ -100,7 +104,8 @@ END {
 next_us=${EPOCHREALTIME/./}
 while true; do
     ts=$EPOCHREALTIME
-    ss -Htan 2>&1 | awk -v ts="$ts" -v ports="$listen_ports" "$census_awk" >&"$out"
+    ss -Htan 'not dst 127.0.0.0/8 and not dst [::1]' 2>&1 |
+        awk -v ts="$ts" -v ports="$listen_ports" "$census_awk" >&"$out"
     # Fixed-rate schedule: sample n is due at start + n*interval; a late sample makes
     # the next wait shorter, and a sample later than a whole interval skips ahead.
     next_us=$((next_us + interval_us))
