@@ -206,7 +206,7 @@ def test_rerun_repeats_a_cell_from_its_folder(harness, run):
         ),
         pytest.param(
             lambda cell: _edit_record(cell, version={"spec": "image:--help"}),
-            "image:--help",
+            "'--help' is not an image reference Docker accepts",
             id="hostile-version",
         ),
     ],
