@@ -21,6 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import docker
+import requests
+
 from harness import (
     images,
     observe,
@@ -246,7 +249,12 @@ def _target_died(stack: Stack, item: Prepared, load_start: float) -> str | None:
     if knobs.fault and knobs.fault.service == knobs.target:
         return None
     name = "HAProxy" if knobs.target == "haproxy" else f"the {knobs.target} target"
-    state = observe.container_state(item.project, knobs.target)
+    try:
+        state = observe.container_state(item.project, knobs.target)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        # The engine itself stopped answering: the teardown waits for it and the cell is
+        # recorded as failed for that reason (Stack.engine_lost_s), not for a dead target.
+        return None
     if state is None:
         return f"{name} died during the load: its container is gone"
     started = _docker_time(state.get("StartedAt"))
