@@ -106,7 +106,7 @@ seen_candidate = set()
 for v in verdicts:
     if "chunked-stall" not in v["metric"]:
         continue
-    tls = (re.search(r"tls=(\S+)", v["metric"]) or [None, "?"])[1]
+    tls = (re.search(r"tls=([^\s\]]+)", v["metric"]) or [None, "?"])[1]
     p = v["p_value"]
     print(f"  tls={tls}: {v['candidate_label']} vs {v['baseline_label']}: {v['verdict']}, "
           f"p={p:.2g}" if p is not None else f"  tls={tls}: {v['candidate_label']}: {v['verdict']}")
