@@ -435,10 +435,10 @@ class ChunkedStallParams(TypedParams):
     chunk_max: RangeEnd | None = Field(
         None, description=RANGE_FORM.format("largest"), examples=[40]
     )
-    # 10 connections of each size, 10 at once: more at once and HAProxy reads chunks in
-    # bunches, which moves where its buffer fills (20 at once: a third fewer stalls).
+    # 10 connections of each size, 20 at once: two waves, as long as the old 98-connection
+    # sweep. Far more at once and the paced chunks start to reach HAProxy in bunches.
     per_size: Count(1, 1000, "connections per chunk size", 10) = 10
-    concurrency: Count(1, 200, "probe connections open at once, over all chunk sizes", 8) = 10
+    concurrency: Count(1, 200, "probe connections open at once, over all chunk sizes", 20) = 20
     chunk_pause_ms: Count(0, 10_000, "pause between chunks in ms") = 1
     rcvbuf: Count(0, 16_777_216, "the probe's SO_RCVBUF in bytes (0: the kernel's)") = 2048
     read_pause_ms: Count(0, 600_000, "how long the probe reads nothing, in ms") = 4000
