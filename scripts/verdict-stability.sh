@@ -80,9 +80,12 @@ import json, re, sys
 from collections import defaultdict
 from pathlib import Path
 
+from harness.analyse.probe_samples import stalled as is_stalled
+
 run_dir, i, hog, took, candidate = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 cells = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/cell.json"))]
 stalled = defaultdict(lambda: [0, 0])
+by_size = defaultdict(lambda: defaultdict(lambda: [0, 0]))
 label_of = {}
 for c in cells:
     if c["scenario"] != "chunked-stall":
@@ -92,6 +95,12 @@ for c in cells:
     key = (c["version"]["label"].split(" ")[0], c["params"]["tls"])
     stalled[key][0] += probe.get("stalled", 0)
     stalled[key][1] += probe.get("connections", 0)
+    samples = run_dir / c["cell"] / "probe.jsonl"
+    for line in samples.read_text().splitlines() if samples.exists() else []:
+        s = json.loads(line)
+        size = by_size[key][(s.get("sweep") or {}).get("chunk_size")]
+        size[1] += 1
+        size[0] += is_stalled(s)
 failed = [c["cell"] for c in cells if c.get("status") != "ok"]
 verdicts = json.loads((run_dir / "verdicts.json").read_text()) if (run_dir / "verdicts.json").exists() else []
 tls_settings = sorted({t for _, t in stalled})
@@ -100,6 +109,10 @@ counts = "; ".join(
     for t in tls_settings
 )
 print(f"run {i} (hog: {hog}, {took} s): stalled {counts}" + (f"; FAILED cells: {failed}" if failed else ""))
+for (version, tls), sizes in sorted(by_size.items()):
+    if any(hit for hit, _ in sizes.values()):  # per chunk size where anything stalled
+        shown = ", ".join(f"{k}: {h}/{n}" for k, (h, n) in sorted(sizes.items(), key=lambda kv: kv[0] or 0))
+        print(f"  {version} tls={tls} per chunk size: {shown}")
 ok = bool(verdicts) and not failed
 want = label_of.get(candidate, candidate)
 seen_candidate = set()
