@@ -426,7 +426,9 @@ class ChunkedStallParams(TypedParams):
     tls: Tls = "off"
     size: Count(1, 100_000_000, "response size in bytes", 50000) = 50000
     # Sizes that stall 2.6.12 (32, 40) next to neighbours that never do (31, 39): the
-    # controls show that a stall is the chunk arithmetic, not the machine.
+    # controls show that a stall is the chunk arithmetic, not the machine. Which sizes
+    # stall depends on bufsize (16384: 24, 32, 40, 48, 64, not 56; 4096: 24, 32, 48, not
+    # 40): change one and measure the other again.
     chunk_sizes: ChunkSizes = Field(default_factory=lambda: list(DEFAULT_CHUNK_SIZES))
     # The older form, a range chunk_min..chunk_max: turned into chunk_sizes.
     chunk_min: RangeEnd | None = Field(
