@@ -78,6 +78,7 @@ for i in $(seq 1 "$N"); do
     "$PY" - "$run_dir" "$i" "$hog" "$took" "$CANDIDATE" <<'PYEOF' | tee -a "$summary"
 import json, re, sys
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 from harness.analyse.probe_samples import stalled as is_stalled
@@ -108,6 +109,10 @@ counts = "; ".join(
     f"tls={t}: " + ", ".join(f"{v} {s}/{n}" for (v, tt), (s, n) in sorted(stalled.items()) if tt == t)
     for t in tls_settings
 )
+# How long the cells took (without any wait for the lock): first start to last finish.
+times = [(datetime.fromisoformat(c["started"]), datetime.fromisoformat(c["finished"]))
+         for c in cells if c.get("started") and c.get("finished")]
+took = f"{(max(f for _, f in times) - min(s for s, _ in times)).total_seconds():.0f}" if times else took
 print(f"run {i} (hog: {hog}, {took} s): stalled {counts}" + (f"; FAILED cells: {failed}" if failed else ""))
 for (version, tls), sizes in sorted(by_size.items()):
     if any(hit for hit, _ in sizes.values()):  # per chunk size where anything stalled
