@@ -9,7 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MATRIX ?= matrices/default.yaml
 
-.PHONY: venv engine images matrix run test unit integration lint clean reproduce calibrate bench fuzz
+.PHONY: venv engine images matrix run test unit integration lint clean reproduce calibrate bench fuzz \
+	verdict-stability
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -63,3 +64,9 @@ calibrate: engine
 # Performance targets of the harness's own parts (the backend must not be the bottleneck).
 bench: venv
 	PY=$(PY) bash scripts/bench.sh
+
+# How stable the headline verdict is: the chunked-stall part of the default matrix N times,
+# HOG_RUNS="2 4" with a CPU hog on one core (not part of `make test`):
+#   make verdict-stability N=5 HOG_RUNS="2 4"
+verdict-stability: engine
+	N=$(or $(N),5) HOG_RUNS="$(HOG_RUNS)" PY=$(PY) bash scripts/verdict-stability.sh

@@ -626,6 +626,10 @@ class BackendProtocol(asyncio.Protocol):
             size -= n
 
     async def _write_chunks_paced(self, size: int, chunk_size: int, pause: float) -> None:
+        """One chunk per pause. A chunk up to PIECE bytes goes out in one write, so one
+        segment: written as size line, data and CRLF, the three could leave as three
+        segments (TCP_NODELAY), and a proxy reading between them would see a partial
+        chunk, at moments that depend on the machine's load."""
         first = True
         while size > 0:
             if not first:
@@ -633,9 +637,12 @@ class BackendProtocol(asyncio.Protocol):
             first = False
             n = min(size, chunk_size)
             await self._drain()
-            self._write(b"%x\r\n" % n)
-            await self._write_filler(n)
-            self._write(b"\r\n")
+            if n <= PIECE:
+                self._write(b"%x\r\n%s\r\n" % (n, FILLER_VIEW[:n]))
+            else:
+                self._write(b"%x\r\n" % n)
+                await self._write_filler(n)
+                self._write(b"\r\n")
             size -= n
         await self._drain()
         self._write(LAST_CHUNK)

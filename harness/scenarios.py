@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from harness.errors import SpecError
 from harness.params import (
@@ -267,15 +267,15 @@ def _chunked_stall(p: Params) -> Knobs:
         load=Probe(
             variant="fin" if p["tls"] == "off" else "tls-fin-no-notify",
             tls=p["tls"],
-            # per_size waves one after the other: all chunk sizes at once, but not more,
-            # so the backend's pacing (and so the buffer arithmetic) stays as designed.
+            # per_size connections of each chunk size, the sizes interleaved, at most
+            # `concurrency` open at once over the whole cell.
             connections=p["per_size"],
-            concurrency=1,
+            concurrency=p["concurrency"],
             rcvbuf=p["rcvbuf"],
             read_pause_ms=p["read_pause_ms"],
             stall_ms=p["stall_ms"],
             deadline_s=p["timeout_server_s"] + 5,
-            sweep=("chunk_size", tuple(range(p["chunk_min"], p["chunk_max"] + 1))),
+            sweep=("chunk_size", tuple(p["chunk_sizes"])),
         ),
         drain_s=0.5,
     )
@@ -405,12 +405,42 @@ class HalfCloseParams(TypedParams):
         return self
 
 
+# chunked-stall: how many chunk sizes one cell may test, and each size's bounds.
+MAX_CHUNK_SIZES = 128
+ChunkSize = Count(1, 65536, "a chunk size in bytes", 40)
+RangeEnd = Count(1, 65536, "an end of a chunk size range", 32)
+RANGE_FORM = (
+    "null, or the {} chunk size of a range chunk_min..chunk_max that replaces "
+    "chunk_sizes: an integer from 1 to 65536"
+)
+DEFAULT_CHUNK_SIZES = (31, 32, 39, 40)
+ChunkSizes = Annotated[
+    list[ChunkSize],
+    Field(min_length=1, max_length=MAX_CHUNK_SIZES,
+          description=f"chunk sizes in bytes: a list of 1 to {MAX_CHUNK_SIZES} distinct "
+          "integers, each from 1 to 65536", examples=[[31, 32, 39, 40]]),
+]  # fmt: skip
+
+
 class ChunkedStallParams(TypedParams):
     tls: Tls = "off"
     size: Count(1, 100_000_000, "response size in bytes", 50000) = 50000
-    chunk_min: Count(1, 65536, "the smallest chunk size in bytes", 20) = 20
-    chunk_max: Count(1, 65536, "the largest chunk size in bytes", 44) = 44
-    per_size: Count(1, 100, "connections per chunk size") = 2  # two chances at each
+    # Sizes that stall 2.6.12 (32, 40) next to neighbours that never do (31, 39): the
+    # controls show that a stall is the chunk arithmetic, not the machine. Which sizes
+    # stall depends on bufsize (16384: 24, 32, 40, 48, 64, not 56; 4096: 24, 32, 48, not
+    # 40): change one and measure the other again.
+    chunk_sizes: ChunkSizes = Field(default_factory=lambda: list(DEFAULT_CHUNK_SIZES))
+    # The older form, a range chunk_min..chunk_max: turned into chunk_sizes.
+    chunk_min: RangeEnd | None = Field(
+        None, description=RANGE_FORM.format("smallest"), examples=[32]
+    )
+    chunk_max: RangeEnd | None = Field(
+        None, description=RANGE_FORM.format("largest"), examples=[40]
+    )
+    # 10 connections of each size, 20 at once: two waves, as long as the old 98-connection
+    # sweep. Far more at once and the paced chunks start to reach HAProxy in bunches.
+    per_size: Count(1, 1000, "connections per chunk size", 10) = 10
+    concurrency: Count(1, 200, "probe connections open at once, over all chunk sizes", 20) = 20
     chunk_pause_ms: Count(0, 10_000, "pause between chunks in ms") = 1
     rcvbuf: Count(0, 16_777_216, "the probe's SO_RCVBUF in bytes (0: the kernel's)") = 2048
     read_pause_ms: Count(0, 600_000, "how long the probe reads nothing, in ms") = 4000
@@ -419,16 +449,43 @@ class ChunkedStallParams(TypedParams):
     bufsize: Count(1024, 1_048_576, "HAProxy's tune.bufsize in bytes") = 16384
     sndbuf_client: Count(0, 16_777_216, "tune.sndbuf.client in bytes (0: unset)") = 4096
 
+    @model_validator(mode="before")
+    @classmethod
+    def _range_to_sizes(cls, data: Any) -> Any:
+        """chunk_min..chunk_max becomes chunk_sizes (min == max: that one size), so a
+        cell's record holds the sizes it ran, whichever form the matrix used."""
+        if not isinstance(data, dict):
+            return data
+        low, high = data.get("chunk_min"), data.get("chunk_max")
+        if low is None and high is None:
+            return data
+        if "chunk_sizes" in data:
+            raise ValueError("give chunk_sizes or chunk_min/chunk_max, not both")
+        given = [v for v in (low, high) if v is not None]
+        if not all(type(v) is int and 1 <= v <= 65536 for v in given):
+            return data  # the fields' own checks name the bad value
+        if low is None or high is None:
+            raise ValueError("chunk_min and chunk_max go together (or use chunk_sizes)")
+        if low > high:
+            raise ValueError(f"chunk_min ({low}) is above chunk_max ({high})")
+        if high - low + 1 > MAX_CHUNK_SIZES:
+            raise ValueError(
+                f"chunk sizes {low}..{high} are {high - low + 1} sizes, more than "
+                f"{MAX_CHUNK_SIZES}: narrow the range"
+            )
+        return {**data, "chunk_sizes": list(range(low, high + 1)), "chunk_min": None,
+                "chunk_max": None}  # fmt: skip
+
     @model_validator(mode="after")
     def _sweep_in_bounds(self) -> ChunkedStallParams:
-        if self.chunk_min > self.chunk_max:
-            raise ValueError(f"chunk_min ({self.chunk_min}) is above chunk_max ({self.chunk_max})")
-        planned = (self.chunk_max - self.chunk_min + 1) * self.per_size
+        if len(set(self.chunk_sizes)) != len(self.chunk_sizes):
+            raise ValueError(f"chunk_sizes repeats a size: {self.chunk_sizes}")
+        planned = len(self.chunk_sizes) * self.per_size
         if planned > MAX_PROBE_CONNECTIONS:
             raise ValueError(
-                f"chunk sizes {self.chunk_min}..{self.chunk_max} with per_size {self.per_size} "
-                f"plan {planned} probe connections, more than {MAX_PROBE_CONNECTIONS}: narrow "
-                "the range or lower per_size"
+                f"{len(self.chunk_sizes)} chunk sizes with per_size {self.per_size} "
+                f"plan {planned} probe connections, more than {MAX_PROBE_CONNECTIONS}: fewer "
+                "sizes or a lower per_size"
             )
         return self
 

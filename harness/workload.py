@@ -27,7 +27,7 @@ def run_time_s(cell: Cell, knobs: Knobs) -> float:
     """The hard bound on the load: Locust stops by itself at this point."""
     if isinstance(knobs.load, Probe):
         probe = knobs.load
-        waves = -(-probe.connections // probe.concurrency)
+        waves = -(-probe.total_connections // probe.concurrency)
         per_connection = probe.read_pause_ms / 1000 + probe.deadline_s + 30
         return waves * per_connection
     return cell.load.duration_s

@@ -12,8 +12,9 @@ Knobs (environment, set per cell by the harness; defaults as in probe.py):
   PROBE_OUT [/out/probe.jsonl]   PROBE_SUMMARY [/out/probe-summary.json]
   PROBE_FAIL_ON [open,error]     end types reported to Locust as failures
   PROBE_SWEEP [none]   NAME=V1,V2,...: one backend query parameter swept across the
-                       connections (PROBE_CONNECTIONS per value, all at once); each
-                       sample records its value under "sweep"
+                       connections: PROBE_CONNECTIONS per value, PROBE_CONCURRENCY at
+                       once over the whole sweep, the values interleaved; each sample
+                       records its value under "sweep" (a single value is a sweep too)
 
 Each connection becomes one Locust request event (type "close-delay", name = the
 variant, response time = the close delay in ms, length = body bytes), so Locust's
@@ -27,7 +28,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import fields, replace
 from typing import Any
 
@@ -117,8 +120,45 @@ def sweep_configs(
     ]
 
 
+def sweep_jobs(
+    sweep: list[tuple[dict[str, int], probe.ProbeConfig]],
+) -> list[tuple[dict[str, int], probe.ProbeConfig]]:
+    """Every connection of a sweep, round-robin over the values (a, b, c, a, b, c, ...):
+    whatever the concurrency, each value meets the same neighbours and the same load."""
+    rounds = max((cfg.connections for _, cfg in sweep), default=0)
+    return [(value, cfg) for i in range(rounds) for value, cfg in sweep if i < cfg.connections]
+
+
+def run_sweep(
+    sweep: list[tuple[dict[str, int], probe.ProbeConfig]],
+    concurrency: int,
+    stagger_ms: float,
+    record: Callable[[dict[str, int], dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """Run sweep_jobs(sweep), at most `concurrency` connections at once (threads, or
+    greenlets under gevent); record(value, sample) as each ends, in the caller's thread.
+    The first wave starts stagger_ms apart; later connections start as slots free up."""
+    jobs = sweep_jobs(sweep)
+
+    def one(index: int, cfg: probe.ProbeConfig) -> dict[str, Any]:
+        if stagger_ms and index < concurrency:
+            time.sleep(index * stagger_ms / 1000.0)
+        return probe.probe_once(cfg)
+
+    samples: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {pool.submit(one, i, cfg): value for i, (value, cfg) in enumerate(jobs)}
+        for future in as_completed(futures):
+            sample = future.result()
+            sample["sweep"] = futures[future]
+            samples.append(sample)
+            record(futures[future], sample)
+    return samples
+
+
+SWEEP_RAW = os.environ.get(ENV_PREFIX + "SWEEP", "").strip()
 try:
-    SWEEP = sweep_configs(CONFIG, os.environ.get(ENV_PREFIX + "SWEEP", "").strip())
+    SWEEP = sweep_configs(CONFIG, SWEEP_RAW)
 except ValueError as _exc:
     print(f"close_delay: PROBE_SWEEP: {_exc}", file=sys.stderr)
     sys.exit(2)
@@ -153,7 +193,8 @@ class CloseDelayUser(User):
         CloseDelayUser._claimed = True
         quiet_gc()
         try:
-            if len(SWEEP) == 1:
+            # A sweep of one value is still a sweep: its value must reach the backend.
+            if not SWEEP_RAW:
                 probe.run_to_files(CONFIG, OUT, SUMMARY, self._report)
             else:
                 self._sweep()
@@ -164,23 +205,17 @@ class CloseDelayUser(User):
         raise StopUser()
 
     def _sweep(self) -> None:
-        """Every swept value's connections at once, in one JSONL file."""
+        """Every swept value's connections, CONFIG's concurrency at once, in one JSONL file."""
         with open(OUT, "w") as out:
 
             def record(value: dict[str, int], sample: dict[str, Any]) -> None:
-                sample["sweep"] = value
                 out.write(json.dumps(sample) + "\n")
                 out.flush()
                 self._report(sample)
 
-            batches = [
-                gevent.spawn(probe.run_probes, cfg, lambda s, v=value: record(v, s))
-                for value, cfg in SWEEP
-            ]
-            gevent.joinall(batches)
-        samples = [s for batch in batches for s in (batch.value or [])]
+            samples = run_sweep(SWEEP, CONFIG.effective_concurrency, CONFIG.stagger_ms, record)
         with open(SUMMARY, "w") as out:
-            json.dump({"sweep": os.environ[ENV_PREFIX + "SWEEP"], **probe.summarise(samples)}, out)
+            json.dump({"sweep": SWEEP_RAW, **probe.summarise(samples)}, out)
 
     def _report(self, sample: dict[str, Any]) -> None:
         end = sample["end"]

@@ -22,7 +22,7 @@ MATRIX = textwrap.dedent(
       - name: half-close
         params: {tls: "off", variant: fin}
       - name: chunked-stall
-        params: {chunk_min: 16, chunk_max: 64}
+        params: {chunk_sizes: [31, 32, 39, 40], per_size: 4}
       - name: keepalive-vs-close
         params: {keepalive: false}
       - name: connect-timeout
