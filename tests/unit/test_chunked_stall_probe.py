@@ -181,6 +181,9 @@ def test_a_sweep_interleaves_its_sizes_within_the_cells_concurrency(tmp_path: Pa
         server.close()
     sizes = [p.rsplit("=", 1)[1] for p in server.paths]
     assert sorted(sizes) == sorted(["31", "32", "39"] * 4)
-    assert set(sizes[:3]) == {"31", "32", "39"}  # round-robin, not one size after another
+    # Round-robin, not one size after another (31 ×4, then 32 ×4...). The first four
+    # requests, not three: two connections that start together may reach the server in
+    # either order on a busy machine (a fresh clone's run once saw 31, 32, 31, 39).
+    assert set(sizes[:4]) == {"31", "32", "39"}
     assert server.peak == 2
     assert len(samples) == 12 and all(s["end"] == "fin" for s in samples)
