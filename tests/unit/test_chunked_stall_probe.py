@@ -20,6 +20,7 @@ import pytest
 from harness.errors import SpecError
 from harness.scenarios import MAX_CHUNK_SIZES, SCENARIOS
 from harness.workload import run_time_s
+from tests.unit.test_probe import LocalServer  # one thread per connection, on loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILES = ROOT / "clients" / "locustfiles"
@@ -83,7 +84,7 @@ def test_bad_chunk_sizes_are_refused(overrides, message) -> None:
 # --- the Locust probe user, for real: what the backend is asked for ---------------------
 
 
-class Recorder:
+class Recorder(LocalServer):
     """A tiny HTTP server that answers 'hello' and records each request target and how
     many connections were open at once."""
 
@@ -92,27 +93,13 @@ class Recorder:
         self.open = 0
         self.peak = 0
         self.lock = threading.Lock()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.stopping:
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__(self._serve)
 
     def _serve(self, conn: socket.socket) -> None:
         with self.lock:
             self.open += 1
             self.peak = max(self.peak, self.open)
         try:
-            conn.settimeout(5)
             data = b""
             while b"\r\n\r\n" not in data:
                 data += conn.recv(4096)
@@ -125,12 +112,6 @@ class Recorder:
         finally:
             with self.lock:
                 self.open -= 1
-            conn.close()
-
-    def close(self) -> None:
-        self.stopping = True
-        self.thread.join(5)
-        self.listener.close()
 
 
 def run_probe_user(tmp_path: Path, port: int, **env_over: str) -> list[dict]:
