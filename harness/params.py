@@ -36,7 +36,9 @@ def time_ms(text: str) -> float:
     return int(match.group(1)) * _UNIT_MS[match.group(2) or ""]
 
 
-def _haproxy_time(off: bool) -> AfterValidator:
+def _haproxy_time(off: bool) -> Any:
+    """An HAProxy time value above 0 and at most an hour; with ``off``, also 'off'."""
+
     def check(value: str) -> str:
         if off and value == "off":
             return value
@@ -50,23 +52,20 @@ def _haproxy_time(off: bool) -> AfterValidator:
             raise ValueError(f"must be above 0 and at most 1h ({MAX_TIMEOUT_MS} ms)")
         return value
 
-    return AfterValidator(check)
+    form = "an HAProxy time value: digits and a unit (us, ms, s, m, h, d), above 0 and at most 1h"
+    return Annotated[
+        str,
+        AfterValidator(check),
+        Field(
+            description=f"'off' or {form}" if off else form,
+            examples=["off", "1s"] if off else ["500ms", "30s"],
+        ),
+    ]
 
 
-# A timeout of haproxy.cfg: HAProxy's time format, above 0, at most an hour.
-HaproxyTime = Annotated[
-    str,
-    _haproxy_time(off=False),
-    Field(description="an HAProxy time value: digits and a unit (us, ms, s, m, h, d), "
-          "above 0 and at most 1h", examples=["500ms", "30s"]),
-]  # fmt: skip
-# The same, or "off": the directive is left out of haproxy.cfg.
-HaproxyTimeOrOff = Annotated[
-    str,
-    _haproxy_time(off=True),
-    Field(description="'off' or an HAProxy time value: digits and a unit (us, ms, s, m, h, "
-          "d), at most 1h", examples=["off", "1s"]),
-]  # fmt: skip
+# A timeout of haproxy.cfg; the same or "off" (the directive is left out of haproxy.cfg).
+HaproxyTime = _haproxy_time(off=False)
+HaproxyTimeOrOff = _haproxy_time(off=True)
 
 
 def _port_range(value: str) -> str:
