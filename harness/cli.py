@@ -7,11 +7,12 @@
     rerun   CELL_DIR                        repeat one cell from its folder, old vs new
     calibrate [FILE]                        close delays measured against known delays
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
+    compare RUN_A RUN_B                     run B's cells against run A's, with verdicts (no Docker)
     clean                                   remove anything a harness run left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
 
 Errors the user can fix exit with 2 and a message, never a traceback. Failed cells exit
-with 1. With --fail-on (matrix, reproduce, report), verdicts that match exit with 3
+with 1. With --fail-on (matrix, reproduce, report, compare), verdicts that match exit with 3
 (EXIT_VERDICT): `--fail-on regression` on any regression, `--fail-on change` on any
 regression, improvement or changed outcome; failed cells (1) take precedence.
 """
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import docker
 import requests
@@ -99,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
 
+    p = verbs.add_parser(
+        "compare", help="compare two runs: matching cells of run B against run A, with verdicts"
+    )
+    p.add_argument("run_a", type=Path, help="the baseline run's folder")
+    p.add_argument("run_b", type=Path, help="the run judged against it")
+    p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+
     verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
 
     p = verbs.add_parser("scenarios", help="list the scenarios and their typed parameters")
@@ -107,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def _damaged(path: Path) -> Iterator[None]:
+def _damaged(path: Path | str) -> Iterator[None]:
     """Files the harness wrote but someone changed: say which, not where Python tripped."""
     try:
         yield
@@ -128,8 +137,11 @@ def _report() -> ModuleType:
 
 def _verdict_status(run_dir: Path, fail_on: str | None) -> int:
     """The one-line tally on stderr; EXIT_VERDICT when --fail-on matches a verdict."""
+    return _fail_on(_report().read_verdicts(run_dir), fail_on)
+
+
+def _fail_on(found: list[Any], fail_on: str | None) -> int:
     report = _report()
-    found = report.read_verdicts(run_dir)
     print(report.tally(found), file=sys.stderr)
     hits = report.failing(found, fail_on)
     if hits:
@@ -244,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
             with _damaged(args.run_dir / "run.json"), results.writing(args.run_dir):
                 print(_report().rebuild(args.run_dir))
             return _verdict_status(args.run_dir, args.fail_on)
+        if args.verb == "compare":
+            from harness import compare_runs  # scipy, as for _report()
+
+            with _damaged(f"a cell.json of {args.run_a} or {args.run_b}"):
+                outcome = compare_runs.compare(args.run_a, args.run_b)
+            print(compare_runs.markdown(outcome))
+            return _fail_on(outcome.found, args.fail_on)
         if args.verb == "scenarios":
             print(scenarios.describe(args.name))
             return 0
