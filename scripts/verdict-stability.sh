@@ -126,8 +126,13 @@ for v in verdicts:
         continue
     tls = (re.search(r"tls=([^\s\]]+)", v["metric"]) or [None, "?"])[1]
     p = v["p_value"]
-    print(f"  tls={tls}: {v['candidate_label']} vs {v['baseline_label']}: {v['verdict']}, "
-          f"p={p:.2g}" if p is not None else f"  tls={tls}: {v['candidate_label']}: {v['verdict']}")
+    what = "stalled" if v["metric"].endswith("connections stalled") else "ends"
+    print(f"  tls={tls} {what}: {v['candidate_label']} vs {v['baseline_label']}: {v['verdict']}, "
+          f"p={p:.2g}" if p is not None else f"  tls={tls} {what}: {v['candidate_label']}: {v['verdict']}")
+    if what != "stalled":
+        # How connections ended (FIN vs close_notify + FIN) is its own, categorical
+        # verdict: "changed" there says nothing about the stall.
+        continue
     if v["candidate_label"].startswith(want):
         seen_candidate.add(tls)
         ok &= v["verdict"] == "regression" and p is not None and p < 0.001
