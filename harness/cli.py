@@ -1,15 +1,19 @@
 """``python -m harness <verb>``: the command line.
 
     images  [--haproxy SPEC ...]            build what is missing (support + HAProxy images)
-    run     --haproxy SPEC --scenario NAME  one cell, one table row
-    matrix  FILE                            every cell of a matrix file, then the tables
-    reproduce --a SPEC --b SPEC --scenario NAME   two versions, one verdict on one screen
+    run     --haproxy SPEC --scenario NAME [--param KEY=VALUE ...]   one cell, one table row
+    matrix  FILE [--scenario NAME ...] [--version SPEC ...]   a matrix (or part), then tables
+    reproduce --a SPEC --b SPEC --scenario NAME [--param KEY=VALUE ...]   two versions, one verdict
     rerun   CELL_DIR                        repeat one cell from its folder, old vs new
     calibrate [FILE]                        close delays measured against known delays
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
     compare RUN_A RUN_B                     run B's cells against run A's, with verdicts (no Docker)
     clean                                   remove anything a harness run left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
+
+run, matrix and reproduce take --dry-run: the cells they would run, and nothing started.
+--results DIR (before the verb) chooses the results folder (default: $HARNESS_RESULTS, else
+results/).
 
 Errors the user can fix exit with 2 and a message, never a traceback. Failed cells exit
 with 1. With --fail-on (matrix, reproduce, report, compare), verdicts that match exit with 3
@@ -55,14 +59,21 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks with errors")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help="where run folders go (default: $HARNESS_RESULTS, else results/)",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     p = verbs.add_parser("images", help="build the images a run needs")
     p.add_argument(
         "--haproxy",
-        action="append",
+        nargs="+",
+        action="extend",
         metavar="SPEC",
-        help=f"version spec (repeatable); default: {' '.join(DEFAULT_VERSIONS)}",
+        help=f"version specs (one or more, repeatable); default: {' '.join(DEFAULT_VERSIONS)}",
     )
 
     p = verbs.add_parser("run", help="run one cell and print its row")
@@ -71,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10, help="seconds of load [10]")
     p.add_argument("--users", type=int, default=20, help="Locust users, closed loop [20]")
     p.add_argument("--rate", type=float, help="open loop instead: requests per second")
+    _plan_options(p, params=True)
 
     p = verbs.add_parser("matrix", help="run every cell of a matrix file")
     p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MATRIX)
@@ -81,6 +93,19 @@ def _parser() -> argparse.ArgumentParser:
         help="finish an interrupted run: only cells without a complete cell.json run",
     )
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+    p.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="only the matrix's entries for this scenario (repeatable)",
+    )
+    p.add_argument(
+        "--version",
+        action="append",
+        metavar="SPEC",
+        help="only this version of the matrix, and its baseline (repeatable)",
+    )
+    _plan_options(p, params=False)
 
     p = verbs.add_parser("reproduce", help="compare two versions on one scenario, with a verdict")
     p.add_argument("--a", required=True, metavar="SPEC", help="baseline version spec")
@@ -88,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True)
     p.add_argument("--repetitions", type=int, default=3, help="cells per version [3]")
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+    _plan_options(p, params=True)
 
     p = verbs.add_parser("rerun", help="repeat one cell from its folder; old and new side by side")
     p.add_argument("cell_dir", type=Path)
@@ -113,6 +139,51 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("scenarios", help="list the scenarios and their typed parameters")
     p.add_argument("name", nargs="?", help="one scenario, with every parameter")
     return parser
+
+
+def _plan_options(p: argparse.ArgumentParser, params: bool) -> None:
+    if params:
+        p.add_argument(
+            "--param",
+            action="append",
+            metavar="KEY=VALUE",
+            help="a scenario parameter, e.g. --param timeout_client=5s (repeatable; "
+            "'python -m harness scenarios NAME' lists them)",
+        )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the cells it would run; start nothing"
+    )
+
+
+def _run_id(args: argparse.Namespace, name: str) -> str:
+    """A new run's id; a dry run's is only a name (no folder is made for it)."""
+    if args.dry_run:
+        return f"{results.stamp()}-{results.safe_name(name)}"
+    return results.new_run_id(name)
+
+
+def _dry_run(plan: spec.Plan) -> int:
+    """The plan on the terminal: every cell, what it varies, and the load it would run."""
+    from tabulate import tabulate
+
+    from harness import render
+
+    render.check_templates(plan.cells)  # what would stop the run before its first cell
+
+    def changed(cell: spec.Cell) -> str:
+        defaults = scenarios.get(cell.scenario, "--dry-run").defaults
+        shown = {k: v for k, v in sorted(cell.params.items()) if defaults.get(k) != v}
+        return " ".join(f"{k}={v}" for k, v in shown.items()) or "defaults"
+
+    rows = [[c.index, c.version.label, c.scenario, changed(c), c.repetition, c.id]
+            for c in plan.cells]  # fmt: skip
+    print(tabulate(rows, ["#", "version", "scenario", "parameters (not default)", "rep", "cell"]))
+    print(
+        f"\n{len(plan.cells)} cell(s) on {len(plan.versions)} version(s). "
+        "--dry-run: nothing was started or written.",
+        file=sys.stderr,
+    )
+    return 0
 
 
 @contextmanager
@@ -194,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     interrupt_on_signals()
     try:
-        if args.verb in ("run", "matrix", "reproduce", "calibrate"):
+        if args.results is not None:
+            results.use_results_dir(args.results)
+        if getattr(args, "dry_run", False):
+            pass  # nothing is written: no check of the results folder
+        elif args.verb in ("run", "matrix", "reproduce", "calibrate"):
             results.check_writable()  # before anything starts
         if args.verb == "images":
             specs = [versions.parse(s) for s in (args.haproxy or DEFAULT_VERSIONS)]
@@ -209,17 +284,26 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.verb == "run":
             load = spec.load_options(args.users, args.rate, args.duration)
-            plan = spec.single(args.haproxy, args.scenario, results.new_run_id(args.scenario), load)
-            return _run_plan(plan)
+            params = spec.param_options(args.param)
+            plan = spec.single(args.haproxy, args.scenario, _run_id(args, args.scenario), load,
+                               params)  # fmt: skip
+            return _dry_run(plan) if args.dry_run else _run_plan(plan)
         if args.verb == "matrix":
             if args.resume:
+                if args.scenario or args.version or args.dry_run:
+                    raise HarnessError(
+                        "--resume finishes the part of the matrix its run started with; "
+                        "--scenario, --version and --dry-run do not go with it."
+                    )
                 plan = runner.resume_plan(args.resume)
                 run_dir = args.resume.absolute()  # it reaches `docker run --mount`
                 results.check_mountable(run_dir, str(args.resume))
                 return _run_plan(plan, run_dir=run_dir, fail_on=args.fail_on)
-            plan = spec.load(args.file, results.new_run_id(args.file.stem))
-            return _run_plan(plan, fail_on=args.fail_on)
+            only = spec.Only(tuple(args.scenario or ()), tuple(args.version or ()))
+            plan = spec.load(args.file, _run_id(args, args.file.stem), only)
+            return _dry_run(plan) if args.dry_run else _run_plan(plan, fail_on=args.fail_on)
         if args.verb == "reproduce":
+            params = spec.param_options(args.param)
             plan = spec.expand(
                 {
                     "name": f"reproduce-{args.scenario}",
@@ -227,10 +311,13 @@ def main(argv: list[str] | None = None) -> int:
                     "versions": [args.a, args.b],
                     "baseline": args.a,
                     "repetitions": args.repetitions,
-                    "scenarios": [{"name": args.scenario}],
+                    "scenarios": [{"name": args.scenario, "params": params}],
                 },
-                results.new_run_id(f"reproduce-{args.scenario}"),
+                _run_id(args, f"reproduce-{args.scenario}"),
+                where="the command line (--a, --b, --scenario, --param)",
             )
+            if args.dry_run:
+                return _dry_run(plan)
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             with results.locked(run_dir), results.writing(run_dir):
                 runner.execute(plan, run_dir, Progress())

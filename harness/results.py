@@ -43,6 +43,12 @@ _ISSUED: dict[str, bool] = {}
 LOCK_FILE = ".harness.lock"
 
 
+def use_results_dir(path: Path) -> None:
+    """``--results DIR``: run folders go to ``path`` (made absolute, as HARNESS_RESULTS is)."""
+    global RESULTS_DIR
+    RESULTS_DIR = Path(os.path.abspath(path))
+
+
 def safe_name(name: str, limit: int = 40) -> str:
     """``name`` as [A-Za-z0-9._-] only (it reaches folder, project and mount names)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:limit].strip("-._") or "run"

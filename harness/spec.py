@@ -130,15 +130,50 @@ MAX_INT = 2**63 - 1
 _MAX_NUMBER_CHARS = 40
 
 
-def load(path: Path, run_id: str) -> Plan:
-    """Read, parse and expand a matrix file. Raises SpecError naming the file (and the
-    line, key and fix) for anything it refuses; never starts anything."""
+def load(path: Path, run_id: str, only: Only | None = None) -> Plan:
+    """Read, parse and expand a matrix file (or the part ``only`` names). Raises SpecError
+    naming the file (and the line, key and fix) for anything it refuses; never starts
+    anything."""
     text = _read(path)
     try:
         raw = yaml.load(text, Loader=_MatrixLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         raise SpecError(_yaml_problem(path, exc)) from None
-    return expand(raw, run_id, source=path, text=text)
+    return expand(raw, run_id, source=path, text=text, only=only)
+
+
+_PARAM_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def param_options(given: list[str] | None) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options as a scenario's parameter overrides.
+
+    VALUE is read as one YAML scalar or flow value, as in a matrix file (``20``,
+    ``true``, ``5s``, ``"1024 65000"``), with the matrix file's limits; the scenario's
+    typed model then validates it (spec.expand). Raises SpecError naming the option.
+    """
+    out: dict[str, Any] = {}
+    for item in given or []:
+        key, sep, text = item.partition("=")
+        if not sep or not _PARAM_KEY.fullmatch(key):
+            raise SpecError(
+                f"--param {shown(item)}: expected KEY=VALUE with a parameter name "
+                "(lower case, digits, _), e.g. --param timeout_client=5s. "
+                "python -m harness scenarios NAME lists a scenario's parameters."
+            )
+        if key in out:
+            raise SpecError(f"--param {key} is given twice; give each parameter once.")
+        if len(text) > 1000:
+            raise SpecError(f"--param {key}: a value of {len(text):,} characters; at most 1000.")
+        try:
+            out[key] = yaml.load(text, Loader=_MatrixLoader) if text else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise SpecError(
+                f"--param {key}={shown(text)}: not a value a matrix file could hold "
+                f"({problem}). Quote it for the shell and YAML, e.g. --param '{key}=\"...\"'."
+            ) from None
+    return out
 
 
 def _read(path: Path) -> str:
@@ -357,12 +392,65 @@ def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@dataclass(frozen=True)
+class Only:
+    """Part of a matrix (``matrix --scenario NAME --version SPEC``): its entries for these
+    scenarios, on these versions plus the baseline (the verdicts need it). Empty: all."""
+
+    scenarios: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
+
+
+def _narrowed(matrix: Matrix, only: Only, where: str) -> Matrix:
+    """The matrix cut down to ``only``; what run.json records, so --resume finishes the
+    same part. Raises SpecError naming the option when a name is not in the matrix."""
+    for option, asked, known in (
+        ("--scenario", only.scenarios, [e.name for e in matrix.scenarios]),
+        ("--version", only.versions, matrix.versions),
+    ):
+        for name in asked:
+            if name not in known:
+                raise SpecError(
+                    f"{option} {shown(name)}: {where} has no such {option[2:]}; it has "
+                    f"{', '.join(dict.fromkeys(known))}. Name one of those (spelled the same)."
+                )
+    kept = [v for v in matrix.versions if not only.versions or v in only.versions
+            or v == matrix.baseline]  # fmt: skip
+    entries = []
+    for entry in matrix.scenarios:
+        if only.scenarios and entry.name not in only.scenarios:
+            continue
+        if entry.versions is not None:
+            narrowed = [v for v in entry.versions if v in kept]
+            if not narrowed:
+                continue
+            entry = entry.model_copy(update={"versions": narrowed})
+        entries.append(entry)
+    if not entries:
+        raise SpecError(
+            f"{where}: no entry of the matrix runs scenario {', '.join(only.scenarios)} on "
+            f"version {', '.join(only.versions)}. Pick a version that entry lists."
+        )
+    asked = " ".join([*(f"--scenario {n}" for n in only.scenarios),
+                      *(f"--version {v}" for v in only.versions)])  # fmt: skip
+    note = f"part of the matrix: {asked}"
+    description = f"{matrix.description} ({note})" if matrix.description else note
+    return matrix.model_copy(
+        update={"versions": kept, "scenarios": entries, "description": description}
+    )
+
+
 def expand(
-    raw: Any, run_id: str, source: Path | None = None, text: str = "", where: str = ""
+    raw: Any,
+    run_id: str,
+    source: Path | None = None,
+    text: str = "",
+    where: str = "",
+    only: Only | None = None,
 ) -> Plan:
-    """The cells of a matrix (as parsed from ``text``, or built by the CLI). ``where``
-    names it in errors (default: the source file). Raises SpecError for anything invalid,
-    including a matrix that expands to no cell."""
+    """The cells of a matrix (as parsed from ``text``, or built by the CLI), or of the
+    part of it ``only`` names. ``where`` names it in errors (default: the source file).
+    Raises SpecError for anything invalid, including a matrix that expands to no cell."""
     where = where or (str(source) if source else "matrix")
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
@@ -375,6 +463,8 @@ def expand(
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(_explain(exc, where, text)) from None
+    if only and (only.scenarios or only.versions):
+        matrix = _narrowed(matrix, only, where)
 
     specs = [
         versions.parse(v, f"{where}{_line(text, ['versions', i])}: versions[{i}]")
@@ -593,8 +683,15 @@ def _composed(text: str) -> yaml.Node | None:
         return None
 
 
-def single(version: str, scenario: str, run_id: str, load: Load | None = None) -> Plan:
-    """The plan for one cell, as ``python -m harness run`` asks for it."""
+def single(
+    version: str,
+    scenario: str,
+    run_id: str,
+    load: Load | None = None,
+    params: dict[str, Any] | None = None,
+) -> Plan:
+    """The plan for one cell, as ``python -m harness run`` asks for it (``params``: the
+    ``--param`` overrides, validated by the scenario's model)."""
     # Checked here first, so an error names the option the user typed.
     versions.parse(version, "--haproxy")
     scenarios.get(scenario, "--scenario")
@@ -602,10 +699,11 @@ def single(version: str, scenario: str, run_id: str, load: Load | None = None) -
         {
             "name": "single",
             "versions": [version],
-            "scenarios": [{"name": scenario}],
+            "scenarios": [{"name": scenario, "params": params or {}}],
             "load": (load or Load()).model_dump(),
         },
         run_id,
+        where="the command line (--param)",
     )
 
 

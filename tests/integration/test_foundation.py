@@ -20,7 +20,9 @@ SPECS = {
 
 
 def test_images_report_the_promised_versions(harness):
-    proc = harness("images", *[a for s in SPECS for a in ("--haproxy", s)])
+    # Both forms: several specs after one --haproxy, and --haproxy repeated.
+    specs = list(SPECS)
+    proc = harness("images", "--haproxy", *specs[:3], "--haproxy", specs[3])
     assert proc.returncode == 0, proc.stderr
     for spec, version in SPECS.items():
         line = next(line for line in proc.stdout.splitlines() if line.startswith(spec + " "))
@@ -51,6 +53,20 @@ def test_smoke_cell_measures_real_throughput(harness, spec):
     # The table row is printed with the reported version.
     assert f"{SPECS[spec]} (" in proc.stdout and "req/s" in proc.stdout
     assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_a_parameter_from_the_command_line_reaches_the_cell(harness):
+    proc = harness(
+        "run", "--haproxy", "debian:bookworm", "--scenario", "half-close",
+        "--param", "connections=3", "--param", "timeout_client=7s",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run_dir = harness.newest_run()
+    [cell] = harness.cells(run_dir)
+    assert cell["status"] == "ok", cell.get("error")
+    assert (cell["params"]["connections"], cell["params"]["timeout_client"]) == (3, "7s")
+    assert cell["metrics"]["probe"]["connections"] == 3
+    assert "timeout client 7s" in (run_dir / cell["cell"] / "haproxy.cfg").read_text()
 
 
 def test_bad_version_spec_exits_2_and_starts_nothing(harness):
