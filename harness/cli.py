@@ -11,8 +11,9 @@
     clean                                   remove anything a harness run left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
 
+run, matrix, reproduce, report and compare take --json: one JSON document on stdout.
 run, matrix and reproduce take --dry-run: the cells they would run, and nothing started.
---results DIR (before the verb) chooses the results folder (default: $HARNESS_RESULTS, else
+--results-dir DIR (before the verb) chooses the results folder (default: $HARNESS_RESULTS, else
 results/).
 
 Errors the user can fix exit with 2 and a message, never a traceback. Failed cells exit
@@ -24,6 +25,8 @@ regression, improvement or changed outcome; failed cells (1) take precedence.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import signal
 import sys
 import traceback
@@ -60,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks with errors")
     parser.add_argument(
+        "--results-dir",
         "--results",
+        dest="results",
         type=Path,
         metavar="DIR",
         help="where run folders go (default: $HARNESS_RESULTS, else results/)",
@@ -83,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=20, help="Locust users, closed loop [20]")
     p.add_argument("--rate", type=float, help="open loop instead: requests per second")
     _plan_options(p, params=True)
+    _json_option(p)
 
     p = verbs.add_parser("matrix", help="run every cell of a matrix file")
     p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MATRIX)
@@ -105,7 +111,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="only this version of the matrix, and its baseline (repeatable)",
     )
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="KEY=VALUE",
+        help="only the cells whose parameter KEY has this value (repeatable), e.g. tls=1.3",
+    )
     _plan_options(p, params=False)
+    _json_option(p)
 
     p = verbs.add_parser("reproduce", help="compare two versions on one scenario, with a verdict")
     p.add_argument("--a", required=True, metavar="SPEC", help="baseline version spec")
@@ -114,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repetitions", type=int, default=3, help="cells per version [3]")
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
     _plan_options(p, params=True)
+    _json_option(p)
 
     p = verbs.add_parser("rerun", help="repeat one cell from its folder; old and new side by side")
     p.add_argument("cell_dir", type=Path)
@@ -126,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("report", help="rebuild a run's report from its folder")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+    _json_option(p)
 
     p = verbs.add_parser(
         "compare", help="compare two runs: matching cells of run B against run A, with verdicts"
@@ -133,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_a", type=Path, help="the baseline run's folder")
     p.add_argument("run_b", type=Path, help="the run judged against it")
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+    _json_option(p)
 
     verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
 
@@ -155,6 +171,45 @@ def _plan_options(p: argparse.ArgumentParser, params: bool) -> None:
     )
 
 
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout instead of the report (for scripts)",
+    )
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document, indent=1, default=str))
+
+
+def _run_document(run_dir: Path) -> dict[str, Any]:
+    """A finished run for scripts: its folder, tally, verdicts and cells (no metrics:
+    those are in each cell.json and results.csv)."""
+    report = _report()
+    found = report.read_verdicts(run_dir)
+    cells = [
+        {
+            "cell": r.get("cell"),
+            "status": r.get("status"),
+            "version": r.get("version", {}).get("spec"),
+            "label": r.get("version", {}).get("label"),
+            "scenario": r.get("scenario"),
+            "params": r.get("params"),
+            "repetition": r.get("repetition"),
+            **({"error": r["error"]} if r.get("error") else {}),
+        }
+        for r in results.cells(run_dir)
+    ]
+    return {
+        "run_dir": str(run_dir),
+        "report": str(run_dir / "report.md"),
+        "tally": report.tally(found),
+        "verdicts": [dataclasses.asdict(c) for c in report.ordered(found)],
+        "cells": cells,
+    }
+
+
 def _run_id(args: argparse.Namespace, name: str) -> str:
     """A new run's id; a dry run's is only a name (no folder is made for it)."""
     if args.dry_run:
@@ -162,25 +217,39 @@ def _run_id(args: argparse.Namespace, name: str) -> str:
     return results.new_run_id(name)
 
 
-def _dry_run(plan: spec.Plan) -> int:
+def _dry_run(plan: spec.Plan, as_json: bool = False) -> int:
     """The plan on the terminal: every cell, what it varies, and the load it would run."""
     from tabulate import tabulate
 
     from harness import render
 
     render.check_templates(plan.cells)  # what would stop the run before its first cell
+    if as_json:
+        cells = [
+            {
+                "index": c.index,
+                "cell": c.id,
+                "version": c.version.text,
+                "label": c.version.label,
+                "scenario": c.scenario,
+                "params": c.params,
+                "repetition": c.repetition,
+                "bound_s": runner.cell_bound_s(c),
+            }
+            for c in plan.cells
+        ]
+        _print_json({"cells": cells, "bound_s": sum(c["bound_s"] for c in cells)})
+        return 0
 
-    def changed(cell: spec.Cell) -> str:
-        defaults = scenarios.get(cell.scenario, "--dry-run").defaults
-        shown = {k: v for k, v in sorted(cell.params.items()) if defaults.get(k) != v}
-        return " ".join(f"{k}={v}" for k, v in shown.items()) or "defaults"
-
-    rows = [[c.index, c.version.label, c.scenario, changed(c), c.repetition, c.id]
+    rows = [[c.index, c.version.label, c.scenario, c.changed_params_text, c.repetition, c.id]
             for c in plan.cells]  # fmt: skip
     print(tabulate(rows, ["#", "version", "scenario", "parameters (not default)", "rep", "cell"]))
+    bound = sum(runner.cell_bound_s(c) for c in plan.cells)
     print(
-        f"\n{len(plan.cells)} cell(s) on {len(plan.versions)} version(s). "
-        "--dry-run: nothing was started or written.",
+        f"\n{len(plan.cells)} cell(s) on {len(plan.versions)} version(s); at most about "
+        f"{bound / 60:.0f} min: each cell's load bound plus {runner.CELL_OVERHEAD_S:g} s "
+        "around it (probe cells usually end well before their bound), besides image "
+        "builds. --dry-run: nothing was started or written.",
         file=sys.stderr,
     )
     return 0
@@ -230,6 +299,7 @@ def _run_plan(
     show_report: bool = True,
     run_dir: Path | None = None,
     fail_on: str | None = None,
+    as_json: bool = False,
 ) -> int:
     resume = run_dir is not None
     run_dir = run_dir or results.RESULTS_DIR / plan.cells[0].run_id
@@ -248,7 +318,9 @@ def _run_plan(
             raise
         with results.writing(run_dir):
             text = _report().rebuild(run_dir)
-    if show_report:
+    if as_json:
+        _print_json(_run_document(run_dir))
+    elif show_report:
         print(text)
     print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
     failed = [r["cell"] for r in records if r.get("status") != "ok"]
@@ -284,26 +356,34 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.verb == "run":
             load = spec.load_options(args.users, args.rate, args.duration)
-            params = spec.param_options(args.param)
+            params = spec.param_options(args.param, for_scenarios=(args.scenario,))
             plan = spec.single(args.haproxy, args.scenario, _run_id(args, args.scenario), load,
                                params)  # fmt: skip
-            return _dry_run(plan) if args.dry_run else _run_plan(plan)
+            if args.dry_run:
+                return _dry_run(plan, args.json)
+            return _run_plan(plan, as_json=args.json)
         if args.verb == "matrix":
             if args.resume:
-                if args.scenario or args.version or args.dry_run:
+                if args.scenario or args.version or args.only or args.dry_run:
                     raise HarnessError(
                         "--resume finishes the part of the matrix its run started with; "
-                        "--scenario, --version and --dry-run do not go with it."
+                        "--scenario, --version, --only and --dry-run do not go with it."
                     )
                 plan = runner.resume_plan(args.resume)
                 run_dir = args.resume.absolute()  # it reaches `docker run --mount`
                 results.check_mountable(run_dir, str(args.resume))
-                return _run_plan(plan, run_dir=run_dir, fail_on=args.fail_on)
-            only = spec.Only(tuple(args.scenario or ()), tuple(args.version or ()))
+                return _run_plan(plan, run_dir=run_dir, fail_on=args.fail_on, as_json=args.json)
+            only = spec.Only(
+                tuple(args.scenario or ()),
+                tuple(args.version or ()),
+                spec.param_options(args.only, "--only", tuple(scenarios.SCENARIOS)),
+            )
             plan = spec.load(args.file, _run_id(args, args.file.stem), only)
-            return _dry_run(plan) if args.dry_run else _run_plan(plan, fail_on=args.fail_on)
+            if args.dry_run:
+                return _dry_run(plan, args.json)
+            return _run_plan(plan, fail_on=args.fail_on, as_json=args.json)
         if args.verb == "reproduce":
-            params = spec.param_options(args.param)
+            params = spec.param_options(args.param, for_scenarios=(args.scenario,))
             plan = spec.expand(
                 {
                     "name": f"reproduce-{args.scenario}",
@@ -317,12 +397,15 @@ def main(argv: list[str] | None = None) -> int:
                 where="the command line (--a, --b, --scenario, --param)",
             )
             if args.dry_run:
-                return _dry_run(plan)
+                return _dry_run(plan, args.json)
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             with results.locked(run_dir), results.writing(run_dir):
                 runner.execute(plan, run_dir, Progress())
                 _report().rebuild(run_dir)
-            print(_report().verdict_screen(run_dir))
+            if args.json:
+                _print_json(_run_document(run_dir))
+            else:
+                print(_report().verdict_screen(run_dir))
             return _verdict_status(run_dir, args.fail_on)
         if args.verb == "rerun":
             with _damaged(args.cell_dir / "cell.json"):
@@ -341,14 +424,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "report":
             results.require_run(args.run_dir)
             with _damaged(args.run_dir / "run.json"), results.writing(args.run_dir):
-                print(_report().rebuild(args.run_dir))
+                text = _report().rebuild(args.run_dir)
+            if args.json:
+                _print_json(_run_document(args.run_dir))
+            else:
+                print(text)
             return _verdict_status(args.run_dir, args.fail_on)
         if args.verb == "compare":
             from harness import compare_runs  # scipy, as for _report()
 
             with _damaged(f"a cell.json of {args.run_a} or {args.run_b}"):
                 outcome = compare_runs.compare(args.run_a, args.run_b)
-            print(compare_runs.markdown(outcome))
+            if args.json:
+                report = _report()
+                _print_json(
+                    {
+                        "run_a": str(outcome.run_a),
+                        "run_b": str(outcome.run_b),
+                        "tally": report.tally(outcome.found),
+                        "verdicts": [dataclasses.asdict(c) for c in report.ordered(outcome.found)],
+                        "only_a": outcome.only_a,
+                        "only_b": outcome.only_b,
+                        "notes": outcome.notes,
+                    }
+                )
+            else:
+                print(compare_runs.markdown(outcome))
             return _fail_on(outcome.found, args.fail_on)
         if args.verb == "scenarios":
             print(scenarios.describe(args.name))

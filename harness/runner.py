@@ -389,6 +389,23 @@ def cell_deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+# Set-up and tear-down of a cell around its load (compose up with health checks, the
+# baseline census, collection, compose down): about 7 s on the 2-core lab machine.
+CELL_OVERHEAD_S = 7.0
+
+
+def bound_s(item: Prepared) -> float:
+    """What a cell is expected to take at most, in seconds: its load's bound plus the
+    set-up and tear-down around it (the ETA's weight of the cell)."""
+    return cell_bound_s(item.cell, item.knobs)
+
+
+def cell_bound_s(cell: Cell, knobs: Knobs | None = None) -> float:
+    """:func:`bound_s` of a planned cell (its knobs derived when not given)."""
+    knobs = knobs or scenarios.get(cell.scenario, cell.id).knobs(cell.params)
+    return workload.run_time_s(cell, knobs) + knobs.drain_s + CELL_OVERHEAD_S
+
+
 def timeout_s(plan_timeout: float | None, cell: Cell, knobs: Knobs) -> float:
     """The matrix's cell_timeout_s, else generous: twice the load's own bound, plus
     time to start, drain and collect."""
@@ -442,7 +459,7 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
     else:
         manifest = _manifest(plan, run_dir, image_set)
     results.write_json(run_dir / "run.json", manifest)
-    progress.start(len(prepared))
+    progress.start(len(prepared), {item.cell.id: bound_s(item) for item in prepared})
     for item in prepared:
         progress.cell_start(item.cell)
         t0 = time.monotonic()

@@ -84,6 +84,10 @@ class Matrix(_Strict):
     # A cell still running after this is killed, recorded as failed, and the run goes on.
     # Default: twice the cell's own load bound plus 5 minutes (runner.timeout_s).
     cell_timeout_s: float | None = Field(None, gt=0, le=86400)
+    # Only the cells whose parameters have these values (``matrix --only KEY=VALUE``
+    # writes it; run.json records it, so --resume finishes the same part). Each key must
+    # be a parameter of one of the matrix's scenarios; a scenario without it is left out.
+    select: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,14 @@ class Cell:
     @property
     def params_text(self) -> str:
         return " ".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "-"
+
+    @property
+    def changed_params_text(self) -> str:
+        """The parameters that differ from the scenario's defaults ("defaults" if none):
+        what sets this cell apart, without the dozen defaults beside it."""
+        defaults = scenarios.get(self.scenario, self.scenario).defaults
+        changed = {k: v for k, v in sorted(self.params.items()) if defaults.get(k) != v}
+        return " ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
     @property
     def id(self) -> str:
@@ -145,35 +157,60 @@ def load(path: Path, run_id: str, only: Only | None = None) -> Plan:
 _PARAM_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def param_options(given: list[str] | None) -> dict[str, Any]:
-    """``--param KEY=VALUE`` options as a scenario's parameter overrides.
+def param_options(
+    given: list[str] | None, option: str = "--param", for_scenarios: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options (or ``--only``'s, named by ``option``) as parameter values.
 
     VALUE is read as one YAML scalar or flow value, as in a matrix file (``20``,
     ``true``, ``5s``, ``"1024 65000"``), with the matrix file's limits; the scenario's
-    typed model then validates it (spec.expand). Raises SpecError naming the option.
+    typed model then validates it (spec.expand). On a command line nobody quotes for
+    YAML: where a value read as a number or boolean is refused by every scenario of
+    ``for_scenarios`` that takes KEY, but its text is accepted (``tls=1.3`` is the
+    text '1.3'), the text is used. Raises SpecError naming the option.
     """
     out: dict[str, Any] = {}
     for item in given or []:
         key, sep, text = item.partition("=")
         if not sep or not _PARAM_KEY.fullmatch(key):
             raise SpecError(
-                f"--param {shown(item)}: expected KEY=VALUE with a parameter name "
-                "(lower case, digits, _), e.g. --param timeout_client=5s. "
+                f"{option} {shown(item)}: expected KEY=VALUE with a parameter name "
+                f"(lower case, digits, _), e.g. {option} timeout_client=5s. "
                 "python -m harness scenarios NAME lists a scenario's parameters."
             )
         if key in out:
-            raise SpecError(f"--param {key} is given twice; give each parameter once.")
+            raise SpecError(f"{option} {key} is given twice; give each parameter once.")
         if len(text) > 1000:
-            raise SpecError(f"--param {key}: a value of {len(text):,} characters; at most 1000.")
+            raise SpecError(f"{option} {key}: a value of {len(text):,} characters; at most 1000.")
         try:
             out[key] = yaml.load(text, Loader=_MatrixLoader) if text else ""
+            if not isinstance(out[key], str) and _only_text_fits(key, out[key], text,
+                                                               for_scenarios):  # fmt: skip
+                out[key] = text
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or type(exc).__name__
             raise SpecError(
-                f"--param {key}={shown(text)}: not a value a matrix file could hold "
-                f"({problem}). Quote it for the shell and YAML, e.g. --param '{key}=\"...\"'."
+                f"{option} {key}={shown(text)}: not a value a matrix file could hold "
+                f"({problem}). Quote it for the shell and YAML, e.g. {option} '{key}=\"...\"'."
             ) from None
     return out
+
+
+def _only_text_fits(key: str, value: Any, text: str, names: tuple[str, ...]) -> bool:
+    def fits(name: str, candidate: Any) -> bool:
+        try:
+            scenarios.SCENARIOS[name].resolve({key: candidate}, "")
+        except SpecError:
+            return False
+        return True
+
+    known = [n for n in dict.fromkeys(names) if n in scenarios.SCENARIOS]  # else: said later
+    takers = [n for n in known if key in scenarios.SCENARIOS[n].params.model_fields]
+    return (
+        bool(takers)
+        and not any(fits(n, value) for n in takers)
+        and any(fits(n, text) for n in takers)
+    )
 
 
 def _read(path: Path) -> str:
@@ -394,11 +431,13 @@ def _clip(text: str, limit: int = 200) -> str:
 
 @dataclass(frozen=True)
 class Only:
-    """Part of a matrix (``matrix --scenario NAME --version SPEC``): its entries for these
-    scenarios, on these versions plus the baseline (the verdicts need it). Empty: all."""
+    """Part of a matrix (``matrix --scenario NAME --version SPEC --only KEY=VALUE``): its
+    entries for these scenarios, on these versions plus the baseline (the verdicts need
+    it), the cells whose parameters have these values. Empty: all."""
 
     scenarios: tuple[str, ...] = ()
     versions: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _narrowed(matrix: Matrix, only: Only, where: str) -> Matrix:
@@ -432,12 +471,47 @@ def _narrowed(matrix: Matrix, only: Only, where: str) -> Matrix:
             f"version {', '.join(only.versions)}. Pick a version that entry lists."
         )
     asked = " ".join([*(f"--scenario {n}" for n in only.scenarios),
-                      *(f"--version {v}" for v in only.versions)])  # fmt: skip
+                      *(f"--version {v}" for v in only.versions),
+                      *(f"--only {k}={v}" for k, v in only.params.items())])  # fmt: skip
     note = f"part of the matrix: {asked}"
     description = f"{matrix.description} ({note})" if matrix.description else note
     return matrix.model_copy(
-        update={"versions": kept, "scenarios": entries, "description": description}
+        update={
+            "versions": kept,
+            "scenarios": entries,
+            "description": description,
+            "select": {**matrix.select, **only.params},
+        }
     )
+
+
+_ABSENT = object()  # a parameter the cell does not have
+_NEVER = object()  # selected by a parameter the scenario does not have: no cell matches
+
+
+def _selection(matrix: Matrix, where: str) -> dict[str, dict[str, Any]]:
+    """``select:`` per scenario of the matrix, each value typed by that scenario's model
+    (``tls=1.3`` is the float 1.3, ``timeout_client=5s`` the time value). A scenario
+    without a selected parameter gets a selection no cell meets. Raises SpecError for a
+    key no scenario of the matrix takes, or a value none would accept."""
+    out: dict[str, dict[str, Any]] = {}
+    names = list(dict.fromkeys(e.name for e in matrix.scenarios))
+    for key, value in matrix.select.items():
+        takers = [n for n in names if key in scenarios.get(n, where).params.model_fields]
+        if not takers:
+            raise SpecError(
+                f"{where}: select / --only {key}={shown(value)}: no scenario of the matrix "
+                f"({', '.join(names)}) has a parameter {key!r}. "
+                "python -m harness scenarios NAME lists a scenario's parameters."
+            )
+        for name in names:
+            if name not in takers:
+                out.setdefault(name, {})[key] = _NEVER
+                continue
+            at = f"{where}: select / --only {key}"
+            typed = scenarios.get(name, at).resolve({key: value}, at, lambda k, at=at: at)
+            out.setdefault(name, {})[key] = typed[key]
+    return out
 
 
 def expand(
@@ -463,8 +537,9 @@ def expand(
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(_explain(exc, where, text)) from None
-    if only and (only.scenarios or only.versions):
+    if only and (only.scenarios or only.versions or only.params):
         matrix = _narrowed(matrix, only, where)
+    selected = _selection(matrix, where)
 
     specs = [
         versions.parse(v, f"{where}{_line(text, ['versions', i])}: versions[{i}]")
@@ -521,7 +596,9 @@ def expand(
         keys = list(entry.grid)
         for values in itertools.product(*(entry.grid[k] for k in keys)):
             overrides = {**entry.params, **dict(zip(keys, values, strict=True))}
-            combos.append((entry.name, scenario.resolve(overrides, at, locate), entry.versions))
+            params = scenario.resolve(overrides, at, locate)
+            if all(params.get(k, _ABSENT) == v for k, v in selected.get(entry.name, {}).items()):
+                combos.append((entry.name, params, entry.versions))
 
     planned = [
         (spec, name, params, rep)
@@ -530,6 +607,12 @@ def expand(
         for spec, text in zip(specs, matrix.versions, strict=True)
         if only is None or text in only
     ]
+    if not planned and matrix.select:
+        asked = " ".join(f"{k}={v}" for k, v in matrix.select.items())
+        raise SpecError(
+            f"{where}: no cell of the matrix has {asked} (select / --only). "
+            "python -m harness matrix FILE --dry-run lists the cells and their parameters."
+        )
     if not planned:  # every entry limited to no version: nothing would run, nothing report
         raise SpecError(
             f"{where}: the matrix expands to no cell. Give each scenario entry at least one "

@@ -150,3 +150,88 @@ def test_resume_plan_of_a_partial_run_is_the_part(results_dir):
     })  # fmt: skip
     resumed = runner.resume_plan(results.RESULTS_DIR / run_id)
     assert [c.id for c in resumed.cells] == [c.id for c in plan.cells]
+
+
+def test_only_selects_cells_by_parameter_and_is_recorded(results_dir):
+    given = spec.param_options(["tls=1.3"], "--only", ("half-close", "chunked-stall"))
+    assert given == {"tls": "1.3"}  # typed as the scenarios take it, not the float 1.3
+    plan = spec.load(DEFAULT, "20261129T000000Z-x", spec.Only(params=given))
+    assert {(c.scenario, c.params["tls"]) for c in plan.cells} == {
+        ("half-close", "1.3"),
+        ("chunked-stall", "1.3"),
+    }  # scenarios without a tls parameter are left out
+    assert plan.matrix.select == {"tls": "1.3"}
+    again = spec.expand(plan.matrix.model_dump(), plan.cells[0].run_id)
+    assert [c.id for c in again.cells] == [c.id for c in plan.cells]
+
+
+@pytest.mark.parametrize(
+    "only, message",
+    [
+        ("nope=3", "no scenario of the matrix"),
+        ("tls=2", "select / --only tls"),
+        ("keepalive=maybe", "select / --only keepalive"),
+    ],
+)
+def test_only_with_a_parameter_no_cell_has_exits_2(results_dir, capsys, only, message):
+    assert cli.main(["matrix", str(DEFAULT), "--dry-run", "--only", only]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_only_that_matches_no_cell_says_so(results_dir, capsys):
+    argv = ["matrix", str(DEFAULT), "--dry-run", "--scenario", "half-close", "--only", "size=7"]
+    assert cli.main(argv) == 2  # half-close runs with size 128 and 100000 only
+    assert "no cell of the matrix has size=7 (select / --only)" in capsys.readouterr().err
+
+
+def test_json_of_a_dry_run(results_dir, capsys):
+    import json
+
+    argv = ["matrix", str(DEFAULT), "--dry-run", "--json", "--scenario", "chunked-stall"]
+    assert cli.main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert len(document["cells"]) == 6
+    assert {c["params"]["tls"] for c in document["cells"]} == {"off", "1.3"}
+    assert document["bound_s"] == sum(c["bound_s"] for c in document["cells"]) > 0
+
+
+def test_json_of_report_and_compare(tmp_path, capsys):
+    import json
+    import shutil
+
+    recorded = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
+    a, b = tmp_path / "20261124T230400Z-a", tmp_path / "20261124T230500Z-b"
+    shutil.copytree(recorded, a)
+    shutil.copytree(recorded, b)
+    assert cli.main(["report", str(a), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["tally"].startswith("verdicts: 0 regressions")
+    assert [c["status"] for c in document["cells"]] == ["ok"] * 3
+    assert {v["verdict"] for v in document["verdicts"]} == {"no significant change"}
+    assert cli.main(["compare", str(a), str(b), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert len(document["verdicts"]) == 6 and document["only_a"] == document["only_b"] == []
+
+
+def test_progress_start_lines_name_only_what_differs_from_the_defaults():
+    plan = spec.single("debian:bookworm", "half-close", "20261129T000000Z-x",
+                       params={"connections": 3})  # fmt: skip
+    assert plan.cells[0].changed_params_text == "connections=3"
+    plan = spec.single("debian:bookworm", "half-close", "20261129T000000Z-x")
+    assert plan.cells[0].changed_params_text == "defaults"
+
+
+def test_eta_weighs_the_cells_left_by_their_bounds(monkeypatch):
+    import io
+
+    from harness import progress as progress_module
+
+    plan = spec.load(DEFAULT, "20261129T000000Z-x", spec.Only(versions=("debian:bookworm",)))
+    quick, slow = plan.cells[0], plan.cells[1]
+    clock = iter([0.0, 0.0, 10.0])  # start, t_cells, first cell ends after 10 s
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
+    shown = progress_module.Progress(io.StringIO())
+    # a 10 s cell done, a 100 s cell left: 100 s left, not the "average cell"'s 10 s
+    shown.start(2, {quick.id: 10.0, slow.id: 100.0})
+    shown.done = 1  # as cell_end counts it before asking
+    assert shown.eta_s(quick) == pytest.approx(100.0)
