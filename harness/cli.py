@@ -30,11 +30,14 @@ from types import ModuleType
 import docker
 import requests
 
-from harness import ROOT, calibration, images, results, runner, scenarios, spec, versions
-from harness.compose import CommandLog
+from harness import ROOT, results, runner
+from harness.analyse import calibration
 from harness.errors import CellError, HarnessError, ResultsError
+from harness.plan import scenarios, spec, versions
 from harness.progress import Progress
-from harness.stack import Interrupted, interrupt_on_signals, remove_leftovers
+from harness.stack import images
+from harness.stack.compose import CommandLog
+from harness.stack.project import Interrupted, interrupt_on_signals, remove_leftovers
 
 DEFAULT_VERSIONS = ["debian:bullseye", "debian:bookworm", "debian:trixie"]
 DEFAULT_MATRIX = ROOT / "matrices" / "default.yaml"
@@ -121,7 +124,7 @@ def _damaged(path: Path) -> Iterator[None]:
 def _report() -> ModuleType:
     # Imported when needed: its statistics pull in scipy, a second of start-up that
     # every command would otherwise pay, errors included.
-    from harness import report
+    from harness.report import tables as report
 
     return report
 

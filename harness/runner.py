@@ -24,26 +24,18 @@ from typing import Any
 import docker
 import requests
 
-from harness import (
-    images,
-    observe,
-    provenance,
-    render,
-    results,
-    scenarios,
-    security,
-    spec,
-    workload,
-)
+from harness import results
 from harness.analyse import cell_metrics
-from harness.compose import CommandLog, Compose
-from harness.compose import client as docker_engine
 from harness.errors import CellError, HarnessError, ResultsError, SpecError
-from harness.images import ImageSet
+from harness.plan import scenarios, spec
+from harness.plan.scenarios import Fault, Knobs, Probe
+from harness.plan.spec import Cell, Plan
 from harness.progress import Progress
-from harness.scenarios import Fault, Knobs, Probe
-from harness.spec import Cell, Plan
-from harness.stack import Stack, remove_leftovers, signals_held
+from harness.stack import images, observe, provenance, render, security, workload
+from harness.stack.compose import CommandLog, Compose
+from harness.stack.compose import client as docker_engine
+from harness.stack.images import ImageSet
+from harness.stack.project import Stack, remove_leftovers, signals_held
 
 # Observers sample this long before the load, so every state has a pre-load baseline.
 BASELINE_S = 1.0

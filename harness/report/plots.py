@@ -29,9 +29,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from tabulate import tabulate
 
-from harness import report, scenarios
 from harness.analyse import compare, distribution, haproxy_log
 from harness.analyse.compare import Comparison
+from harness.plan import scenarios
+from harness.report import tables as report
 
 Record = dict[str, Any]
 

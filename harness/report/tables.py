@@ -24,9 +24,17 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness import calibration, results, scenarios
-from harness.analyse import cell_metrics, compare, distribution, haproxy_log, probe_samples
+from harness import results
+from harness.analyse import (
+    calibration,
+    cell_metrics,
+    compare,
+    distribution,
+    haproxy_log,
+    probe_samples,
+)
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
+from harness.plan import scenarios
 
 Record = dict[str, Any]
 Column = tuple[str, Callable[[Record], Any]]
@@ -1068,7 +1076,7 @@ def rebuild(run_dir: Path) -> str:
             for r, row in zip(records, rows, strict=True)
         ],
     )
-    from harness import plots  # matplotlib is slow to import: only when writing HTML
+    from harness.report import plots  # matplotlib is slow to import: only when writing HTML
 
     (run_dir / "report.html").write_text(plots.html_report(run_dir, records, found, run, text))
     write_index(run_dir.parent)

@@ -18,8 +18,8 @@ from typing import Any
 
 import docker.errors
 
-from harness.compose import client
-from harness.stack import PROJECT_LABEL, Stack
+from harness.stack.compose import client
+from harness.stack.project import PROJECT_LABEL, Stack
 
 STATS_PORT = 9999
 

@@ -18,11 +18,13 @@ from typing import Any
 
 import docker
 
-from harness import runner, security, spec
-from harness.compose import CommandLog
+from harness import runner
+from harness.plan import spec
+from harness.plan.scenarios import SCENARIOS
 from harness.progress import Progress
-from harness.scenarios import SCENARIOS
-from harness.stack import PROJECT_LABEL, Stack, leftovers
+from harness.stack import security
+from harness.stack.compose import CommandLog
+from harness.stack.project import PROJECT_LABEL, Stack, leftovers
 
 SERVICE_LABEL = "com.docker.compose.service"
 # <linux/capability.h>: the bit of each capability security.py may grant.

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import docker
 
-from harness import images
+from harness.stack import images
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n(.*?)\n-----END CERTIFICATE-----", re.S)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SpecError
-from harness.scenarios import MAX_CHUNK_SIZES, SCENARIOS
-from harness.workload import run_time_s
+from harness.plan.scenarios import MAX_CHUNK_SIZES, SCENARIOS
+from harness.stack.workload import run_time_s
 from tests.unit.test_probe import LocalServer  # one thread per connection, on loopback
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness.report import tables as report
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 

@@ -24,10 +24,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from harness import ROOT, compose, images, provenance, render, report, results, security, spec
+from harness import ROOT, results
 from harness.errors import CellError, SpecError
-from harness.images import HaproxyImage, ImageSet
-from harness.scenarios import SCENARIOS
+from harness.plan import spec
+from harness.plan.scenarios import SCENARIOS
+from harness.report import tables as report
+from harness.stack import compose, images, provenance, render, security
+from harness.stack.images import HaproxyImage, ImageSet
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

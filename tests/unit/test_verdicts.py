@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness import plots, report, results
+from harness import results
 from harness.analyse.compare import FISHER, MANN_WHITNEY, Thresholds
+from harness.report import plots
+from harness.report import tables as report
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 # A real run (2026-11-29, this branch): a TLS 1.3 half-close without close_notify and
