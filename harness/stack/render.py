@@ -21,8 +21,8 @@ import jinja2
 import trustme
 
 from harness import ROOT
-from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
 from harness.errors import HarnessError, SpecError
+from harness.plan.log_format import HTTP_LOG_FORMAT
 from harness.plan.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
 from harness.plan.scenarios import get as get_scenario
 from harness.plan.spec import Cell

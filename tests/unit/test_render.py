@@ -1,7 +1,7 @@
 import yaml
 
-from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
 from harness.plan import spec
+from harness.plan.log_format import HTTP_LOG_FORMAT
 from harness.plan.scenarios import SCENARIOS
 from harness.stack import render
 from harness.stack.images import HaproxyImage, ImageSet
