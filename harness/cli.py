@@ -129,6 +129,13 @@ def _report() -> ModuleType:
     return report
 
 
+def _rebuild(run_dir: Path) -> str:
+    """Every output of a run rewritten from its folder; returns report.md's text."""
+    from harness.report import publish  # plots too: matplotlib, slower still
+
+    return publish.rebuild(run_dir)
+
+
 def _verdict_status(run_dir: Path, fail_on: str | None) -> int:
     """The one-line tally on stderr; EXIT_VERDICT when --fail-on matches a verdict."""
     report = _report()
@@ -167,7 +174,7 @@ def _run_plan(
                 )
             raise
         with results.writing(run_dir):
-            text = _report().rebuild(run_dir)
+            text = _rebuild(run_dir)
     if show_report:
         print(text)
     print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
@@ -225,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             with results.locked(run_dir), results.writing(run_dir):
                 runner.execute(plan, run_dir, Progress())
-                _report().rebuild(run_dir)
+                _rebuild(run_dir)
             print(_report().verdict_screen(run_dir))
             return _verdict_status(run_dir, args.fail_on)
         if args.verb == "rerun":
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "report":
             results.require_run(args.run_dir)
             with _damaged(args.run_dir / "run.json"), results.writing(args.run_dir):
-                print(_report().rebuild(args.run_dir))
+                print(_rebuild(args.run_dir))
             return _verdict_status(args.run_dir, args.fail_on)
         if args.verb == "scenarios":
             print(scenarios.describe(args.name))
