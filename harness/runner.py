@@ -111,7 +111,7 @@ def _prepare_cell(
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
     """Files that containers write as their own users (tcpdump, haproxy: see
-    harness/security.py) are created here, writable by anyone, in the cell's folder;
+    harness/stack/security.py) are created here, writable by anyone, in the cell's folder;
     haproxy.cfg is made readable by haproxy's user, whatever the umask."""
     (folder / "haproxy.cfg").chmod(0o644)
     pcap = folder / f"{knobs.target}.pcap"
@@ -181,7 +181,7 @@ def _check_compose(project: str, folder: Path, log: CommandLog) -> None:
     except CellError as exc:
         raise SpecError(
             f"{folder / 'compose.yaml'}: Compose rejects the rendered file: {exc}\n"
-            "This is the harness's own doing (harness/compose_file.py), not your input; "
+            "This is the harness's own doing (harness/stack/compose_file.py), not your input; "
             "please report it. Nothing has been started."
         ) from exc
 

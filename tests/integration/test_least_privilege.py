@@ -1,4 +1,4 @@
-"""Every scenario's stack, up on the real engine, holds to harness/security.py.
+"""Every scenario's stack, up on the real engine, holds to harness/stack/security.py.
 
 The unit tests check the rendered compose files; this checks what Docker made of them:
 ``docker inspect`` of every service's container (Docker SDK), and each container's own

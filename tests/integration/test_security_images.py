@@ -1,6 +1,6 @@
 """No CA bundle and no pip credential in any image the harness builds, on the real engine.
 
-Every build is handed the pip secrets (harness/images.py); clients/Dockerfile is the one
+Every build is handed the pip secrets (harness/stack/images.py); clients/Dockerfile is the one
 that mounts them (``RUN --mount=type=secret``). BuildKit keeps a mounted secret out of
 every layer: these checks hold each built image to that. Containers started here are
 ``--rm``, ``--network none`` and labelled ``harness=1``, like the harness's own.

@@ -1,7 +1,7 @@
 """Security properties that need no Docker.
 
 1. What a cell's stack may do to the host: no published port, no privileged container,
-   no host namespace, no Docker socket; each service exactly as harness/security.py says
+   no host namespace, no Docker socket; each service exactly as harness/stack/security.py says
    (user, no capability but its own, no-new-privileges), so only the capture has any.
 2. What may leak into a run folder: the host's CA bundle, pip credentials.
 3. What hostile strings in a run folder (log lines, ids, params, labels, errors) can do
@@ -41,7 +41,7 @@ NAMESPACED_SYSCTL = re.compile(r"net\.(?:ipv4|ipv6)\.[\w.]+|net\.core\.somaxconn
 LOOPBACK = ("127.0.0.1", "[::1]")
 HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup")
 FORBIDDEN_KEYS = ("privileged", "devices", "cgroup_parent", "device_cgroup_rules")
-# Set from harness/security.py alone, and checked against it below.
+# Set from harness/stack/security.py alone, and checked against it below.
 SECURITY_KEYS = ("user", "cap_add", "cap_drop", "security_opt", "read_only", "cgroup")
 
 
