@@ -39,11 +39,14 @@ from typing import Any
 import docker
 import requests
 
-from harness import ROOT, calibration, images, results, runner, scenarios, spec, versions
-from harness.compose import CommandLog
+from harness import ROOT, results, runner
+from harness.analyse import calibration
 from harness.errors import CellError, HarnessError, ResultsError
+from harness.plan import scenarios, spec, versions
 from harness.progress import Progress
-from harness.stack import Interrupted, interrupt_on_signals, remove_leftovers
+from harness.stack import images
+from harness.stack.compose import CommandLog
+from harness.stack.project import Interrupted, interrupt_on_signals, remove_leftovers
 
 DEFAULT_VERSIONS = ["debian:bullseye", "debian:bookworm", "debian:trixie"]
 DEFAULT_MATRIX = ROOT / "matrices" / "default.yaml"
@@ -221,7 +224,7 @@ def _dry_run(plan: spec.Plan, as_json: bool = False) -> int:
     """The plan on the terminal: every cell, what it varies, and the load it would run."""
     from tabulate import tabulate
 
-    from harness import render
+    from harness.stack import render
 
     render.check_templates(plan.cells)  # what would stop the run before its first cell
     if as_json:
@@ -270,9 +273,16 @@ def _damaged(path: Path | str) -> Iterator[None]:
 def _report() -> ModuleType:
     # Imported when needed: its statistics pull in scipy, a second of start-up that
     # every command would otherwise pay, errors included.
-    from harness import report
+    from harness.report import tables as report
 
     return report
+
+
+def _rebuild(run_dir: Path) -> str:
+    """Every output of a run rewritten from its folder; returns report.md's text."""
+    from harness.report import publish  # plots too: matplotlib, slower still
+
+    return publish.rebuild(run_dir)
 
 
 def _verdict_status(run_dir: Path, fail_on: str | None) -> int:
@@ -317,7 +327,7 @@ def _run_plan(
                 )
             raise
         with results.writing(run_dir):
-            text = _report().rebuild(run_dir)
+            text = _rebuild(run_dir)
     if as_json:
         _print_json(_run_document(run_dir))
     elif show_report:
@@ -401,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             with results.locked(run_dir), results.writing(run_dir):
                 runner.execute(plan, run_dir, Progress())
-                _report().rebuild(run_dir)
+                _rebuild(run_dir)
             if args.json:
                 _print_json(_run_document(run_dir))
             else:
@@ -424,14 +434,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "report":
             results.require_run(args.run_dir)
             with _damaged(args.run_dir / "run.json"), results.writing(args.run_dir):
-                text = _report().rebuild(args.run_dir)
+                text = _rebuild(args.run_dir)
             if args.json:
                 _print_json(_run_document(args.run_dir))
             else:
                 print(text)
             return _verdict_status(args.run_dir, args.fail_on)
         if args.verb == "compare":
-            from harness import compare_runs  # scipy, as for _report()
+            from harness.report import compare_runs  # scipy, as for _report()
 
             with _damaged(f"a cell.json of {args.run_a} or {args.run_b}"):
                 outcome = compare_runs.compare(args.run_a, args.run_b)

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from harness.spec import Cell
+from harness.plan.spec import Cell
 
 
 def _clock(seconds: float) -> str:

@@ -24,26 +24,18 @@ from typing import Any
 import docker
 import requests
 
-from harness import (
-    images,
-    observe,
-    provenance,
-    render,
-    results,
-    scenarios,
-    security,
-    spec,
-    workload,
-)
+from harness import results
 from harness.analyse import cell_metrics
-from harness.compose import CommandLog, Compose
-from harness.compose import client as docker_engine
 from harness.errors import CellError, HarnessError, ResultsError, SpecError
-from harness.images import ImageSet
+from harness.plan import scenarios, spec
+from harness.plan.scenarios import Fault, Knobs, Probe
+from harness.plan.spec import Cell, Plan
 from harness.progress import Progress
-from harness.scenarios import Fault, Knobs, Probe
-from harness.spec import Cell, Plan
-from harness.stack import Stack, remove_leftovers, signals_held
+from harness.stack import images, observe, provenance, render, security, workload
+from harness.stack.compose import CommandLog, Compose
+from harness.stack.compose import client as docker_engine
+from harness.stack.images import ImageSet
+from harness.stack.project import Stack, remove_leftovers, signals_held
 
 # Observers sample this long before the load, so every state has a pre-load baseline.
 BASELINE_S = 1.0
@@ -119,7 +111,7 @@ def _prepare_cell(
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
     """Files that containers write as their own users (tcpdump, haproxy: see
-    harness/security.py) are created here, writable by anyone, in the cell's folder;
+    harness/stack/security.py) are created here, writable by anyone, in the cell's folder;
     haproxy.cfg is made readable by haproxy's user, whatever the umask."""
     (folder / "haproxy.cfg").chmod(0o644)
     pcap = folder / f"{knobs.target}.pcap"
@@ -189,7 +181,7 @@ def _check_compose(project: str, folder: Path, log: CommandLog) -> None:
     except CellError as exc:
         raise SpecError(
             f"{folder / 'compose.yaml'}: Compose rejects the rendered file: {exc}\n"
-            "This is the harness's own doing (harness/compose_file.py), not your input; "
+            "This is the harness's own doing (harness/stack/compose_file.py), not your input; "
             "please report it. Nothing has been started."
         ) from exc
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.analyse import census, haproxy_log, locust_stats, probe_samples, wire
-from harness.observe import cpu_usage, parse_info, parse_stat
+from harness.analyse.haproxy_stats import parse_info, parse_stat
+from harness.analyse.resources import cpu_usage
 
 FRONTEND_PORTS = {8080, 8443}
 # A Locust process is one Python thread: near one full core, it, not HAProxy, is the limit.

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from harness import ROOT
-from harness.stack import leftovers
+from harness.stack.project import leftovers
 
 SPECS = {
     "debian:bullseye": "2.2.9",
@@ -89,8 +89,8 @@ def test_no_engine_exits_2_and_leaves_no_run_folder(tmp_path):
 
 
 def test_wrong_local_tarball_is_refused(harness, tmp_path, monkeypatch):
-    from harness import images
     from harness.errors import ImageError
+    from harness.stack import images
 
     monkeypatch.setattr(images, "TARBALL_DIR", tmp_path)
     (tmp_path / "haproxy-2.6.15.tar.gz").write_bytes(b"tampered")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, cli, results, runner, spec
+from harness import ROOT, cli, results, runner
 from harness.errors import SpecError
+from harness.plan import spec
 
 DEFAULT = ROOT / "matrices" / "default.yaml"
 

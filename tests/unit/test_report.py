@@ -1,4 +1,4 @@
-"""report.rebuild on a run recorded from a real default-matrix run (chunked-stall, three
+"""publish.rebuild on a run recorded from a real default-matrix run (chunked-stall, three
 versions): every number in the outputs must trace back to the raw files beside them."""
 
 import csv
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness.report import publish
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 
@@ -19,7 +19,7 @@ def run_dir(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     target = results / "20261124T230400Z-default"
     shutil.copytree(RECORDED, target)
-    report.rebuild(target)  # no Docker: the run folder alone
+    publish.rebuild(target)  # no Docker: the run folder alone
     return target
 
 

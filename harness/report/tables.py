@@ -2,18 +2,18 @@
 
     report.md     tables per scenario, verdicts against the baseline version, flags
                   explained, provenance: GitHub-flavoured, pasteable into an issue
-    report.html   the same, self-contained, with plots (harness/plots.py)
+    report.html   the same, self-contained, with plots (harness/report/plots.py)
     results.csv   one row per cell, headline numbers and the paths of the raw files
     results.json  one object per cell: its whole cell.json plus those paths
     ../index.md   every run in the results folder with its headline verdicts
 
-``rebuild`` first recomputes every cell's metrics from its raw files, so a report
-always reflects the files next to it (and the current analysis code).
+``harness.report.publish.rebuild`` first recomputes every cell's metrics from its raw
+files, so a report always reflects the files next to it (and the current analysis code),
+then writes them all with this module's tables and plots' page.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import re
@@ -24,9 +24,16 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness import calibration, results, scenarios
-from harness.analyse import cell_metrics, compare, distribution, haproxy_log, probe_samples
+from harness import results
+from harness.analyse import (
+    calibration,
+    compare,
+    distribution,
+    haproxy_log,
+    probe_samples,
+)
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
+from harness.plan import scenarios
 
 Record = dict[str, Any]
 Column = tuple[str, Callable[[Record], Any]]
@@ -1038,41 +1045,6 @@ def _csv_rows(run_dir: Path, records: list[Record]) -> list[dict[str, Any]]:
             ),
         })  # fmt: skip
     return rows
-
-
-def rebuild(run_dir: Path) -> str:
-    """Recompute every cell from its raw files, then write every output; return report.md."""
-    run = results.read_json(run_dir / "run.json")
-    records = []
-    for path in sorted(run_dir.glob("*/cell.json")):
-        record = results.read_json(path)
-        if record.get("status") == "ok":
-            record["metrics"] = cell_metrics.compute(path.parent, record.get("target", "haproxy"))
-            results.write_json(path, record)
-        records.append(record)
-    thresholds = Thresholds(**run.get("matrix", {}).get("verdicts", {}))
-    found = comparisons(run_dir, records, run.get("baseline") or "", thresholds)
-    text = markdown(run_dir, records, found, run)
-    (run_dir / "report.md").write_text(text)
-    results.write_json(run_dir / "verdicts.json", [dataclasses.asdict(c) for c in found])
-    rows = _csv_rows(run_dir, unique_labels(records))  # one version column value per spec
-    if rows:
-        with (run_dir / "results.csv").open("w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    results.write_json(
-        run_dir / "results.json",
-        [
-            {**r, "raw_files": row["raw_files"].split()}
-            for r, row in zip(records, rows, strict=True)
-        ],
-    )
-    from harness import plots  # matplotlib is slow to import: only when writing HTML
-
-    (run_dir / "report.html").write_text(plots.html_report(run_dir, records, found, run, text))
-    write_index(run_dir.parent)
-    return text
 
 
 def write_index(results_dir: Path) -> None:

@@ -31,10 +31,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from harness import ROOT, scenarios, versions
+from harness import ROOT
 from harness.errors import SpecError
+from harness.plan import scenarios, versions
+from harness.plan.versions import VersionSpec
 from harness.quote import shown
-from harness.versions import VersionSpec
 
 
 class _Strict(BaseModel):

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import docker.errors
 
-from harness import ROOT, security
-from harness.compose import CommandLog, Compose, client, redact
+from harness import ROOT
 from harness.errors import CellError, ImageError
-from harness.versions import TARBALL_DIR, VersionSpec, catalogue, check_reported, file_sha256
+from harness.plan.versions import TARBALL_DIR, VersionSpec, catalogue, check_reported, file_sha256
+from harness.stack import security
+from harness.stack.compose import CommandLog, Compose, client, redact
 
 BUILD_DIR = ROOT / "build"
 PULL_TIMEOUT_S = 300  # an image: spec's pull; a registry that does not answer is an error
