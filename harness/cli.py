@@ -280,9 +280,9 @@ def _report() -> ModuleType:
 
 def _rebuild(run_dir: Path) -> str:
     """Every output of a run rewritten from its folder; returns report.md's text."""
-    from harness.report import publish  # plots too: matplotlib, slower still
+    from harness.report import rebuild  # plots too: matplotlib, slower still
 
-    return publish.rebuild(run_dir)
+    return rebuild.rebuild(run_dir)
 
 
 def _verdict_status(run_dir: Path, fail_on: str | None) -> int:

@@ -7,7 +7,7 @@
     results.json  one object per cell: its whole cell.json plus those paths
     ../index.md   every run in the results folder with its headline verdicts
 
-``harness.report.publish.rebuild`` first recomputes every cell's metrics from its raw
+``harness.report.rebuild.rebuild`` first recomputes every cell's metrics from its raw
 files, so a report always reflects the files next to it (and the current analysis code),
 then writes them all with this module's tables and plots' page.
 """

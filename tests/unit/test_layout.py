@@ -29,7 +29,7 @@ SKELETON = (
     "harness/analyse/census.py",
     "harness/report/tables.py",
     "harness/report/plots.py",
-    "harness/report/publish.py",
+    "harness/report/rebuild.py",
 )
 
 

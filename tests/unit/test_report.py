@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import publish
+from harness.report import rebuild
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 
@@ -19,7 +19,7 @@ def run_dir(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     target = results / "20261124T230400Z-default"
     shutil.copytree(RECORDED, target)
-    publish.rebuild(target)  # no Docker: the run folder alone
+    rebuild.rebuild(target)  # no Docker: the run folder alone
     return target
 
 

@@ -28,7 +28,7 @@ from harness import ROOT, results
 from harness.errors import CellError, SpecError
 from harness.plan import spec
 from harness.plan.scenarios import SCENARIOS
-from harness.report import publish
+from harness.report import rebuild
 from harness.stack import compose, images, provenance, render, security
 from harness.stack.images import HaproxyImage, ImageSet
 
@@ -249,7 +249,7 @@ def test_recorded_run_folders_hold_no_host_ca_or_pip_credentials(tmp_path: Path)
     # a rebuild writes report.md/.html, results.csv/.json, index.md from a run folder
     run_dir = tmp_path / "20261124T230400Z-default"
     shutil.copytree(DATA / "run-chunked-stall", run_dir)
-    publish.rebuild(run_dir)
+    rebuild.rebuild(run_dir)
     assert (run_dir / "report.html").exists()
     assert _leaks(DATA, needles) == []
     assert _leaks(tmp_path, needles) == []
@@ -379,7 +379,7 @@ def hostile_run(tmp_path_factory) -> Path:
     )
     vv = ok / "haproxy-vv.txt"
     vv.write_text(f"HAProxy {SCRIPT}\n```\n{IMG}\n" + vv.read_text())
-    publish.rebuild(run_dir)
+    rebuild.rebuild(run_dir)
     return run_dir
 
 

@@ -1,7 +1,7 @@
 """Publish a run: recompute its cells from their raw files, then write every output.
 
 The one place that writes both report.md (``tables``) and report.html (``plots``), so
-neither of those imports the other the wrong way: publish -> plots -> tables.
+neither of those imports the other the wrong way: rebuild -> plots -> tables.
 """
 
 from __future__ import annotations
