@@ -8,6 +8,7 @@
     calibrate [FILE]                        close delays measured against known delays
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
     compare RUN_A RUN_B                     run B's cells against run A's, with verdicts (no Docker)
+    publish [RESULTS_DIR] [--out DIR]       one static site over every run (no Docker)
     clean                                   remove anything a harness run left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
 
@@ -152,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_b", type=Path, help="the run judged against it")
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
     _json_option(p)
+
+    p = verbs.add_parser("publish", help="one static HTML site over every run in a folder")
+    p.add_argument(
+        "results_dir", nargs="?", type=Path, help="the runs' folder (default: the results folder)"
+    )
+    p.add_argument("--out", type=Path, metavar="DIR", help="where the site goes [RESULTS_DIR/site]")
 
     verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
 
@@ -461,6 +468,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(compare_runs.markdown(outcome))
             return _fail_on(outcome.found, args.fail_on)
+        if args.verb == "publish":
+            from harness.report import site  # matplotlib and scipy: only when asked
+
+            where = args.results_dir or results.RESULTS_DIR
+            if not where.is_dir():
+                raise HarnessError(f"{where}: no such folder of runs. Name the folder that "
+                                   "holds the run folders (results/ by default).")  # fmt: skip
+            index = site.publish(where, args.out)
+            print(f"site: {index} ({len(site.runs(where))} run(s))")
+            return 0
         if args.verb == "scenarios":
             print(scenarios.describe(args.name))
             return 0
