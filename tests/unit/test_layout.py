@@ -30,6 +30,7 @@ SKELETON = (
     "harness/report/tables.py",
     "harness/report/plots.py",
     "harness/report/rebuild.py",
+    "harness/report/site.py",
 )
 
 
