@@ -410,7 +410,11 @@ def load_plot(
         lat_ax.set_xlabel(f"latency{scale}")
         for ax in (rps_ax, lat_ax):
             ax.grid(True, axis="x", lw=0.3, color="#ccc")
-        return _figure(_svg(fig), "Throughput and latency per cell (Locust's numbers).")
+        return _figure(
+            _svg(fig),
+            "Throughput and latency per cell (req/s: Locust's; latency: the client's µs HDR "
+            "histogram, or Locust's whole-ms buckets in a run recorded before it).",
+        )
 
 
 def _guarded(what: str, draw: Callable[[], str]) -> str:

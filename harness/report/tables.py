@@ -30,6 +30,7 @@ from harness.analyse import (
     compare,
     distribution,
     haproxy_log,
+    latency,
     probe_samples,
 )
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
@@ -38,7 +39,7 @@ from harness.plan import scenarios
 Record = dict[str, Any]
 Column = tuple[str, Callable[[Record], Any]]
 RAW_FILES = (
-    "haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "locust.json", "probe.jsonl",
+    "haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "locust.json", "latency.hdr", "probe.jsonl",
     "haproxy.log", "haproxy-console.log", "haproxy-info.txt", "haproxy-stat.csv",
     "census-client.txt", "census-haproxy.txt", "census-backend.txt", "haproxy.pcap",
     "calibration.pcap",
@@ -96,6 +97,13 @@ def _get(record: Record, *path: str, default: Any = None) -> Any:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else compare.format_duration(value)
+
+
+def _latency(value: float | None) -> str:
+    """A load latency in ms to the µs ("0.412 ms"), or s past 1 s: HDR's resolution shown."""
+    if value is None:
+        return "-"
+    return f"{value:.3f} ms" if value < 1000 else f"{value / 1000:.3f} s"
 
 
 def _counts(counts: dict[str, int] | None) -> str:
@@ -173,8 +181,8 @@ def _client_errors(record: Record) -> str:
 COMMON: list[Column] = [("HAProxy", lambda r: r["version"]["label"])]
 LOAD: list[Column] = [
     ("req/s", _rps),
-    ("p50", lambda r: _ms(_get(r, "load", "p50_ms"))),
-    ("p99", lambda r: _ms(_get(r, "load", "p99_ms"))),
+    ("p50", lambda r: _latency(_get(r, "load", "p50_ms"))),
+    ("p99", lambda r: _latency(_get(r, "load", "p99_ms"))),
     ("failures", _failures),
 ]
 PROBE: list[Column] = [
@@ -279,20 +287,39 @@ def _params(record: Record) -> str:
 # --- comparisons ---------------------------------------------------------------------------
 
 
-def _samples(run_dir: Path, record: Record) -> list[float]:
-    """Per-connection close delays (probe) or per-request latencies (Locust's histogram)."""
+def _samples(run_dir: Path, record: Record) -> tuple[list[float], str | None]:
+    """Per-connection close delays (probe) or per-request latencies in ms, and their source.
+
+    Latencies come from the client's µs HDR histogram (``latency.SOURCE_HDR``), or, in a
+    folder recorded before it existed, from Locust's whole-ms buckets
+    (``latency.SOURCE_LOCUST``); None for close delays or when nothing was measured.
+    """
     folder = run_dir / record["cell"]
     probe = folder / "probe.jsonl"
     if probe.exists():
         return [s["delay_ms"] for s in map(json.loads, probe.read_text().splitlines())
-                if s.get("delay_ms") is not None]  # fmt: skip
+                if s.get("delay_ms") is not None], None  # fmt: skip
+    # neither file: nothing measured, and the comparison says "too few samples"
+    return latency.samples(folder)
+
+
+def _pooled(run_dir: Path, records: list[Record]) -> tuple[list[float], str | None]:
+    """The samples of these cells together, and a note when any came from coarse buckets."""
     values: list[float] = []
-    if not (folder / "locust.json").exists():
-        return values  # neither: nothing measured, and the comparison says "too few samples"
-    for entry in json.loads((folder / "locust.json").read_text()):
-        for ms, count in entry["response_times"].items():
-            values.extend([float(ms)] * count)
-    return values
+    coarse = 0
+    for record in records:
+        found, source = _samples(run_dir, record)
+        values += found
+        coarse += source == latency.SOURCE_LOCUST
+    note = None
+    if coarse:
+        # an old folder: Locust rounded every latency to whole ms before it was saved
+        note = f"latency from {latency.SOURCE_LOCUST} in {coarse} of {len(records)} cells"
+    return values, note
+
+
+def _joined(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
 
 
 # What each scenario is judged on: ("samples", metric, unit) or ("counts", what, hits, total).
@@ -495,15 +522,17 @@ def comparisons(
             if kind == "samples" and base_ends and cand_ends:
                 found += _timing_by_end(f"{name} {what}", base_ends, cand_ends, pair, th)
             elif kind == "samples":
+                base_values, base_source = _pooled(run_dir, base)
+                cand_values, cand_source = _pooled(run_dir, cand)
                 found.append(
                     compare.compare_samples(
                         f"{name} {what}",
-                        [v for r in base for v in _samples(run_dir, r)],
-                        [v for r in cand for v in _samples(run_dir, r)],
+                        base_values,
+                        cand_values,
                         labels=pair,
                         thresholds=th,
-                        baseline_notes=_notes(base),
-                        candidate_notes=_notes(cand),
+                        baseline_notes=_joined(_notes(base), base_source),
+                        candidate_notes=_joined(_notes(cand), cand_source),
                     )
                 )
             else:
