@@ -6,14 +6,13 @@ neither of those imports the other the wrong way: rebuild -> plots -> tables.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 
 from harness import results
 from harness.analyse import cell_metrics
 from harness.analyse.compare import Thresholds
-from harness.report import plots, tables
+from harness.report import plots, tables, tidy
 
 
 def rebuild(run_dir: Path) -> str:
@@ -31,19 +30,10 @@ def rebuild(run_dir: Path) -> str:
     text = tables.markdown(run_dir, records, found, run)
     (run_dir / "report.md").write_text(text)
     results.write_json(run_dir / "verdicts.json", [dataclasses.asdict(c) for c in found])
-    # one version column value per spec
-    rows = tables._csv_rows(run_dir, tables.unique_labels(records))
-    if rows:
-        with (run_dir / "results.csv").open("w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    tidy.write(run_dir, tables.unique_labels(records))  # one version label per spec
     results.write_json(
         run_dir / "results.json",
-        [
-            {**r, "raw_files": row["raw_files"].split()}
-            for r, row in zip(records, rows, strict=True)
-        ],
+        [{**r, "raw_files": tables.raw_files(run_dir, r)} for r in records],
     )
     (run_dir / "report.html").write_text(plots.html_report(run_dir, records, found, run, text))
     tables.write_index(run_dir.parent)

@@ -3,7 +3,7 @@
     report.md     tables per scenario, verdicts against the baseline version, flags
                   explained, provenance: GitHub-flavoured, pasteable into an issue
     report.html   the same, self-contained, with plots (harness/report/plots.py)
-    results.csv   one row per cell, headline numbers and the paths of the raw files
+    results.csv   one row per cell (harness.report.tidy), connections.csv one per connection
     results.json  one object per cell: its whole cell.json plus those paths
     ../index.md   every run in the results folder with its headline verdicts
 
@@ -1053,27 +1053,10 @@ def _by_params(rows: list[Record]) -> dict[str, list[Record]]:
     return groups
 
 
-def _csv_rows(run_dir: Path, records: list[Record]) -> list[dict[str, Any]]:
-    rows = []
-    for r in records:
-        folder = run_dir / r["cell"]
-        rows.append({
-            "cell": r["cell"], "status": r.get("status"), "scenario": r["scenario"],
-            "version": r["version"]["label"], "reported": r["version"].get("reported"),
-            "params": _params(r), "repetition": r["repetition"], "load_mode": r["load"]["mode"],
-            "rps": _get(r, "load", "rps"), "p50_ms": _get(r, "load", "p50_ms"),
-            "p99_ms": _get(r, "load", "p99_ms"), "failures": _get(r, "load", "failures"),
-            "requests": _get(r, "load", "requests"),
-            "close_delay_p50_ms": _get(r, "probe", "delay_ms", "p50"),
-            "close_delay_max_ms": _get(r, "probe", "delay_ms", "max"),
-            "stalled": _get(r, "probe", "stalled"),
-            "flags": _flags(r) if r.get("status") == "ok" else "",
-            "client_bound": _get(r, "client_bound"),
-            "raw_files": " ".join(
-                str((folder / f).relative_to(run_dir)) for f in RAW_FILES if (folder / f).exists()
-            ),
-        })  # fmt: skip
-    return rows
+def raw_files(run_dir: Path, record: Record) -> list[str]:
+    """The raw files a cell's numbers come from, relative to the run folder."""
+    folder = run_dir / record["cell"]
+    return [str((folder / f).relative_to(run_dir)) for f in RAW_FILES if (folder / f).exists()]
 
 
 def write_index(results_dir: Path) -> None:

@@ -86,7 +86,7 @@ def test_flags_are_those_of_the_log_and_explained(run_dir):
 
 def test_machine_readable_outputs_point_at_existing_raw_files(run_dir):
     rows = list(csv.DictReader((run_dir / "results.csv").open()))
-    assert [r["version"] for r in rows] == [
+    assert [r["version_label"] for r in rows] == [
         "2.2.9 (debian:bullseye)", "2.6.12 (debian:bookworm)", "3.0.11 (debian:trixie)",
     ]  # fmt: skip
     for record in json.loads((run_dir / "results.json").read_text()):

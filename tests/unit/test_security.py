@@ -462,6 +462,6 @@ def test_csv_and_json_keep_hostile_values_intact(hostile_run: Path) -> None:
     # machine-readable outputs are data, not markup: exact values, properly quoted
     rows = list(csv.DictReader((hostile_run / "results.csv").open()))
     assert len(rows) == 3
-    assert f"evil={HOSTILE}" in rows[1]["params"]
+    assert rows[1]["param_evil"] == HOSTILE
     records = json.loads((hostile_run / "results.json").read_text())
     assert records[2]["error"].startswith(SCRIPT)
