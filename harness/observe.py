@@ -1,6 +1,7 @@
 """What the harness reads from a running stack, besides the observers' own files.
 
-- CPU and memory per container (Docker SDK one-shot stats, sampled during the load);
+- CPU and memory per container (Docker SDK one-shot stats, sampled during the load),
+  and the host's own CPU (/proc/stat) at the same instants;
 - HAProxy's counters (``show info`` / ``show stat``) through its stats socket, asked
   from the observer that shares haproxy's network namespace (the HAProxy images have
   no socat, the observer has bash and its /dev/tcp).
@@ -26,7 +27,8 @@ STATS_PORT = 9999
 
 class CpuSampler:
     """Samples each container's CPU time and memory (Docker SDK one-shot stats) every
-    ``interval`` seconds in a background thread, while the load runs.
+    ``interval`` seconds in a background thread, while the load runs, and with each the
+    host's CPU time (``host``: :func:`host_cpu`) when the harness runs on the Docker host.
 
     Usage over the load's own window (Locust's first to last request) then comes from
     the samples, so start-up and tear-down of the load generator do not dilute it.
@@ -54,8 +56,13 @@ class CpuSampler:
         readers = {
             c.labels.get("com.docker.compose.service", c.name): _reader(c) for c in self._containers
         }
+        # /proc/stat is this kernel's: the Docker host's only when the containers' cgroup
+        # files are visible here (not with a remote engine, read through the API).
+        on_host = bool(readers) and not any(r.__name__ == "from_api" for r in readers.values())
         while True:
             sample: dict[str, Any] = {"t": time.time(), "containers": {}}
+            if on_host:
+                sample["host"] = host_cpu()
             for service, read in readers.items():
                 try:
                     sample["containers"][service] = read()
@@ -97,6 +104,70 @@ def _reader(container: Any) -> Callable[[], dict[str, int]]:
     return from_api
 
 
+PROC_STAT = Path("/proc/stat")
+# The aggregate "cpu" line of /proc/stat, in the kernel's order (proc(5)); in USER_HZ ticks.
+HOST_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+HOST_IDLE = ("idle", "iowait")  # iowait: idle with I/O outstanding, a CPU free to run
+HOST_BUSY = ("user", "nice", "system", "irq", "softirq")  # guest time is inside user/nice
+
+
+def host_cpu(text: str | None = None) -> dict[str, int]:
+    """The host's cumulative CPU time: ``{"user": ticks, ..., "steal": ticks,
+    "online_cpus": n}`` from /proc/stat (or ``text``, its content).
+
+    Ticks are USER_HZ since boot, summed over the online CPUs (proc(5), "cpu" line); the
+    kernel lists one ``cpuN`` line per online CPU. Raises OSError if /proc/stat cannot be
+    read, ValueError if its "cpu" line is missing or short.
+    """
+    lines = (PROC_STAT.read_text() if text is None else text).splitlines()
+    total = next((line.split() for line in lines if line.startswith("cpu ")), None)
+    if total is None or len(total) < len(HOST_FIELDS) + 1:
+        raise ValueError("/proc/stat has no aggregate 'cpu' line with steal time")
+    stat = {name: int(v) for name, v in zip(HOST_FIELDS, total[1:], strict=False)}
+    stat["online_cpus"] = sum(1 for line in lines if line[:3] == "cpu" and line[3:4].isdigit())
+    return stat
+
+
+def host_usage(samples: list[dict[str, Any]], start: float, end: float) -> dict[str, float]:
+    """The host's CPU over [start, end] (epoch seconds), from the samples' ``host`` field:
+    ``{"online_cpus", "busy_cores", "idle_cores", "steal_cores", "busy_fraction"}``.
+
+    Cores are each kind's share of the ticks that passed (user+nice+system+irq+softirq
+    busy, idle+iowait idle, steal taken by the hypervisor) times the online CPUs, so the
+    three add up to the online CPUs (as top(1) computes its %Cpu line). ``busy_fraction``
+    is busy / all ticks. Same window as :func:`cpu_usage`. Empty when a window sample
+    has no host data (a cpu-samples.json from before it was recorded, or a remote engine).
+    """
+    window = _window(samples, start, end)
+    if len(window) < 2 or not all("host" in s for s in window):
+        return {}
+    first, last = window[0]["host"], window[-1]["host"]
+    delta = {k: last[k] - first[k] for k in HOST_FIELDS}
+    ticks = sum(delta.values())
+    if ticks <= 0:
+        return {}
+    cpus = last["online_cpus"]
+
+    def cores(keys: tuple[str, ...]) -> float:
+        return round(cpus * sum(delta[k] for k in keys) / ticks, 3)
+
+    return {
+        "online_cpus": cpus,
+        "busy_cores": cores(HOST_BUSY),
+        "idle_cores": cores(HOST_IDLE),
+        "steal_cores": cores(("steal",)),
+        "busy_fraction": round(sum(delta[k] for k in HOST_BUSY) / ticks, 3),
+    }
+
+
+def _window(samples: list[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:
+    """The samples inside [start, end] plus the last before and the first after it."""
+    before = [s for s in samples if s["t"] <= start]
+    after = [s for s in samples if s["t"] >= end]
+    inside = [s for s in samples if start < s["t"] < end]
+    return before[-1:] + inside + after[:1]
+
+
 def cpu_usage(
     samples: list[dict[str, Any]], start: float, end: float
 ) -> dict[str, dict[str, float]]:
@@ -104,10 +175,7 @@ def cpu_usage(
 
     Uses the samples just outside the window too, so a short window still has two points.
     """
-    before = [s for s in samples if s["t"] <= start]
-    after = [s for s in samples if s["t"] >= end]
-    inside = [s for s in samples if start < s["t"] < end]
-    window = before[-1:] + inside + after[:1]
+    window = _window(samples, start, end)
     if len(window) < 2:
         return {}
     first, last = window[0], window[-1]
