@@ -120,7 +120,13 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         metrics["resources"] = resources
         client = resources.get("client", {}).get("cores")
         if client is not None:
-            metrics.update(client_limit(client, host_usage(cpu_samples, *window)))
+            host = host_usage(cpu_samples, *window)
+            metrics.update(client_limit(client, host))
+            if host:
+                # what ran beside the stack (other work on the host) took CPU from it too
+                stack = sum(r["cores"] for r in resources.values())
+                outside = max(host["busy_cores"] - stack, 0.0)
+                metrics["client_limit"]["host_busy_outside_stack_cores"] = round(outside, 3)
     return metrics
 
 

@@ -92,6 +92,8 @@ def test_client_short_of_a_core_on_a_full_host_is_client_bound(tmp_path):
     assert limit["used_of_could_use"] == pytest.approx(0.944, abs=0.01)
     assert limit["host_busy_fraction"] == pytest.approx(0.975, abs=0.005)
     assert limit["host_online_cpus"] == 2
+    # busy 1.95 cores, of which the stack's one container used 0.85
+    assert limit["host_busy_outside_stack_cores"] == pytest.approx(1.10, abs=0.01)
     assert m["client_bound"] is True
     assert m["host_saturated"] is True  # 0.05 < 0.1 core idle: everything competed too
 
