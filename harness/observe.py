@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -158,6 +159,34 @@ def host_usage(samples: list[dict[str, Any]], start: float, end: float) -> dict[
         "steal_cores": cores(("steal",)),
         "busy_fraction": round(sum(delta[k] for k in HOST_BUSY) / ticks, 3),
     }
+
+
+def could_use(
+    samples: list[dict[str, Any]], start: float, end: float, service: str, ceiling: float
+) -> float | None:
+    """Average cores ``service`` could have used over [start, end] (epoch seconds): per
+    interval between samples, min(ceiling, its cores + the host's idle cores), weighted
+    by the interval's length. None without host data (as :func:`host_usage`).
+
+    Taken interval by interval because the min of averages overstates it: idle CPU in
+    one half-second cannot serve a client starved in the next.
+    """
+    window = _window(samples, start, end)
+    if len(window) < 2 or not all("host" in s for s in window):
+        return None
+    total_s = could_s = 0.0
+    for a, b in itertools.pairwise(window):
+        seconds = b["t"] - a["t"]
+        ticks = sum(b["host"][k] - a["host"][k] for k in HOST_FIELDS)
+        if seconds <= 0 or ticks <= 0 or service not in a["containers"] | b["containers"]:
+            continue
+        idle = b["host"]["online_cpus"] * sum(b["host"][k] - a["host"][k] for k in HOST_IDLE)
+        # a sample that missed the container (it was gone): its last reading stands
+        last = a["containers"].get(service, b["containers"].get(service))["cpu_ns"]
+        used_s = (b["containers"].get(service, {}).get("cpu_ns", last) - last) / 1e9
+        could_s += min(ceiling * seconds, used_s + idle / ticks * seconds)
+        total_s += seconds
+    return round(could_s / total_s, 3) if total_s else None
 
 
 def _window(samples: list[dict[str, Any]], start: float, end: float) -> list[dict[str, Any]]:

@@ -98,11 +98,19 @@ def test_client_short_of_a_core_on_a_full_host_is_client_bound(tmp_path):
     assert m["host_saturated"] is True  # 0.05 < 0.1 core idle: everything competed too
 
 
-def test_client_short_of_a_core_with_a_core_idle_is_not_client_bound(tmp_path):
-    m = _cell(tmp_path / "c", _samples(client_cores=0.85, idle_cores=1.0))
+def test_client_well_short_of_a_core_with_a_core_idle_is_not_client_bound(tmp_path):
+    m = _cell(tmp_path / "c", _samples(client_cores=0.7, idle_cores=1.0))
     assert m["client_limit"]["could_use_cores"] == pytest.approx(1.0)
-    assert m["client_limit"]["used_of_could_use"] == pytest.approx(0.85, abs=0.01)
+    assert m["client_limit"]["used_of_could_use"] == pytest.approx(0.7, abs=0.01)
     assert m["client_bound"] is False and m["host_saturated"] is False
+
+
+def test_the_issues_locust_with_idle_left_is_client_bound(tmp_path):
+    # Measured here: Locust at 0.85 core through HAProxy with 0.28 core idle, the limit
+    # by the issue's wrk comparison; the fixed 0.9-core rule, and a 0.9 share, missed it.
+    m = _cell(tmp_path / "c", _samples(client_cores=0.85, idle_cores=0.28))
+    assert m["client_limit"]["used_of_could_use"] == pytest.approx(0.85, abs=0.01)
+    assert m["client_bound"] is True and m["host_saturated"] is False
 
 
 def test_client_near_its_core_is_client_bound_with_idle_left(tmp_path):
@@ -120,17 +128,49 @@ def test_no_idle_host_is_saturated_and_steal_is_not_idle(tmp_path):
     assert m["client_bound"] is True  # it got all the CPU there was to get
 
 
+def test_what_the_client_could_use_is_taken_interval_by_interval(tmp_path):
+    # First half: the host has nothing idle and the client gets 0.6 core; second half: a
+    # core idle, the client at 0.9. On averages (client 0.75, idle 0.5) it could have
+    # used a whole core and used 75 %; interval by interval it could use only 0.8.
+    first = _samples(client_cores=0.6, idle_cores=0.0)
+    second = _samples(client_cores=0.9, idle_cores=1.0)
+    half = (START + END) / 2
+    samples = []
+    for a, b in zip(first, second, strict=True):
+        if a["t"] <= half:
+            samples.append(a)
+            continue
+        # from the middle on, the second phase's rates on top of the first's totals
+        mid = next(x for x in first if x["t"] == half)
+        mid2 = next(x for x in second if x["t"] == half)
+        cpu = {"cpu_ns": mid["containers"]["client"]["cpu_ns"]
+               + b["containers"]["client"]["cpu_ns"] - mid2["containers"]["client"]["cpu_ns"],
+               "mem": 1}  # fmt: skip
+        host = {k: mid["host"][k] + b["host"][k] - mid2["host"][k] for k in observe.HOST_FIELDS}
+        samples.append({"t": a["t"], "containers": {"client": cpu}, "host": host | {
+            "online_cpus": 2}})  # fmt: skip
+    m = _cell(tmp_path / "c", samples)
+    limit = m["client_limit"]
+    assert limit["client_cores"] == pytest.approx(0.75, abs=0.02)
+    assert limit["host_idle_cores"] == pytest.approx(0.5, abs=0.05)
+    assert limit["could_use_cores"] == pytest.approx(0.8, abs=0.02)
+    assert m["client_bound"] is True and m["host_saturated"] is False
+
+
 def test_old_cpu_samples_without_host_still_analyse_and_claim_nothing_of_the_host(tmp_path):
     folder = tmp_path / OLD_CELL
     shutil.copytree(RECORDED / OLD_CELL, folder)
     m = cell_metrics.compute(folder)
-    assert m["resources"]["client"]["cores"] > 0  # the containers' numbers stand
-    assert m["client_bound"] is None and m["host_saturated"] is None
-    assert not any(key.startswith("host") for key in m["client_limit"] if key != (
-        "host_saturated_below_idle_cores"))  # fmt: skip
-    # ... yet a client at its ceiling is client-bound whatever the host had idle.
-    m = _cell(tmp_path / "c", _samples(client_cores=0.95, idle_cores=0.0, host=False))
+    # The containers' numbers stand; Locust used 0.82 of its one core: at least that
+    # share of what it could use, whatever the host had idle, so client-bound.
+    assert m["resources"]["client"]["cores"] == pytest.approx(0.82)
+    assert m["client_limit"]["used_of_ceiling"] == pytest.approx(0.82)
     assert m["client_bound"] is True and m["host_saturated"] is None
+    host_keys = [k for k in m["client_limit"] if k.startswith("host_") and "below" not in k]
+    assert host_keys == [] and "could_use_cores" not in m["client_limit"]
+    # Short of that, without the host's idle it is unknown, not "not client-bound".
+    m = _cell(tmp_path / "c", _samples(client_cores=0.5, idle_cores=0.0, host=False))
+    assert m["client_bound"] is None and m["host_saturated"] is None
     assert "host_idle_cores" not in m["client_limit"]
 
 
@@ -198,7 +238,7 @@ def test_overhead_worded_as_what_it_measures_where_neither_was_the_limit(tmp_pat
     ]
     assert lines[0] in text
     assert "-25.0 % req/s, +50.0 % mean latency" in page
-    assert "`client-bound` marks cells whose load generator used ≥ 90 % of the CPU it " in text
+    assert "`client-bound` marks cells whose load generator used ≥ 80 % of the CPU it " in text
 
 
 def test_no_overhead_percentage_where_the_limit_is_unknown(tmp_path):
