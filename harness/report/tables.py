@@ -27,6 +27,7 @@ from tabulate import tabulate
 from harness import results
 from harness.analyse import (
     calibration,
+    cell_metrics,
     compare,
     distribution,
     haproxy_log,
@@ -139,7 +140,28 @@ def _failures(record: Record) -> str:
 
 
 def _bound(record: Record) -> str:
-    return "client-bound" if _get(record, "client_bound") else ""
+    """The limit a load cell hit, as cell_metrics.client_limit measured it (LIMIT_NOTE)."""
+    marks = [
+        mark
+        for key, mark in (("client_bound", "client-bound"), ("host_saturated", "host saturated"))
+        if _get(record, key)
+    ]
+    if not marks and _get(record, "client_limit") and _get(record, "client_bound") is None:
+        return "limit unknown (no host CPU)"
+    return ", ".join(marks)
+
+
+LIMIT_NOTE = (
+    "`client-bound` marks cells whose load generator used ≥ "
+    f"{cell_metrics.CLIENT_BOUND_FRACTION * 100:g} % of the CPU it could have used: its ceiling "
+    f"({cell_metrics.CLIENT_CEILING_CORES:g} core, one Locust process), or less when the host "
+    "had no idle CPU to give it (its own cores + the host's idle cores from /proc/stat, "
+    "half-second by half-second over the load window). `host saturated` marks cells where "
+    "the host had less than "
+    f"{cell_metrics.HOST_SATURATED_IDLE_CORES:g} core idle: every container competed for CPU, "
+    "so no component's limit can be read from the throughput. The numbers behind both are "
+    "in each cell's `metrics.client_limit`."
+)
 
 
 def _from_log(record: Record, key: str) -> str:
@@ -621,7 +643,10 @@ def _verdict_rows(found: list[Comparison]) -> list[list[Any]]:
 
 
 def _proxy_overhead(records: list[Record]) -> list[str]:
-    """keepalive-vs-close: how much slower through HAProxy than straight to the backend."""
+    """keepalive-vs-close: req/s and mean latency through HAProxy relative to direct to the
+    backend, same client; one line per (version, keep-alive). The comparison measures the
+    proxy only where neither cell's load was limited by the client or by the host's CPU
+    (cell_metrics.client_limit); elsewhere the line says why there is no number."""
     lines = []
     by_key: dict[tuple[str, Any], dict[str, Record]] = defaultdict(dict)
     for r in records:
@@ -629,18 +654,55 @@ def _proxy_overhead(records: list[Record]) -> list[str]:
             by_key[(r["version"]["label"], r["params"]["keepalive"])][r["params"]["via"]] = r
     for (label, keepalive), pair in sorted(by_key.items()):
         if {"haproxy", "backend"} <= set(pair):
+            head = f"- {label}, keep-alive {'on' if keepalive else 'off'}: proxy overhead"
+            if why := _overhead_not_measured(pair["haproxy"], pair["backend"]):
+                lines.append(f"{head} not measured: {why}.")
+                continue
             via, direct = pair["haproxy"]["metrics"]["load"], pair["backend"]["metrics"]["load"]
-            rps = 100 * (direct["rps"] - via["rps"]) / direct["rps"] if direct["rps"] else 0
+            rps = 100 * (via["rps"] - direct["rps"]) / direct["rps"] if direct["rps"] else 0
             mean = (
                 100 * (via["mean_ms"] - direct["mean_ms"]) / direct["mean_ms"]
                 if direct["mean_ms"]
                 else 0
             )
             lines.append(
-                f"- {label}, keep-alive {'on' if keepalive else 'off'}: proxy overhead "
-                f"{rps:+.1f} % req/s, {mean:+.1f} % mean latency (through HAProxy vs direct)."
+                f"{head}: {rps:+.1f} % req/s, {mean:+.1f} % mean latency (req/s and mean "
+                "latency through HAProxy relative to direct to the backend, same client; "
+                "neither the client nor the host's CPU was the limit)."
             )
     return lines
+
+
+def _overhead_not_measured(via: Record, direct: Record) -> str | None:
+    """Why the pair's difference is not the proxy's (None when it is): which cell hit the
+    client's limit or a saturated host, with the numbers, or that it is unknown."""
+    reasons: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for where, r in (("through HAProxy", via), ("direct to the backend", direct)):
+        limit = _get(r, "client_limit") or {}
+        bound, saturated = _get(r, "client_bound"), _get(r, "host_saturated")
+        if bound:  # without host data, the share of its ceiling: a lower bound
+            used = limit.get("used_of_could_use", limit.get("used_of_ceiling"))
+            reasons["client"].append((where, f"{used:.2f}"))
+        if saturated:
+            reasons["host"].append((where, f"{limit['host_idle_cores']:.2f}"))
+        if not bound and not saturated and (bound is None or saturated is None):
+            reasons["unknown"].append((where, ""))
+    wording = {
+        "client": ("the client was the limit", "of what it could use"),
+        "host": ("the host's CPU was saturated", "core idle"),
+        "unknown": ("no host CPU recorded, so whether the client or the host was the limit "
+                    "is unknown", ""),
+    }  # fmt: skip
+    parts = []
+    for kind, found in reasons.items():
+        what, unit = wording[kind]
+        if len(found) == 2:
+            numbers = " / ".join(n for _, n in found)
+            parts.append(f"{what} in both cells" + (f" ({numbers} {unit})" if unit else ""))
+        else:
+            [(where, number)] = found
+            parts.append(f"{what} {where}" + (f" ({number} {unit})" if unit else ""))
+    return "; ".join(parts) or None
 
 
 def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:
@@ -1031,11 +1093,11 @@ def _load_line(load: Record) -> str:
         return (
             f"Load: Locust open loop, {load['rate']:g} requests/s for {load['duration_s']:g} s "
             "per cell; latency from each request's intended send time (no coordinated "
-            "omission). `client-bound` marks cells whose load generator used ≥ 90 % of a core."
+            f"omission). {LIMIT_NOTE}"
         )
     return (
         f"Load: Locust closed loop, {load['users']} users, {load['duration_s']:g} s per cell. "
-        "`client-bound` marks cells whose load generator used ≥ 90 % of a core."
+        f"{LIMIT_NOTE}"
     )
 
 

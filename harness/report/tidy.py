@@ -66,6 +66,7 @@ CELL_COLUMNS: dict[str, tuple[str, Callable[[Record], Any]]] = {
     "log_lines": ("HAProxy access-log lines", _m("haproxy", "total")),
     "log_lines_dropped": ("log lines dropped", _m("haproxy_counters", "info", "DroppedLogs")),
     "client_bound": ("the load generator, not HAProxy, set the pace", _m("client_bound")),
+    "host_saturated": ("the host had < 0.1 core idle over the load", _m("host_saturated")),
 }  # fmt: skip
 
 CONNECTION_COLUMNS: dict[str, str] = {
