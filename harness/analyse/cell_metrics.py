@@ -14,8 +14,8 @@ from typing import Any
 from harness.analyse import census, haproxy_log, latency, locust_stats, probe_samples, wire
 from harness.analyse.haproxy_stats import parse_info, parse_stat
 from harness.analyse.resources import could_use, cpu_usage, host_usage
+from harness.plan.ports import FRONTEND_PORTS
 
-FRONTEND_PORTS = {8080, 8443}
 # A Locust process is one Python process whose greenlets run one at a time (one thread
 # holds the GIL): it can use one core at most, however many the host has.
 CLIENT_CEILING_CORES = 1.0

@@ -25,6 +25,7 @@ from harness.plan.params import (
     allowed_form,
 )
 from harness.plan.params import Params as TypedParams
+from harness.plan.ports import HTTP_PORT, frontend_port
 from harness.quote import shown
 
 Params = Mapping[str, Any]
@@ -85,7 +86,7 @@ class Probe:
 
     @property
     def port(self) -> int:
-        return 8080 if self.tls == "off" else 8443
+        return frontend_port(self.tls)
 
     def env(self, host: str) -> dict[str, str]:
         return {
@@ -142,7 +143,7 @@ class Knobs:
     # How long observers keep watching after the load, so states can drain.
     drain_s: float = 2.0
     # Where haproxy's server line points: a service name (or "nowhere") and a port.
-    server: tuple[str, int] = ("backend", 8080)
+    server: tuple[str, int] = ("backend", HTTP_PORT)
     fault: Fault | None = None
 
     @property

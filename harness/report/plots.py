@@ -32,6 +32,7 @@ from tabulate import tabulate
 from harness.analyse import compare, distribution, haproxy_log
 from harness.analyse.compare import Comparison
 from harness.plan import scenarios
+from harness.plan.spec import params_text
 from harness.report import tables as report
 
 Record = dict[str, Any]
@@ -144,7 +145,7 @@ def _varying(rows: list[Record]) -> list[str]:
 
 
 def _params_label(record: Record, keys: list[str]) -> str:
-    return " ".join(f"{k}={record.get('params', {}).get(k)}" for k in keys)
+    return params_text(record.get("params", {}), keys)
 
 
 def _cell_label(record: Record, keys: list[str], reps: bool) -> str:

@@ -36,6 +36,7 @@ from harness.analyse import (
 )
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
 from harness.plan import scenarios
+from harness.plan.spec import params_text
 
 Record = dict[str, Any]
 Column = tuple[str, Callable[[Record], Any]]
@@ -303,7 +304,7 @@ def _sum_servers(record: Record, counter: str) -> Any:
 
 
 def _params(record: Record) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(record["params"].items()))
+    return params_text(record["params"])
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -405,7 +406,7 @@ def varying(rows: list[Record]) -> list[str]:
 
 
 def _short_params(record: Record, keys: list[str]) -> str:
-    return " ".join(f"{k}={record['params'].get(k)}" for k in keys)
+    return params_text(record["params"], keys)
 
 
 def bypasses_proxy(record: Record) -> bool:

@@ -20,10 +20,9 @@ from typing import Any
 
 import docker.errors
 
+from harness.plan.ports import HTTP_PORT, STATS_PORT
 from harness.stack.compose import client
 from harness.stack.project import PROJECT_LABEL, Stack
-
-STATS_PORT = 9999
 
 
 class CpuSampler:
@@ -140,7 +139,8 @@ def backend_totals(stack: Stack) -> str | None:
     None when it cannot answer (a fault scenario killed it)."""
     script = (
         "import urllib.request;"
-        "print(urllib.request.urlopen('http://127.0.0.1:8080/_stats', timeout=5).read().decode())"
+        f"print(urllib.request.urlopen('http://127.0.0.1:{HTTP_PORT}/_stats', timeout=5)"
+        ".read().decode())"
     )
     proc = stack.exec("backend", "python3", "-c", script, timeout=30)
     return proc.stdout.decode() if proc.returncode == 0 else None
