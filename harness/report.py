@@ -152,6 +152,17 @@ def _stalls(record: Record) -> str:
     return ", ".join(hit) or "none"
 
 
+def _probe_vs_wire(record: Record) -> str:
+    """The agreement column, "k/n (max x)": of the n connections both the probe and the
+    capture timed, k agree within calibration.WIRE_TOLERANCE_MS; x is the largest
+    difference. A delay off the wire by more than that is instrument noise, not the proxy."""
+    joined = _get(record, "probe_vs_wire")
+    if not joined or not joined.get("compared") or "within_tolerance" not in joined:
+        return "-"  # nothing both timed (e.g. the proxy closed first: no wire delay)
+    worst = _ms(joined["abs_diff_ms"]["max"])
+    return f"{joined['within_tolerance']}/{joined['compared']} (max {worst})"
+
+
 def _client_errors(record: Record) -> str:
     """Locust's error texts, shortened to their exception names."""
     seen: dict[str, int] = {}
@@ -178,6 +189,8 @@ PROBE: list[Column] = [
     ("wire p50", lambda r: _ms(_get(r, "wire", "delay_ms", "p50"))),
     ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
 ]
+# In every probe scenario's table: which close delays are within the instrument's noise.
+AGREE: Column = (f"probe≈wire ≤{calibration.WIRE_TOLERANCE_MS:g} ms", _probe_vs_wire)
 
 COLUMNS: dict[str, list[Column]] = {
     "smoke": [*COMMON, *LOAD, ("status", _status), ("flags", _flags), ("", _bound)],
@@ -189,7 +202,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("target late", calibration.target_late),
         ("verdict", calibration.verdict),
     ],
-    "half-close": [*COMMON, *PROBE, ("flags", _flags)],
+    "half-close": [*COMMON, *PROBE, AGREE, ("flags", _flags)],
     "chunked-stall": [
         *COMMON,
         ("stalled", lambda r: f"{_get(r, 'probe', 'stalled')}/{_get(r, 'probe', 'connections')}"),
@@ -198,6 +211,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("close delay p50", _probe_delay("p50")),
         ("max", _probe_delay("max")),
         ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
+        AGREE,
         ("flags", _flags),
     ],
     "keepalive-vs-close": [
@@ -231,6 +245,7 @@ COLUMNS: dict[str, list[Column]] = {
         *COMMON,
         ("closed after", _probe_delay("p50")),
         ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
+        AGREE,
         ("FIN-WAIT-2 (haproxy←client)", lambda r: _census_peak(r, "haproxy", "FIN-WAIT-2", "in")),
         ("lasted", lambda r: _census_lasted(r, "haproxy", "FIN-WAIT-2", "in")),
         ("CLOSE-WAIT (haproxy→backend)", lambda r: _census_peak(r, "haproxy", "CLOSE-WAIT", "out")),
@@ -1031,6 +1046,10 @@ def _csv_rows(run_dir: Path, records: list[Record]) -> list[dict[str, Any]]:
             "close_delay_p50_ms": _get(r, "probe", "delay_ms", "p50"),
             "close_delay_max_ms": _get(r, "probe", "delay_ms", "max"),
             "stalled": _get(r, "probe", "stalled"),
+            # connections probe and wire both timed, and how many agree within tolerance
+            "probe_wire_compared": _get(r, "probe_vs_wire", "compared"),
+            "probe_wire_within_tolerance": _get(r, "probe_vs_wire", "within_tolerance"),
+            "probe_wire_max_diff_ms": _get(r, "probe_vs_wire", "abs_diff_ms", "max"),
             "flags": _flags(r) if r.get("status") == "ok" else "",
             "client_bound": _get(r, "client_bound"),
             "raw_files": " ".join(
