@@ -21,7 +21,9 @@ TLS runs through ``ssl.SSLObject`` over memory BIOs on a raw socket, so that we
 alone decide whether close_notify goes out, and we see exactly what the peer
 sends after our FIN. Only blocking socket calls with timeouts are used: under
 Locust (gevent) they cooperate, and under plain threads (the unit tests, the
-CLI) they are ordinary threads.
+CLI) they are ordinary threads. After our FIN, one real OS thread (_EndWatcher)
+also waits in epoll for the peer's end, so the end is stamped when the kernel has
+it even while the event loop is busy with other connections.
 
 Each connection gives one sample (a JSON-ready dict):
 
