@@ -228,9 +228,16 @@ def _calibration(p: Params) -> Knobs:
     return Knobs(
         haproxy=HaproxyKnobs(),
         backend_env={},
-        # 50 ms apart: one hiccup of the machine (seen up to ~20 ms on a 2-core VM) can
-        # touch one connection, so each connection is an independent trial of the probe.
-        load=Probe(variant="fin", connections=p["connections"], deadline_s=10, stagger_ms=50),
+        # 50 ms apart (the default): one hiccup of the machine (seen up to ~20 ms on a
+        # 2-core VM) can touch one connection, so each is an independent trial of the
+        # probe. 5 ms apart is the scenarios' own load (Probe's default).
+        load=Probe(
+            variant="fin",
+            connections=p["connections"],
+            concurrency=p["concurrency"],
+            deadline_s=10,
+            stagger_ms=p["stagger_ms"],
+        ),
         target="calibration",
         fin_delay_ms=p["fin_delay_ms"],
         drain_s=0.5,
@@ -388,6 +395,10 @@ class SmokeParams(TypedParams):
 class CalibrationParams(TypedParams):
     fin_delay_ms: Count(0, 60_000, "the injected FIN delay in ms", 50) = 0
     connections: Count(1, 200, "connections") = 20
+    # The probe's load: 20 at once, 50 ms apart (gentle, each connection its own trial)
+    # by default; the scenarios run theirs 5 ms apart, and calibration.yaml runs both.
+    concurrency: Count(1, 200, "probe connections open at once") = 20
+    stagger_ms: Count(0, 10_000, "ms between the first connections' starts", 5) = 50
 
 
 class HalfCloseParams(TypedParams):

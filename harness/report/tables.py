@@ -190,6 +190,17 @@ def _stalls(record: Record) -> str:
     return ", ".join(hit) or "none"
 
 
+def _probe_vs_wire(record: Record) -> str:
+    """The agreement column, "k/n (max x)": of the n connections both the probe and the
+    capture timed, k agree within calibration.WIRE_TOLERANCE_MS; x is the largest
+    difference. A delay off the wire by more than that is instrument noise, not the proxy."""
+    joined = _get(record, "probe_vs_wire")
+    if not joined or not joined.get("compared") or "within_tolerance" not in joined:
+        return "-"  # nothing both timed (e.g. the proxy closed first: no wire delay)
+    worst = _ms(joined["abs_diff_ms"]["max"])
+    return f"{joined['within_tolerance']}/{joined['compared']} (max {worst})"
+
+
 def _client_errors(record: Record) -> str:
     """Locust's error texts, shortened to their exception names."""
     seen: dict[str, int] = {}
@@ -216,6 +227,8 @@ PROBE: list[Column] = [
     ("wire p50", lambda r: _ms(_get(r, "wire", "delay_ms", "p50"))),
     ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
 ]
+# In every probe scenario's table: which close delays are within the instrument's noise.
+AGREE: Column = (f"probe≈wire ≤{calibration.WIRE_TOLERANCE_MS:g} ms", _probe_vs_wire)
 
 COLUMNS: dict[str, list[Column]] = {
     "smoke": [*COMMON, *LOAD, ("status", _status), ("flags", _flags), ("", _bound)],
@@ -227,7 +240,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("target late", calibration.target_late),
         ("verdict", calibration.verdict),
     ],
-    "half-close": [*COMMON, *PROBE, ("flags", _flags)],
+    "half-close": [*COMMON, *PROBE, AGREE, ("flags", _flags)],
     "chunked-stall": [
         *COMMON,
         ("stalled", lambda r: f"{_get(r, 'probe', 'stalled')}/{_get(r, 'probe', 'connections')}"),
@@ -236,6 +249,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("close delay p50", _probe_delay("p50")),
         ("max", _probe_delay("max")),
         ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
+        AGREE,
         ("flags", _flags),
     ],
     "keepalive-vs-close": [
@@ -269,6 +283,7 @@ COLUMNS: dict[str, list[Column]] = {
         *COMMON,
         ("closed after", _probe_delay("p50")),
         ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
+        AGREE,
         ("FIN-WAIT-2 (haproxy←client)", lambda r: _census_peak(r, "haproxy", "FIN-WAIT-2", "in")),
         ("lasted", lambda r: _census_lasted(r, "haproxy", "FIN-WAIT-2", "in")),
         ("CLOSE-WAIT (haproxy→backend)", lambda r: _census_peak(r, "haproxy", "CLOSE-WAIT", "out")),
