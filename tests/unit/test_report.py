@@ -155,4 +155,4 @@ def test_agreement_column_is_a_dash_when_nothing_was_timed_on_both_sides():
     assert report._probe_vs_wire(record) == "-"
     assert report._probe_vs_wire({"metrics": {}}) == "-"
     for scenario in ("half-close", "chunked-stall", "backend-closes-first"):
-        assert report.AGREE in report.COLUMNS[scenario]
+        assert report.CATALOGUE["agree"] in report.columns(scenario)
