@@ -31,8 +31,8 @@ from harness.plan import spec
 from harness.plan.scenarios import Fault, Knobs, Probe
 from harness.plan.spec import Cell, Plan
 from harness.progress import Progress
-from harness.stack import images, observe, provenance, render, security, workload
-from harness.stack.compose import CommandLog, Compose
+from harness.stack import checks, images, observe, provenance, render, workload
+from harness.stack.compose import CommandLog
 from harness.stack.compose import client as docker_engine
 from harness.stack.images import ImageSet
 from harness.stack.project import Stack, remove_leftovers, signals_held
@@ -102,8 +102,8 @@ def _prepare_cell(
     _create_outputs(folder, knobs)
     if knobs.tls:
         shutil.copytree(certs, folder / "certs", dirs_exist_ok=True)
-    _check_config(hx.tag, folder, log)
-    _check_compose(project, folder, log)
+    checks.haproxy_config(hx.tag, folder, log)
+    checks.compose_file(project, folder, log)
     timeout = timeout_s(cell_timeout_s, cell, knobs)
     rendered = {name: provenance.sha256(folder / name) for name in RENDERED}
     return Prepared(cell, folder, project, knobs, args, timeout, rendered)
@@ -133,57 +133,6 @@ def _join_haproxy_logs(folder: Path) -> None:
         for part in parts:
             out.write(part.read_bytes())
     shutil.rmtree(parts_dir)
-
-
-def _check_config(tag: str, folder: Path, log: CommandLog) -> None:
-    """``haproxy -c`` on the cell's config with the version's own binary; SpecError when
-    HAProxy rejects it, CellError when Docker could not run the check at all."""
-    # --mount, not -v: it takes a path with ':' in it, and refuses a missing source
-    # instead of creating an empty root-owned folder in its place. Its value is CSV:
-    # the source is quoted, so a ',' in it is part of the path.
-    mounts = [("haproxy.cfg", "/etc/harness/haproxy.cfg")]
-    if (folder / "certs").is_dir():
-        mounts.append(("certs", "/etc/harness/certs"))
-    flags = [
-        f'--mount=type=bind,"source={str(folder / name).replace(chr(34), chr(34) * 2)}",'
-        f"target={target},readonly"
-        for name, target in mounts
-    ]
-    proc = log.run(
-        [
-            "docker", "run", "--rm", "--network", "none", "--label", "harness=1",
-            "--label", f"harness.run={folder.parent.name}", *flags,
-            # as the cell will run it: its user must be able to read the config and key
-            *security.docker_run_flags("haproxy"),
-            "--entrypoint", "haproxy", tag, "-c", "-f", "/etc/harness/haproxy.cfg",
-        ],
-        timeout=60,
-        check=False,
-    )  # fmt: skip
-    out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
-    if proc.returncode == 125:  # docker's own failure: the container never ran haproxy
-        raise CellError(
-            f"{folder}: Docker could not run the config check of this cell: {out}\n"
-            f"(command and output: {log.path})"
-        )
-    if proc.returncode != 0:
-        raise SpecError(
-            f"{folder / 'haproxy.cfg'}: HAProxy ({tag}) rejects the rendered config:\n{out}\n"
-            "Parameters are checked before rendering, so the cause is the template (a local "
-            "edit: git diff haproxy/) or a directive this HAProxy version lacks; nothing has "
-            "been started."
-        )
-
-
-def _check_compose(project: str, folder: Path, log: CommandLog) -> None:
-    try:
-        Compose(project, folder / "compose.yaml", log).run("config", "--quiet", timeout=60)
-    except CellError as exc:
-        raise SpecError(
-            f"{folder / 'compose.yaml'}: Compose rejects the rendered file: {exc}\n"
-            "This is the harness's own doing (harness/stack/compose_file.py), not your input; "
-            "please report it. Nothing has been started."
-        ) from exc
 
 
 def _measure(stack: Stack, item: Prepared) -> int:
