@@ -285,11 +285,13 @@ def _report() -> ModuleType:
     return report
 
 
-def _rebuild(run_dir: Path) -> str:
-    """Every output of a run rewritten from its folder; returns report.md's text."""
+def _rebuild(run_dir: Path, records: list[dict[str, Any]] | None = None) -> str:
+    """Every output of a run rewritten from its folder; returns report.md's text.
+    ``records``: the cell records the runner just wrote, used as they are (no cell is
+    analysed twice in a run); without them every cell is recomputed from its raw files."""
     from harness.report import rebuild  # plots too: matplotlib, slower still
 
-    return rebuild.rebuild(run_dir)
+    return rebuild.rebuild(run_dir, records)
 
 
 def _verdict_status(run_dir: Path, fail_on: str | None) -> int:
@@ -334,7 +336,7 @@ def _run_plan(
                 )
             raise
         with results.writing(run_dir):
-            text = _rebuild(run_dir)
+            text = _rebuild(run_dir, records)
     if as_json:
         _print_json(_run_document(run_dir))
     elif show_report:
@@ -417,8 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 return _dry_run(plan, args.json)
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             with results.locked(run_dir), results.writing(run_dir):
-                runner.execute(plan, run_dir, Progress())
-                _rebuild(run_dir)
+                _rebuild(run_dir, runner.execute(plan, run_dir, Progress()))
             if args.json:
                 _print_json(_run_document(run_dir))
             else:
