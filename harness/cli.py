@@ -257,8 +257,8 @@ def _dry_run(plan: spec.Plan, as_json: bool = False) -> int:
     bound = sum(runner.cell_bound_s(c) for c in plan.cells)
     print(
         f"\n{len(plan.cells)} cell(s) on {len(plan.versions)} version(s); at most about "
-        f"{bound / 60:.0f} min: each cell's load bound plus {runner.CELL_OVERHEAD_S:g} s "
-        "around it (probe cells usually end well before their bound), besides image "
+        f"{bound / 60:.0f} min: each cell's load bound and drain plus {runner.CELL_OVERHEAD_S:g} s"
+        " around them (probe cells usually end well before their bound), besides image "
         "builds. --dry-run: nothing was started or written.",
         file=sys.stderr,
     )

@@ -417,9 +417,10 @@ def cell_deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-# Set-up and tear-down of a cell around its load (compose up with health checks, the
-# baseline census, collection, compose down): about 7 s on the 2-core lab machine.
-CELL_OVERHEAD_S = 7.0
+# Set-up and tear-down of a cell around its load besides its drain (compose up, the
+# census's readiness and baseline, counters, collection, compose down, analysis): a
+# median of 3.2-3.8 s on the 2-core lab machine (cell.json's phases; make bench).
+CELL_OVERHEAD_S = 4.0
 
 
 def bound_s(item: Prepared) -> float:
