@@ -62,8 +62,9 @@ reproduce: engine
 calibrate: engine
 	$(PY) -m harness calibrate
 
-# Performance targets of the harness's own parts (the backend must not be the bottleneck).
-bench: venv
+# Performance targets of the harness's own parts: the backend, per-cell overhead, report time
+# (scripts/bench.sh; REPORT_RUN=RUN_DIR times `harness report` on that run, e.g. the default).
+bench: venv engine
 	PY=$(PY) bash scripts/bench.sh
 
 # How stable the headline verdict is: the chunked-stall part of the default matrix N times,

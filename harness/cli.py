@@ -257,8 +257,8 @@ def _dry_run(plan: spec.Plan, as_json: bool = False) -> int:
     bound = sum(runner.cell_bound_s(c) for c in plan.cells)
     print(
         f"\n{len(plan.cells)} cell(s) on {len(plan.versions)} version(s); at most about "
-        f"{bound / 60:.0f} min: each cell's load bound plus {runner.CELL_OVERHEAD_S:g} s "
-        "around it (probe cells usually end well before their bound), besides image "
+        f"{bound / 60:.0f} min: each cell's load bound and drain plus {runner.CELL_OVERHEAD_S:g} s"
+        " around them (probe cells usually end well before their bound), besides image "
         "builds. --dry-run: nothing was started or written.",
         file=sys.stderr,
     )
@@ -285,11 +285,13 @@ def _report() -> ModuleType:
     return report
 
 
-def _rebuild(run_dir: Path) -> str:
-    """Every output of a run rewritten from its folder; returns report.md's text."""
+def _rebuild(run_dir: Path, records: list[dict[str, Any]] | None = None) -> str:
+    """Every output of a run rewritten from its folder; returns report.md's text.
+    ``records``: the cell records the runner just wrote, used as they are (no cell is
+    analysed twice in a run); without them every cell is recomputed from its raw files."""
     from harness.report import rebuild  # plots too: matplotlib, slower still
 
-    return rebuild.rebuild(run_dir)
+    return rebuild.rebuild(run_dir, records)
 
 
 def _verdict_status(run_dir: Path, fail_on: str | None) -> int:
@@ -334,7 +336,7 @@ def _run_plan(
                 )
             raise
         with results.writing(run_dir):
-            text = _rebuild(run_dir)
+            text = _rebuild(run_dir, records)
     if as_json:
         _print_json(_run_document(run_dir))
     elif show_report:
@@ -417,8 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 return _dry_run(plan, args.json)
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             with results.locked(run_dir), results.writing(run_dir):
-                runner.execute(plan, run_dir, Progress())
-                _rebuild(run_dir)
+                _rebuild(run_dir, runner.execute(plan, run_dir, Progress()))
             if args.json:
                 _print_json(_run_document(run_dir))
             else:

@@ -13,7 +13,8 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,14 +32,12 @@ from harness.plan import spec
 from harness.plan.scenarios import Fault, Knobs, Probe
 from harness.plan.spec import Cell, Plan
 from harness.progress import Progress
-from harness.stack import checks, images, observe, provenance, render, workload
+from harness.stack import checks, images, observe, provenance, ready, render, workload
 from harness.stack.compose import CommandLog
 from harness.stack.compose import client as docker_engine
 from harness.stack.images import ImageSet
 from harness.stack.project import Stack, remove_leftovers, signals_held
 
-# Observers sample this long before the load, so every state has a pre-load baseline.
-BASELINE_S = 1.0
 COMPLETE = ("ok", "failed")  # a resume leaves these cells as they are
 
 
@@ -135,36 +134,51 @@ def _join_haproxy_logs(folder: Path) -> None:
     shutil.rmtree(parts_dir)
 
 
-def _measure(stack: Stack, item: Prepared) -> int:
-    """Baseline, load, drain: the observers run throughout; raw files land in the folder."""
+def _measure(stack: Stack, item: Prepared, phases: dict[str, float]) -> int:
+    """Load, collect, drain: the observers run throughout (their pre-load baseline was
+    waited for as the stack started: harness/stack/ready.py); raw files land in the
+    folder. ``phases`` gets the seconds each step took."""
     folder, knobs = item.folder, item.knobs
-    time.sleep(BASELINE_S)
     timing: dict[str, float] = {"load_start": time.time()}
     fault = _inject_later(stack, knobs.fault, timing) if knobs.fault else None
     with observe.CpuSampler(item.project) as cpu:
         code, output = workload.drive(stack, item.cell, knobs, item.load_args)
     timing["load_end"] = time.time()
+    phases["load"] = timing["load_end"] - timing["load_start"]
     if fault is not None:
         fault.cancel()
         fault.join(timeout=90)
     results.write_json(folder / "cpu-samples.json", cpu.samples)
     (folder / "locust.log").write_text(output)
-    totals = observe.backend_totals(stack)
+    # The backend's and haproxy's counters, asked at once: independent execs.
+    asks = [lambda: observe.backend_totals(stack)]
+    if knobs.target == "haproxy":
+        asks.append(lambda: observe.haproxy_commands(stack, "show info", "show stat"))
+    totals, *counters = _parallel(*asks)
     if totals is not None:  # none from a killed backend
         (folder / "backend-stats.json").write_text(totals)
-    if knobs.target == "haproxy":
-        (folder / "haproxy-info.txt").write_text(observe.haproxy_command(stack, "show info"))
-        (folder / "haproxy-stat.csv").write_text(observe.haproxy_command(stack, "show stat"))
+    if counters:
+        info, stat = counters[0]
+        (folder / "haproxy-info.txt").write_text(info)
+        (folder / "haproxy-stat.csv").write_text(stat)
+    phases["counters"] = time.time() - timing["load_end"]
+    # Kept fixed, for the measurement: the census watches connections close for this
+    # long after the counters are read (a state's drain_s, harness/analyse/census.py).
     time.sleep(knobs.drain_s)
     timing["drain_end"] = time.time()
+    phases["drain"] = knobs.drain_s
     died = _target_died(stack, item, timing["load_start"])
     stack.stop("capture", *[f"census-{side}" for side in ("client", knobs.target, "backend")])
     results.write_json(folder / "timing.json", timing)
     # haproxy's log lines went to haproxy.log itself; its console has alerts and warnings.
+    # One after the other: three `docker compose` at once on 2 busy cores took longer
+    # (0.5-0.7 s each) than in series (0.1-0.2 s each): each CLI start is CPU-bound.
     console = "haproxy-console.log" if knobs.target == "haproxy" else f"{knobs.target}.log"
-    (folder / console).write_text(stack.logs(knobs.target))
+    target_log, backend_log = stack.logs(knobs.target), stack.logs("backend")
+    (folder / console).write_text(target_log)
     _join_haproxy_logs(folder)
-    (folder / "backend.log").write_text(stack.logs("backend"))
+    (folder / "backend.log").write_text(backend_log)
+    phases["collect"] = time.time() - timing["drain_end"]
     if died:
         raise TargetDied(f"{died}; its output is in {folder / console}")
     if knobs.fault:
@@ -176,6 +190,14 @@ def _measure(stack: Stack, item: Prepared) -> int:
         if knobs.fault.service == "client":
             return 0  # Locust died with its container, as intended
     return code
+
+
+def _parallel(*calls: Callable[[], Any]) -> list[Any]:
+    """Each call's result, in order; the calls run at once (independent Docker commands,
+    each mostly waiting on the engine). The first exception raised is re-raised."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [f.result() for f in futures]
 
 
 class TargetDied(CellError):
@@ -262,16 +284,30 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
         "images": image_set.support,
         "started": datetime.now(UTC).isoformat(),
     }
-    stack = Stack(item.project, folder / "compose.yaml", log)
+    # Seconds per step of the cell (up, listen, baseline, load, counters, drain, collect,
+    # down, analyse): what a cell spends around its load (`make bench`).
+    phases: dict[str, float] = {}
+    record["phases"] = phases
+    t0 = time.time()
+
+    def wait_ready() -> None:
+        phases["up"] = time.time() - t0
+        phases.update(ready.wait(item.project, folder, item.knobs.target))
+
+    stack = Stack(item.project, folder / "compose.yaml", log, ready=wait_ready)
     try:
         # A file that cannot be written (a full disk) ends the run, once the stack is
         # down: the `with` has left by the time it is translated.
         with results.writing(folder):
             with cell_deadline(item.timeout_s), stack:
-                code = _measure(stack, item)
+                code = _measure(stack, item, phases)
+                t_down = time.time()
+            phases["down"] = time.time() - t_down
             if code != 0:
                 raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
+            t_analyse = time.time()
             record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
+            phases["analyse"] = time.time() - t_analyse
             record["status"] = "ok"
     except CellError as exc:
         record["status"] = "failed"
@@ -330,9 +366,10 @@ def cell_deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-# Set-up and tear-down of a cell around its load (compose up with health checks, the
-# baseline census, collection, compose down): about 7 s on the 2-core lab machine.
-CELL_OVERHEAD_S = 7.0
+# Set-up and tear-down of a cell around its load besides its drain (compose up, the
+# census's readiness and baseline, counters, collection, compose down, analysis): a
+# median of 3.2-3.8 s on the 2-core lab machine (cell.json's phases; make bench).
+CELL_OVERHEAD_S = 4.0
 
 
 def bound_s(item: Prepared) -> float:

@@ -1,24 +1,68 @@
 #!/usr/bin/env bash
 # Performance targets of the harness's own parts (not of HAProxy): `make bench`.
-#   backend: the purpose-built backend must not be the bottleneck: >= $BACKEND_TARGET req/s
-#            for small keep-alive responses on one core, measured with wrk on loopback.
+#   backend:  the purpose-built backend must not be the bottleneck: >= $BACKEND_TARGET req/s
+#             for small keep-alive responses on one core, measured with wrk on loopback.
+#   overhead: what a cell spends outside its load (start, baseline, counters, drain,
+#             collection, teardown, analysis), median over matrices/bench-overhead.yaml:
+#             <= $OVERHEAD_TARGET_S s (needs Docker and the images: make images).
+#   report:   `harness report` (every cell recomputed from its raw files, every output
+#             written) on $REPORT_RUN (default: the overhead run): <= $REPORT_TARGET_S s.
+# BENCH_PARTS chooses the parts (default: all three).
 set -euo pipefail
 BACKEND_TARGET=${BACKEND_TARGET:-15000}
+OVERHEAD_TARGET_S=${OVERHEAD_TARGET_S:-3}
+REPORT_TARGET_S=${REPORT_TARGET_S:-5}
+BENCH_PARTS=${BENCH_PARTS:-backend overhead report}
 PY=${PY:-python3}
+failed=0
+tmp=$(mktemp -d)
+trap 'kill ${pid:-} 2>/dev/null; rm -rf "$tmp"' EXIT
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-log=$(mktemp)
-BACKEND_HOST=127.0.0.1 BACKEND_PORT=0 "$PY" -u backends/server.py >"$log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 50); do grep -q "listening on" "$log" && break; sleep 0.1; done
-port=$(grep -o "listening on [0-9.]*:[0-9]*" "$log" | head -n1 | cut -d: -f2)
-echo "backend on 127.0.0.1:$port; wrk -t1 -c50 -d5s"
-out=$(wrk -t1 -c50 -d5s "http://127.0.0.1:$port/")
-echo "$out"
-rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
-if (( rps < BACKEND_TARGET )); then
-    echo "bench: backend ${rps} req/s is below the target of ${BACKEND_TARGET}" >&2
-    exit 1
+if [[ " $BENCH_PARTS " == *" backend "* ]]; then
+    command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+    log=$tmp/backend.log
+    BACKEND_HOST=127.0.0.1 BACKEND_PORT=0 "$PY" -u backends/server.py >"$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 50); do grep -q "listening on" "$log" && break; sleep 0.1; done
+    port=$(grep -o "listening on [0-9.]*:[0-9]*" "$log" | head -n1 | cut -d: -f2)
+    echo "backend on 127.0.0.1:$port; wrk -t1 -c50 -d5s"
+    out=$(wrk -t1 -c50 -d5s "http://127.0.0.1:$port/")
+    echo "$out"
+    kill $pid
+    rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+    if ((rps < BACKEND_TARGET)); then
+        echo "bench: backend ${rps} req/s is below the target of ${BACKEND_TARGET}" >&2
+        failed=1
+    else
+        echo "bench: backend ${rps} req/s (target ${BACKEND_TARGET}): ok"
+    fi
 fi
-echo "bench: backend ${rps} req/s (target ${BACKEND_TARGET}): ok"
+
+if [[ " $BENCH_PARTS " == *" overhead "* ]]; then
+    echo "overhead: python -m harness matrix matrices/bench-overhead.yaml"
+    "$PY" -m harness --results-dir "$tmp/results" matrix matrices/bench-overhead.yaml >/dev/null
+    run=$(ls -d "$tmp"/results/*/ | head -n1)
+    REPORT_RUN=${REPORT_RUN:-$run}
+    if "$PY" scripts/cell_overhead.py --max-s "$OVERHEAD_TARGET_S" "$run"; then
+        echo "bench: per-cell overhead (target ${OVERHEAD_TARGET_S} s median): ok"
+    else
+        failed=1
+    fi
+fi
+
+if [[ " $BENCH_PARTS " == *" report "* ]]; then
+    if [[ -z ${REPORT_RUN:-} ]]; then
+        echo "bench: report needs REPORT_RUN=RUN_DIR (or the overhead part)" >&2
+        exit 2
+    fi
+    start=$(date +%s.%N)
+    "$PY" -m harness report "$REPORT_RUN" >/dev/null
+    took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+    if awk -v t="$took" -v max="$REPORT_TARGET_S" 'BEGIN {exit !(t > max)}'; then
+        echo "bench: harness report took ${took} s on $REPORT_RUN, above ${REPORT_TARGET_S} s" >&2
+        failed=1
+    else
+        echo "bench: harness report took ${took} s on $REPORT_RUN (target ${REPORT_TARGET_S} s): ok"
+    fi
+fi
+exit $failed

@@ -17,8 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.analyse.distribution import nearest_rank
 from harness.plan.log_format import FIELDS
@@ -26,9 +25,11 @@ from harness.plan.log_format import FIELDS
 _LINE = re.compile(" ".join(pattern for _, pattern in FIELDS))
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    """One access-log line. Timers are in ms and -1 when the event never happened."""
+class LogEntry(NamedTuple):
+    """One access-log line. Timers are in ms and -1 when the event never happened.
+
+    A NamedTuple, not a frozen dataclass: as immutable, and built ~6x faster (a frozen
+    dataclass sets each of its 25 fields through object.__setattr__)."""
 
     client_ip: str
     client_port: int
@@ -62,35 +63,29 @@ def parse_line(line: str) -> LogEntry | None:
     m = _LINE.fullmatch(line.strip())
     if m is None:
         return None
-    g = m.group
-    unique_id = g("unique_id")
+    (client_ip, client_port, accept_date, frontend, backend, server, tr, tw, tc, tresp, ta,
+     ta_plus, status, bytes_read, bytes_plus, termination_state, actconn, feconn, beconn,
+     srv_conn, retries, redispatched, srv_queue, backend_queue, unique_id, request,
+     ) = m.group(*_GROUPS)  # fmt: skip
+    # Positional, in the field order: one call per line, not one per field (a run's
+    # logs have ~10^5-10^6 lines and this is most of their analysis).
     return LogEntry(
-        client_ip=g("client_ip"),
-        client_port=int(g("client_port")),
-        accept_date=g("accept_date"),
-        frontend=g("frontend"),
-        backend=g("backend"),
-        server=g("server"),
-        tr=int(g("tr")),
-        tw=int(g("tw")),
-        tc=int(g("tc")),
-        tresp=int(g("tresp")),
-        ta=int(g("ta")),
-        status=-1 if g("status") == "-" else int(g("status")),
-        bytes_read=int(g("bytes_read")),
-        termination_state=g("termination_state"),
-        actconn=int(g("actconn")),
-        feconn=int(g("feconn")),
-        beconn=int(g("beconn")),
-        srv_conn=int(g("srv_conn")),
-        retries=int(g("retries")),
-        redispatched=g("redispatched") == "+",
-        srv_queue=int(g("srv_queue")),
-        backend_queue=int(g("backend_queue")),
-        unique_id=None if unique_id == "-" else unique_id,
-        request=g("request"),
-        logasap=g("ta_plus") == "+" or g("bytes_plus") == "+",
-    )
+        client_ip, int(client_port), accept_date, frontend, backend, server,
+        int(tr), int(tw), int(tc), int(tresp), int(ta),
+        -1 if status == "-" else int(status), int(bytes_read), termination_state,
+        int(actconn), int(feconn), int(beconn), int(srv_conn), int(retries),
+        redispatched == "+", int(srv_queue), int(backend_queue),
+        None if unique_id == "-" else unique_id, request,
+        ta_plus == "+" or bytes_plus == "+",
+    )  # fmt: skip
+
+
+_GROUPS = (
+    "client_ip", "client_port", "accept_date", "frontend", "backend", "server", "tr", "tw",
+    "tc", "tresp", "ta", "ta_plus", "status", "bytes_read", "bytes_plus",
+    "termination_state", "actconn", "feconn", "beconn", "srv_conn", "retries",
+    "redispatched", "srv_queue", "backend_queue", "unique_id", "request",
+)  # fmt: skip
 
 
 def parse_log(lines: Iterable[str]) -> tuple[list[LogEntry], list[str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from harness import results
 from harness.analyse import cell_metrics
@@ -15,16 +16,24 @@ from harness.analyse.compare import Thresholds
 from harness.report import plots, tables, tidy
 
 
-def rebuild(run_dir: Path) -> str:
-    """Recompute every cell from its raw files, then write every output; return report.md."""
+def rebuild(run_dir: Path, records: list[dict[str, Any]] | None = None) -> str:
+    """Write every output of a run; return report.md's text.
+
+    ``records``: the run's cell records as the runner just wrote them (each cell was
+    analysed once, as it ended), used as they are. Without them (``harness report``),
+    every ok cell is recomputed from its raw files and its cell.json rewritten: the raw
+    files are the truth, and the analysis may have changed since the run.
+    """
     run = results.read_json(run_dir / "run.json")
-    records = []
-    for path in sorted(run_dir.glob("*/cell.json")):
-        record = results.read_json(path)
-        if record.get("status") == "ok":
-            record["metrics"] = cell_metrics.compute(path.parent, record.get("target", "haproxy"))
-            results.write_json(path, record)
-        records.append(record)
+    if records is None:
+        records = []
+        for path in sorted(run_dir.glob("*/cell.json")):
+            record = results.read_json(path)
+            if record.get("status") == "ok":
+                target = record.get("target", "haproxy")
+                record["metrics"] = cell_metrics.compute(path.parent, target)
+                results.write_json(path, record)
+            records.append(record)
     thresholds = Thresholds(**run.get("matrix", {}).get("verdicts", {}))
     found = tables.comparisons(run_dir, records, run.get("baseline") or "", thresholds)
     text = tables.markdown(run_dir, records, found, run)

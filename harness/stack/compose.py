@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from functools import cache
@@ -54,6 +55,7 @@ class CommandLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # commands run at once log one whole entry each
 
     def run(
         self,
@@ -97,7 +99,7 @@ class CommandLog:
         err: bytes | None,
     ) -> None:
         status = "timeout" if code is None else f"exit {code}"
-        with self.path.open("a") as log:
+        with self._lock, self.path.open("a") as log:
             log.write(f"$ {redact(shlex.join(argv))}  # {status} in {seconds:.1f} s\n")
             for stream in (out, err):
                 if stream:

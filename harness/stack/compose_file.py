@@ -23,6 +23,14 @@ from harness.stack import security
 _UNSAFE_IN_COMMENT = re.compile(r"[^\x20-\x7e]")
 
 
+# The backend's health check: one HTTP/1.0 GET /health, healthy on a 200 status line
+# ($$: Compose would interpolate a single $).
+_HEALTH_GET = (
+    "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 "
+    "&& read -r status <&3 && [[ $$status == *' 200 '* ]]"
+)
+
+
 def comment(text: str) -> str:
     """``text`` as the body of one YAML comment line: printable ASCII only."""
     return _UNSAFE_IN_COMMENT.sub("?", text)
@@ -138,6 +146,16 @@ def _backend(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
         "image": spec.backend_image,
         "labels": dict(labels),
         "environment": dict(spec.backend_env),
+        # For `up --wait` by hand (the harness waits on the census instead): bash's
+        # /dev/tcp, not a python3 per check as the image's own HEALTHCHECK. A GET /health,
+        # not a bare connect: only a connection that asks for /health is not counted as
+        # traffic by the backend (backends/server.py).
+        "healthcheck": {
+            "test": ["CMD", "bash", "-c", _HEALTH_GET.format(port=HTTP_PORT)],
+            "interval": "1s",
+            "timeout": "2s",
+            "retries": 30,
+        },
     }
     _with_sysctls(service, spec.sysctls.get("backend", {}))
     service["networks"] = _network(spec.net.backend)
@@ -170,7 +188,8 @@ def _haproxy(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
             "timeout": "2s",
             "retries": 30,
         },
-        "depends_on": {"backend": {"condition": "service_healthy"}},
+        # No depends_on the backend: the server line has a fixed address and no `check`,
+        # so both start at once; the harness waits until both listen (harness/stack/ready.py).
     }
     _with_sysctls(service, spec.sysctls.get("haproxy", {}))
     service["networks"] = _network(spec.net.haproxy)

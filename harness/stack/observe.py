@@ -129,21 +129,40 @@ def host_cpu(text: str | None = None) -> dict[str, int]:
 
 def haproxy_command(stack: Stack, command: str) -> str:
     """One stats-socket command, answered in full (HAProxy closes after the reply)."""
-    script = f'exec 3<>/dev/tcp/127.0.0.1/{STATS_PORT}; echo "{command}" >&3; cat <&3'
-    proc = stack.exec("census-haproxy", "bash", "-c", script, timeout=30)
-    return proc.stdout.decode(errors="replace")
+    return haproxy_commands(stack, command)[0]
+
+
+# Between two answers of haproxy_commands: a line no stats-socket answer holds.
+_ANSWER_END = "#-- harness: end of answer --"
+
+
+def haproxy_commands(stack: Stack, *commands: str) -> list[str]:
+    """Each stats-socket command's answer, in order, from one exec (one connection per
+    command: HAProxy closes after each reply). ``commands`` are the harness's own
+    constants, never user input."""
+    asks = [
+        f'exec 3<>/dev/tcp/127.0.0.1/{STATS_PORT}; echo "{command}" >&3; cat <&3; '
+        f"exec 3<&-; echo '{_ANSWER_END}'"
+        for command in commands
+    ]
+    proc = stack.exec("census-haproxy", "bash", "-c", "; ".join(asks), timeout=30)
+    parts = proc.stdout.decode(errors="replace").split(_ANSWER_END + "\n")
+    return [parts[i] if i < len(parts) else "" for i in range(len(commands))]
 
 
 def backend_totals(stack: Stack) -> str | None:
     """The backend's own count of connections and requests (GET /_stats), as JSON text;
-    None when it cannot answer (a fault scenario killed it)."""
+    None when it cannot answer (a fault scenario killed it). Asked with bash's /dev/tcp
+    over loopback (not counted by the backend nor by the census), not a python3."""
     script = (
-        "import urllib.request;"
-        f"print(urllib.request.urlopen('http://127.0.0.1:{HTTP_PORT}/_stats', timeout=5)"
-        ".read().decode())"
+        f"exec 3<>/dev/tcp/127.0.0.1/{HTTP_PORT} && printf 'GET /_stats HTTP/1.0\\r\\n\\r\\n' >&3 "
+        "&& cat <&3"
     )
-    proc = stack.exec("backend", "python3", "-c", script, timeout=30)
-    return proc.stdout.decode() if proc.returncode == 0 else None
+    proc = stack.exec("backend", "bash", "-c", script, timeout=30)
+    head, sep, body = proc.stdout.decode(errors="replace").partition("\r\n\r\n")
+    if proc.returncode != 0 or not sep or " 200 " not in head.split("\r\n", 1)[0]:
+        return None
+    return body
 
 
 def container_state(project: str, service: str) -> dict[str, Any] | None:

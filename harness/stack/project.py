@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -42,8 +42,18 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Stack:
-    def __init__(self, project: str, compose_file: Path, log: CommandLog) -> None:
+    def __init__(
+        self,
+        project: str,
+        compose_file: Path,
+        log: CommandLog,
+        ready: Callable[[], object] | None = None,
+    ) -> None:
+        """``ready``: waits until the started stack can take its load, raising CellError
+        if it cannot (``harness.stack.ready``); the stack is then started with ``up -d``.
+        Without it, ``up --wait`` waits on the services' Docker health checks."""
         self.project = project
+        self.ready = ready
         self.compose = Compose(project, compose_file, log)
         self.log = log
         self.engine_lost_s: float | None = None  # the engine stopped answering this long
@@ -51,9 +61,17 @@ class Stack:
 
     def __enter__(self) -> Stack:
         try:
-            self.compose.run("up", "-d", "--wait", "--wait-timeout", "90", timeout=180)
-        except BaseException:
-            self.down()
+            if self.ready is None:
+                self.compose.run("up", "-d", "--wait", "--wait-timeout", "90", timeout=180)
+            else:
+                self.compose.run("up", "-d", timeout=180)
+                self.ready()
+        except BaseException as exc:
+            try:
+                if not isinstance(exc, KeyboardInterrupt):
+                    self.save_logs(self.compose.file.parent / "containers.log")
+            finally:
+                self.down()
             raise
         self.up_at = time.time()
         return self

@@ -1,6 +1,5 @@
 """The HAProxy access-log parser, termination-state explanations and summaries."""
 
-import dataclasses
 import json
 
 import pytest
@@ -242,8 +241,8 @@ def test_summarise_counts_and_percentiles() -> None:
 def test_summarise_nearest_rank_percentiles_and_no_status() -> None:
     base = parse_line(OK)
     assert base is not None
-    entries = [dataclasses.replace(base, ta=ms) for ms in range(100, 0, -1)]
-    entries.append(dataclasses.replace(base, status=-1, ta=-1, tc=-1, tresp=-1))
+    entries = [base._replace(ta=ms) for ms in range(100, 0, -1)]
+    entries.append(base._replace(status=-1, ta=-1, tc=-1, tresp=-1))
     s = summarise(entries)
     assert s["timers"]["Ta"] == {"count": 100, "p50": 50, "p90": 90, "p99": 99, "max": 100}
     assert s["status_classes"]["none"] == 1

@@ -426,3 +426,53 @@ def test_agreement_counts_a_difference_of_exactly_the_tolerance_as_within() -> N
     result = agreement(probe, wire)
     assert (result["compared"], result["within_tolerance"]) == (3, 2)
     assert result["tolerance_ms"] == tol
+
+
+# --- the fast path (struct, not dpkt objects) reads every frame as dpkt does ----------
+
+_PCAPS = sorted(Path(__file__).parents[1].glob("data/**/*.pcap"))
+assert sum(p.stat().st_size > 24 for p in _PCAPS) >= 5  # captures with frames in them
+
+
+def _dpkt_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.analyse import wire
+
+    monkeypatch.setattr(wire, "_records", lambda data: None)
+    monkeypatch.setattr(wire, "_LINK_IP", {})
+
+
+@pytest.mark.parametrize("pcap", _PCAPS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("cut", [None, -7, -30, 40, 24, 10])
+def test_fast_path_reads_what_dpkt_reads(pcap, cut, tmp_path, monkeypatch) -> None:
+    from harness.analyse import wire
+
+    data = pcap.read_bytes()
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data if cut is None else data[:cut])  # killed captures end anywhere
+    fast = list(wire._segments(path))
+    with monkeypatch.context() as m:
+        _dpkt_only(m)
+        slow = list(wire._segments(path))
+    assert fast == slow
+
+
+def test_fast_path_leaves_vlan_ip_options_and_other_protocols_to_dpkt() -> None:
+    from harness.analyse import wire
+
+    tcp = dpkt.tcp.TCP(sport=40000, dport=8080, seq=7, flags=dpkt.tcp.TH_FIN | dpkt.tcp.TH_ACK)
+    ip = dpkt.ip.IP(src=socket.inet_aton("10.0.0.1"), dst=socket.inet_aton("10.0.0.2"), p=6)
+    ip.data = tcp
+    ip.len = len(bytes(ip))
+    eth = bytes(dpkt.ethernet.Ethernet(type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
+    link = wire._LINK_IP[1]
+    seg = wire._fast_segment(1.0, eth, link)
+    assert seg == wire._segment(1.0, eth, dpkt.ethernet.Ethernet)
+    assert seg.flags == dpkt.tcp.TH_FIN | dpkt.tcp.TH_ACK and seg.dport == 8080
+    opts = dpkt.ip.IP(
+        src=ip.src, dst=ip.dst, p=6, opts=b"\x01\x01\x01\x00", data=tcp
+    )  # IP options: dpkt decides
+    opts.len = len(bytes(opts))
+    framed = bytes(dpkt.ethernet.Ethernet(type=dpkt.ethernet.ETH_TYPE_IP, data=opts))
+    assert wire._fast_segment(1.0, framed, link) is wire._SLOW
+    vlan = eth[:12] + b"\x81\x00\x00\x01" + eth[12:]
+    assert wire._fast_segment(1.0, vlan, link) is wire._SLOW

@@ -1,0 +1,55 @@
+"""A run's cells on a real engine: each analysed once, each step of each cell timed
+(issue 15, point 4). The overhead target itself is `make bench`'s, not a timed test."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from harness import cli, results
+from harness.analyse import cell_metrics
+from harness.stack.project import leftovers
+
+MATRIX = """\
+name: analysed-once
+versions: [debian:bookworm]
+load: {users: 2, spawn_rate: 2, duration_s: 2}
+scenarios:
+  - name: smoke
+  - name: half-close
+    params: {connections: 3}
+"""
+
+
+def test_each_cell_of_a_run_is_analysed_once_and_harness_report_again(
+    docker_engine, tmp_path, monkeypatch
+):
+    calls: list[str] = []
+    real = cell_metrics.compute
+
+    def counting(folder: Path, target: str = "haproxy"):  # type: ignore[no-untyped-def]
+        calls.append(folder.name)
+        return real(folder, target)
+
+    monkeypatch.setattr(cell_metrics, "compute", counting)
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(MATRIX)
+    out = tmp_path / "results"
+    assert cli.main(["--results-dir", str(out), "matrix", str(matrix)]) == 0
+    [run_dir] = [p for p in out.iterdir() if p.is_dir()]
+    cells = results.cells(run_dir)
+    assert [c["status"] for c in cells] == ["ok", "ok"], [c.get("error") for c in cells]
+    assert sorted(calls) == sorted(c["cell"] for c in cells)  # once each, report included
+    for cell in cells:
+        phases = cell["phases"]
+        assert set(phases) >= {"up", "listen", "baseline", "load", "drain", "down", "analyse"}
+        wall = datetime.fromisoformat(cell["finished"]) - datetime.fromisoformat(cell["started"])
+        # the steps are the cell: nothing sizeable untimed
+        assert abs(sum(phases.values()) - wall.total_seconds()) < 1.0, phases
+        # every census sampled the idle stack before the load: the states' baseline
+        for side, summary in cell["metrics"]["census"].items():
+            assert summary["captured_s"][0] <= -0.3, (side, summary["captured_s"])
+    calls.clear()
+    assert cli.main(["report", str(run_dir)]) == 0
+    assert sorted(calls) == sorted(c["cell"] for c in cells)  # recomputed from raw files
+    assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}
