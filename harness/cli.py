@@ -8,6 +8,7 @@
     calibrate [FILE]                        close delays measured against known delays
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
     compare RUN_A RUN_B                     run B's cells against run A's, with verdicts (no Docker)
+    bisect  --good SPEC --bad SPEC --scenario NAME --signal TEXT   the first bad version or commit
     clean                                   remove anything a harness run left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
 
@@ -32,7 +33,7 @@ from typing import Any
 import docker
 import requests
 
-from harness import ROOT, calibration, images, results, runner, scenarios, spec, versions
+from harness import ROOT, bisect, calibration, images, results, runner, scenarios, spec, versions
 from harness.compose import CommandLog
 from harness.errors import CellError, HarnessError, ResultsError
 from harness.progress import Progress
@@ -107,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_a", type=Path, help="the baseline run's folder")
     p.add_argument("run_b", type=Path, help="the run judged against it")
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+
+    p = verbs.add_parser("bisect", help="find the first bad release or commit between two")
+    bisect.add_arguments(p)
 
     verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
 
@@ -263,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = compare_runs.compare(args.run_a, args.run_b)
             print(compare_runs.markdown(outcome))
             return _fail_on(outcome.found, args.fail_on)
+        if args.verb == "bisect":
+            return bisect.command(args)
         if args.verb == "scenarios":
             print(scenarios.describe(args.name))
             return 0
