@@ -285,11 +285,20 @@ def haproxy_tag(spec: VersionSpec) -> str:
     return spec.value
 
 
+# Debian suites that move (haproxy/debian-suite/Dockerfile): the base they are built on,
+# the package taken from the suite itself. debootstrap cannot start from experimental.
+DEBIAN_BASE_OF = {"sid": "sid", "experimental": "sid"}
+
+
 def haproxy_image(spec: VersionSpec, log: CommandLog, progress: Progress = _quiet) -> HaproxyImage:
     tag = haproxy_tag(spec)
     if spec.kind == "debian":
-        base = ensure_base(spec.value, log, progress)
-        build(tag, ROOT / "haproxy" / "debian", log, args={"BASE_IMAGE": base}, progress=progress)
+        base = ensure_base(DEBIAN_BASE_OF.get(spec.value, spec.value), log, progress)
+        if spec.value in DEBIAN_BASE_OF:
+            context, args = ROOT / "haproxy" / "debian-suite", {"SUITE": spec.value}
+        else:
+            context, args = ROOT / "haproxy" / "debian", {}
+        build(tag, context, log, args={"BASE_IMAGE": base, **args}, progress=progress)
     elif spec.kind in ("source", "tarball"):
         _build_from_tarball(spec, tag, log, progress)
     elif not _image_id(tag):

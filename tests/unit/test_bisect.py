@@ -283,6 +283,11 @@ def test_release_candidates_between_two_debian_releases() -> None:
         "debian:bookworm", "debian:bullseye",
     ]  # fmt: skip
     assert not notes
+    # Debian's moving suites are release points too: five between bullseye and experimental
+    specs, _ = bisect.release_candidates(
+        good, versions.parse("debian:experimental"), reachable=lambda url: False
+    )
+    assert [s.expected for s in specs] == ["2.2.9", "2.6.12", "3.0.11", "3.2.26", "3.4.7"]
     with pytest.raises(SpecError, match="two different versions"):
         bisect.release_candidates(good, versions.parse("source:2.2.9"))
 
