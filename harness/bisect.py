@@ -174,8 +174,9 @@ class Predicate:
     - share: bad when an exact binomial test says the share exceeds the threshold
       (p < alpha; with a threshold of 0 a single event decides); good when the predicate
       does not hold and the share is significantly below the bad version's own share
-      (one-sided exact binomial test against it): enough connections were seen that the
-      bad version would have shown it;
+      (one-sided exact binomial test against the lower end of that share's one-sided
+      Clopper-Pearson interval at 1 - alpha): enough connections were seen that the bad
+      version would have shown it;
     - quantile: the exact order-statistic test of the quantile against the threshold
       (``scipy.stats.quantile_test``, Conover 1999, 3.2): bad when significantly above,
       good when significantly below;
@@ -251,12 +252,16 @@ class Predicate:
             return Judgement("bad", value, f"binomial test against {t:.3g}: p={p_bad:.2g}")
         if _holds(share, self.op, t) or bad is None or bad.total == 0:
             return Judgement("undecided", value, f"binomial test against {t:.3g}: p={p_bad:.2g}")
-        ref = bad.hits / bad.total
+        # The bad version's share, taken at the end of its confidence interval nearest
+        # to the threshold (one-sided Clopper-Pearson at 1 - alpha): a bad version seen
+        # a few times is not taken for a frequent one.
+        ci = stats.binomtest(bad.hits, bad.total).proportion_ci(1 - 2 * alpha, method="exact")
+        ref = ci.low if up else ci.high
         if (up and ref <= share) or (not up and ref >= share):
             why = f"not below the bad version's share {ref:.3g}"
             return Judgement("undecided", value, why)
         p_good = stats.binomtest(obs.hits, obs.total, ref, "less" if up else "greater").pvalue
-        why = f"binomial test against the bad version's share {ref:.3g}: p={p_good:.2g}"
+        why = f"binomial test against the bad version's share (>= {ref:.3g}): p={p_good:.2g}"
         return Judgement("good" if p_good < alpha else "undecided", value, why)
 
     def _judge_quantile(self, obs: Observed, alpha: float) -> Judgement:

@@ -71,14 +71,18 @@ def test_verdict_signals() -> None:
 
 def test_one_stall_is_bad_and_no_stall_is_good_only_with_enough_connections() -> None:
     p = parse_predicate("stalled connections > 0")
-    bad_ref = Observed(1, hits=2, total=40)  # the bad version: 5 % of connections stall
+    # the bad version: 40 of 400 connections stall; at 99 % its share is at least 0.068
+    bad_ref = Observed(10, hits=40, total=400)
     assert p.judge(Observed(1, hits=1, total=40), bad_ref, 0.01).decision == "bad"
-    # 0 of 40: the bad version would show none in 40 with probability 0.95^40 = 0.13
+    # 0 of 40: a share of 0.068 shows none in 40 with probability 0.932^40 = 0.06
     assert p.judge(Observed(1, hits=0, total=40), bad_ref, 0.01).decision == "undecided"
-    # 0 of 100: 0.95^100 = 0.006 < 0.01
-    assert p.judge(Observed(5, hits=0, total=100), bad_ref, 0.01).decision == "good"
+    # 0 of 80: 0.932^80 = 0.004 < 0.01
+    assert p.judge(Observed(2, hits=0, total=80), bad_ref, 0.01).decision == "good"
     # without the bad version's share nothing can be called good
     assert p.judge(Observed(5, hits=0, total=100), None, 0.01).decision == "undecided"
+    # a bad version seen stalling twice in 40 proves little about its rate (>= 0.004)
+    few = Observed(1, hits=2, total=40)
+    assert p.judge(Observed(5, hits=0, total=200), few, 0.01).decision == "undecided"
 
 
 def test_a_share_threshold_is_tested_not_compared() -> None:
@@ -174,7 +178,7 @@ def test_skipped_and_undecided_steps_are_left_out_never_guessed() -> None:
 
 def test_decide_repeats_rounds_until_decided_or_undecided() -> None:
     p = parse_predicate("stalled > 0")
-    bad_ref = Observed(1, hits=2, total=40)
+    bad_ref = Observed(10, hits=40, total=400)
     rounds: list[int] = []
 
     def no_stall_round(r: int) -> list[dict[str, Any]]:
@@ -187,11 +191,11 @@ def test_decide_repeats_rounds_until_decided_or_undecided() -> None:
 
     ev = bisect.Evidence("x", Path("."))
     judgement, used = bisect.decide(ev, no_stall_round, judge, max_rounds=5)
-    # 0/40 and 0/80 are undecided (0.95^80 = 0.017), 0/120 is good (0.002)
-    assert (judgement.decision, used, len(ev.records)) == ("good", 3, 3)
+    # 0/40 is undecided (0.932^40 = 0.06), 0/80 good (0.004)
+    assert (judgement.decision, used, len(ev.records)) == ("good", 2, 2)
     ev = bisect.Evidence("x", Path("."))
-    judgement, used = bisect.decide(ev, no_stall_round, judge, max_rounds=2)
-    assert (judgement.decision, used) == ("undecided", 2)
+    judgement, used = bisect.decide(ev, no_stall_round, judge, max_rounds=1)
+    assert (judgement.decision, used) == ("undecided", 1)
 
     def broken(r: int) -> list[dict[str, Any]]:
         raise BuildFailed("make: *** [Makefile:1] Error 1")
@@ -204,7 +208,10 @@ class FakeCells:
     """Cells of a fake HAProxy: version i stalls each connection with probability
     ``rates[i]``; version ``broken`` cannot be built. Seeded: the same every run."""
 
-    def __init__(self, specs: list[versions.VersionSpec], rates: list[float], broken: int = -1):
+    def __init__(
+        self, specs: list[versions.VersionSpec], rates: list[float], broken: int = -1, n: int = 40
+    ):
+        self.n = n
         self.rate = {s.text: r for s, r in zip(specs, rates, strict=True)}
         self.broken = specs[broken].text if broken >= 0 else None
         self.rng = random.Random(7)
@@ -214,18 +221,20 @@ class FakeCells:
         self.runs.append(spec.text)
         if spec.text == self.broken:
             raise BuildFailed(f"building {spec.text} failed")
-        stalled = sum(self.rng.random() < self.rate[spec.text] for _ in range(40))
+        stalled = sum(self.rng.random() < self.rate[spec.text] for _ in range(self.n))
         return [{"cell": "001-cell", "status": "ok",
-                 "metrics": {"probe": {"stalled": stalled, "connections": 40}}}]  # fmt: skip
+                 "metrics": {"probe": {"stalled": stalled, "connections": self.n}}}]  # fmt: skip
 
 
 def _fake_specs(n: int) -> list[versions.VersionSpec]:
     return [versions.VersionSpec("image", f"haproxy:9.{i}.0", f"9.{i}.0") for i in range(n)]
 
 
-def _bisect(tmp_path: Path, rates: list[float], broken: int = -1, rounds: int = 3) -> Any:
+def _bisect(
+    tmp_path: Path, rates: list[float], broken: int = -1, rounds: int = 3, n: int = 40
+) -> Any:
     specs = _fake_specs(len(rates))
-    fake = FakeCells(specs, rates, broken)
+    fake = FakeCells(specs, rates, broken, n)
     job = bisect.Bisect(
         tmp_path, specs, [s.label for s in specs], "chunked-stall", {"per_size": 10},
         bisect.parse_signal("stalled connections > 0", 0.01), 0.01, rounds, fake,
@@ -234,15 +243,16 @@ def _bisect(tmp_path: Path, rates: list[float], broken: int = -1, rounds: int = 
 
 
 def test_a_probabilistic_signal_bisects_to_the_first_bad_version(tmp_path: Path) -> None:
-    # 9.5.0 brings a stall in 6 % of connections: none in a round of 40 one time in 12
-    rates = [0.0] * 5 + [0.06] * 4
-    outcome, _ = _bisect(tmp_path, rates, rounds=4)
+    # 9.5.0 brings a stall in 3 % of connections: a round of 200 shows one nearly always,
+    # and ruling it out on a good version takes several rounds
+    rates = [0.0] * 5 + [0.03] * 4
+    outcome, _ = _bisect(tmp_path, rates, rounds=6, n=200)
     assert outcome.result.found
     assert outcome.candidates[outcome.result.first_bad].startswith("9.5.0")
     assert "first bad: 9.5.0" in outcome.answer
     searched = [s for s in outcome.steps if s.number > 0]
     assert len(searched) <= math.ceil(math.log2(len(rates) - 1))
-    # good steps needed more than one round: 0/40 does not rule out a 6 % stall at 1 %
+    # good steps needed more than one round: 0/200 does not rule out a 3 % stall at 1 %
     assert any(s.decision == "good" and s.cells > 1 for s in outcome.steps)
     text = bisect.markdown(outcome)
     for step in outcome.steps:
