@@ -4,6 +4,7 @@ repetition loop, the candidates, and the git spec on a repository made here."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import subprocess
@@ -364,3 +365,51 @@ def test_commit_candidates_are_the_ancestry_path_with_subjects(repo: Path) -> No
         bisect.commit_candidates(bad, good)
     specs, labels, _ = bisect.plan_bisect(good.text, bad.text, "half-close", {}, None)
     assert len(specs) == 6 and labels[3].endswith("change 3")
+
+
+# --- the verdict signal on recorded cells ------------------------------------------------------
+
+RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
+
+
+def _evidence(version: str) -> bisect.Evidence:
+    """The recorded chunked-stall cell of one Debian version, as a bisect step holds it."""
+    folder = next(RECORDED.glob(f"*-{version}-*"))
+    record = json.loads((folder / "cell.json").read_text())
+    return bisect.Evidence(record["version"]["spec"], RECORDED, [record])
+
+
+def _cell(spec: str, stalled: int, connections: int = 40) -> dict[str, Any]:
+    return {
+        "cell": f"cell-{spec}", "status": "ok", "scenario": "chunked-stall", "params": {},
+        "version": {"spec": spec, "label": spec},
+        "metrics": {"probe": {"stalled": stalled, "connections": connections}},
+    }  # fmt: skip
+
+
+def test_the_verdict_signal_judges_steps_against_the_good_and_the_bad_version(
+    tmp_path: Path,
+) -> None:
+    signal = bisect.parse_signal("regression", 0.01)
+
+    def ev(spec: str, stalled: int) -> bisect.Evidence:
+        return bisect.Evidence(spec, tmp_path, [_cell(spec, stalled)])
+
+    good, bad = ev("debian:bullseye", 0), ev("debian:bookworm", 19)
+    assert signal.judge_step(good, good, None, 0.01).decision == "good"
+    judged = signal.judge_step(bad, good, None, 0.01)
+    assert judged.decision == "bad" and "regression" in judged.value
+    assert "19/40" in judged.why
+    # no stall: the bad version is a regression against it, so it is good
+    assert signal.judge_step(ev("debian:trixie", 0), good, bad, 0.01).decision == "good"
+    # with no bad version to hold it against, "no change" is not "good"
+    assert signal.judge_step(ev("debian:trixie", 0), good, None, 0.01).decision == "undecided"
+
+
+def test_a_verdict_without_the_power_to_decide_is_undecided() -> None:
+    """The recorded cells: 2.6.12 stalled 5 of 49 connections, 2.2.9 none (Fisher
+    p=0.06): no significant change at 0.01, which is not a good version."""
+    signal = bisect.parse_signal("regression", 0.01)
+    judged = signal.judge_step(_evidence("2.6.12"), _evidence("2.2.9"), None, 0.01)
+    assert judged.decision == "undecided"
+    assert "no significant change" in judged.value
