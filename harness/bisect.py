@@ -665,9 +665,17 @@ def commit_candidates(good: VersionSpec, bad: VersionSpec) -> list[Commit]:
     ).stdout
     # --format prints "commit <sha>" then the formatted line, per commit
     lines = [line for line in listed.splitlines() if not line.startswith("commit ")]
-    commits = [Commit(*line.partition(" ")[::2]) for line in lines]
+    commits = [
+        Commit(sha, _subject(subject))
+        for sha, _, subject in (line.partition(" ") for line in lines)
+    ]
     first = versions.git(path, "log", "-1", "--format=%s", a).stdout.strip()
-    return [Commit(a, first), *commits]
+    return [Commit(a, _subject(first)), *commits]
+
+
+def _subject(text: str) -> str:
+    """A commit's subject as the report shows it: printable, no table separator."""
+    return re.sub(r"[^\x20-\x7e]", "?", text).replace("|", "/")[:200]
 
 
 # --- the orchestration -------------------------------------------------------------------

@@ -413,3 +413,11 @@ def test_a_verdict_without_the_power_to_decide_is_undecided() -> None:
     judged = signal.judge_step(_evidence("2.6.12"), _evidence("2.2.9"), None, 0.01)
     assert judged.decision == "undecided"
     assert "no significant change" in judged.value
+
+
+def test_a_commit_subject_cannot_break_the_report(repo: Path) -> None:
+    (repo / "x.c").write_text("int x;\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "a | b \x1b[31mred")
+    good, bad = versions.parse(f"git:{repo}@HEAD~1"), versions.parse(f"git:{repo}@HEAD")
+    assert bisect.commit_candidates(good, bad)[-1].subject == "a / b ?[31mred"
