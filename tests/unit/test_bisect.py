@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness import bisect, versions
+from harness import bisect, cli, versions
 from harness.bisect import BuildFailed, Judgement, Observed, parse_predicate, search
 from harness.errors import SpecError
 
@@ -421,3 +421,45 @@ def test_a_commit_subject_cannot_break_the_report(repo: Path) -> None:
     _git(repo, "commit", "-q", "-m", "a | b \x1b[31mred")
     good, bad = versions.parse(f"git:{repo}@HEAD~1"), versions.parse(f"git:{repo}@HEAD")
     assert bisect.commit_candidates(good, bad)[-1].subject == "a / b ?[31mred"
+
+
+# --- the command line, before anything starts ------------------------------------------------
+
+
+def _cli(*args: str) -> int:
+    return cli.main(["bisect", "--scenario", "half-close", *args])
+
+
+def test_the_command_lists_the_commits_of_a_dry_run(repo: Path, capsys: Any) -> None:
+    status = _cli(
+        "--good", f"git:{repo}@HEAD~5", "--bad", f"git:{repo}@main",
+        "--signal", "close delay p50 > 1 s", "--param", "connections=8", "--dry-run",
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "upstream 2.6.12" in out and "change 5" in out
+    assert "6 candidates, about 3 step(s) between the ends" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--signal", "close delay p50 > 1"], "give the number a unit"),
+        (["--signal", "stalled > 0", "--param", "connections=0"], "connections"),
+        (["--signal", "stalled > 0", "--param", "nope=1"], "nope"),
+        (["--signal", "stalled > 0", "--alpha", "0.7"], "--alpha"),
+        (["--signal", "stalled > 0", "--max-rounds", "0"], "--max-rounds"),
+    ],
+)
+def test_bad_input_exits_2_before_anything_starts(
+    repo: Path, capsys: Any, args: list[str], words: str
+) -> None:
+    good, bad = f"git:{repo}@HEAD~5", f"git:{repo}@main"
+    assert _cli("--good", good, "--bad", bad, *args) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_bad_revision_exits_2(repo: Path, capsys: Any) -> None:
+    assert _cli("--good", f"git:{repo}@--all", "--bad", f"git:{repo}@main", "--signal",
+                "stalled > 0") == 2  # fmt: skip
+    assert "is not a git spec" in capsys.readouterr().err
