@@ -261,7 +261,8 @@ class Predicate:
             why = f"not below the bad version's share {ref:.3g}"
             return Judgement("undecided", value, why)
         p_good = stats.binomtest(obs.hits, obs.total, ref, "less" if up else "greater").pvalue
-        why = f"binomial test against the bad version's share (>= {ref:.3g}): p={p_good:.2g}"
+        bound = ">=" if up else "<="
+        why = f"binomial test against the bad version's share ({bound} {ref:.3g}): p={p_good:.2g}"
         return Judgement("good" if p_good < alpha else "undecided", value, why)
 
     def _judge_quantile(self, obs: Observed, alpha: float) -> Judgement:

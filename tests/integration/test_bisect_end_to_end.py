@@ -114,3 +114,33 @@ def test_bisect_names_the_planted_commit(harness, planted_repo):
     vv = next((folder / steps[commits["fixed"][:12]]["evidence"]).glob("*/*/haproxy-vv.txt"))
     assert f"2.6.12-g{commits['fixed'][:8]}" in vv.read_text()
 
+
+def test_release_bisect_over_debian_finds_the_release_that_fixed_the_stall(harness):
+    """Over every release Debian serves, from bookworm's 2.6.12 (stalls on a full buffer
+    at a chunk boundary) to experimental's 3.4.7: "bad" here is the property looked for,
+    no stall (fewer than 20 % of connections), so the answer is the first release
+    without it. 3.0.11 (trixie) is the first Debian ships after the fix (2.6.16)."""
+    proc = harness(
+        "bisect",
+        "--good", "debian:bookworm",
+        "--bad", "debian:experimental",
+        "--scenario", "chunked-stall",
+        "--signal", "stalled connections < 20%",
+        timeout=3000,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "**first bad: 3.0.11 (debian:trixie) (last good: 2.6.12 (debian:bookworm))" in (
+        proc.stdout
+    ), proc.stdout
+    folder = max(harness.results.glob("*-bisect-chunked-stall"))
+    record = json.loads((folder / "bisect.json").read_text())
+    assert record["candidates"] == [
+        "2.6.12 (debian:bookworm)", "3.0.11 (debian:trixie)", "3.2.26 (debian:sid)",
+        "3.4.7 (debian:experimental)",
+    ]  # fmt: skip
+    # the ends, then 3.0.11 or 3.2.26 first (the middle), then the other if needed
+    assert 3 <= len(record["steps"]) <= 4
+    by_label = {s["label"]: s for s in record["steps"]}
+    stalled = by_label["2.6.12 (debian:bookworm)"]["value"]
+    assert int(stalled.split("/")[0]) >= 8, stalled  # sizes 32 and 40 stall, 31 and 39 not
+    assert by_label["3.0.11 (debian:trixie)"]["decision"] == "bad"
