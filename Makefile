@@ -34,6 +34,7 @@ run: engine
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
 
 unit: venv
 	$(PY) -m pytest -m "not integration" -q

@@ -36,23 +36,23 @@ import math
 import re
 import sys
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-import yaml
 from tabulate import tabulate
 
-from harness import results, runner, scenarios, spec, versions
+from harness import results, runner
 from harness.analyse import probe_samples
 from harness.analyse.distribution import nearest_rank
 from harness.errors import ImageError, SpecError
+from harness.plan import scenarios, spec, versions
+from harness.plan.versions import VersionSpec
 from harness.progress import Progress
 from harness.quote import shown
-from harness.versions import VersionSpec
 
 Decision = Literal["good", "bad", "undecided", "skipped"]
 Record = dict[str, Any]
@@ -443,7 +443,7 @@ class VerdictSignal:
     def judge_step(
         self, step: Evidence, good: Evidence | None, bad: Evidence | None, alpha: float
     ) -> Judgement:
-        from harness import report  # scipy and matplotlib: only when a bisect runs
+        from harness.report import tables as report  # scipy: only when a bisect judges
 
         cells = f"{len([r for r in step.records if r.get('status') == 'ok'])} cell(s)"
         if good is None:
@@ -819,7 +819,7 @@ def run_cells_with(
     the runner, each round an ordinary run folder with its report."""
 
     def run(spec_: VersionSpec, folder: Path) -> list[Record]:
-        from harness import report
+        from harness.report.rebuild import rebuild  # matplotlib: only when cells ran
 
         plan = spec.expand(
             {
@@ -838,31 +838,10 @@ def run_cells_with(
                 records = runner.execute(plan, folder, progress)
             except ImageError as exc:
                 raise BuildFailed(str(exc)) from exc
-            report.rebuild(folder)
+            rebuild(folder)
         return records
 
     return run
-
-
-def param_options(given: Iterable[str] | None) -> dict[str, Any]:
-    """``--param KEY=VALUE`` as scenario overrides; VALUE read as one YAML value with the
-    matrix file's limits (spec._MatrixLoader), then validated by the scenario's model."""
-    out: dict[str, Any] = {}
-    for item in given or []:
-        key, sep, text = item.partition("=")
-        if not sep or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key) or len(text) > 1000:
-            raise SpecError(
-                f"--param {shown(item)}: expected KEY=VALUE (a parameter name, a value of "
-                "at most 1000 characters), e.g. --param connections=5. "
-                "python -m harness scenarios NAME lists a scenario's parameters."
-            )
-        if key in out:
-            raise SpecError(f"--param {key} is given twice; give each parameter once.")
-        try:
-            out[key] = yaml.load(text, Loader=spec._MatrixLoader) if text else ""
-        except yaml.YAMLError:
-            raise SpecError(f"--param {key}={shown(text)}: not a YAML value.") from None
-    return out
 
 
 def plan_bisect(
@@ -1005,14 +984,14 @@ def command(args: argparse.Namespace) -> int:
     """Run ``bisect`` from parsed arguments: 0 when the first bad one is named,
     EXIT_UNDECIDED when it is not; SpecError (exit 2) for bad input, before anything
     starts."""
-    from harness import images
-    from harness.compose import CommandLog
+    from harness.stack import images
+    from harness.stack.compose import CommandLog
 
     if not 1 <= args.repetitions <= 100 or not 1 <= args.max_rounds <= 20:
         raise SpecError("--repetitions must be 1 to 100 and --max-rounds 1 to 20.")
     if not 0 < args.alpha < 0.5:
         raise SpecError(f"--alpha {args.alpha:g}: a significance level above 0 and below 0.5.")
-    params = param_options(args.param)
+    params = spec.param_options(args.param, for_scenarios=(args.scenario,))
     signal = parse_signal(args.signal, args.alpha)
     specs, labels, notes = plan_bisect(args.good, args.bad, args.scenario, params,
                                        args.candidates)  # fmt: skip

@@ -1,16 +1,22 @@
 """``python -m harness <verb>``: the command line.
 
     images  [--haproxy SPEC ...]            build what is missing (support + HAProxy images)
-    run     --haproxy SPEC --scenario NAME  one cell, one table row
-    matrix  FILE                            every cell of a matrix file, then the tables
-    reproduce --a SPEC --b SPEC --scenario NAME   two versions, one verdict on one screen
+    run     --haproxy SPEC --scenario NAME [--param KEY=VALUE ...]   one cell, one table row
+    matrix  FILE [--scenario NAME ...] [--version SPEC ...]   a matrix (or part), then tables
+    reproduce --a SPEC --b SPEC --scenario NAME [--param KEY=VALUE ...]   two versions, one verdict
     rerun   CELL_DIR                        repeat one cell from its folder, old vs new
     calibrate [FILE]                        close delays measured against known delays
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
     compare RUN_A RUN_B                     run B's cells against run A's, with verdicts (no Docker)
+    publish [RESULTS_DIR] [--out DIR]       one static site over every run (no Docker)
     bisect  --good SPEC --bad SPEC --scenario NAME --signal TEXT   the first bad version or commit
     clean                                   remove anything a harness run left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
+
+run, matrix, reproduce, report and compare take --json: one JSON document on stdout.
+run, matrix and reproduce take --dry-run: the cells they would run, and nothing started.
+--results-dir DIR (before the verb) chooses the results folder (default: $HARNESS_RESULTS, else
+results/).
 
 Errors the user can fix exit with 2 and a message, never a traceback. Failed cells exit
 with 1. With --fail-on (matrix, reproduce, report, compare), verdicts that match exit with 3
@@ -21,6 +27,8 @@ regression, improvement or changed outcome; failed cells (1) take precedence.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import signal
 import sys
 import traceback
@@ -33,11 +41,14 @@ from typing import Any
 import docker
 import requests
 
-from harness import ROOT, bisect, calibration, images, results, runner, scenarios, spec, versions
-from harness.compose import CommandLog
+from harness import ROOT, bisect, results, runner
+from harness.analyse import calibration
 from harness.errors import CellError, HarnessError, ResultsError
+from harness.plan import scenarios, spec, versions
 from harness.progress import Progress
-from harness.stack import Interrupted, interrupt_on_signals, remove_leftovers
+from harness.stack import images
+from harness.stack.compose import CommandLog
+from harness.stack.project import Interrupted, interrupt_on_signals, remove_leftovers
 
 DEFAULT_VERSIONS = ["debian:bullseye", "debian:bookworm", "debian:trixie"]
 DEFAULT_MATRIX = ROOT / "matrices" / "default.yaml"
@@ -56,14 +67,23 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks with errors")
+    parser.add_argument(
+        "--results-dir",
+        "--results",
+        dest="results",
+        type=Path,
+        metavar="DIR",
+        help="where run folders go (default: $HARNESS_RESULTS, else results/)",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     p = verbs.add_parser("images", help="build the images a run needs")
     p.add_argument(
         "--haproxy",
-        action="append",
+        nargs="+",
+        action="extend",
         metavar="SPEC",
-        help=f"version spec (repeatable); default: {' '.join(DEFAULT_VERSIONS)}",
+        help=f"version specs (one or more, repeatable); default: {' '.join(DEFAULT_VERSIONS)}",
     )
 
     p = verbs.add_parser("run", help="run one cell and print its row")
@@ -72,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10, help="seconds of load [10]")
     p.add_argument("--users", type=int, default=20, help="Locust users, closed loop [20]")
     p.add_argument("--rate", type=float, help="open loop instead: requests per second")
+    _plan_options(p, params=True)
+    _json_option(p)
 
     p = verbs.add_parser("matrix", help="run every cell of a matrix file")
     p.add_argument("file", nargs="?", type=Path, default=DEFAULT_MATRIX)
@@ -82,6 +104,26 @@ def _parser() -> argparse.ArgumentParser:
         help="finish an interrupted run: only cells without a complete cell.json run",
     )
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+    p.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="only the matrix's entries for this scenario (repeatable)",
+    )
+    p.add_argument(
+        "--version",
+        action="append",
+        metavar="SPEC",
+        help="only this version of the matrix, and its baseline (repeatable)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="KEY=VALUE",
+        help="only the cells whose parameter KEY has this value (repeatable), e.g. tls=1.3",
+    )
+    _plan_options(p, params=False)
+    _json_option(p)
 
     p = verbs.add_parser("reproduce", help="compare two versions on one scenario, with a verdict")
     p.add_argument("--a", required=True, metavar="SPEC", help="baseline version spec")
@@ -89,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True)
     p.add_argument("--repetitions", type=int, default=3, help="cells per version [3]")
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+    _plan_options(p, params=True)
+    _json_option(p)
 
     p = verbs.add_parser("rerun", help="repeat one cell from its folder; old and new side by side")
     p.add_argument("cell_dir", type=Path)
@@ -101,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("report", help="rebuild a run's report from its folder")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+    _json_option(p)
 
     p = verbs.add_parser(
         "compare", help="compare two runs: matching cells of run B against run A, with verdicts"
@@ -108,6 +153,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_a", type=Path, help="the baseline run's folder")
     p.add_argument("run_b", type=Path, help="the run judged against it")
     p.add_argument("--fail-on", choices=["regression", "change"], help=FAIL_ON_HELP)
+    _json_option(p)
+
+    p = verbs.add_parser("publish", help="one static HTML site over every run in a folder")
+    p.add_argument(
+        "results_dir", nargs="?", type=Path, help="the runs' folder (default: the results folder)"
+    )
+    p.add_argument("--out", type=Path, metavar="DIR", help="where the site goes [RESULTS_DIR/site]")
 
     p = verbs.add_parser("bisect", help="find the first bad release or commit between two")
     bisect.add_arguments(p)
@@ -117,6 +169,104 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("scenarios", help="list the scenarios and their typed parameters")
     p.add_argument("name", nargs="?", help="one scenario, with every parameter")
     return parser
+
+
+def _plan_options(p: argparse.ArgumentParser, params: bool) -> None:
+    if params:
+        p.add_argument(
+            "--param",
+            action="append",
+            metavar="KEY=VALUE",
+            help="a scenario parameter, e.g. --param timeout_client=5s (repeatable; "
+            "'python -m harness scenarios NAME' lists them)",
+        )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the cells it would run; start nothing"
+    )
+
+
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout instead of the report (for scripts)",
+    )
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document, indent=1, default=str))
+
+
+def _run_document(run_dir: Path) -> dict[str, Any]:
+    """A finished run for scripts: its folder, tally, verdicts and cells (no metrics:
+    those are in each cell.json and results.csv)."""
+    report = _report()
+    found = report.read_verdicts(run_dir)
+    cells = [
+        {
+            "cell": r.get("cell"),
+            "status": r.get("status"),
+            "version": r.get("version", {}).get("spec"),
+            "label": r.get("version", {}).get("label"),
+            "scenario": r.get("scenario"),
+            "params": r.get("params"),
+            "repetition": r.get("repetition"),
+            **({"error": r["error"]} if r.get("error") else {}),
+        }
+        for r in results.cells(run_dir)
+    ]
+    return {
+        "run_dir": str(run_dir),
+        "report": str(run_dir / "report.md"),
+        "tally": report.tally(found),
+        "verdicts": [dataclasses.asdict(c) for c in report.ordered(found)],
+        "cells": cells,
+    }
+
+
+def _run_id(args: argparse.Namespace, name: str) -> str:
+    """A new run's id; a dry run's is only a name (no folder is made for it)."""
+    if args.dry_run:
+        return f"{results.stamp()}-{results.safe_name(name)}"
+    return results.new_run_id(name)
+
+
+def _dry_run(plan: spec.Plan, as_json: bool = False) -> int:
+    """The plan on the terminal: every cell, what it varies, and the load it would run."""
+    from tabulate import tabulate
+
+    from harness.stack import render
+
+    render.check_templates(plan.cells)  # what would stop the run before its first cell
+    if as_json:
+        cells = [
+            {
+                "index": c.index,
+                "cell": c.id,
+                "version": c.version.text,
+                "label": c.version.label,
+                "scenario": c.scenario,
+                "params": c.params,
+                "repetition": c.repetition,
+                "bound_s": runner.cell_bound_s(c),
+            }
+            for c in plan.cells
+        ]
+        _print_json({"cells": cells, "bound_s": sum(c["bound_s"] for c in cells)})
+        return 0
+
+    rows = [[c.index, c.version.label, c.scenario, c.changed_params_text, c.repetition, c.id]
+            for c in plan.cells]  # fmt: skip
+    print(tabulate(rows, ["#", "version", "scenario", "parameters (not default)", "rep", "cell"]))
+    bound = sum(runner.cell_bound_s(c) for c in plan.cells)
+    print(
+        f"\n{len(plan.cells)} cell(s) on {len(plan.versions)} version(s); at most about "
+        f"{bound / 60:.0f} min: each cell's load bound plus {runner.CELL_OVERHEAD_S:g} s "
+        "around it (probe cells usually end well before their bound), besides image "
+        "builds. --dry-run: nothing was started or written.",
+        file=sys.stderr,
+    )
+    return 0
 
 
 @contextmanager
@@ -134,9 +284,16 @@ def _damaged(path: Path | str) -> Iterator[None]:
 def _report() -> ModuleType:
     # Imported when needed: its statistics pull in scipy, a second of start-up that
     # every command would otherwise pay, errors included.
-    from harness import report
+    from harness.report import tables as report
 
     return report
+
+
+def _rebuild(run_dir: Path) -> str:
+    """Every output of a run rewritten from its folder; returns report.md's text."""
+    from harness.report import rebuild  # plots too: matplotlib, slower still
+
+    return rebuild.rebuild(run_dir)
 
 
 def _verdict_status(run_dir: Path, fail_on: str | None) -> int:
@@ -163,6 +320,7 @@ def _run_plan(
     show_report: bool = True,
     run_dir: Path | None = None,
     fail_on: str | None = None,
+    as_json: bool = False,
 ) -> int:
     resume = run_dir is not None
     run_dir = run_dir or results.RESULTS_DIR / plan.cells[0].run_id
@@ -180,8 +338,10 @@ def _run_plan(
                 )
             raise
         with results.writing(run_dir):
-            text = _report().rebuild(run_dir)
-    if show_report:
+            text = _rebuild(run_dir)
+    if as_json:
+        _print_json(_run_document(run_dir))
+    elif show_report:
         print(text)
     print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
     failed = [r["cell"] for r in records if r.get("status") != "ok"]
@@ -198,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     interrupt_on_signals()
     try:
-        if args.verb in ("run", "matrix", "reproduce", "calibrate"):
+        if args.results is not None:
+            results.use_results_dir(args.results)
+        if getattr(args, "dry_run", False):
+            pass  # nothing is written: no check of the results folder
+        elif args.verb in ("run", "matrix", "reproduce", "calibrate"):
             results.check_writable()  # before anything starts
         if args.verb == "images":
             specs = [versions.parse(s) for s in (args.haproxy or DEFAULT_VERSIONS)]
@@ -213,17 +377,34 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.verb == "run":
             load = spec.load_options(args.users, args.rate, args.duration)
-            plan = spec.single(args.haproxy, args.scenario, results.new_run_id(args.scenario), load)
-            return _run_plan(plan)
+            params = spec.param_options(args.param, for_scenarios=(args.scenario,))
+            plan = spec.single(args.haproxy, args.scenario, _run_id(args, args.scenario), load,
+                               params)  # fmt: skip
+            if args.dry_run:
+                return _dry_run(plan, args.json)
+            return _run_plan(plan, as_json=args.json)
         if args.verb == "matrix":
             if args.resume:
+                if args.scenario or args.version or args.only or args.dry_run:
+                    raise HarnessError(
+                        "--resume finishes the part of the matrix its run started with; "
+                        "--scenario, --version, --only and --dry-run do not go with it."
+                    )
                 plan = runner.resume_plan(args.resume)
                 run_dir = args.resume.absolute()  # it reaches `docker run --mount`
                 results.check_mountable(run_dir, str(args.resume))
-                return _run_plan(plan, run_dir=run_dir, fail_on=args.fail_on)
-            plan = spec.load(args.file, results.new_run_id(args.file.stem))
-            return _run_plan(plan, fail_on=args.fail_on)
+                return _run_plan(plan, run_dir=run_dir, fail_on=args.fail_on, as_json=args.json)
+            only = spec.Only(
+                tuple(args.scenario or ()),
+                tuple(args.version or ()),
+                spec.param_options(args.only, "--only", tuple(scenarios.SCENARIOS)),
+            )
+            plan = spec.load(args.file, _run_id(args, args.file.stem), only)
+            if args.dry_run:
+                return _dry_run(plan, args.json)
+            return _run_plan(plan, fail_on=args.fail_on, as_json=args.json)
         if args.verb == "reproduce":
+            params = spec.param_options(args.param, for_scenarios=(args.scenario,))
             plan = spec.expand(
                 {
                     "name": f"reproduce-{args.scenario}",
@@ -231,15 +412,21 @@ def main(argv: list[str] | None = None) -> int:
                     "versions": [args.a, args.b],
                     "baseline": args.a,
                     "repetitions": args.repetitions,
-                    "scenarios": [{"name": args.scenario}],
+                    "scenarios": [{"name": args.scenario, "params": params}],
                 },
-                results.new_run_id(f"reproduce-{args.scenario}"),
+                _run_id(args, f"reproduce-{args.scenario}"),
+                where="the command line (--a, --b, --scenario, --param)",
             )
+            if args.dry_run:
+                return _dry_run(plan, args.json)
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             with results.locked(run_dir), results.writing(run_dir):
                 runner.execute(plan, run_dir, Progress())
-                _report().rebuild(run_dir)
-            print(_report().verdict_screen(run_dir))
+                _rebuild(run_dir)
+            if args.json:
+                _print_json(_run_document(run_dir))
+            else:
+                print(_report().verdict_screen(run_dir))
             return _verdict_status(run_dir, args.fail_on)
         if args.verb == "rerun":
             with _damaged(args.cell_dir / "cell.json"):
@@ -258,15 +445,43 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "report":
             results.require_run(args.run_dir)
             with _damaged(args.run_dir / "run.json"), results.writing(args.run_dir):
-                print(_report().rebuild(args.run_dir))
+                text = _rebuild(args.run_dir)
+            if args.json:
+                _print_json(_run_document(args.run_dir))
+            else:
+                print(text)
             return _verdict_status(args.run_dir, args.fail_on)
         if args.verb == "compare":
-            from harness import compare_runs  # scipy, as for _report()
+            from harness.report import compare_runs  # scipy, as for _report()
 
             with _damaged(f"a cell.json of {args.run_a} or {args.run_b}"):
                 outcome = compare_runs.compare(args.run_a, args.run_b)
-            print(compare_runs.markdown(outcome))
+            if args.json:
+                report = _report()
+                _print_json(
+                    {
+                        "run_a": str(outcome.run_a),
+                        "run_b": str(outcome.run_b),
+                        "tally": report.tally(outcome.found),
+                        "verdicts": [dataclasses.asdict(c) for c in report.ordered(outcome.found)],
+                        "only_a": outcome.only_a,
+                        "only_b": outcome.only_b,
+                        "notes": outcome.notes,
+                    }
+                )
+            else:
+                print(compare_runs.markdown(outcome))
             return _fail_on(outcome.found, args.fail_on)
+        if args.verb == "publish":
+            from harness.report import site  # matplotlib and scipy: only when asked
+
+            where = args.results_dir or results.RESULTS_DIR
+            if not where.is_dir():
+                raise HarnessError(f"{where}: no such folder of runs. Name the folder that "
+                                   "holds the run folders (results/ by default).")  # fmt: skip
+            index = site.publish(where, args.out)
+            print(f"site: {index} ({len(site.runs(where))} run(s))")
+            return 0
         if args.verb == "bisect":
             return bisect.command(args)
         if args.verb == "scenarios":

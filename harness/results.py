@@ -43,6 +43,12 @@ _ISSUED: dict[str, bool] = {}
 LOCK_FILE = ".harness.lock"
 
 
+def use_results_dir(path: Path) -> None:
+    """``--results DIR``: run folders go to ``path`` (made absolute, as HARNESS_RESULTS is)."""
+    global RESULTS_DIR
+    RESULTS_DIR = Path(os.path.abspath(path))
+
+
 def safe_name(name: str, limit: int = 40) -> str:
     """``name`` as [A-Za-z0-9._-] only (it reaches folder, project and mount names)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:limit].strip("-._") or "run"
@@ -172,14 +178,19 @@ def discard_unstarted(message: str) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON, atomically and durably: a reader (or a crash, or a power
-    cut) sees the old file or the new one, never half of one. Mode 0644, like every other
-    results file. Nothing is left behind when it fails.
+    """Write ``data`` as JSON, atomically and durably (see :func:`write_text`).
 
     Raises ResultsError (a full disk, ...) naming ``path``; TypeError / ValueError for a
     value JSON cannot encode, before any file is created.
     """
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text``, atomically and durably: a reader (or a crash, or a power cut) sees
+    the old file or the new one, never half of one. Mode 0644, like every other results
+    file. Nothing is left behind when it fails. Raises ResultsError naming ``path``.
+    """
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,26 +24,18 @@ from typing import Any
 import docker
 import requests
 
-from harness import (
-    images,
-    observe,
-    provenance,
-    render,
-    results,
-    scenarios,
-    security,
-    spec,
-    workload,
-)
+from harness import results
 from harness.analyse import cell_metrics
-from harness.compose import CommandLog, Compose
-from harness.compose import client as docker_engine
 from harness.errors import CellError, HarnessError, ResultsError, SpecError
-from harness.images import ImageSet
+from harness.plan import scenarios, spec
+from harness.plan.scenarios import Fault, Knobs, Probe
+from harness.plan.spec import Cell, Plan
 from harness.progress import Progress
-from harness.scenarios import Fault, Knobs, Probe
-from harness.spec import Cell, Plan
-from harness.stack import Stack, remove_leftovers, signals_held
+from harness.stack import images, observe, provenance, render, security, workload
+from harness.stack.compose import CommandLog, Compose
+from harness.stack.compose import client as docker_engine
+from harness.stack.images import ImageSet
+from harness.stack.project import Stack, remove_leftovers, signals_held
 
 # Observers sample this long before the load, so every state has a pre-load baseline.
 BASELINE_S = 1.0
@@ -119,7 +111,7 @@ def _prepare_cell(
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
     """Files that containers write as their own users (tcpdump, haproxy: see
-    harness/security.py) are created here, writable by anyone, in the cell's folder;
+    harness/stack/security.py) are created here, writable by anyone, in the cell's folder;
     haproxy.cfg is made readable by haproxy's user, whatever the umask."""
     (folder / "haproxy.cfg").chmod(0o644)
     pcap = folder / f"{knobs.target}.pcap"
@@ -189,7 +181,7 @@ def _check_compose(project: str, folder: Path, log: CommandLog) -> None:
     except CellError as exc:
         raise SpecError(
             f"{folder / 'compose.yaml'}: Compose rejects the rendered file: {exc}\n"
-            "This is the harness's own doing (harness/compose_file.py), not your input; "
+            "This is the harness's own doing (harness/stack/compose_file.py), not your input; "
             "please report it. Nothing has been started."
         ) from exc
 
@@ -389,6 +381,23 @@ def cell_deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+# Set-up and tear-down of a cell around its load (compose up with health checks, the
+# baseline census, collection, compose down): about 7 s on the 2-core lab machine.
+CELL_OVERHEAD_S = 7.0
+
+
+def bound_s(item: Prepared) -> float:
+    """What a cell is expected to take at most, in seconds: its load's bound plus the
+    set-up and tear-down around it (the ETA's weight of the cell)."""
+    return cell_bound_s(item.cell, item.knobs)
+
+
+def cell_bound_s(cell: Cell, knobs: Knobs | None = None) -> float:
+    """:func:`bound_s` of a planned cell (its knobs derived when not given)."""
+    knobs = knobs or scenarios.get(cell.scenario, cell.id).knobs(cell.params)
+    return workload.run_time_s(cell, knobs) + knobs.drain_s + CELL_OVERHEAD_S
+
+
 def timeout_s(plan_timeout: float | None, cell: Cell, knobs: Knobs) -> float:
     """The matrix's cell_timeout_s, else generous: twice the load's own bound, plus
     time to start, drain and collect."""
@@ -442,7 +451,7 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
     else:
         manifest = _manifest(plan, run_dir, image_set)
     results.write_json(run_dir / "run.json", manifest)
-    progress.start(len(prepared))
+    progress.start(len(prepared), {item.cell.id: bound_s(item) for item in prepared})
     for item in prepared:
         progress.cell_start(item.cell)
         t0 = time.monotonic()

@@ -18,8 +18,8 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def docker_engine():
     """The real engine. Missing Docker is an error here, never a skip."""
-    from harness.compose import client
-    from harness.stack import leftovers
+    from harness.stack.compose import client
+    from harness.stack.project import leftovers
 
     dc = client()  # raises EngineError with "run make engine"
     yield dc

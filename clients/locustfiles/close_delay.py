@@ -9,7 +9,7 @@ Knobs (environment, set per cell by the harness; defaults as in probe.py):
   PROBE_REQUESTS [1]     PROBE_PATH [/]           PROBE_RCVBUF [0]
   PROBE_READ_PAUSE_MS [0]   PROBE_STALL_MS [0]    PROBE_DEADLINE_S [30]
   PROBE_CONNECT_TIMEOUT_S [5]
-  PROBE_OUT [/out/probe.jsonl]   PROBE_SUMMARY [/out/probe-summary.json]
+  PROBE_OUT [/out/probe.jsonl]
   PROBE_FAIL_ON [open,error]     end types reported to Locust as failures
   PROBE_SWEEP [none]   NAME=V1,V2,...: one backend query parameter swept across the
                        connections: PROBE_CONNECTIONS per value, PROBE_CONCURRENCY at
@@ -18,7 +18,7 @@ Knobs (environment, set per cell by the harness; defaults as in probe.py):
 
 Each connection becomes one Locust request event (type "close-delay", name = the
 variant, response time = the close delay in ms, length = body bytes), so Locust's
-own stats carry the distribution next to the probe's JSONL and summary files.
+own stats carry the distribution next to the probe's JSONL file.
 """
 
 from __future__ import annotations
@@ -103,7 +103,6 @@ except ValueError as _exc:
     print(f"close_delay: {_exc}", file=sys.stderr)
     sys.exit(2)
 OUT = os.environ.get(ENV_PREFIX + "OUT", "/out/probe.jsonl")
-SUMMARY = os.environ.get(ENV_PREFIX + "SUMMARY", "/out/probe-summary.json")
 
 
 def sweep_configs(
@@ -195,7 +194,7 @@ class CloseDelayUser(User):
         try:
             # A sweep of one value is still a sweep: its value must reach the backend.
             if not SWEEP_RAW:
-                probe.run_to_files(CONFIG, OUT, SUMMARY, self._report)
+                probe.run_to_files(CONFIG, OUT, None, self._report)
             else:
                 self._sweep()
         finally:
@@ -213,9 +212,7 @@ class CloseDelayUser(User):
                 out.flush()
                 self._report(sample)
 
-            samples = run_sweep(SWEEP, CONFIG.effective_concurrency, CONFIG.stagger_ms, record)
-        with open(SUMMARY, "w") as out:
-            json.dump({"sweep": SWEEP_RAW, **probe.summarise(samples)}, out)
+            run_sweep(SWEEP, CONFIG.effective_concurrency, CONFIG.stagger_ms, record)
 
     def _report(self, sample: dict[str, Any]) -> None:
         end = sample["end"]
@@ -236,6 +233,4 @@ class CloseDelayUser(User):
 
 @events.test_start.add_listener
 def _announce(environment: Any, **_kwargs: Any) -> None:
-    logging.getLogger(__name__).info(
-        "close-delay probe: %s -> %s, %s", probe.config_dict(CONFIG), OUT, SUMMARY
-    )
+    logging.getLogger(__name__).info("close-delay probe: %s -> %s", probe.config_dict(CONFIG), OUT)

@@ -11,8 +11,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.analyse import census, haproxy_log, locust_stats, probe_samples, wire
-from harness.observe import cpu_usage, parse_info, parse_stat
+from harness.analyse import census, haproxy_log, latency, locust_stats, probe_samples, wire
+from harness.analyse.haproxy_stats import parse_info, parse_stat
+from harness.analyse.resources import cpu_usage
 
 FRONTEND_PORTS = {8080, 8443}
 # A Locust process is one Python thread: near one full core, it, not HAProxy, is the limit.
@@ -29,6 +30,15 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         metrics["load"] = locust_stats.aggregated(folder / "locust.json")
     elif (folder / "locust_stats.csv").exists():
         metrics["load"] = locust_stats.from_csv(folder / "locust_stats.csv")
+    if "load" in metrics and (folder / latency.HDR_FILE).exists():
+        # The client's µs histogram replaces Locust's rounded latencies; Locust still
+        # counts the requests, failures and req/s. A killed client left its last second's.
+        hdr = latency.summary(*latency.read_hdr(folder / latency.HDR_FILE))
+        metrics["load"].update(
+            {k: v for k, v in hdr.items() if k != "count"},
+            latency_count=hdr["count"],
+            latency_source=latency.SOURCE_HDR,
+        )
     if (folder / "locust_failures.csv").exists():
         metrics["client_errors"] = locust_stats.errors(folder / "locust_failures.csv")
     metrics["client_status_codes"] = _json(folder / "client_status.json") or {}

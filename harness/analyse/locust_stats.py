@@ -16,11 +16,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-PERCENTILES = {"p50_ms": 0.50, "p90_ms": 0.90, "p99_ms": 0.99}
+from harness.analyse import latency
 
 
 def aggregated(locust_json: Path) -> dict[str, Any]:
-    """Requests, failures, req/s and latency percentiles over every request entry."""
+    """Requests, failures, req/s, and latency from Locust's rounded histogram.
+
+    The latency fields (``p50_ms``, ``p90_ms``, ``p99_ms`` nearest rank over Locust's
+    whole-ms buckets; ``mean_ms`` and ``max_ms`` from Locust's unrounded sums) are the
+    fallback for a folder without ``latency.hdr``; cell_metrics replaces them with the
+    HDR histogram's where the client wrote one. Raises ValueError on an empty file.
+    """
     entries = json.loads(locust_json.read_text())
     if not entries:
         raise ValueError(f"{locust_json}: Locust recorded no request")
@@ -28,21 +34,19 @@ def aggregated(locust_json: Path) -> dict[str, Any]:
     # those are its numbers. Locust's per-send timings of the same requests stay aside.
     intended = [e for e in entries if e["name"] == "intended"]
     entries = intended or entries
-    histogram: dict[float, int] = {}
-    for entry in entries:
-        for ms, count in entry["response_times"].items():
-            histogram[float(ms)] = histogram.get(float(ms), 0) + count
     requests = sum(e["num_requests"] for e in entries)
     start = min(e["start_time"] for e in entries)
     end = max(e["last_request_timestamp"] or start for e in entries)
     total_ms = sum(e["total_response_time"] for e in entries)
+    buckets = latency.summary(*latency.read_locust(locust_json))
     return {
         "requests": requests,
         "failures": sum(e["num_failures"] for e in entries),
         "rps": requests / (end - start) if end > start else 0.0,
-        "mean_ms": round(total_ms / requests, 2) if requests else None,
-        "max_ms": round(max(e["max_response_time"] or 0 for e in entries), 2),
-        **{key: percentile(histogram, q) for key, q in PERCENTILES.items()},
+        "mean_ms": round(total_ms / requests, 3) if requests else None,
+        "max_ms": round(max(e["max_response_time"] or 0 for e in entries), 3),
+        **{key: buckets[key] for key in latency.PERCENTILES},
+        "latency_source": latency.SOURCE_LOCUST,
     }
 
 
@@ -51,19 +55,6 @@ def window(locust_json: Path) -> tuple[float, float]:
     entries = json.loads(locust_json.read_text())
     start = min(e["start_time"] for e in entries)
     return start, max(e["last_request_timestamp"] or start for e in entries)
-
-
-def percentile(histogram: dict[float, int], q: float) -> float | None:
-    """Nearest-rank percentile of a {value: count} histogram (Locust rounds its values)."""
-    total = sum(histogram.values())
-    if total == 0:
-        return None
-    rank, seen = q * total, 0
-    for value in sorted(histogram):
-        seen += histogram[value]
-        if seen >= rank:
-            return value
-    return max(histogram)
 
 
 def from_csv(stats_csv: Path) -> dict[str, Any]:
@@ -77,6 +68,7 @@ def from_csv(stats_csv: Path) -> dict[str, Any]:
         "p50_ms": float(row["50%"]) if row["50%"] != "N/A" else None,
         "p99_ms": float(row["99%"]) if row["99%"] != "N/A" else None,
         "source": "locust_stats.csv (Locust did not finish: its last periodic summary)",
+        "latency_source": "Locust's periodic summary (whole ms)",
     }
 
 

@@ -25,9 +25,11 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from harness import ROOT, images, versions
-from harness.compose import client
-from harness.stack import leftovers
+from harness import ROOT
+from harness.plan import versions
+from harness.stack import images
+from harness.stack.compose import client
+from harness.stack.project import leftovers
 
 EARLIER = "20250101T000000Z-earlier"
 # Cells of these runs take their addresses here, away from any concurrent harness run

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import images
+from harness.stack import images
 
 PLANTED = "mux-h1: wait 300 ms before closing a client connection after its FIN"
 # The place: h1_process() releasing an idle frontend connection once the client's FIN

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness import ROOT
-from harness.compose import client
-from harness.stack import leftovers
+from harness.stack.compose import client
+from harness.stack.project import leftovers
 from tests.integration.processes import finish, start
 
 NOTHING = {"containers": [], "networks": [], "volumes": []}

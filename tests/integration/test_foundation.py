@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from harness import ROOT
-from harness.stack import leftovers
+from harness.analyse import latency
+from harness.stack.project import leftovers
 
 SPECS = {
     "debian:bullseye": "2.2.9",
@@ -20,7 +21,9 @@ SPECS = {
 
 
 def test_images_report_the_promised_versions(harness):
-    proc = harness("images", *[a for s in SPECS for a in ("--haproxy", s)])
+    # Both forms: several specs after one --haproxy, and --haproxy repeated.
+    specs = list(SPECS)
+    proc = harness("images", "--haproxy", *specs[:3], "--haproxy", specs[3])
     assert proc.returncode == 0, proc.stderr
     for spec, version in SPECS.items():
         line = next(line for line in proc.stdout.splitlines() if line.startswith(spec + " "))
@@ -48,9 +51,36 @@ def test_smoke_cell_measures_real_throughput(harness, spec):
     assert dropped <= load["requests"] / 1000
     # (HAProxy also logs the few requests still in flight when Locust stopped its users)
     assert load["requests"] <= hx["total"] + dropped <= load["requests"] + cell["load"]["users"]
+    # Latency at µs resolution, one HDR sample per request Locust counted (closed loop:
+    # Locust's unrounded request time; its own buckets would read whole ms).
+    assert_us_latency(harness.newest_run() / cell["cell"], load)
+    assert load["latency_count"] == load["requests"]
     # The table row is printed with the reported version.
     assert f"{SPECS[spec]} (" in proc.stdout and "req/s" in proc.stdout
     assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_a_parameter_from_the_command_line_reaches_the_cell(harness):
+    proc = harness(
+        "run", "--haproxy", "debian:bookworm", "--scenario", "half-close",
+        "--param", "connections=3", "--param", "timeout_client=7s",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run_dir = harness.newest_run()
+    [cell] = harness.cells(run_dir)
+    assert cell["status"] == "ok", cell.get("error")
+    assert (cell["params"]["connections"], cell["params"]["timeout_client"]) == (3, "7s")
+    assert cell["metrics"]["probe"]["connections"] == 3
+    assert "timeout client 7s" in (run_dir / cell["cell"] / "haproxy.cfg").read_text()
+
+
+def assert_us_latency(folder, load) -> None:
+    """The cell's latency came from latency.hdr, with sub-ms resolution."""
+    assert load["latency_source"] == latency.SOURCE_HDR, load
+    values, counts = latency.read_hdr(folder / latency.HDR_FILE)
+    # Nearly every request has a latency that is not a whole number of ms.
+    assert counts[values % 1 != 0].sum() >= 0.9 * counts.sum(), (values, counts)
+    assert 0 < load["p50_ms"] < 50 and load["p50_ms"] != int(load["p50_ms"]), load
 
 
 def test_bad_version_spec_exits_2_and_starts_nothing(harness):
@@ -73,8 +103,8 @@ def test_no_engine_exits_2_and_leaves_no_run_folder(tmp_path):
 
 
 def test_wrong_local_tarball_is_refused(harness, tmp_path, monkeypatch):
-    from harness import images
     from harness.errors import ImageError
+    from harness.stack import images
 
     monkeypatch.setattr(images, "TARBALL_DIR", tmp_path)
     (tmp_path / "haproxy-2.6.15.tar.gz").write_bytes(b"tampered")
@@ -107,3 +137,7 @@ def test_open_loop_keeps_its_arrival_rate(harness):
     assert 0.9 * 300 * 5 <= load["requests"] <= 1.1 * 300 * 5, load
     assert load["failures"] == 0 and 0 < load["p50_ms"] < 50
     assert "open loop, 300 requests/s" in proc.stdout
+    # Only the latencies from the intended send times, one per "intended" request; a
+    # request still in flight at the stop may reach Locust's count after the last write.
+    assert_us_latency(harness.newest_run() / cell["cell"], load)
+    assert load["requests"] - 10 <= load["latency_count"] <= load["requests"], load

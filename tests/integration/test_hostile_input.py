@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.compose import client
+from harness.stack.compose import client
 from tests.integration.test_bad_input import OK_HEAD, Cli
 
 # A refusal is one short message: never a page of digits, brackets or 'lol's.

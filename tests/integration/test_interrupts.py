@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness import ROOT
-from harness.stack import leftovers
+from harness.stack.project import leftovers
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -1,4 +1,4 @@
-"""Every scenario's stack, up on the real engine, holds to harness/security.py.
+"""Every scenario's stack, up on the real engine, holds to harness/stack/security.py.
 
 The unit tests check the rendered compose files; this checks what Docker made of them:
 ``docker inspect`` of every service's container (Docker SDK), and each container's own
@@ -18,11 +18,13 @@ from typing import Any
 
 import docker
 
-from harness import runner, security, spec
-from harness.compose import CommandLog
+from harness import runner
+from harness.plan import spec
+from harness.plan.scenarios import SCENARIOS
 from harness.progress import Progress
-from harness.scenarios import SCENARIOS
-from harness.stack import PROJECT_LABEL, Stack, leftovers
+from harness.stack import security
+from harness.stack.compose import CommandLog
+from harness.stack.project import PROJECT_LABEL, Stack, leftovers
 
 SERVICE_LABEL = "com.docker.compose.service"
 # <linux/capability.h>: the bit of each capability security.py may grant.

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from harness.stack import leftovers
+from harness.stack.project import leftovers
 
 MATRIX = textwrap.dedent(
     """

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from harness import ROOT
-from harness.compose import client
-from harness.stack import leftovers
+from harness.analyse import latency
+from harness.stack.compose import client
+from harness.stack.project import leftovers
 from tests.integration.processes import finish, start
 
 NOTHING = {"containers": [], "networks": [], "volumes": []}
@@ -238,6 +239,12 @@ def test_fault_scenarios_complete_and_show_what_proxy_and_clients_saw(harness, t
     assert any(f.startswith("C") for f in gone["haproxy"]["termination_states"]), gone["haproxy"]
     assert gone["load"]["source"].startswith("locust_stats.csv")
     assert gone["client_status_codes"].get("200", 0) > 50  # written up to its last second
+    # ... and so is its µs latency histogram (written in the same tick as the status
+    # codes): one sample per request it saw answered or fail
+    assert gone["load"]["latency_source"] == latency.SOURCE_HDR, gone["load"]
+    seen = sum(gone["client_status_codes"].values())
+    assert gone["load"]["latency_count"] > 50 and gone["load"]["p50_ms"] > 0, gone["load"]
+    assert abs(gone["load"]["latency_count"] - seen) <= 20, (gone["load"], seen)
     report = (harness.newest_run() / "report.md").read_text()
     assert "client-killed" in report and "ConnectionRefusedError" in report
     assert leftovers(None) == NOTHING

@@ -1,6 +1,6 @@
 """No CA bundle and no pip credential in any image the harness builds, on the real engine.
 
-Every build is handed the pip secrets (harness/images.py); clients/Dockerfile is the one
+Every build is handed the pip secrets (harness/stack/images.py); clients/Dockerfile is the one
 that mounts them (``RUN --mount=type=secret``). BuildKit keeps a mounted secret out of
 every layer: these checks hold each built image to that. Containers started here are
 ``--rm``, ``--network none`` and labelled ``harness=1``, like the harness's own.
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import docker
 
-from harness import images
+from harness.stack import images
 
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n(.*?)\n-----END CERTIFICATE-----", re.S)

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from harness import bisect, cli, versions
+from harness import bisect, cli
 from harness.bisect import BuildFailed, Judgement, Observed, parse_predicate, search
 from harness.errors import SpecError
+from harness.plan import versions
 
 # --- the predicate language ----------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The calibration verdict: the probe against the wire and d, a late target, a stalled probe."""
 
-from harness import calibration
+from harness.analyse import calibration
 
 
 def _record(d: float, pairs: list[tuple[float, float]]) -> dict:

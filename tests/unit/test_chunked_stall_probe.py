@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SpecError
-from harness.scenarios import MAX_CHUNK_SIZES, SCENARIOS
-from harness.workload import run_time_s
+from harness.plan.scenarios import MAX_CHUNK_SIZES, SCENARIOS
+from harness.stack.workload import run_time_s
 from tests.unit.test_probe import LocalServer  # one thread per connection, on loopback
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +121,6 @@ def run_probe_user(tmp_path: Path, port: int, **env_over: str) -> list[dict]:
         PROBE_PORT=str(port),
         PROBE_PATH="/?framing=chunked&size=5",
         PROBE_OUT=str(tmp_path / "probe.jsonl"),
-        PROBE_SUMMARY=str(tmp_path / "probe-summary.json"),
         **env_over,
     )
     locust = [
@@ -144,8 +143,6 @@ def test_a_single_swept_size_is_asked_of_the_backend(tmp_path: Path) -> None:
         server.close()
     assert server.paths == ["/?framing=chunked&size=5&chunk_size=40"] * 3
     assert [s["sweep"] for s in samples] == [{"chunk_size": 40}] * 3
-    summary = json.loads((tmp_path / "probe-summary.json").read_text())
-    assert summary["sweep"] == "chunk_size=40" and summary["count"] == 3
 
 
 def test_a_sweep_interleaves_its_sizes_within_the_cells_concurrency(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, compare_runs, report, results
+from harness import cli, results
+from harness.report import compare_runs
+from harness.report import tables as report
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 OLD = "008-chunked-stall-2.2.9-debian-bullseye-5d2a4b-r1"

@@ -7,7 +7,6 @@ import pytest
 
 from harness.analyse import haproxy_log as hl
 from harness.analyse.haproxy_log import (
-    HTTP_LOG_FORMAT,
     LogEntry,
     explain,
     find_by_id,
@@ -16,6 +15,7 @@ from harness.analyse.haproxy_log import (
     parse_log,
     summarise,
 )
+from harness.plan.log_format import FIELDS, HTTP_LOG_FORMAT
 
 UUID_OK = "0b6c3f9e-5d1a-4c3e-9d1e-2f3a4b5c6d7e"
 UUID_CONNECT_TIMEOUT = "7d1e2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"
@@ -68,7 +68,7 @@ def test_format_is_the_documented_string() -> None:
         "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc "
         "%ac/%fc/%bc/%sc/%rc %sq/%bq %ID %{+Q}r"
     )
-    assert len(hl._FIELDS) == len(HTTP_LOG_FORMAT.split(" "))
+    assert len(FIELDS) == len(HTTP_LOG_FORMAT.split(" "))
 
 
 def test_normal_200() -> None:

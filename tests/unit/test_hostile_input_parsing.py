@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from harness import quote, results, spec, versions
+from harness import quote, results
 from harness.errors import HarnessError, SpecError
+from harness.plan import spec, versions
 
 HEAD = "name: t\nversions: [debian:bookworm]\n"
 

@@ -21,10 +21,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import compose_file, render, spec
 from harness.errors import SpecError
-from harness.images import HaproxyImage, ImageSet
-from harness.scenarios import SCENARIOS
+from harness.plan import spec
+from harness.plan.scenarios import SCENARIOS
+from harness.stack import compose_file, render
+from harness.stack.images import HaproxyImage, ImageSet
 
 # --- 1. the corpus ---------------------------------------------------------------------------
 

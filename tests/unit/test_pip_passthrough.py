@@ -1,7 +1,7 @@
 import pytest
 
-from harness import images
 from harness.errors import ImageError
+from harness.stack import images
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import plots, report, results
+from harness import results
 from harness.analyse.compare import Thresholds
+from harness.report import plots
+from harness.report import tables as report
 
 DATA = Path(__file__).parent.parent / "data" / "report"
 VERDICTS = (

@@ -1,9 +1,10 @@
 import yaml
 
-from harness import render, spec
-from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
-from harness.images import HaproxyImage, ImageSet
-from harness.scenarios import SCENARIOS
+from harness.plan import spec
+from harness.plan.log_format import HTTP_LOG_FORMAT
+from harness.plan.scenarios import SCENARIOS
+from harness.stack import render
+from harness.stack.images import HaproxyImage, ImageSet
 
 
 def _cell():

@@ -1,4 +1,4 @@
-"""report.rebuild on a run recorded from a real default-matrix run (chunked-stall, three
+"""publish.rebuild on a run recorded from a real default-matrix run (chunked-stall, three
 versions): every number in the outputs must trace back to the raw files beside them."""
 
 import csv
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness.report import rebuild
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 
@@ -19,7 +19,7 @@ def run_dir(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     target = results / "20261124T230400Z-default"
     shutil.copytree(RECORDED, target)
-    report.rebuild(target)  # no Docker: the run folder alone
+    rebuild.rebuild(target)  # no Docker: the run folder alone
     return target
 
 
@@ -86,7 +86,7 @@ def test_flags_are_those_of_the_log_and_explained(run_dir):
 
 def test_machine_readable_outputs_point_at_existing_raw_files(run_dir):
     rows = list(csv.DictReader((run_dir / "results.csv").open()))
-    assert [r["version"] for r in rows] == [
+    assert [r["version_label"] for r in rows] == [
         "2.2.9 (debian:bullseye)", "2.6.12 (debian:bookworm)", "3.0.11 (debian:trixie)",
     ]  # fmt: skip
     for record in json.loads((run_dir / "results.json").read_text()):

@@ -1,7 +1,7 @@
 """Security properties that need no Docker.
 
 1. What a cell's stack may do to the host: no published port, no privileged container,
-   no host namespace, no Docker socket; each service exactly as harness/security.py says
+   no host namespace, no Docker socket; each service exactly as harness/stack/security.py says
    (user, no capability but its own, no-new-privileges), so only the capture has any.
 2. What may leak into a run folder: the host's CA bundle, pip credentials.
 3. What hostile strings in a run folder (log lines, ids, params, labels, errors) can do
@@ -24,10 +24,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from harness import ROOT, compose, images, provenance, render, report, results, security, spec
+from harness import ROOT, results
 from harness.errors import CellError, SpecError
-from harness.images import HaproxyImage, ImageSet
-from harness.scenarios import SCENARIOS
+from harness.plan import spec
+from harness.plan.scenarios import SCENARIOS
+from harness.report import rebuild
+from harness.stack import compose, images, provenance, render, security
+from harness.stack.images import HaproxyImage, ImageSet
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -38,7 +41,7 @@ NAMESPACED_SYSCTL = re.compile(r"net\.(?:ipv4|ipv6)\.[\w.]+|net\.core\.somaxconn
 LOOPBACK = ("127.0.0.1", "[::1]")
 HOST_NAMESPACES = ("pid", "ipc", "uts", "userns_mode", "cgroup")
 FORBIDDEN_KEYS = ("privileged", "devices", "cgroup_parent", "device_cgroup_rules")
-# Set from harness/security.py alone, and checked against it below.
+# Set from harness/stack/security.py alone, and checked against it below.
 SECURITY_KEYS = ("user", "cap_add", "cap_drop", "security_opt", "read_only", "cgroup")
 
 
@@ -246,7 +249,7 @@ def test_recorded_run_folders_hold_no_host_ca_or_pip_credentials(tmp_path: Path)
     # a rebuild writes report.md/.html, results.csv/.json, index.md from a run folder
     run_dir = tmp_path / "20261124T230400Z-default"
     shutil.copytree(DATA / "run-chunked-stall", run_dir)
-    report.rebuild(run_dir)
+    rebuild.rebuild(run_dir)
     assert (run_dir / "report.html").exists()
     assert _leaks(DATA, needles) == []
     assert _leaks(tmp_path, needles) == []
@@ -376,7 +379,7 @@ def hostile_run(tmp_path_factory) -> Path:
     )
     vv = ok / "haproxy-vv.txt"
     vv.write_text(f"HAProxy {SCRIPT}\n```\n{IMG}\n" + vv.read_text())
-    report.rebuild(run_dir)
+    rebuild.rebuild(run_dir)
     return run_dir
 
 
@@ -459,6 +462,6 @@ def test_csv_and_json_keep_hostile_values_intact(hostile_run: Path) -> None:
     # machine-readable outputs are data, not markup: exact values, properly quoted
     rows = list(csv.DictReader((hostile_run / "results.csv").open()))
     assert len(rows) == 3
-    assert f"evil={HOSTILE}" in rows[1]["params"]
+    assert rows[1]["param_evil"] == HOSTILE
     records = json.loads((hostile_run / "results.json").read_text())
     assert records[2]["error"].startswith(SCRIPT)

@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
-from harness import spec
 from harness.errors import SpecError
+from harness.plan import spec
 
 
 def write(tmp_path, text):

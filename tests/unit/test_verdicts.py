@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness import plots, report, results
+from harness import results
 from harness.analyse.compare import FISHER, MANN_WHITNEY, Thresholds
+from harness.report import plots, rebuild
+from harness.report import tables as report
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 # A real run (2026-11-29, this branch): a TLS 1.3 half-close without close_notify and
@@ -162,11 +164,11 @@ def test_half_close_with_the_delay_has_no_such_note(tmp_path):
 def test_chunked_stall_note_only_without_stalls(tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(RECORDED, run_dir)
-    assert "Not shown here" not in report.rebuild(run_dir)  # 2.6.12 stalls
+    assert "Not shown here" not in rebuild.rebuild(run_dir)  # 2.6.12 stalls
     for probe in run_dir.glob("*2.6.12*/probe.jsonl"):
         samples = [json.loads(line) for line in probe.read_text().splitlines()]
         probe.write_text("".join(json.dumps({**s, "stalled_at": None}) + "\n" for s in samples))
-    assert "stall: no connection of 147 stalled on" in report.rebuild(run_dir)
+    assert "stall: no connection of 147 stalled on" in rebuild.rebuild(run_dir)
 
 
 # --- G: tables keep every observation ---------------------------------------------------------
@@ -192,7 +194,7 @@ def two_repetitions(tmp_path) -> Path:
 
 
 def test_chunk_table_counts_every_connection_of_every_repetition(two_repetitions):
-    text = report.rebuild(two_repetitions)
+    text = rebuild.rebuild(two_repetitions)
     row = {m[0]: m[1] for m in re.findall(r"^\|\s+(\d+) \|(.*)$", text, re.M)}
     # Before: the last repetition only, so size 30 read "ok" on 2.6.12.
     assert "| STALL 1/2: 34350 B, 1.8 s sD-- " in row["30"]
@@ -223,7 +225,7 @@ def test_two_versions_with_one_label_keep_two_columns(tmp_path):
         cell["version"] = {**cell["version"], "label": "2.6.12 (custom)",
                            "spec": f"tarball:/t/{tarball}.tar.gz@2.6.12"}  # fmt: skip
         results.write_json(folder / "cell.json", cell)
-    text = report.rebuild(run_dir)
+    text = rebuild.rebuild(run_dir)
     for spec in ("tarball:/t/a.tar.gz@2.6.12", "tarball:/t/b.tar.gz@2.6.12"):
         assert f"2.6.12 (custom) [{spec}] tls=off" in text  # a column of its own
     verdicts = json.loads((run_dir / "verdicts.json").read_text())
@@ -249,7 +251,7 @@ def test_backend_closes_first_note_follows_the_census(tmp_path):
 def recorded_half_close(tmp_path_factory) -> str:
     run_dir = tmp_path_factory.mktemp("results") / "20261129T142532Z-verdict-small"
     shutil.copytree(HALF_CLOSE, run_dir)
-    return report.rebuild(run_dir)
+    return rebuild.rebuild(run_dir)
 
 
 def test_recorded_run_verdicts(recorded_half_close):

@@ -2,8 +2,8 @@ import tarfile
 
 import pytest
 
-from harness import versions
 from harness.errors import SpecError
+from harness.plan import versions
 
 VV_BOOKWORM = """HAProxy version 2.6.12-1+deb12u1 2023/12/16 - https://haproxy.org/
 Status: long-term supported branch - will stop receiving fixes around Q2 2027.

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import report, results
+from harness import results
 from harness.analyse import cell_metrics
 from harness.analyse.compare import Comparison, Thresholds
+from harness.report import tables as report
 
 Record = dict[str, Any]
 # (version spec, scenario, parameters as canonical JSON): what makes two cells comparable.

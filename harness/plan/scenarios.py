@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import Field, ValidationError, model_validator
 
 from harness.errors import SpecError
-from harness.params import (
+from harness.plan.params import (
     Bytes,
     Count,
     Flag,
@@ -24,7 +24,7 @@ from harness.params import (
     Seconds,
     allowed_form,
 )
-from harness.params import Params as TypedParams
+from harness.plan.params import Params as TypedParams
 from harness.quote import shown
 
 Params = Mapping[str, Any]

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import docker.errors
 
-from harness import ROOT, security
-from harness.compose import CommandLog, Compose, client, redact
+from harness import ROOT
 from harness.errors import CellError, ImageError
-from harness.versions import (
+from harness.plan.versions import (
     TARBALL_DIR,
     VersionSpec,
     catalogue,
@@ -39,6 +38,8 @@ from harness.versions import (
     file_sha256,
     git,
 )
+from harness.stack import security
+from harness.stack.compose import CommandLog, Compose, client, redact
 
 BUILD_DIR = ROOT / "build"
 PULL_TIMEOUT_S = 300  # an image: spec's pull; a registry that does not answer is an error

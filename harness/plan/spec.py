@@ -31,10 +31,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
-from harness import ROOT, scenarios, versions
+from harness import ROOT
 from harness.errors import SpecError
+from harness.plan import scenarios, versions
+from harness.plan.versions import VersionSpec
 from harness.quote import shown
-from harness.versions import VersionSpec
 
 
 class _Strict(BaseModel):
@@ -84,6 +85,10 @@ class Matrix(_Strict):
     # A cell still running after this is killed, recorded as failed, and the run goes on.
     # Default: twice the cell's own load bound plus 5 minutes (runner.timeout_s).
     cell_timeout_s: float | None = Field(None, gt=0, le=86400)
+    # Only the cells whose parameters have these values (``matrix --only KEY=VALUE``
+    # writes it; run.json records it, so --resume finishes the same part). Each key must
+    # be a parameter of one of the matrix's scenarios; a scenario without it is left out.
+    select: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,14 @@ class Cell:
     @property
     def params_text(self) -> str:
         return " ".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "-"
+
+    @property
+    def changed_params_text(self) -> str:
+        """The parameters that differ from the scenario's defaults ("defaults" if none):
+        what sets this cell apart, without the dozen defaults beside it."""
+        defaults = scenarios.get(self.scenario, self.scenario).defaults
+        changed = {k: v for k, v in sorted(self.params.items()) if defaults.get(k) != v}
+        return " ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
     @property
     def id(self) -> str:
@@ -130,15 +143,75 @@ MAX_INT = 2**63 - 1
 _MAX_NUMBER_CHARS = 40
 
 
-def load(path: Path, run_id: str) -> Plan:
-    """Read, parse and expand a matrix file. Raises SpecError naming the file (and the
-    line, key and fix) for anything it refuses; never starts anything."""
+def load(path: Path, run_id: str, only: Only | None = None) -> Plan:
+    """Read, parse and expand a matrix file (or the part ``only`` names). Raises SpecError
+    naming the file (and the line, key and fix) for anything it refuses; never starts
+    anything."""
     text = _read(path)
     try:
         raw = yaml.load(text, Loader=_MatrixLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         raise SpecError(_yaml_problem(path, exc)) from None
-    return expand(raw, run_id, source=path, text=text)
+    return expand(raw, run_id, source=path, text=text, only=only)
+
+
+_PARAM_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def param_options(
+    given: list[str] | None, option: str = "--param", for_scenarios: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options (or ``--only``'s, named by ``option``) as parameter values.
+
+    VALUE is read as one YAML scalar or flow value, as in a matrix file (``20``,
+    ``true``, ``5s``, ``"1024 65000"``), with the matrix file's limits; the scenario's
+    typed model then validates it (spec.expand). On a command line nobody quotes for
+    YAML: where a value read as a number or boolean is refused by every scenario of
+    ``for_scenarios`` that takes KEY, but its text is accepted (``tls=1.3`` is the
+    text '1.3'), the text is used. Raises SpecError naming the option.
+    """
+    out: dict[str, Any] = {}
+    for item in given or []:
+        key, sep, text = item.partition("=")
+        if not sep or not _PARAM_KEY.fullmatch(key):
+            raise SpecError(
+                f"{option} {shown(item)}: expected KEY=VALUE with a parameter name "
+                f"(lower case, digits, _), e.g. {option} timeout_client=5s. "
+                "python -m harness scenarios NAME lists a scenario's parameters."
+            )
+        if key in out:
+            raise SpecError(f"{option} {key} is given twice; give each parameter once.")
+        if len(text) > 1000:
+            raise SpecError(f"{option} {key}: a value of {len(text):,} characters; at most 1000.")
+        try:
+            out[key] = yaml.load(text, Loader=_MatrixLoader) if text else ""
+            if not isinstance(out[key], str) and _only_text_fits(key, out[key], text,
+                                                               for_scenarios):  # fmt: skip
+                out[key] = text
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise SpecError(
+                f"{option} {key}={shown(text)}: not a value a matrix file could hold "
+                f"({problem}). Quote it for the shell and YAML, e.g. {option} '{key}=\"...\"'."
+            ) from None
+    return out
+
+
+def _only_text_fits(key: str, value: Any, text: str, names: tuple[str, ...]) -> bool:
+    def fits(name: str, candidate: Any) -> bool:
+        try:
+            scenarios.SCENARIOS[name].resolve({key: candidate}, "")
+        except SpecError:
+            return False
+        return True
+
+    known = [n for n in dict.fromkeys(names) if n in scenarios.SCENARIOS]  # else: said later
+    takers = [n for n in known if key in scenarios.SCENARIOS[n].params.model_fields]
+    return (
+        bool(takers)
+        and not any(fits(n, value) for n in takers)
+        and any(fits(n, text) for n in takers)
+    )
 
 
 def _read(path: Path) -> str:
@@ -357,12 +430,102 @@ def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@dataclass(frozen=True)
+class Only:
+    """Part of a matrix (``matrix --scenario NAME --version SPEC --only KEY=VALUE``): its
+    entries for these scenarios, on these versions plus the baseline (the verdicts need
+    it), the cells whose parameters have these values. Empty: all."""
+
+    scenarios: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _narrowed(matrix: Matrix, only: Only, where: str) -> Matrix:
+    """The matrix cut down to ``only``; what run.json records, so --resume finishes the
+    same part. Raises SpecError naming the option when a name is not in the matrix."""
+    for option, asked, known in (
+        ("--scenario", only.scenarios, [e.name for e in matrix.scenarios]),
+        ("--version", only.versions, matrix.versions),
+    ):
+        for name in asked:
+            if name not in known:
+                raise SpecError(
+                    f"{option} {shown(name)}: {where} has no such {option[2:]}; it has "
+                    f"{', '.join(dict.fromkeys(known))}. Name one of those (spelled the same)."
+                )
+    kept = [v for v in matrix.versions if not only.versions or v in only.versions
+            or v == matrix.baseline]  # fmt: skip
+    entries = []
+    for entry in matrix.scenarios:
+        if only.scenarios and entry.name not in only.scenarios:
+            continue
+        if entry.versions is not None:
+            narrowed = [v for v in entry.versions if v in kept]
+            if not narrowed:
+                continue
+            entry = entry.model_copy(update={"versions": narrowed})
+        entries.append(entry)
+    if not entries:
+        raise SpecError(
+            f"{where}: no entry of the matrix runs scenario {', '.join(only.scenarios)} on "
+            f"version {', '.join(only.versions)}. Pick a version that entry lists."
+        )
+    asked = " ".join([*(f"--scenario {n}" for n in only.scenarios),
+                      *(f"--version {v}" for v in only.versions),
+                      *(f"--only {k}={v}" for k, v in only.params.items())])  # fmt: skip
+    note = f"part of the matrix: {asked}"
+    description = f"{matrix.description} ({note})" if matrix.description else note
+    return matrix.model_copy(
+        update={
+            "versions": kept,
+            "scenarios": entries,
+            "description": description,
+            "select": {**matrix.select, **only.params},
+        }
+    )
+
+
+_ABSENT = object()  # a parameter the cell does not have
+_NEVER = object()  # selected by a parameter the scenario does not have: no cell matches
+
+
+def _selection(matrix: Matrix, where: str) -> dict[str, dict[str, Any]]:
+    """``select:`` per scenario of the matrix, each value typed by that scenario's model
+    (``tls=1.3`` is the float 1.3, ``timeout_client=5s`` the time value). A scenario
+    without a selected parameter gets a selection no cell meets. Raises SpecError for a
+    key no scenario of the matrix takes, or a value none would accept."""
+    out: dict[str, dict[str, Any]] = {}
+    names = list(dict.fromkeys(e.name for e in matrix.scenarios))
+    for key, value in matrix.select.items():
+        takers = [n for n in names if key in scenarios.get(n, where).params.model_fields]
+        if not takers:
+            raise SpecError(
+                f"{where}: select / --only {key}={shown(value)}: no scenario of the matrix "
+                f"({', '.join(names)}) has a parameter {key!r}. "
+                "python -m harness scenarios NAME lists a scenario's parameters."
+            )
+        for name in names:
+            if name not in takers:
+                out.setdefault(name, {})[key] = _NEVER
+                continue
+            at = f"{where}: select / --only {key}"
+            typed = scenarios.get(name, at).resolve({key: value}, at, lambda k, at=at: at)
+            out.setdefault(name, {})[key] = typed[key]
+    return out
+
+
 def expand(
-    raw: Any, run_id: str, source: Path | None = None, text: str = "", where: str = ""
+    raw: Any,
+    run_id: str,
+    source: Path | None = None,
+    text: str = "",
+    where: str = "",
+    only: Only | None = None,
 ) -> Plan:
-    """The cells of a matrix (as parsed from ``text``, or built by the CLI). ``where``
-    names it in errors (default: the source file). Raises SpecError for anything invalid,
-    including a matrix that expands to no cell."""
+    """The cells of a matrix (as parsed from ``text``, or built by the CLI), or of the
+    part of it ``only`` names. ``where`` names it in errors (default: the source file).
+    Raises SpecError for anything invalid, including a matrix that expands to no cell."""
     where = where or (str(source) if source else "matrix")
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
@@ -375,6 +538,9 @@ def expand(
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(_explain(exc, where, text)) from None
+    if only and (only.scenarios or only.versions or only.params):
+        matrix = _narrowed(matrix, only, where)
+    selected = _selection(matrix, where)
 
     specs = [
         versions.parse(v, f"{where}{_line(text, ['versions', i])}: versions[{i}]")
@@ -431,7 +597,9 @@ def expand(
         keys = list(entry.grid)
         for values in itertools.product(*(entry.grid[k] for k in keys)):
             overrides = {**entry.params, **dict(zip(keys, values, strict=True))}
-            combos.append((entry.name, scenario.resolve(overrides, at, locate), entry.versions))
+            params = scenario.resolve(overrides, at, locate)
+            if all(params.get(k, _ABSENT) == v for k, v in selected.get(entry.name, {}).items()):
+                combos.append((entry.name, params, entry.versions))
 
     planned = [
         (spec, name, params, rep)
@@ -440,6 +608,12 @@ def expand(
         for spec, text in zip(specs, matrix.versions, strict=True)
         if only is None or text in only
     ]
+    if not planned and matrix.select:
+        asked = " ".join(f"{k}={v}" for k, v in matrix.select.items())
+        raise SpecError(
+            f"{where}: no cell of the matrix has {asked} (select / --only). "
+            "python -m harness matrix FILE --dry-run lists the cells and their parameters."
+        )
     if not planned:  # every entry limited to no version: nothing would run, nothing report
         raise SpecError(
             f"{where}: the matrix expands to no cell. Give each scenario entry at least one "
@@ -593,8 +767,15 @@ def _composed(text: str) -> yaml.Node | None:
         return None
 
 
-def single(version: str, scenario: str, run_id: str, load: Load | None = None) -> Plan:
-    """The plan for one cell, as ``python -m harness run`` asks for it."""
+def single(
+    version: str,
+    scenario: str,
+    run_id: str,
+    load: Load | None = None,
+    params: dict[str, Any] | None = None,
+) -> Plan:
+    """The plan for one cell, as ``python -m harness run`` asks for it (``params``: the
+    ``--param`` overrides, validated by the scenario's model)."""
     # Checked here first, so an error names the option the user typed.
     versions.parse(version, "--haproxy")
     scenarios.get(scenario, "--scenario")
@@ -602,10 +783,11 @@ def single(version: str, scenario: str, run_id: str, load: Load | None = None) -
         {
             "name": "single",
             "versions": [version],
-            "scenarios": [{"name": scenario}],
+            "scenarios": [{"name": scenario, "params": params or {}}],
             "load": (load or Load()).model_dump(),
         },
         run_id,
+        where="the command line (--param)",
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT
-from harness.compose import client, redact
+from harness.stack.compose import client, redact
 
 TCP_SYSCTLS = (
     "net.ipv4.tcp_fin_timeout",

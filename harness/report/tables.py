@@ -2,18 +2,18 @@
 
     report.md     tables per scenario, verdicts against the baseline version, flags
                   explained, provenance: GitHub-flavoured, pasteable into an issue
-    report.html   the same, self-contained, with plots (harness/plots.py)
-    results.csv   one row per cell, headline numbers and the paths of the raw files
+    report.html   the same, self-contained, with plots (harness/report/plots.py)
+    results.csv   one row per cell (harness.report.tidy), connections.csv one per connection
     results.json  one object per cell: its whole cell.json plus those paths
     ../index.md   every run in the results folder with its headline verdicts
 
-``rebuild`` first recomputes every cell's metrics from its raw files, so a report
-always reflects the files next to it (and the current analysis code).
+``harness.report.rebuild.rebuild`` first recomputes every cell's metrics from its raw
+files, so a report always reflects the files next to it (and the current analysis code),
+then writes them all with this module's tables and plots' page.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import re
@@ -24,14 +24,22 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness import calibration, results, scenarios
-from harness.analyse import cell_metrics, compare, distribution, haproxy_log, probe_samples
+from harness import results
+from harness.analyse import (
+    calibration,
+    compare,
+    distribution,
+    haproxy_log,
+    latency,
+    probe_samples,
+)
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
+from harness.plan import scenarios
 
 Record = dict[str, Any]
 Column = tuple[str, Callable[[Record], Any]]
 RAW_FILES = (
-    "haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "locust.json", "probe.jsonl",
+    "haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "locust.json", "latency.hdr", "probe.jsonl",
     "haproxy.log", "haproxy-console.log", "haproxy-info.txt", "haproxy-stat.csv",
     "census-client.txt", "census-haproxy.txt", "census-backend.txt", "haproxy.pcap",
     "calibration.pcap",
@@ -89,6 +97,13 @@ def _get(record: Record, *path: str, default: Any = None) -> Any:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else compare.format_duration(value)
+
+
+def _latency(value: float | None) -> str:
+    """A load latency in ms to the µs ("0.412 ms"), or s past 1 s: HDR's resolution shown."""
+    if value is None:
+        return "-"
+    return f"{value:.3f} ms" if value < 1000 else f"{value / 1000:.3f} s"
 
 
 def _counts(counts: dict[str, int] | None) -> str:
@@ -166,8 +181,8 @@ def _client_errors(record: Record) -> str:
 COMMON: list[Column] = [("HAProxy", lambda r: r["version"]["label"])]
 LOAD: list[Column] = [
     ("req/s", _rps),
-    ("p50", lambda r: _ms(_get(r, "load", "p50_ms"))),
-    ("p99", lambda r: _ms(_get(r, "load", "p99_ms"))),
+    ("p50", lambda r: _latency(_get(r, "load", "p50_ms"))),
+    ("p99", lambda r: _latency(_get(r, "load", "p99_ms"))),
     ("failures", _failures),
 ]
 PROBE: list[Column] = [
@@ -272,20 +287,39 @@ def _params(record: Record) -> str:
 # --- comparisons ---------------------------------------------------------------------------
 
 
-def _samples(run_dir: Path, record: Record) -> list[float]:
-    """Per-connection close delays (probe) or per-request latencies (Locust's histogram)."""
+def _samples(run_dir: Path, record: Record) -> tuple[list[float], str | None]:
+    """Per-connection close delays (probe) or per-request latencies in ms, and their source.
+
+    Latencies come from the client's µs HDR histogram (``latency.SOURCE_HDR``), or, in a
+    folder recorded before it existed, from Locust's whole-ms buckets
+    (``latency.SOURCE_LOCUST``); None for close delays or when nothing was measured.
+    """
     folder = run_dir / record["cell"]
     probe = folder / "probe.jsonl"
     if probe.exists():
         return [s["delay_ms"] for s in map(json.loads, probe.read_text().splitlines())
-                if s.get("delay_ms") is not None]  # fmt: skip
+                if s.get("delay_ms") is not None], None  # fmt: skip
+    # neither file: nothing measured, and the comparison says "too few samples"
+    return latency.samples(folder)
+
+
+def _pooled(run_dir: Path, records: list[Record]) -> tuple[list[float], str | None]:
+    """The samples of these cells together, and a note when any came from coarse buckets."""
     values: list[float] = []
-    if not (folder / "locust.json").exists():
-        return values  # neither: nothing measured, and the comparison says "too few samples"
-    for entry in json.loads((folder / "locust.json").read_text()):
-        for ms, count in entry["response_times"].items():
-            values.extend([float(ms)] * count)
-    return values
+    coarse = 0
+    for record in records:
+        found, source = _samples(run_dir, record)
+        values += found
+        coarse += source == latency.SOURCE_LOCUST
+    note = None
+    if coarse:
+        # an old folder: Locust rounded every latency to whole ms before it was saved
+        note = f"latency from {latency.SOURCE_LOCUST} in {coarse} of {len(records)} cells"
+    return values, note
+
+
+def _joined(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
 
 
 # What each scenario is judged on: ("samples", metric, unit) or ("counts", what, hits, total).
@@ -488,15 +522,17 @@ def comparisons(
             if kind == "samples" and base_ends and cand_ends:
                 found += _timing_by_end(f"{name} {what}", base_ends, cand_ends, pair, th)
             elif kind == "samples":
+                base_values, base_source = _pooled(run_dir, base)
+                cand_values, cand_source = _pooled(run_dir, cand)
                 found.append(
                     compare.compare_samples(
                         f"{name} {what}",
-                        [v for r in base for v in _samples(run_dir, r)],
-                        [v for r in cand for v in _samples(run_dir, r)],
+                        base_values,
+                        cand_values,
                         labels=pair,
                         thresholds=th,
-                        baseline_notes=_notes(base),
-                        candidate_notes=_notes(cand),
+                        baseline_notes=_joined(_notes(base), base_source),
+                        candidate_notes=_joined(_notes(cand), cand_source),
                     )
                 )
             else:
@@ -1017,62 +1053,10 @@ def _by_params(rows: list[Record]) -> dict[str, list[Record]]:
     return groups
 
 
-def _csv_rows(run_dir: Path, records: list[Record]) -> list[dict[str, Any]]:
-    rows = []
-    for r in records:
-        folder = run_dir / r["cell"]
-        rows.append({
-            "cell": r["cell"], "status": r.get("status"), "scenario": r["scenario"],
-            "version": r["version"]["label"], "reported": r["version"].get("reported"),
-            "params": _params(r), "repetition": r["repetition"], "load_mode": r["load"]["mode"],
-            "rps": _get(r, "load", "rps"), "p50_ms": _get(r, "load", "p50_ms"),
-            "p99_ms": _get(r, "load", "p99_ms"), "failures": _get(r, "load", "failures"),
-            "requests": _get(r, "load", "requests"),
-            "close_delay_p50_ms": _get(r, "probe", "delay_ms", "p50"),
-            "close_delay_max_ms": _get(r, "probe", "delay_ms", "max"),
-            "stalled": _get(r, "probe", "stalled"),
-            "flags": _flags(r) if r.get("status") == "ok" else "",
-            "client_bound": _get(r, "client_bound"),
-            "raw_files": " ".join(
-                str((folder / f).relative_to(run_dir)) for f in RAW_FILES if (folder / f).exists()
-            ),
-        })  # fmt: skip
-    return rows
-
-
-def rebuild(run_dir: Path) -> str:
-    """Recompute every cell from its raw files, then write every output; return report.md."""
-    run = results.read_json(run_dir / "run.json")
-    records = []
-    for path in sorted(run_dir.glob("*/cell.json")):
-        record = results.read_json(path)
-        if record.get("status") == "ok":
-            record["metrics"] = cell_metrics.compute(path.parent, record.get("target", "haproxy"))
-            results.write_json(path, record)
-        records.append(record)
-    thresholds = Thresholds(**run.get("matrix", {}).get("verdicts", {}))
-    found = comparisons(run_dir, records, run.get("baseline") or "", thresholds)
-    text = markdown(run_dir, records, found, run)
-    (run_dir / "report.md").write_text(text)
-    results.write_json(run_dir / "verdicts.json", [dataclasses.asdict(c) for c in found])
-    rows = _csv_rows(run_dir, unique_labels(records))  # one version column value per spec
-    if rows:
-        with (run_dir / "results.csv").open("w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    results.write_json(
-        run_dir / "results.json",
-        [
-            {**r, "raw_files": row["raw_files"].split()}
-            for r, row in zip(records, rows, strict=True)
-        ],
-    )
-    from harness import plots  # matplotlib is slow to import: only when writing HTML
-
-    (run_dir / "report.html").write_text(plots.html_report(run_dir, records, found, run, text))
-    write_index(run_dir.parent)
-    return text
+def raw_files(run_dir: Path, record: Record) -> list[str]:
+    """The raw files a cell's numbers come from, relative to the run folder."""
+    folder = run_dir / record["cell"]
+    return [str((folder / f).relative_to(run_dir)) for f in RAW_FILES if (folder / f).exists()]
 
 
 def write_index(results_dir: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from harness import security
+from harness.stack import security
 
 # What a comment line may hold: printable ASCII. Anything else (a newline above all)
 # is replaced, so a comment can never end and let text become YAML.

@@ -20,14 +20,15 @@ from typing import Any
 import jinja2
 import trustme
 
-from harness import ROOT, compose_file
-from harness.analyse.haproxy_log import HTTP_LOG_FORMAT
-from harness.compose import client as docker_client
+from harness import ROOT
 from harness.errors import HarnessError, SpecError
-from harness.images import SUPPORT_IMAGES, HaproxyImage, ImageSet
-from harness.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
-from harness.scenarios import get as get_scenario
-from harness.spec import Cell
+from harness.plan.log_format import HTTP_LOG_FORMAT
+from harness.plan.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
+from harness.plan.scenarios import get as get_scenario
+from harness.plan.spec import Cell
+from harness.stack import compose_file
+from harness.stack.compose import client as docker_client
+from harness.stack.images import SUPPORT_IMAGES, HaproxyImage, ImageSet
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader([ROOT / "haproxy", ROOT / "stacks"]),

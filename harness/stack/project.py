@@ -26,8 +26,8 @@ from typing import Any
 import docker
 import requests
 
-from harness.compose import CommandLog, Compose, client
 from harness.errors import EngineError
+from harness.stack.compose import CommandLog, Compose, client
 
 PROJECT_LABEL = "com.docker.compose.project"
 ENGINE_WAIT_S = 90.0  # how long a teardown waits for an engine that stopped answering

@@ -4,12 +4,13 @@
 - HAProxy's counters (``show info`` / ``show stat``) through its stats socket, asked
   from the observer that shares haproxy's network namespace (the HAProxy images have
   no socat, the observer has bash and its /dev/tcp).
+
+What these raw files mean is the analysis' business: ``harness.analyse.resources``
+(CPU and memory over the load's window) and ``harness.analyse.haproxy_stats``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +19,8 @@ from typing import Any
 
 import docker.errors
 
-from harness.compose import client
-from harness.stack import PROJECT_LABEL, Stack
+from harness.stack.compose import client
+from harness.stack.project import PROJECT_LABEL, Stack
 
 STATS_PORT = 9999
 
@@ -97,34 +98,6 @@ def _reader(container: Any) -> Callable[[], dict[str, int]]:
     return from_api
 
 
-def cpu_usage(
-    samples: list[dict[str, Any]], start: float, end: float
-) -> dict[str, dict[str, float]]:
-    """Average cores and peak memory per container within [start, end] (epoch seconds).
-
-    Uses the samples just outside the window too, so a short window still has two points.
-    """
-    before = [s for s in samples if s["t"] <= start]
-    after = [s for s in samples if s["t"] >= end]
-    inside = [s for s in samples if start < s["t"] < end]
-    window = before[-1:] + inside + after[:1]
-    if len(window) < 2:
-        return {}
-    first, last = window[0], window[-1]
-    seconds = max(last["t"] - first["t"], 1e-9)
-    usage = {}
-    for service, end_stats in last["containers"].items():
-        start_ns = first["containers"].get(service, end_stats)["cpu_ns"]
-        used = (end_stats["cpu_ns"] - start_ns) / 1e9
-        peak = max(s["containers"].get(service, {}).get("mem", 0) for s in window)
-        usage[service] = {
-            "cpu_seconds": round(used, 3),
-            "cores": round(used / seconds, 3),
-            "memory_peak_mb": round(peak / 2**20, 1),
-        }
-    return usage
-
-
 def haproxy_command(stack: Stack, command: str) -> str:
     """One stats-socket command, answered in full (HAProxy closes after the reply)."""
     script = f'exec 3<>/dev/tcp/127.0.0.1/{STATS_PORT}; echo "{command}" >&3; cat <&3'
@@ -141,24 +114,6 @@ def backend_totals(stack: Stack) -> str | None:
     )
     proc = stack.exec("backend", "python3", "-c", script, timeout=30)
     return proc.stdout.decode() if proc.returncode == 0 else None
-
-
-def parse_info(text: str) -> dict[str, str]:
-    info = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            info[key.strip()] = value.strip()
-    return info
-
-
-def parse_stat(text: str) -> list[dict[str, Any]]:
-    """``show stat`` CSV (header starts with '# '), one dict per proxy/server row."""
-    body = text.lstrip("# ")
-    rows = []
-    for row in csv.DictReader(io.StringIO(body)):
-        rows.append({k: v for k, v in row.items() if k and v not in ("", None)})
-    return rows
 
 
 def container_state(project: str, service: str) -> dict[str, Any] | None:

@@ -29,9 +29,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from tabulate import tabulate
 
-from harness import report, scenarios
 from harness.analyse import compare, distribution, haproxy_log
 from harness.analyse.compare import Comparison
+from harness.plan import scenarios
+from harness.report import tables as report
 
 Record = dict[str, Any]
 
@@ -50,7 +51,6 @@ DIRECTION_STYLE = {"in": "-", "out": "--"}
 # Points per plotted series: enough for the eye, small enough to keep ~50 cells < 3 MB.
 MAX_ECDF_POINTS = 400
 MAX_MARKERS = 200  # beyond this, one marker per connection is a smear: draw the line only
-MAX_TIMELINE_POINTS = 200
 MIN_DELAY_MS = 0.01  # log axis: a 0 ms close is drawn at 10 µs
 
 VERSION_COLOURS = matplotlib.colormaps["tab10"].colors  # one per version, run-wide
@@ -278,20 +278,6 @@ def _two_five(value: float, _: Any) -> str:
     return compare.format_duration(value) if mantissa in (2, 5) else ""
 
 
-def _downsample(points: list[list[float]], limit: int = MAX_TIMELINE_POINTS) -> list[list[float]]:
-    """At most `limit` points, keeping each time bucket's peak (counts are what matter)."""
-    if len(points) <= limit:
-        return points
-    t0, t1 = points[0][0], points[-1][0]
-    width = (t1 - t0) / limit or 1.0
-    buckets: dict[int, list[float]] = {}
-    for t, count in points:
-        b = min(int((t - t0) / width), limit - 1)
-        if b not in buckets or count > buckets[b][1]:
-            buckets[b] = [t, count]
-    return [buckets[b] for b in sorted(buckets)] + [points[-1]]
-
-
 def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
     """TCP states over time in each container, one panel per side (a small multiple)."""
     census = report._get(record, "census") or {}
@@ -314,12 +300,11 @@ def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
         axes: list[Axes] = list(fig.subplots(1, len(panels), sharex=True))
         seen: dict[str, Any] = {}
         for ax, (side, lines) in zip(axes, panels, strict=True):
-            for key, timeline in lines.items():
+            for key, timeline in lines.items():  # at most 200 points: census.downsample
                 state, direction = key.split("/")
-                points = _downsample(timeline)
                 (handle,) = ax.plot(
-                    [p[0] for p in points],
-                    [p[1] for p in points],
+                    [p[0] for p in timeline],
+                    [p[1] for p in timeline],
                     drawstyle="steps-post",
                     color=CENSUS_STATES[state],
                     ls=DIRECTION_STYLE[direction],
@@ -425,7 +410,11 @@ def load_plot(
         lat_ax.set_xlabel(f"latency{scale}")
         for ax in (rps_ax, lat_ax):
             ax.grid(True, axis="x", lw=0.3, color="#ccc")
-        return _figure(_svg(fig), "Throughput and latency per cell (Locust's numbers).")
+        return _figure(
+            _svg(fig),
+            "Throughput and latency per cell (req/s: Locust's; latency: the client's µs HDR "
+            "histogram, or Locust's whole-ms buckets in a run recorded before it).",
+        )
 
 
 def _guarded(what: str, draw: Callable[[], str]) -> str:

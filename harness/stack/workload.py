@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 
-from harness.render import Network
-from harness.scenarios import Knobs, Probe
-from harness.spec import Cell
-from harness.stack import Stack
+from harness.plan.scenarios import Knobs, Probe
+from harness.plan.spec import Cell
+from harness.stack.project import Stack
+from harness.stack.render import Network
 
 # Locust gets this long past its run time to stop its users and write its files.
 GRACE_S = 60

@@ -1,0 +1,176 @@
+"""Tidy data for notebooks: one observation per row, one variable per column.
+
+``results.csv``     one row per cell: identity, one ``param_<name>`` column per
+                    parameter, the headline metrics named by what they are
+                    (``latency_p50_ms``, ``close_delay_p50_ms``, ...), and one
+                    ``flag_<state>`` column per HAProxy termination state (its count)
+``connections.csv`` one row per probe connection of the run (long format): the cell's
+                    identity and parameters, then that connection's close delay, how it
+                    ended, bytes, whether it stalled, its termination state and any swept
+                    value (``sweep_<name>``)
+
+``pandas.read_csv`` reads both with no string splitting: numbers are numbers, a missing
+value is an empty field, booleans are ``True``/``False``. :data:`CELL_COLUMNS` and
+:data:`CONNECTION_COLUMNS` document every fixed column (the README lists them too).
+Per-request latency is not sampled request by request: it is the HDR histogram in each
+cell's ``latency.hdr``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.analyse import haproxy_log, probe_samples
+
+Record = dict[str, Any]
+
+
+def _get(record: Record, *path: str) -> Any:
+    value: Any = record.get("metrics") or {}
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _m(*path: str) -> Callable[[Record], Any]:
+    return lambda record: _get(record, *path)
+
+
+# name -> (what it is, how to read it from a cell record)
+CELL_COLUMNS: dict[str, tuple[str, Callable[[Record], Any]]] = {
+    "run": ("run id (the run folder's name)", lambda r: r.get("run_id")),
+    "cell": ("cell id (its folder in the run)", lambda r: r.get("cell")),
+    "status": ("ok, or failed", lambda r: r.get("status")),
+    "scenario": ("scenario name", lambda r: r.get("scenario")),
+    "version": ("HAProxy version spec, e.g. debian:bookworm", lambda r: r["version"]["spec"]),
+    "version_label": ("the version as reports name it", lambda r: r["version"]["label"]),
+    "reported": ("the version haproxy -vv reported", lambda r: r["version"].get("reported")),
+    "repetition": ("repetition, from 1", lambda r: r.get("repetition")),
+    "load_mode": ("Locust load: closed or open loop", lambda r: (r.get("load") or {}).get("mode")),
+    "requests": ("requests Locust sent", _m("load", "requests")),
+    "failures": ("requests that failed", _m("load", "failures")),
+    "rps": ("requests per second over the load", _m("load", "rps")),
+    "latency_p50_ms": ("request latency p50, ms (µs resolution)", _m("load", "p50_ms")),
+    "latency_p99_ms": ("request latency p99, ms", _m("load", "p99_ms")),
+    "latency_max_ms": ("request latency max, ms", _m("load", "max_ms")),
+    "probe_connections": ("close-delay probe connections", _m("probe", "connections")),
+    "close_delay_p50_ms": ("close delay p50 (probe), ms", _m("probe", "delay_ms", "p50")),
+    "close_delay_max_ms": ("close delay max (probe), ms", _m("probe", "delay_ms", "max")),
+    "stalled": ("probe connections that stalled", _m("probe", "stalled")),
+    "log_lines": ("HAProxy access-log lines", _m("haproxy", "total")),
+    "log_lines_dropped": ("log lines dropped", _m("haproxy_counters", "info", "DroppedLogs")),
+    "client_bound": ("the load generator, not HAProxy, set the pace", _m("client_bound")),
+}  # fmt: skip
+
+CONNECTION_COLUMNS: dict[str, str] = {
+    "run": "run id",
+    "cell": "cell id",
+    "scenario": "scenario name",
+    "version": "HAProxy version spec",
+    "version_label": "the version as reports name it",
+    "repetition": "repetition, from 1",
+    "connection": "the connection's place in the cell's probe.jsonl, from 1",
+    "src_port": "the client's port (joins the packet capture)",
+    "end": "how the connection ended, as the probe saw it: fin, rst, tls-alert-fin, open",
+    "delay_ms": "close delay: from the client's FIN to the proxy's close, ms",
+    "bytes": "response bytes received",
+    "expected_bytes": "response bytes the backend sent",
+    "complete": "the whole response arrived",
+    "stalled": "the response stopped and the proxy ignored the client's FIN (>= 500 ms)",
+    "flag": "HAProxy's termination state for the connection's last request, if logged",
+}
+
+
+def _scalar(value: Any) -> Any:
+    # A list parameter (chunk_sizes) is one value of the cell: JSON text, not columns.
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def _params(record: Record) -> dict[str, Any]:
+    return {f"param_{k}": _scalar(v) for k, v in sorted((record.get("params") or {}).items())}
+
+
+def cell_rows(records: list[Record], run_id: str) -> list[Record]:
+    """One row per cell: CELL_COLUMNS, then ``param_*``, then ``flag_*`` counts."""
+    rows = []
+    for record in records:
+        record = {**record, "run_id": run_id}
+        row = {name: read(record) for name, (_, read) in CELL_COLUMNS.items()}
+        row.update(_params(record))
+        states = _get(record, "haproxy", "termination_states") or {}
+        row.update({f"flag_{state}": n for state, n in sorted(states.items())})
+        rows.append(row)
+    return rows
+
+
+def connection_rows(run_dir: Path, records: list[Record]) -> list[Record]:
+    """One row per probe connection of the run's finished cells (long format)."""
+    rows = []
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        folder = run_dir / record["cell"]
+        samples = probe_samples.read(folder / "probe.jsonl")
+        if not samples:
+            continue
+        flags: dict[str, str] = {}
+        log = folder / "haproxy.log"
+        if log.exists():
+            entries, _ = haproxy_log.parse_log(log.read_text().splitlines())
+            flags = {
+                uid: e.termination_state for uid, e in haproxy_log.index_by_id(entries).items()
+            }
+        identity = {
+            "run": run_dir.name,
+            "cell": record["cell"],
+            "scenario": record["scenario"],
+            "version": record["version"]["spec"],
+            "version_label": record["version"]["label"],
+            "repetition": record.get("repetition"),
+        }
+        for i, sample in enumerate(samples, start=1):
+            ids = sample.get("unique_ids") or []
+            flag = next((flags[u] for u in reversed(ids) if u in flags), None)
+            rows.append(
+                {
+                    **identity,
+                    "connection": i,
+                    "src_port": sample.get("src_port"),
+                    "end": sample.get("end"),
+                    "delay_ms": sample.get("delay_ms"),
+                    "bytes": sample.get("bytes"),
+                    "expected_bytes": sample.get("expected_bytes"),
+                    "complete": sample.get("complete"),
+                    "stalled": probe_samples.stalled(sample),
+                    "flag": flag,
+                    **_params(record),
+                    **{f"sweep_{k}": v for k, v in (sample.get("sweep") or {}).items()},
+                }
+            )
+    return rows
+
+
+def write_csv(path: Path, rows: list[Record]) -> None:
+    """Rows as CSV with the union of their columns, in order of first appearance; a
+    missing value is an empty field. Writes nothing for no rows (and removes a stale
+    file)."""
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write(run_dir: Path, records: list[Record]) -> None:
+    """results.csv and connections.csv of a run (records with unique version labels)."""
+    write_csv(run_dir / "results.csv", cell_rows(records, run_dir.name))
+    write_csv(run_dir / "connections.csv", connection_rows(run_dir, records))
