@@ -46,7 +46,7 @@ import numpy as np
 from tabulate import tabulate
 
 from harness import results, runner
-from harness.analyse import probe_samples
+from harness.analyse import latency, probe_samples
 from harness.analyse.distribution import nearest_rank
 from harness.errors import ImageError, SpecError
 from harness.plan import scenarios, spec, versions
@@ -312,22 +312,15 @@ def _share(name: str, record: Record) -> tuple[int, int]:
 
 
 def _samples(name: str, folder: Path) -> list[float]:
-    """Per-connection close delays (probe.jsonl) or per-request latencies (locust.json's
-    histogram), in ms."""
+    """Per-connection close delays (probe.jsonl) or per-request latencies (the client's
+    µs histogram, else Locust's ms buckets: analyse.latency), in ms."""
     if name.startswith("close_delay"):
         return [
             float(s["delay_ms"])
             for s in probe_samples.read(folder / "probe.jsonl")
             if isinstance(s.get("delay_ms"), int | float)
         ]
-    path = folder / "locust.json"
-    if not path.exists():
-        return []
-    values: list[float] = []
-    for entry in results.read_json(path):
-        for ms, count in entry["response_times"].items():
-            values.extend([float(ms)] * int(count))
-    return values
+    return [float(v) for v in latency.samples(folder)[0]]
 
 
 def _per_cell(name: str, record: Record) -> float | None:

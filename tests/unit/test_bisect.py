@@ -464,3 +464,14 @@ def test_a_bad_revision_exits_2(repo: Path, capsys: Any) -> None:
     assert _cli("--good", f"git:{repo}@--all", "--bad", f"git:{repo}@main", "--signal",
                 "stalled > 0") == 2  # fmt: skip
     assert "is not a git spec" in capsys.readouterr().err
+
+
+def test_latency_samples_come_from_the_analyse_stage(tmp_path: Path) -> None:
+    """An old folder with Locust's ms buckets only: the same samples the report uses."""
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1" / "locust.json").write_text(
+        json.dumps([{"name": "/", "response_times": {"2": 3, "40": 1}}])
+    )
+    record = {"cell": "c1", "status": "ok", "metrics": {}}
+    got = parse_predicate("latency p50 > 10 ms").observe([record], tmp_path)
+    assert sorted(got.samples) == [2.0, 2.0, 2.0, 40.0]
