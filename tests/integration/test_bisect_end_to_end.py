@@ -10,13 +10,18 @@ bisect must name the planted commit, skip the broken one, and say so in its repo
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from harness.stack import images
+from harness.stack.compose import client
 
 PLANTED = "mux-h1: wait 300 ms before closing a client connection after its FIN"
 # The place: h1_process() releasing an idle frontend connection once the client's FIN
@@ -44,9 +49,13 @@ def _commit(repo: Path, subject: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def planted_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def planted_repo(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, dict[str, str]]]:
     """2.6.12 from Debian's pool, then: a doc change, a commit that does not build, its
-    fix, the planted delay, another doc change. Returns the repo and the commits."""
+    fix, the planted delay, another doc change. Yields the repo and the commits; then
+    removes the images and staged archives built from them (new commits each run: they
+    would pile up)."""
     tarball = images.obtain_tarball("2.6.12")  # haproxy/tarballs/ or Debian's pool
     root = tmp_path_factory.mktemp("git")
     with tarfile.open(tarball) as tar:
@@ -71,7 +80,12 @@ def planted_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     commits["planted"] = _commit(repo, PLANTED)
     readme.write_text(readme.read_text() + "Another line.\n")
     commits["after"] = _commit(repo, "README: another line")
-    return repo, commits
+    yield repo, commits
+    for sha in commits.values():
+        tag = f"harness-haproxy:2.6.12-git-{sha[:12]}"
+        with suppress(docker.errors.ImageNotFound):
+            client().images.remove(tag, force=True)
+        shutil.rmtree(images.BUILD_DIR / "haproxy-git" / tag.split(":", 1)[1], ignore_errors=True)
 
 
 def test_bisect_names_the_planted_commit(harness, planted_repo):
