@@ -27,7 +27,7 @@ import requests
 from harness import results
 from harness.analyse import cell_metrics
 from harness.errors import CellError, HarnessError, ResultsError, SpecError
-from harness.plan import scenarios, spec
+from harness.plan import spec
 from harness.plan.scenarios import Fault, Knobs, Probe
 from harness.plan.spec import Cell, Plan
 from harness.progress import Progress
@@ -91,7 +91,7 @@ def _prepare_cell(
 ) -> Prepared:
     """Render one cell's files into ``folder`` and check them with its own haproxy and
     Compose. Raises SpecError when either rejects them (nothing has been started)."""
-    knobs = scenarios.get(cell.scenario, cell.id).knobs(cell.params)
+    knobs = cell.knobs
     net = render.Network.for_project(project)
     hx = image_set.haproxy[cell.version.text]
     args = workload.locust_args(cell, knobs, net)
@@ -389,13 +389,12 @@ CELL_OVERHEAD_S = 7.0
 def bound_s(item: Prepared) -> float:
     """What a cell is expected to take at most, in seconds: its load's bound plus the
     set-up and tear-down around it (the ETA's weight of the cell)."""
-    return cell_bound_s(item.cell, item.knobs)
+    return cell_bound_s(item.cell)
 
 
-def cell_bound_s(cell: Cell, knobs: Knobs | None = None) -> float:
-    """:func:`bound_s` of a planned cell (its knobs derived when not given)."""
-    knobs = knobs or scenarios.get(cell.scenario, cell.id).knobs(cell.params)
-    return workload.run_time_s(cell, knobs) + knobs.drain_s + CELL_OVERHEAD_S
+def cell_bound_s(cell: Cell) -> float:
+    """:func:`bound_s` of a planned cell."""
+    return workload.run_time_s(cell, cell.knobs) + cell.knobs.drain_s + CELL_OVERHEAD_S
 
 
 def timeout_s(plan_timeout: float | None, cell: Cell, knobs: Knobs) -> float:

@@ -21,7 +21,9 @@ TLS runs through ``ssl.SSLObject`` over memory BIOs on a raw socket, so that we
 alone decide whether close_notify goes out, and we see exactly what the peer
 sends after our FIN. Only blocking socket calls with timeouts are used: under
 Locust (gevent) they cooperate, and under plain threads (the unit tests, the
-CLI) they are ordinary threads.
+CLI) they are ordinary threads. After our FIN, one real OS thread (_EndWatcher)
+also waits in epoll for the peer's end, so the end is stamped when the kernel has
+it even while the event loop is busy with other connections.
 
 Each connection gives one sample (a JSON-ready dict):
 
@@ -51,8 +53,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import math
+import select
 import socket
 import ssl
 import sys
@@ -301,6 +305,83 @@ class PeerEnd(Exception):
         self.at = at
 
 
+def _original(module: str, name: str) -> Any:
+    """The stdlib's own ``module.name``, even where gevent has monkey-patched it."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return getattr(importlib.import_module(module), name)
+    return monkey.get_original(module, name)
+
+
+class _EndWatcher:
+    """Stamps the instant the kernel has the peer's FIN or RST, whoever is running then.
+
+    Under Locust every connection is a greenlet in one event loop, and a connection's
+    recv() returns (and is stamped) only once the loop is free: a close that arrives
+    while another greenlet parses or decrypts a body was stamped as late as that work
+    lasted (up to 19 ms in the scenarios). Here one real OS thread waits in epoll(7) for
+    EPOLLRDHUP (the peer's FIN, taken in sequence: after every byte before it) or
+    EPOLLHUP/EPOLLERR (a reset) on each socket whose end we wait for, and takes the
+    time as epoll_wait returns; it needs only the GIL, which a busy thread hands over
+    within sys.getswitchinterval() (lowered to 0.5 ms here). Linux only; elsewhere, or
+    when the thread cannot start, the probe's own stamp stands.
+    """
+
+    MASK = getattr(select, "EPOLLRDHUP", 0) | getattr(select, "EPOLLHUP", 0)
+    MASK |= getattr(select, "EPOLLERR", 0) | getattr(select, "EPOLLONESHOT", 0)
+
+    def __init__(self) -> None:
+        self._lock = _original("_thread", "allocate_lock")()
+        self._epoll: Any = None
+        self._watched: set[int] = set()
+        self._stamps: dict[int, float] = {}
+
+    def _start(self) -> bool:
+        if self._epoll is None:
+            try:  # gevent's monkey-patching removes select.epoll: the original is kept
+                self._epoll = _original("select", "epoll")()
+            except (AttributeError, OSError):
+                return False
+            sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+            _original("_thread", "start_new_thread")(self._run, ())
+        return True
+
+    def watch(self, sock: socket.socket) -> None:
+        """Start watching (after our FIN): stamps taken from now on belong to sock."""
+        with self._lock:
+            if not self._start():
+                return
+            fd = sock.fileno()
+            self._stamps.pop(fd, None)
+            with contextlib.suppress(OSError):
+                self._epoll.register(fd, self.MASK)
+                self._watched.add(fd)
+
+    def take(self, sock: socket.socket) -> float | None:
+        """Stop watching sock (before it is closed); the monotonic time of its end, if seen."""
+        with self._lock:
+            fd = sock.fileno()
+            if fd not in self._watched:
+                return None
+            self._watched.discard(fd)
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)
+            return self._stamps.pop(fd, None)
+
+    def _run(self) -> None:
+        while True:
+            events = self._epoll.poll()
+            now = time.monotonic()
+            with self._lock:
+                for fd, _ in events:
+                    if fd in self._watched:
+                        self._stamps.setdefault(fd, now)
+
+
+WATCHER = _EndWatcher()
+
+
 class _Conn:
     """A raw TCP socket, with TLS run by hand over memory BIOs when asked."""
 
@@ -451,6 +532,7 @@ class _Conn:
 
     def close(self) -> None:
         if self.sock is not None:
+            WATCHER.take(self.sock)  # before its descriptor can be reused
             self.sock.close()
 
 
@@ -574,6 +656,11 @@ def _converse(conn: _Conn, parser: _Parser, cfg: ProbeConfig, sample: dict[str, 
             break
         except PeerEnd as exc:
             end = exc
+    if t_ref is not None and cfg.variant not in WAIT_FOR_PEER and conn.sock is not None:
+        # The kernel's moment, when the watcher saw it before we did (see _EndWatcher).
+        seen = WATCHER.take(conn.sock)
+        if end is not None and seen is not None and t_ref <= seen < end.at:
+            end.at = seen
     if cfg.variant == "hold" and end is not None and end.kind != "rst":
         # Stay half-open: the peer's FIN is acknowledged, ours comes at the deadline.
         time.sleep(max(0.0, t_ref + cfg.deadline_s - time.monotonic()))
@@ -593,6 +680,8 @@ def _converse(conn: _Conn, parser: _Parser, cfg: ProbeConfig, sample: dict[str, 
 def _fin(conn: _Conn, notify: bool, sample: dict[str, Any]) -> float:
     t = conn.fin(notify)
     sample["t_fin_wall"] = round(time.time(), 6)
+    if conn.sock is not None:
+        WATCHER.watch(conn.sock)
     return t
 
 

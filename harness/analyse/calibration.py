@@ -24,6 +24,11 @@ Two things outside the probe's code can spoil one connection, and the wire tells
 Either may touch a few connections; the cell lists them and still passes. More than
 ``MAX_DISTURBED`` of a cell's connections of either kind and the cell proves nothing
 about the probe: the calibration fails, saying which and how far.
+
+Each d runs under two probe loads (``concurrency``, ``stagger_ms``): one connection
+start every 50 ms, each connection its own trial, and the scenarios' own load, 20
+connections 5 ms apart (harness/scenarios.py ``Probe``), so the figures state the
+probe's precision where the scenarios use it.
 """
 
 from __future__ import annotations
@@ -64,21 +69,29 @@ def off_wire(record: dict[str, Any]) -> list[tuple[float, float]]:
     return [(p, w) for p, w in _pairs(record) if w is not None and _off_wire(p, w)]
 
 
+def load(record: dict[str, Any]) -> str:
+    """The probe's load in a calibration cell, e.g. "20 at once, 5 ms apart"."""
+    params = record["params"]
+    # cells recorded before the load was a parameter ran 20 at once, 50 ms apart
+    at_once = params.get("concurrency", params.get("connections", 20))
+    return f"{at_once} at once, {params.get('stagger_ms', 50)} ms apart"
+
+
 def problems(record: dict[str, Any]) -> list[str]:
     """What is out of tolerance in one calibration cell (empty: it passed)."""
     if record.get("status") != "ok":
         return [f"cell failed: {record.get('error', '?').splitlines()[0]}"]
-    d = record["params"]["fin_delay_ms"]
+    d = f"{record['params']['fin_delay_ms']} ms, {load(record)}"
     metrics = record["metrics"]
     joined = metrics.get("probe_vs_wire")
     pairs = _pairs(record)
     found = []
     expected = record["params"]["connections"]
     if metrics["probe"]["ends"].get("fin", 0) != expected:
-        found.append(f"d={d} ms: ends {metrics['probe']['ends']}, expected {expected} FIN")
+        found.append(f"d={d}: ends {metrics['probe']['ends']}, expected {expected} FIN")
     if not joined or joined["compared"] != expected or len(pairs) != expected:
         found.append(
-            f"d={d} ms: only {joined and joined['compared']} of {expected} joined on the wire"
+            f"d={d}: only {joined and joined['compared']} of {expected} joined on the wire"
         )
         return found
     # Every other connection is within WIRE_TOLERANCE_MS of a wire within ON_TIME_MS
@@ -87,14 +100,15 @@ def problems(record: dict[str, Any]) -> list[str]:
     if len(off) > MAX_DISTURBED * expected:
         listed = ", ".join(f"{p:.2f} vs {w:.2f}" for p, w in off)
         found.append(
-            f"d={d} ms: probe and wire differ by more than {WIRE_TOLERANCE_MS} ms on "
+            f"d={d}: probe and wire differ by more than {WIRE_TOLERANCE_MS} ms on "
             f"{len(off)} of {expected} connections (probe vs wire ms: {listed})"
         )
     late = target_late(record)
     if late > MAX_DISTURBED * expected:
-        latest = max(abs(w - d) for _, w in pairs if w is not None)
+        injected = record["params"]["fin_delay_ms"]
+        latest = max(abs(w - injected) for _, w in pairs if w is not None)
         found.append(
-            f"d={d} ms: the target itself sent its FIN late on {late} of {expected} "
+            f"d={d}: the target itself sent its FIN late on {late} of {expected} "
             f"connections (up to {latest:.1f} ms, seen on the wire): the machine was too "
             "busy to calibrate on. Run again with nothing else running."
         )
@@ -124,6 +138,7 @@ def table(records: list[dict[str, Any]], fmt: str = "github") -> str:
         rows.append(
             [
                 record["params"]["fin_delay_ms"],
+                load(record),
                 probe["count"],
                 probe["p50"],
                 probe["max"],
@@ -137,7 +152,7 @@ def table(records: list[dict[str, Any]], fmt: str = "github") -> str:
             ]
         )
     headers = [
-        "injected ms", "connections", "probe p50 ms", "probe max ms",
+        "injected ms", "probe load", "connections", "probe p50 ms", "probe max ms",
         "wire p50 ms", "wire max ms", "|probe-wire| p50 ms", "|probe-wire| max ms",
         f"probe off wire > {WIRE_TOLERANCE_MS:g} ms", "target late", "verdict",
     ]  # fmt: skip

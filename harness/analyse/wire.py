@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import dpkt
 
+from harness.analyse.calibration import WIRE_TOLERANCE_MS
 from harness.analyse.distribution import nearest_rank
 
 WireEnd = Literal["fin", "rst", "none"]
@@ -279,8 +280,10 @@ def agreement(probe_samples: list[dict[str, Any]], wire: list[WireClose]) -> dic
     Leftovers, and samples without a port (failed before connecting), count as
     ``probe_only`` / ``wire_only``. The join ignores the client IP: a cell has one client
     host. ``diff_ms`` is probe minus wire; the statistics are over pairs where both sides
-    measured a delay (``compared``). ``end_mismatch`` counts pairs whose end types
-    disagree (probe "error" samples are not compared).
+    measured a delay (``compared``); ``within_tolerance`` counts those where probe and wire
+    are at most ``tolerance_ms`` apart (``calibration.WIRE_TOLERANCE_MS``: a larger
+    difference is the instrument, not the proxy). ``end_mismatch`` counts pairs whose end
+    types disagree (probe "error" samples are not compared).
     """
     probes: dict[int, list[dict[str, Any]]] = defaultdict(list)
     unbound = 0
@@ -332,7 +335,8 @@ def agreement(probe_samples: list[dict[str, Any]], wire: list[WireClose]) -> dic
         "wire_only": wire_only,
         "compared": len(diffs),
         "abs_diff_ms": {"p50": stats["p50"], "p90": stats["p90"], "max": stats["max"]},
-        "within_2ms": sum(d <= 2.0 for d in diffs),
+        "tolerance_ms": WIRE_TOLERANCE_MS,
+        "within_tolerance": sum(d <= WIRE_TOLERANCE_MS for d in diffs),
         "end_mismatch": end_mismatch,
         "per_connection": per_connection,
     }

@@ -25,6 +25,7 @@ from harness.plan.params import (
     allowed_form,
 )
 from harness.plan.params import Params as TypedParams
+from harness.plan.ports import HTTP_PORT, frontend_port
 from harness.quote import shown
 
 Params = Mapping[str, Any]
@@ -85,7 +86,7 @@ class Probe:
 
     @property
     def port(self) -> int:
-        return 8080 if self.tls == "off" else 8443
+        return frontend_port(self.tls)
 
     def env(self, host: str) -> dict[str, str]:
         return {
@@ -142,7 +143,7 @@ class Knobs:
     # How long observers keep watching after the load, so states can drain.
     drain_s: float = 2.0
     # Where haproxy's server line points: a service name (or "nowhere") and a port.
-    server: tuple[str, int] = ("backend", 8080)
+    server: tuple[str, int] = ("backend", HTTP_PORT)
     fault: Fault | None = None
 
     @property
@@ -150,16 +151,58 @@ class Knobs:
         return isinstance(self.load, Probe) and self.load.tls != "off"
 
 
+# The columns most tables share: who, and what the load did.
+LOAD_COLUMNS = ("version", "rps", "latency-p50", "latency-p99", "failures")
+PROBE_COLUMNS = (
+    "connections",
+    "close-delay-p50",
+    "close-delay-p90",
+    "close-delay-max",
+    "wire-p50",
+    "ends",
+)
+Plot = Literal["close-delay", "census"]
+Section = Literal["chunk-sizes", "proxy-overhead"]
+Phenomenon = Literal["late-closes", "stalls", "connect-timeouts", "lingering-states"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What versions are compared on: per-connection or per-request ``samples`` (Mann-
+    Whitney U), or ``counts`` of hits out of a total (Fisher's exact test); ``what`` names
+    the metric ("close delay", "latency", "connections stalled", "requests answered 5xx")."""
+
+    kind: Literal["samples", "counts"]
+    what: str
+
+
+@dataclass(frozen=True)
+class Shows:
+    """What the report shows of a scenario, by name: its table's columns (keys of
+    ``harness.report.tables.CATALOGUE``), its verdict metric, its plots, extra sections,
+    and the check that says when the measured numbers do not show its field note's
+    phenomenon. Declared with the scenario, so adding one touches this module; the report
+    stage owns how each name is drawn, and a test checks every name resolves there."""
+
+    columns: tuple[str, ...]
+    verdict: Verdict | None = None
+    plots: tuple[Plot, ...] = ()
+    sections: tuple[Section, ...] = ()
+    phenomenon: Phenomenon | None = None
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A named experiment: its typed parameters (a ``params.Params`` model, with defaults,
-    bounds and cross-field rules) and how a cell's parameters become its knobs."""
+    bounds and cross-field rules), how a cell's parameters become its knobs, and what the
+    report shows of it (``shows``)."""
 
     name: str
     summary: str
     field_note: str  # which seed in ../shared/seeds it reproduces, in words
     params: type[TypedParams]
     knobs: Callable[[Params], Knobs]
+    shows: Shows
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -227,9 +270,16 @@ def _calibration(p: Params) -> Knobs:
     return Knobs(
         haproxy=HaproxyKnobs(),
         backend_env={},
-        # 50 ms apart: one hiccup of the machine (seen up to ~20 ms on a 2-core VM) can
-        # touch one connection, so each connection is an independent trial of the probe.
-        load=Probe(variant="fin", connections=p["connections"], deadline_s=10, stagger_ms=50),
+        # 50 ms apart (the default): one hiccup of the machine (seen up to ~20 ms on a
+        # 2-core VM) can touch one connection, so each is an independent trial of the
+        # probe. 5 ms apart is the scenarios' own load (Probe's default).
+        load=Probe(
+            variant="fin",
+            connections=p["connections"],
+            concurrency=p["concurrency"],
+            deadline_s=10,
+            stagger_ms=p["stagger_ms"],
+        ),
         target="calibration",
         fin_delay_ms=p["fin_delay_ms"],
         drain_s=0.5,
@@ -387,6 +437,10 @@ class SmokeParams(TypedParams):
 class CalibrationParams(TypedParams):
     fin_delay_ms: Count(0, 60_000, "the injected FIN delay in ms", 50) = 0
     connections: Count(1, 200, "connections") = 20
+    # The probe's load: 20 at once, 50 ms apart (gentle, each connection its own trial)
+    # by default; the scenarios run theirs 5 ms apart, and calibration.yaml runs both.
+    concurrency: Count(1, 200, "probe connections open at once") = 20
+    stagger_ms: Count(0, 10_000, "ms between the first connections' starts", 5) = 50
 
 
 class HalfCloseParams(TypedParams):
@@ -540,6 +594,7 @@ SCENARIOS: dict[str, Scenario] = {
             field_note="none: the foundation check every other scenario stands on",
             params=SmokeParams,
             knobs=_smoke,
+            shows=Shows((*LOAD_COLUMNS, "status", "flags", "bound"), Verdict("samples", "latency")),
         ),
         Scenario(
             name="calibration",
@@ -548,6 +603,17 @@ SCENARIOS: dict[str, Scenario] = {
             field_note="none: proves the close-delay numbers every other scenario reports",
             params=CalibrationParams,
             knobs=_calibration,
+            shows=Shows(
+                (
+                    "injected",
+                    *PROBE_COLUMNS,
+                    "max-probe-wire",
+                    "probe-off-wire",
+                    "target-late",
+                    "calibration-verdict",
+                ),
+                plots=("close-delay",),
+            ),
         ),
         Scenario(
             name="half-close",
@@ -557,6 +623,12 @@ SCENARIOS: dict[str, Scenario] = {
             "2.6.17 closes at once",
             params=HalfCloseParams,
             knobs=_half_close,
+            shows=Shows(
+                ("version", *PROBE_COLUMNS, "agree", "flags"),
+                Verdict("samples", "close delay"),
+                plots=("close-delay",),
+                phenomenon="late-closes",
+            ),
         ),
         Scenario(
             name="chunked-stall",
@@ -567,6 +639,23 @@ SCENARIOS: dict[str, Scenario] = {
             "'h1-htx: Ensure chunked parsing with full output buffer')",
             params=ChunkedStallParams,
             knobs=_chunked_stall,
+            shows=Shows(
+                (
+                    "version",
+                    "stalled",
+                    "stalled-chunk-sizes",
+                    "bytes-min",
+                    "close-delay-p50",
+                    "close-delay-max",
+                    "ends",
+                    "agree",
+                    "flags",
+                ),
+                Verdict("counts", "connections stalled"),
+                plots=("close-delay",),
+                sections=("chunk-sizes",),
+                phenomenon="stalls",
+            ),
         ),
         Scenario(
             name="keepalive-vs-close",
@@ -575,6 +664,19 @@ SCENARIOS: dict[str, Scenario] = {
             "Connection: close fills TIME_WAIT; proxy overhead 11 % warm vs 33 % cold",
             params=KeepaliveVsCloseParams,
             knobs=_keepalive_vs_close,
+            shows=Shows(
+                (
+                    *LOAD_COLUMNS,
+                    "time-wait-client",
+                    "time-wait-haproxy",
+                    "time-wait-backend",
+                    "backend-conn-rate",
+                    "bound",
+                ),
+                Verdict("samples", "latency"),
+                plots=("census",),
+                sections=("proxy-overhead",),
+            ),
         ),
         Scenario(
             name="server-pool",
@@ -583,6 +685,17 @@ SCENARIOS: dict[str, Scenario] = {
             field_note="seed 002: a too-small idle pool turns into a TIME_WAIT storm",
             params=ServerPoolParams,
             knobs=_server_pool,
+            shows=Shows(
+                (
+                    *LOAD_COLUMNS,
+                    "time-wait-haproxy-out",
+                    "time-wait-backend-in",
+                    "backend-conn-rate",
+                    "bound",
+                ),
+                Verdict("samples", "latency"),
+                plots=("census",),
+            ),
         ),
         Scenario(
             name="connect-timeout",
@@ -591,6 +704,11 @@ SCENARIOS: dict[str, Scenario] = {
             field_note="seed 000: 503s flagged sC-- when timeout connect strikes",
             params=ConnectTimeoutParams,
             knobs=_connect_timeout,
+            shows=Shows(
+                ("version", "requests-logged", "status", "flags", "tc-p50", "retries", "econ"),
+                Verdict("counts", "requests answered 5xx"),
+                phenomenon="connect-timeouts",
+            ),
         ),
         Scenario(
             name="backend-closes-first",
@@ -599,6 +717,22 @@ SCENARIOS: dict[str, Scenario] = {
             field_note="seed 000: CLOSE_WAIT towards the backend, FIN_WAIT2 towards the client",
             params=BackendClosesFirstParams,
             knobs=_backend_closes_first,
+            shows=Shows(
+                (
+                    "version",
+                    "closed-after",
+                    "ends",
+                    "agree",
+                    "fin-wait-2-in",
+                    "fin-wait-2-in-lasted",
+                    "close-wait-out",
+                    "close-wait-out-lasted",
+                    "flags",
+                ),
+                Verdict("samples", "close delay"),
+                plots=("close-delay", "census"),
+                phenomenon="lingering-states",
+            ),
         ),
         Scenario(
             name="kernel-knobs",
@@ -606,6 +740,18 @@ SCENARIOS: dict[str, Scenario] = {
             field_note="seed 004: tcp_tw_reuse, ip_local_port_range, SO_LINGER 0",
             params=KernelKnobsParams,
             knobs=_kernel_knobs,
+            shows=Shows(
+                (
+                    *LOAD_COLUMNS,
+                    "time-wait-client",
+                    "time-wait-haproxy",
+                    "haproxy-closes-wire",
+                    "client-closes-wire",
+                    "bound",
+                ),
+                Verdict("samples", "latency"),
+                plots=("census",),
+            ),
         ),
         Scenario(
             name="fault",
@@ -614,6 +760,18 @@ SCENARIOS: dict[str, Scenario] = {
             field_note="none directly: the failures behind every seed, made on purpose",
             params=FaultParams,
             knobs=_fault,
+            shows=Shows(
+                (
+                    "version",
+                    "fault-kind",
+                    "fault-at",
+                    *LOAD_COLUMNS[1:],
+                    "client-saw",
+                    "client-errors",
+                    "proxy-logged",
+                    "flags",
+                ),
+            ),
         ),
     ]
 }

@@ -91,6 +91,13 @@ class Matrix(_Strict):
     select: dict[str, Any] = {}
 
 
+def params_text(params: dict[str, Any], keys: list[str] | None = None) -> str:
+    """Parameters as "key=value" words, sorted by key (or in the order of ``keys``, a
+    missing one shown as None): the one text form of a cell's parameters."""
+    keys = sorted(params) if keys is None else keys
+    return " ".join(f"{k}={params.get(k)}" for k in keys)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One experiment: a version, a scenario with its parameters, one repetition."""
@@ -106,15 +113,21 @@ class Cell:
 
     @property
     def params_text(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in sorted(self.params.items())) or "-"
+        return params_text(self.params) or "-"
+
+    @functools.cached_property
+    def knobs(self) -> scenarios.Knobs:
+        """What the scenario makes of the parameters (built once per cell: the render,
+        the runner and the load's time bound all read it)."""
+        return scenarios.get(self.scenario, self.id).knobs(self.params)
 
     @property
     def changed_params_text(self) -> str:
         """The parameters that differ from the scenario's defaults ("defaults" if none):
         what sets this cell apart, without the dozen defaults beside it."""
         defaults = scenarios.get(self.scenario, self.scenario).defaults
-        changed = {k: v for k, v in sorted(self.params.items()) if defaults.get(k) != v}
-        return " ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+        changed = {k: v for k, v in self.params.items() if defaults.get(k) != v}
+        return params_text(changed) or "defaults"
 
     @property
     def id(self) -> str:

@@ -32,13 +32,12 @@ from tabulate import tabulate
 from harness.analyse import compare, distribution, haproxy_log
 from harness.analyse.compare import Comparison
 from harness.plan import scenarios
+from harness.plan.spec import params_text
 from harness.report import tables as report
 
 Record = dict[str, Any]
 
 # Where each plot matters (DESIGN.md, "Scenarios the field notes ask for").
-PROBE_SCENARIOS = ("calibration", "half-close", "chunked-stall", "backend-closes-first")
-CENSUS_SCENARIOS = ("keepalive-vs-close", "server-pool", "backend-closes-first", "kernel-knobs")
 CENSUS_SIDES = ("client", "haproxy", "backend")
 CENSUS_STATES = {  # state -> colour; the direction sets the line style
     "TIME-WAIT": "#d62728",
@@ -144,7 +143,7 @@ def _varying(rows: list[Record]) -> list[str]:
 
 
 def _params_label(record: Record, keys: list[str]) -> str:
-    return " ".join(f"{k}={record.get('params', {}).get(k)}" for k in keys)
+    return params_text(record.get("params", {}), keys)
 
 
 def _cell_label(record: Record, keys: list[str], reps: bool) -> str:
@@ -236,7 +235,8 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
                 mfc="none",
                 label=legend,
             )
-        if name == "calibration":  # the known answer the probe must find
+        # an injected delay (the calibration target's) is the answer the probe must find
+        if any("fin_delay_ms" in r.get("params", {}) for r in rows):
             for ms in sorted({r["params"].get("fin_delay_ms") for r in rows} - {None}):
                 ax.axvline(max(float(ms), MIN_DELAY_MS), color="#555", lw=0.8, ls=":")
         scale = _duration_axis(ax, [v for d, _ in series.values() for v in d])
@@ -544,7 +544,8 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
         if bypass:
             out.append(f'<p class="not-shown"><strong>No verdict.</strong> {_inline(bypass)}</p>')
         out.append(_table(headers, table))
-    if name == "chunked-stall":
+    shows = report.shows(name)
+    if "chunk-sizes" in shows.sections:
         chunks, left_out = report._chunk_table(rows, "html", run_dir)
         every, _ = report._chunk_table(rows, "html", run_dir, all_sizes=True)
         # Cells were escaped by tabulate; only the opening tag of a stalled one changes.
@@ -560,7 +561,7 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
                 f'<details><summary>every chunk size</summary><div class="scroll">{every}</div>'
                 "</details>",
             ]
-    if name == "keepalive-vs-close" and (lines := report._proxy_overhead(rows)):
+    if "proxy-overhead" in shows.sections and (lines := report._proxy_overhead(rows)):
         out += [
             "<ul>",
             *(f"<li>{_inline(line.removeprefix('- '))}</li>" for line in lines),
@@ -571,7 +572,7 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
     reps = any(r.get("repetition", 1) != 1 for r in rows)
     labels = {r["cell"]: _cell_label(r, keys, reps) for r in rows}
     plots = []
-    if name in PROBE_SCENARIOS:
+    if "close-delay" in shows.plots:
         plots.append(
             _guarded("close-delay plot", lambda: close_delay_plot(run_dir, name, rows, palette))
         )
@@ -580,7 +581,7 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
             _guarded("throughput plot", lambda: load_plot(run_dir, name, rows, palette, labels))
         )
     plots.append(_guarded("flags plot", lambda: flags_plot(run_dir, name, rows, palette, labels)))
-    if name in CENSUS_SCENARIOS:
+    if "census" in shows.plots:
         timelines = [
             _guarded(f"TCP states of {r['cell']}", lambda r=r: census_plot(run_dir, r, labels))
             for r in _ok(rows)

@@ -27,6 +27,7 @@ from tabulate import tabulate
 from harness import results
 from harness.analyse import (
     calibration,
+    cell_metrics,
     compare,
     distribution,
     haproxy_log,
@@ -35,6 +36,7 @@ from harness.analyse import (
 )
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
 from harness.plan import scenarios
+from harness.plan.spec import params_text
 
 Record = dict[str, Any]
 Column = tuple[str, Callable[[Record], Any]]
@@ -139,7 +141,28 @@ def _failures(record: Record) -> str:
 
 
 def _bound(record: Record) -> str:
-    return "client-bound" if _get(record, "client_bound") else ""
+    """The limit a load cell hit, as cell_metrics.client_limit measured it (LIMIT_NOTE)."""
+    marks = [
+        mark
+        for key, mark in (("client_bound", "client-bound"), ("host_saturated", "host saturated"))
+        if _get(record, key)
+    ]
+    if not marks and _get(record, "client_limit") and _get(record, "client_bound") is None:
+        return "limit unknown (no host CPU)"
+    return ", ".join(marks)
+
+
+LIMIT_NOTE = (
+    "`client-bound` marks cells whose load generator used ≥ "
+    f"{cell_metrics.CLIENT_BOUND_FRACTION * 100:g} % of the CPU it could have used: its ceiling "
+    f"({cell_metrics.CLIENT_CEILING_CORES:g} core, one Locust process), or less when the host "
+    "had no idle CPU to give it (its own cores + the host's idle cores from /proc/stat, "
+    "half-second by half-second over the load window). `host saturated` marks cells where "
+    "the host had less than "
+    f"{cell_metrics.HOST_SATURATED_IDLE_CORES:g} core idle: every container competed for CPU, "
+    "so no component's limit can be read from the throughput. The numbers behind both are "
+    "in each cell's `metrics.client_limit`."
+)
 
 
 def _from_log(record: Record, key: str) -> str:
@@ -167,6 +190,17 @@ def _stalls(record: Record) -> str:
     return ", ".join(hit) or "none"
 
 
+def _probe_vs_wire(record: Record) -> str:
+    """The agreement column, "k/n (max x)": of the n connections both the probe and the
+    capture timed, k agree within calibration.WIRE_TOLERANCE_MS; x is the largest
+    difference. A delay off the wire by more than that is instrument noise, not the proxy."""
+    joined = _get(record, "probe_vs_wire")
+    if not joined or not joined.get("compared") or "within_tolerance" not in joined:
+        return "-"  # nothing both timed (e.g. the proxy closed first: no wire delay)
+    worst = _ms(joined["abs_diff_ms"]["max"])
+    return f"{joined['within_tolerance']}/{joined['compared']} (max {worst})"
+
+
 def _client_errors(record: Record) -> str:
     """Locust's error texts, shortened to their exception names."""
     seen: dict[str, int] = {}
@@ -178,101 +212,93 @@ def _client_errors(record: Record) -> str:
     return _counts(dict(sorted(seen.items(), key=lambda kv: -kv[1])[:3]))
 
 
-COMMON: list[Column] = [("HAProxy", lambda r: r["version"]["label"])]
-LOAD: list[Column] = [
-    ("req/s", _rps),
-    ("p50", lambda r: _latency(_get(r, "load", "p50_ms"))),
-    ("p99", lambda r: _latency(_get(r, "load", "p99_ms"))),
-    ("failures", _failures),
-]
-PROBE: list[Column] = [
-    ("connections", lambda r: _get(r, "probe", "connections")),
-    ("close delay p50", _probe_delay("p50")),
-    ("p90", _probe_delay("p90")),
-    ("max", _probe_delay("max")),
-    ("wire p50", lambda r: _ms(_get(r, "wire", "delay_ms", "p50"))),
-    ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
-]
+# Every column a scenario's table may name (plan.scenarios.Shows.columns): header and how
+# to read it from a cell record. Headers repeat on purpose ("lasted" twice reads as two).
+AGREE_HEADER = f"probe≈wire ≤{calibration.WIRE_TOLERANCE_MS:g} ms"
+CATALOGUE: dict[str, Column] = {
+    "version": ("HAProxy", lambda r: r["version"]["label"]),
+    "rps": ("req/s", _rps),
+    "latency-p50": ("p50", lambda r: _latency(_get(r, "load", "p50_ms"))),
+    "latency-p99": ("p99", lambda r: _latency(_get(r, "load", "p99_ms"))),
+    "failures": ("failures", _failures),
+    "status": ("status", _status),
+    "flags": ("flags", _flags),
+    "bound": ("", _bound),
+    "connections": ("connections", lambda r: _get(r, "probe", "connections")),
+    "close-delay-p50": ("close delay p50", _probe_delay("p50")),
+    "close-delay-p90": ("p90", _probe_delay("p90")),
+    "close-delay-max": ("max", _probe_delay("max")),
+    "wire-p50": ("wire p50", lambda r: _ms(_get(r, "wire", "delay_ms", "p50"))),
+    "ends": ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
+    # which close delays are within the instrument's noise
+    "agree": (AGREE_HEADER, _probe_vs_wire),
+    "injected": ("injected", lambda r: f"{r['params']['fin_delay_ms']} ms"),
+    "max-probe-wire": (
+        "max |probe-wire|", lambda r: _ms(_get(r, "probe_vs_wire", "abs_diff_ms", "max"))
+    ),
+    "probe-off-wire": (
+        f"probe off wire > {calibration.WIRE_TOLERANCE_MS:g} ms", calibration.off_wire_count
+    ),
+    "target-late": ("target late", calibration.target_late),
+    "calibration-verdict": ("verdict", calibration.verdict),
+    "stalled": (
+        "stalled", lambda r: f"{_get(r, 'probe', 'stalled')}/{_get(r, 'probe', 'connections')}"
+    ),
+    "stalled-chunk-sizes": ("stalled chunk sizes", _stalls),
+    "bytes-min": ("bytes min", lambda r: _get(r, "probe", "bytes", "min")),
+    "time-wait-client": ("TIME-WAIT client", lambda r: _census_peak(r, "client", "TIME-WAIT")),
+    "time-wait-haproxy": ("haproxy", lambda r: _census_peak(r, "haproxy", "TIME-WAIT")),
+    "time-wait-backend": ("backend", lambda r: _census_peak(r, "backend", "TIME-WAIT")),
+    "backend-conn-rate": ("backend conn/s", lambda r: _get(r, "backend", "connections_per_s")),
+    "time-wait-haproxy-out": (
+        "TIME-WAIT haproxy→backend", lambda r: _census_peak(r, "haproxy", "TIME-WAIT", "out")
+    ),
+    # with http-server-close the backend is told to close, so its side keeps them
+    "time-wait-backend-in": (
+        "on the backend", lambda r: _census_peak(r, "backend", "TIME-WAIT", "in")
+    ),
+    "requests-logged": ("requests", lambda r: _get(r, "haproxy", "total")),
+    "tc-p50": ("Tc p50", lambda r: _ms(_get(r, "haproxy", "timers", "Tc", "p50"))),
+    "retries": ("retries", lambda r: _get(r, "haproxy", "retries_total")),
+    "econ": ("econ", lambda r: _sum_servers(r, "econ")),
+    "closed-after": ("closed after", _probe_delay("p50")),
+    "fin-wait-2-in": (
+        "FIN-WAIT-2 (haproxy←client)", lambda r: _census_peak(r, "haproxy", "FIN-WAIT-2", "in")
+    ),
+    "fin-wait-2-in-lasted": (
+        "lasted", lambda r: _census_lasted(r, "haproxy", "FIN-WAIT-2", "in")
+    ),
+    "close-wait-out": (
+        "CLOSE-WAIT (haproxy→backend)", lambda r: _census_peak(r, "haproxy", "CLOSE-WAIT", "out")
+    ),
+    "close-wait-out-lasted": (
+        "lasted ", lambda r: _census_lasted(r, "haproxy", "CLOSE-WAIT", "out")
+    ),
+    # What option nolinger is for: HAProxy's FIN then RST (fin-rst), on the wire.
+    "haproxy-closes-wire": (
+        "haproxy closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "proxy"))
+    ),
+    "client-closes-wire": (
+        "client closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "client"))
+    ),
+    "fault-kind": ("fault", lambda r: r["params"]["fault"]),
+    "fault-at": ("at", lambda r: f"{_get(r, 'fault_at_s')} s" if _get(r, "fault_at_s") else "-"),
+    "client-saw": ("client saw", lambda r: _counts(_get(r, "client_status_codes"))),
+    "client-errors": ("client errors", _client_errors),
+    "proxy-logged": ("proxy logged", _status),
+}  # fmt: skip
 
-COLUMNS: dict[str, list[Column]] = {
-    "smoke": [*COMMON, *LOAD, ("status", _status), ("flags", _flags), ("", _bound)],
-    "calibration": [
-        ("injected", lambda r: f"{r['params']['fin_delay_ms']} ms"),
-        *PROBE,
-        ("max |probe-wire|", lambda r: _ms(_get(r, "probe_vs_wire", "abs_diff_ms", "max"))),
-        (f"probe off wire > {calibration.WIRE_TOLERANCE_MS:g} ms", calibration.off_wire_count),
-        ("target late", calibration.target_late),
-        ("verdict", calibration.verdict),
-    ],
-    "half-close": [*COMMON, *PROBE, ("flags", _flags)],
-    "chunked-stall": [
-        *COMMON,
-        ("stalled", lambda r: f"{_get(r, 'probe', 'stalled')}/{_get(r, 'probe', 'connections')}"),
-        ("stalled chunk sizes", _stalls),
-        ("bytes min", lambda r: _get(r, "probe", "bytes", "min")),
-        ("close delay p50", _probe_delay("p50")),
-        ("max", _probe_delay("max")),
-        ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
-        ("flags", _flags),
-    ],
-    "keepalive-vs-close": [
-        *COMMON,
-        *LOAD,
-        ("TIME-WAIT client", lambda r: _census_peak(r, "client", "TIME-WAIT")),
-        ("haproxy", lambda r: _census_peak(r, "haproxy", "TIME-WAIT")),
-        ("backend", lambda r: _census_peak(r, "backend", "TIME-WAIT")),
-        ("backend conn/s", lambda r: _get(r, "backend", "connections_per_s")),
-        ("", _bound),
-    ],
-    "server-pool": [
-        *COMMON,
-        *LOAD,
-        ("TIME-WAIT haproxy→backend", lambda r: _census_peak(r, "haproxy", "TIME-WAIT", "out")),
-        # with http-server-close the backend is told to close, so its side keeps them
-        ("on the backend", lambda r: _census_peak(r, "backend", "TIME-WAIT", "in")),
-        ("backend conn/s", lambda r: _get(r, "backend", "connections_per_s")),
-        ("", _bound),
-    ],
-    "connect-timeout": [
-        *COMMON,
-        ("requests", lambda r: _get(r, "haproxy", "total")),
-        ("status", _status),
-        ("flags", _flags),
-        ("Tc p50", lambda r: _ms(_get(r, "haproxy", "timers", "Tc", "p50"))),
-        ("retries", lambda r: _get(r, "haproxy", "retries_total")),
-        ("econ", lambda r: _sum_servers(r, "econ")),
-    ],
-    "backend-closes-first": [
-        *COMMON,
-        ("closed after", _probe_delay("p50")),
-        ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
-        ("FIN-WAIT-2 (haproxy←client)", lambda r: _census_peak(r, "haproxy", "FIN-WAIT-2", "in")),
-        ("lasted", lambda r: _census_lasted(r, "haproxy", "FIN-WAIT-2", "in")),
-        ("CLOSE-WAIT (haproxy→backend)", lambda r: _census_peak(r, "haproxy", "CLOSE-WAIT", "out")),
-        ("lasted ", lambda r: _census_lasted(r, "haproxy", "CLOSE-WAIT", "out")),
-        ("flags", _flags),
-    ],
-    "kernel-knobs": [
-        *COMMON,
-        *LOAD,
-        ("TIME-WAIT client", lambda r: _census_peak(r, "client", "TIME-WAIT")),
-        ("haproxy", lambda r: _census_peak(r, "haproxy", "TIME-WAIT")),
-        # What option nolinger is for: HAProxy's FIN then RST (fin-rst), on the wire.
-        ("haproxy closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "proxy"))),
-        ("client closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "client"))),
-        ("", _bound),
-    ],
-    "fault": [
-        *COMMON,
-        ("fault", lambda r: r["params"]["fault"]),
-        ("at", lambda r: f"{_get(r, 'fault_at_s')} s" if _get(r, "fault_at_s") else "-"),
-        *LOAD,
-        ("client saw", lambda r: _counts(_get(r, "client_status_codes"))),
-        ("client errors", _client_errors),
-        ("proxy logged", _status),
-        ("flags", _flags),
-    ],
-}
+
+def shows(name: str) -> scenarios.Shows:
+    """What the report shows of scenario ``name`` (a run recorded with a scenario since
+    removed is shown as smoke is)."""
+    scenario = scenarios.SCENARIOS.get(name) or scenarios.SCENARIOS["smoke"]
+    return scenario.shows
+
+
+def columns(name: str) -> list[Column]:
+    """The columns of scenario ``name``'s table, from the catalogue."""
+    return [CATALOGUE[key] for key in shows(name).columns]
 
 
 def _sum_servers(record: Record, counter: str) -> Any:
@@ -281,7 +307,7 @@ def _sum_servers(record: Record, counter: str) -> Any:
 
 
 def _params(record: Record) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(record["params"].items()))
+    return params_text(record["params"])
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -323,15 +349,11 @@ def _joined(*notes: str | None) -> str | None:
 
 
 # What each scenario is judged on: ("samples", metric, unit) or ("counts", what, hits, total).
-METRIC: dict[str, tuple[str, ...]] = {
-    "half-close": ("samples", "close delay"),
-    "backend-closes-first": ("samples", "close delay"),
-    "chunked-stall": ("counts", "connections stalled"),
-    "connect-timeout": ("counts", "requests answered 5xx"),
-    "smoke": ("samples", "latency"),
-    "keepalive-vs-close": ("samples", "latency"),
-    "server-pool": ("samples", "latency"),
-    "kernel-knobs": ("samples", "latency"),
+# What each scenario is judged on (plan.scenarios.Shows.verdict): (kind, what).
+METRIC: dict[str, tuple[str, str]] = {
+    name: (s.shows.verdict.kind, s.shows.verdict.what)
+    for name, s in scenarios.SCENARIOS.items()
+    if s.shows.verdict is not None
 }
 
 
@@ -383,7 +405,7 @@ def varying(rows: list[Record]) -> list[str]:
 
 
 def _short_params(record: Record, keys: list[str]) -> str:
-    return " ".join(f"{k}={record['params'].get(k)}" for k in keys)
+    return params_text(record["params"], keys)
 
 
 def bypasses_proxy(record: Record) -> bool:
@@ -621,26 +643,66 @@ def _verdict_rows(found: list[Comparison]) -> list[list[Any]]:
 
 
 def _proxy_overhead(records: list[Record]) -> list[str]:
-    """keepalive-vs-close: how much slower through HAProxy than straight to the backend."""
+    """keepalive-vs-close: req/s and mean latency through HAProxy relative to direct to the
+    backend, same client; one line per (version, keep-alive). The comparison measures the
+    proxy only where neither cell's load was limited by the client or by the host's CPU
+    (cell_metrics.client_limit); elsewhere the line says why there is no number."""
     lines = []
     by_key: dict[tuple[str, Any], dict[str, Record]] = defaultdict(dict)
     for r in records:
-        if r["scenario"] == "keepalive-vs-close" and r.get("status") == "ok":
+        if "proxy-overhead" in shows(r["scenario"]).sections and r.get("status") == "ok":
             by_key[(r["version"]["label"], r["params"]["keepalive"])][r["params"]["via"]] = r
     for (label, keepalive), pair in sorted(by_key.items()):
         if {"haproxy", "backend"} <= set(pair):
+            head = f"- {label}, keep-alive {'on' if keepalive else 'off'}: proxy overhead"
+            if why := _overhead_not_measured(pair["haproxy"], pair["backend"]):
+                lines.append(f"{head} not measured: {why}.")
+                continue
             via, direct = pair["haproxy"]["metrics"]["load"], pair["backend"]["metrics"]["load"]
-            rps = 100 * (direct["rps"] - via["rps"]) / direct["rps"] if direct["rps"] else 0
+            rps = 100 * (via["rps"] - direct["rps"]) / direct["rps"] if direct["rps"] else 0
             mean = (
                 100 * (via["mean_ms"] - direct["mean_ms"]) / direct["mean_ms"]
                 if direct["mean_ms"]
                 else 0
             )
             lines.append(
-                f"- {label}, keep-alive {'on' if keepalive else 'off'}: proxy overhead "
-                f"{rps:+.1f} % req/s, {mean:+.1f} % mean latency (through HAProxy vs direct)."
+                f"{head}: {rps:+.1f} % req/s, {mean:+.1f} % mean latency (req/s and mean "
+                "latency through HAProxy relative to direct to the backend, same client; "
+                "neither the client nor the host's CPU was the limit)."
             )
     return lines
+
+
+def _overhead_not_measured(via: Record, direct: Record) -> str | None:
+    """Why the pair's difference is not the proxy's (None when it is): which cell hit the
+    client's limit or a saturated host, with the numbers, or that it is unknown."""
+    reasons: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for where, r in (("through HAProxy", via), ("direct to the backend", direct)):
+        limit = _get(r, "client_limit") or {}
+        bound, saturated = _get(r, "client_bound"), _get(r, "host_saturated")
+        if bound:  # without host data, the share of its ceiling: a lower bound
+            used = limit.get("used_of_could_use", limit.get("used_of_ceiling"))
+            reasons["client"].append((where, f"{used:.2f}"))
+        if saturated:
+            reasons["host"].append((where, f"{limit['host_idle_cores']:.2f}"))
+        if not bound and not saturated and (bound is None or saturated is None):
+            reasons["unknown"].append((where, ""))
+    wording = {
+        "client": ("the client was the limit", "of what it could use"),
+        "host": ("the host's CPU was saturated", "core idle"),
+        "unknown": ("no host CPU recorded, so whether the client or the host was the limit "
+                    "is unknown", ""),
+    }  # fmt: skip
+    parts = []
+    for kind, found in reasons.items():
+        what, unit = wording[kind]
+        if len(found) == 2:
+            numbers = " / ".join(n for _, n in found)
+            parts.append(f"{what} in both cells" + (f" ({numbers} {unit})" if unit else ""))
+        else:
+            [(where, number)] = found
+            parts.append(f"{what} {where}" + (f" ({number} {unit})" if unit else ""))
+    return "; ".join(parts) or None
 
 
 def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:
@@ -725,7 +787,7 @@ def _chunk_table(
     cells = [
         r
         for r in unique_labels(records)
-        if r["scenario"] == "chunked-stall" and r.get("status") == "ok"
+        if "chunk-sizes" in shows(r["scenario"]).sections and r.get("status") == "ok"
     ]
     # One column per version and parameter set (TLS always named), repetitions pooled.
     param_keys = sorted({"tls", *varying(cells)})
@@ -846,17 +908,19 @@ def _no_lingering_states(run_dir: Path, rows: list[Record]) -> str | None:
     )
 
 
+# plan.scenarios.Shows.phenomenon -> the check that says the numbers do not show it
 PHENOMENA: dict[str, Callable[[Path, list[Record]], str | None]] = {
-    "half-close": _late_closes,
-    "chunked-stall": _no_stalls,
-    "connect-timeout": _no_connect_timeouts,
-    "backend-closes-first": _no_lingering_states,
+    "late-closes": _late_closes,
+    "stalls": _no_stalls,
+    "connect-timeouts": _no_connect_timeouts,
+    "lingering-states": _no_lingering_states,
 }
 
 
 def phenomenon_note(run_dir: Path, name: str, rows: list[Record]) -> str | None:
     """A line for a scenario whose measured numbers do not show its field note's phenomenon."""
-    check = PHENOMENA.get(name)
+    phenomenon = shows(name).phenomenon
+    check = PHENOMENA[phenomenon] if phenomenon else None
     ok = [r for r in rows if r.get("status") == "ok"]
     return check(run_dir, ok) if check and ok else None
 
@@ -865,11 +929,13 @@ def phenomenon_note(run_dir: Path, name: str, rows: list[Record]) -> str | None:
 
 
 def columns_for(name: str, run_dir: Path) -> list[Column]:
-    columns = COLUMNS.get(name, COLUMNS["smoke"])
-    if name == "chunked-stall":
+    """The table's columns, the per-size stall column counting every observation of the
+    run (its raw files), not only the cell's record."""
+    found = columns(name)
+    if "stalled-chunk-sizes" in shows(name).columns:
         stalls = _stalls_in(run_dir)
-        columns = [(h, stalls if fn is _stalls else fn) for h, fn in columns]
-    return columns
+        found = [(h, stalls if fn is _stalls else fn) for h, fn in found]
+    return found
 
 
 def cell_tables(
@@ -1003,12 +1069,12 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
             if bypass:
                 lines += [f"**No verdict.** {bypass}", ""]
             lines += [_md_table(table, headers), ""]
-        if name == "chunked-stall":
+        if "chunk-sizes" in shows(name).sections:
             chunks, left_out = _chunk_table(rows, "github", run_dir)
             lines += ["Per chunk size, stalled/total connections over every repetition:", ""]
             lines += [chunks, ""] if chunks else []
             lines += [left_out, ""] if left_out else []
-        if name == "keepalive-vs-close":
+        if "proxy-overhead" in shows(name).sections:
             lines += [*_proxy_overhead(rows), ""]
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
@@ -1031,11 +1097,11 @@ def _load_line(load: Record) -> str:
         return (
             f"Load: Locust open loop, {load['rate']:g} requests/s for {load['duration_s']:g} s "
             "per cell; latency from each request's intended send time (no coordinated "
-            "omission). `client-bound` marks cells whose load generator used ≥ 90 % of a core."
+            f"omission). {LIMIT_NOTE}"
         )
     return (
         f"Load: Locust closed loop, {load['users']} users, {load['duration_s']:g} s per cell. "
-        "`client-bound` marks cells whose load generator used ≥ 90 % of a core."
+        f"{LIMIT_NOTE}"
     )
 
 
@@ -1115,10 +1181,9 @@ def verdict_screen(run_dir: Path) -> str:
 
 def side_by_side(old: Record, new: Record) -> str:
     """A re-run next to the original: the headline numbers of the cell's scenario."""
-    columns = COLUMNS.get(old["scenario"], COLUMNS["smoke"])
     rows = [
         [header, _cell(old, fn), _cell(new, fn)]
-        for header, fn in columns
+        for header, fn in columns(old["scenario"])
         if header not in ("HAProxy", "")
     ]
     title = f"{old['cell']}: {old['version']['label']} · {old['scenario']} · {_params(old)}"

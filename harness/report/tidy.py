@@ -63,9 +63,16 @@ CELL_COLUMNS: dict[str, tuple[str, Callable[[Record], Any]]] = {
     "close_delay_p50_ms": ("close delay p50 (probe), ms", _m("probe", "delay_ms", "p50")),
     "close_delay_max_ms": ("close delay max (probe), ms", _m("probe", "delay_ms", "max")),
     "stalled": ("probe connections that stalled", _m("probe", "stalled")),
+    "probe_wire_compared": ("connections probe and capture both timed",
+                            _m("probe_vs_wire", "compared")),
+    "probe_wire_within_tolerance": ("of those, probe within 2 ms of the wire",
+                                    _m("probe_vs_wire", "within_tolerance")),
+    "probe_wire_max_diff_ms": ("largest |probe - wire|, ms",
+                               _m("probe_vs_wire", "abs_diff_ms", "max")),
     "log_lines": ("HAProxy access-log lines", _m("haproxy", "total")),
     "log_lines_dropped": ("log lines dropped", _m("haproxy_counters", "info", "DroppedLogs")),
     "client_bound": ("the load generator, not HAProxy, set the pace", _m("client_bound")),
+    "host_saturated": ("the host had < 0.1 core idle over the load", _m("host_saturated")),
 }  # fmt: skip
 
 CONNECTION_COLUMNS: dict[str, str] = {

@@ -15,15 +15,12 @@ from typing import Any, Protocol
 
 import yaml
 
+from harness.plan.ports import HTTP_PORT, HTTPS_PORT
 from harness.stack import security
 
 # What a comment line may hold: printable ASCII. Anything else (a newline above all)
 # is replaced, so a comment can never end and let text become YAML.
 _UNSAFE_IN_COMMENT = re.compile(r"[^\x20-\x7e]")
-
-# HAProxy's frontend ports, and the backend's (backends/server.py).
-HTTP_PORT = 8080
-HTTPS_PORT = 8443
 
 
 def comment(text: str) -> str:

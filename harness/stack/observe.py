@@ -1,6 +1,7 @@
 """What the harness reads from a running stack, besides the observers' own files.
 
-- CPU and memory per container (Docker SDK one-shot stats, sampled during the load);
+- CPU and memory per container (Docker SDK one-shot stats, sampled during the load),
+  and the host's own CPU (/proc/stat) at the same instants;
 - HAProxy's counters (``show info`` / ``show stat``) through its stats socket, asked
   from the observer that shares haproxy's network namespace (the HAProxy images have
   no socat, the observer has bash and its /dev/tcp).
@@ -19,15 +20,15 @@ from typing import Any
 
 import docker.errors
 
+from harness.plan.ports import HTTP_PORT, STATS_PORT
 from harness.stack.compose import client
 from harness.stack.project import PROJECT_LABEL, Stack
-
-STATS_PORT = 9999
 
 
 class CpuSampler:
     """Samples each container's CPU time and memory (Docker SDK one-shot stats) every
-    ``interval`` seconds in a background thread, while the load runs.
+    ``interval`` seconds in a background thread, while the load runs, and with each the
+    host's CPU time (``host``: :func:`host_cpu`) when the harness runs on the Docker host.
 
     Usage over the load's own window (Locust's first to last request) then comes from
     the samples, so start-up and tear-down of the load generator do not dilute it.
@@ -55,8 +56,13 @@ class CpuSampler:
         readers = {
             c.labels.get("com.docker.compose.service", c.name): _reader(c) for c in self._containers
         }
+        # /proc/stat is this kernel's: the Docker host's only when the containers' cgroup
+        # files are visible here (not with a remote engine, read through the API).
+        on_host = bool(readers) and not any(r.__name__ == "from_api" for r in readers.values())
         while True:
             sample: dict[str, Any] = {"t": time.time(), "containers": {}}
+            if on_host:
+                sample["host"] = host_cpu()
             for service, read in readers.items():
                 try:
                     sample["containers"][service] = read()
@@ -98,6 +104,29 @@ def _reader(container: Any) -> Callable[[], dict[str, int]]:
     return from_api
 
 
+PROC_STAT = Path("/proc/stat")
+# The aggregate "cpu" line of /proc/stat, in the kernel's order (proc(5)); in USER_HZ ticks.
+# (harness.analyse.resources reads them by these names: which are busy, idle, steal)
+HOST_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def host_cpu(text: str | None = None) -> dict[str, int]:
+    """The host's cumulative CPU time: ``{"user": ticks, ..., "steal": ticks,
+    "online_cpus": n}`` from /proc/stat (or ``text``, its content).
+
+    Ticks are USER_HZ since boot, summed over the online CPUs (proc(5), "cpu" line); the
+    kernel lists one ``cpuN`` line per online CPU. Raises OSError if /proc/stat cannot be
+    read, ValueError if its "cpu" line is missing or short.
+    """
+    lines = (PROC_STAT.read_text() if text is None else text).splitlines()
+    total = next((line.split() for line in lines if line.startswith("cpu ")), None)
+    if total is None or len(total) < len(HOST_FIELDS) + 1:
+        raise ValueError("/proc/stat has no aggregate 'cpu' line with steal time")
+    stat = {name: int(v) for name, v in zip(HOST_FIELDS, total[1:], strict=False)}
+    stat["online_cpus"] = sum(1 for line in lines if line[:3] == "cpu" and line[3:4].isdigit())
+    return stat
+
+
 def haproxy_command(stack: Stack, command: str) -> str:
     """One stats-socket command, answered in full (HAProxy closes after the reply)."""
     script = f'exec 3<>/dev/tcp/127.0.0.1/{STATS_PORT}; echo "{command}" >&3; cat <&3'
@@ -110,7 +139,8 @@ def backend_totals(stack: Stack) -> str | None:
     None when it cannot answer (a fault scenario killed it)."""
     script = (
         "import urllib.request;"
-        "print(urllib.request.urlopen('http://127.0.0.1:8080/_stats', timeout=5).read().decode())"
+        f"print(urllib.request.urlopen('http://127.0.0.1:{HTTP_PORT}/_stats', timeout=5)"
+        ".read().decode())"
     )
     proc = stack.exec("backend", "python3", "-c", script, timeout=30)
     return proc.stdout.decode() if proc.returncode == 0 else None

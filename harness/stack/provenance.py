@@ -6,7 +6,6 @@ network, not the measurement, and may carry credentials).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT
+from harness.plan.versions import file_sha256
 from harness.stack.compose import client, redact
 
 TCP_SYSCTLS = (
@@ -52,7 +52,8 @@ def _command(*argv: str) -> str | None:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """A file's sha256 (hex): the one file hash of the harness (plan.versions')."""
+    return file_sha256(path)
 
 
 def _redacted(value: Any) -> Any:

@@ -22,9 +22,9 @@ import trustme
 
 from harness import ROOT
 from harness.errors import HarnessError, SpecError
+from harness.plan import ports
 from harness.plan.log_format import HTTP_LOG_FORMAT
 from harness.plan.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
-from harness.plan.scenarios import get as get_scenario
 from harness.plan.spec import Cell
 from harness.stack import compose_file
 from harness.stack.compose import client as docker_client
@@ -84,7 +84,7 @@ def check_templates(cells: list[Cell]) -> None:
     stops the run before minutes of image builds, not after."""
     support = {name: f"harness-{name}:latest" for name in SUPPORT_IMAGES}
     for cell in cells:
-        knobs = get_scenario(cell.scenario, cell.id).knobs(cell.params)
+        knobs = cell.knobs
         project = project_name(cell)
         net = Network.for_project(project)
         hx = HaproxyImage(cell.version, "preflight", "", cell.version.expected or "", "")
@@ -188,6 +188,7 @@ def haproxy_cfg(cell: Cell, knobs: Knobs, net: Network) -> str:
         server=f"{getattr(net, service)}:{port}",
         tls=knobs.tls,
         log_format=HTTP_LOG_FORMAT,
+        ports=ports,
     )
 
 

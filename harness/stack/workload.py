@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from harness.plan.ports import HTTP_PORT
 from harness.plan.scenarios import Knobs, Probe
 from harness.plan.spec import Cell
 from harness.stack.project import Stack
@@ -49,7 +50,7 @@ def locust_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
                 "--users", "1", "--spawn-rate", "1", *common]  # fmt: skip
     load = cell.load
     target = net.backend if knobs.load.via == "backend" else net.haproxy
-    host = ["--host", f"http://{target}:8080"]
+    host = ["--host", f"http://{target}:{HTTP_PORT}"]
     if load.mode == "open":
         # One user schedules every request at the fixed rate (LOAD_RATE, set per run);
         # its schedule never ends by itself, so stop it at once when the time is up.

@@ -55,6 +55,19 @@ def test_smoke_cell_measures_real_throughput(harness, spec):
     # Locust's unrounded request time; its own buckets would read whole ms).
     assert_us_latency(harness.newest_run() / cell["cell"], load)
     assert load["latency_count"] == load["requests"]
+    # The host's CPU over the load window, from /proc/stat beside the containers' (issue
+    # 11, point 4): recorded, plausible, and the flags read from it, not left unknown.
+    limit = cell["metrics"]["client_limit"]
+    online = limit["host_online_cpus"]
+    assert 1 <= online <= os.cpu_count()
+    assert 0 < limit["host_busy_cores"] <= online and 0 <= limit["host_idle_cores"] <= online
+    assert limit["host_busy_cores"] + limit["host_idle_cores"] + limit["host_steal_cores"] == (
+        pytest.approx(online, abs=0.01)
+    )
+    # the client ran on this host: its cores are part of the host's busy ones
+    assert 0 < limit["client_cores"] <= limit["host_busy_cores"] + 0.05
+    assert isinstance(cell["metrics"]["client_bound"], bool)
+    assert isinstance(cell["metrics"]["host_saturated"], bool)
     # The table row is printed with the reported version.
     assert f"{SPECS[spec]} (" in proc.stdout and "req/s" in proc.stdout
     assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}

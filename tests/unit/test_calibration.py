@@ -89,3 +89,20 @@ def test_probe_ends_other_than_fin_fail():
     record["metrics"]["probe"]["ends"] = {"fin": 19, "open": 1}
     [problem] = calibration.problems(record)
     assert "expected 20 FIN" in problem
+
+
+def test_each_row_and_problem_names_the_probe_load_it_ran_under():
+    gentle = _record(50, _on_time(50))
+    gentle["params"].update(concurrency=20, stagger_ms=50)
+    busy = _record(50, [*_on_time(50, 17), *[(53.5, 50.1)] * 3])
+    busy["params"].update(concurrency=20, stagger_ms=5)
+    assert calibration.load(busy) == "20 at once, 5 ms apart"
+    assert calibration.problems(gentle) == []
+    [problem] = calibration.problems(busy)
+    assert problem.startswith("d=50 ms, 20 at once, 5 ms apart: probe and wire differ")
+    text = calibration.table([gentle, busy])
+    assert "20 at once, 50 ms apart" in text and "20 at once, 5 ms apart" in text
+
+
+def test_cells_recorded_before_the_load_was_a_parameter_ran_50_ms_apart():
+    assert calibration.load(_record(0, _on_time(0))) == "20 at once, 50 ms apart"

@@ -96,3 +96,24 @@ def test_census_gives_way_to_the_probe_only_where_a_probe_times_closes():
         probe["services"]["client"]["cpu_shares"] == probe["services"]["calibration"]["cpu_shares"]
     )
     assert idle(_compose("smoke")) == set()  # under load an idle-class census would starve
+
+
+def test_the_ports_are_defined_once_and_every_rendered_file_uses_them(monkeypatch):
+    from harness.plan import ports
+
+    # Move every port: a place that still spells 8080/8443/9999 itself would disagree.
+    for name, value in (("HTTP_PORT", 18080), ("HTTPS_PORT", 18443), ("STATS_PORT", 19999)):
+        monkeypatch.setattr(ports, name, value)
+    cell = spec.single("debian:bookworm", "half-close", "20260101T000000Z-t",
+                       params={"tls": "1.3", "variant": "tls-fin-no-notify"}).cells[0]  # fmt: skip
+    net = render.Network.for_project("p")
+    cfg = render.haproxy_cfg(cell, cell.knobs, net)
+    assert "bind :18080\n" in cfg and "bind :18443 ssl" in cfg
+    assert "stats socket ipv4@127.0.0.1:19999 " in cfg
+    # (the backend server line keeps the port its knobs were built with at import)
+    assert not any(old in cfg for old in ("bind :8080", ":8443", ":9999"))
+
+
+def test_a_cells_knobs_are_built_once():
+    cell = _cell()
+    assert cell.knobs is cell.knobs

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.analyse import calibration, wire
+from harness.plan.ports import FRONTEND_PORTS as PORTS
 from harness.report import rebuild
+from harness.report import tables as report
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 
@@ -108,3 +111,48 @@ def test_report_opens_with_the_verdicts(run_dir):
     assert text.index("No significant change: 4 comparisons") < text.index("## chunked-stall")
     index = (run_dir.parent / "index.md").read_text()
     assert "verdicts: 0 regressions, 0 improvements, 0 small changes, 4 no change" in index
+
+
+def _agreeing(folder: Path) -> tuple[int, int, float]:
+    """From the raw files alone: (within tolerance, compared, worst |probe - wire| ms)."""
+    samples = [json.loads(line) for line in (folder / "probe.jsonl").read_text().splitlines()]
+    closes = {c.client_port: c for c in wire.close_delays(folder / "haproxy.pcap", PORTS)}
+    diffs = [
+        abs(s["delay_ms"] - closes[s["src_port"]].delay_ms)
+        for s in samples
+        if s["delay_ms"] is not None and closes[s["src_port"]].delay_ms is not None
+    ]
+    within = sum(d <= calibration.WIRE_TOLERANCE_MS for d in diffs)
+    return within, len(diffs), max(diffs)
+
+
+def test_each_probe_cell_says_how_many_delays_agree_with_the_wire(run_dir):
+    text = (run_dir / "report.md").read_text()
+    header = f"probe≈wire ≤{calibration.WIRE_TOLERANCE_MS:g} ms"
+    assert header in text
+    rows = {r["cell"]: r for r in csv.DictReader((run_dir / "results.csv").open())}
+    seen = []
+    for folder in sorted(p for p in run_dir.iterdir() if (p / "probe.jsonl").exists()):
+        within, compared, worst = _agreeing(folder)
+        seen.append((within, compared))
+        # The recorded cells are the noisy case: 20 chunked readers at once, so the
+        # count must be read, not assumed (each cell has misses, none is all misses).
+        assert 0 < within < compared
+        cell = json.loads((folder / "cell.json").read_text())["metrics"]["probe_vs_wire"]
+        assert (cell["within_tolerance"], cell["compared"]) == (within, compared)
+        assert f"| {within}/{compared} (max {report._ms(worst)}) |" in text
+        row = rows[folder.name]
+        assert int(row["probe_wire_within_tolerance"]) == within
+        assert int(row["probe_wire_compared"]) == compared
+        assert float(row["probe_wire_max_diff_ms"]) == pytest.approx(worst)
+    assert seen == [(23, 49), (28, 49), (23, 49)]
+
+
+def test_agreement_column_is_a_dash_when_nothing_was_timed_on_both_sides():
+    # backend-closes-first: the proxy closes first, so the wire has no close delay
+    record = {"metrics": {"probe_vs_wire": {"compared": 0, "within_tolerance": 0,
+                                            "abs_diff_ms": {"max": None}}}}  # fmt: skip
+    assert report._probe_vs_wire(record) == "-"
+    assert report._probe_vs_wire({"metrics": {}}) == "-"
+    for scenario in ("half-close", "chunked-stall", "backend-closes-first"):
+        assert report.CATALOGUE["agree"] in report.columns(scenario)

@@ -14,6 +14,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
+from harness.analyse import calibration
 from harness.analyse.wire import WireClose, agreement, close_delays, summarise
 
 DATA = Path(__file__).parents[1] / "data" / "wire"
@@ -92,7 +93,7 @@ def test_real_capture_agrees_with_client_clock(name: str) -> None:
     timed = [s for s in samples if s["delay_ms"] is not None]
     assert result["joined"] == len(samples) == len(wire)
     assert (result["probe_only"], result["wire_only"], result["end_mismatch"]) == (0, 0, 0)
-    assert result["compared"] == result["within_2ms"] == len(timed)
+    assert result["compared"] == result["within_tolerance"] == len(timed)
     for row, sample in zip(result["per_connection"], samples, strict=True):
         assert row["src_port"] == sample["src_port"]
         if sample["injected_ms"] is None:
@@ -392,7 +393,8 @@ def test_agreement_counts_and_nearest_rank() -> None:
         "wire_only": 1,
         "compared": 3,
         "abs_diff_ms": {"p50": 1.0, "p90": 3.0, "max": 3.0},
-        "within_2ms": 2,
+        "tolerance_ms": 2.0,
+        "within_tolerance": 2,  # 0.5 and 1.0 ms off; 3.0 ms is not
         "end_mismatch": 1,
     }
     assert result["per_connection"][1] == {
@@ -411,3 +413,16 @@ def test_summary_percentiles_nearest_rank() -> None:
     assert stats == {"count": 100, "min": 1.0, "p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
     empty = summarise([])
     assert empty["connections"] == 0 and empty["delay_ms"]["p50"] is None
+
+
+def test_agreement_counts_a_difference_of_exactly_the_tolerance_as_within() -> None:
+    tol = calibration.WIRE_TOLERANCE_MS
+    wire = [_wc(1, 10.0), _wc(2, 10.0), _wc(3, 10.0)]
+    probe = [
+        {"src_port": 1, "variant": "fin", "delay_ms": 10.0 + tol, "end": "fin"},
+        {"src_port": 2, "variant": "fin", "delay_ms": 10.0 - tol - 0.001, "end": "fin"},
+        {"src_port": 3, "variant": "fin", "delay_ms": 10.0, "end": "fin"},
+    ]
+    result = agreement(probe, wire)
+    assert (result["compared"], result["within_tolerance"]) == (3, 2)
+    assert result["tolerance_ms"] == tol
