@@ -132,15 +132,6 @@ class Observed:
     samples: tuple[float, ...] = ()
     per_cell: tuple[float, ...] = ()
 
-    def merged(self, other: Observed) -> Observed:
-        return Observed(
-            self.cells + other.cells,
-            self.hits + other.hits,
-            self.total + other.total,
-            self.samples + other.samples,
-            self.per_cell + other.per_cell,
-        )
-
 
 @dataclass(frozen=True)
 class Judgement:
@@ -541,9 +532,6 @@ class Step:
 
 class BuildFailed(Exception):
     """The candidate's image could not be built: the step is skipped."""
-
-
-RunRound = Callable[[int, int], list[Record]]  # (candidate index, round) -> records
 
 
 def decide(
