@@ -9,6 +9,7 @@
     report  RUN_DIR                         rebuild report.md from a run folder (no Docker)
     compare RUN_A RUN_B                     run B's cells against run A's, with verdicts (no Docker)
     publish [RESULTS_DIR] [--out DIR]       one static site over every run (no Docker)
+    bisect  --good SPEC --bad SPEC --scenario NAME --signal TEXT   the first bad version or commit
     clean                                   remove anything a harness run left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
 
@@ -40,7 +41,7 @@ from typing import Any
 import docker
 import requests
 
-from harness import ROOT, results, runner
+from harness import ROOT, bisect, results, runner
 from harness.analyse import calibration
 from harness.errors import CellError, HarnessError, ResultsError
 from harness.plan import scenarios, spec, versions
@@ -159,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
         "results_dir", nargs="?", type=Path, help="the runs' folder (default: the results folder)"
     )
     p.add_argument("--out", type=Path, metavar="DIR", help="where the site goes [RESULTS_DIR/site]")
+
+    p = verbs.add_parser("bisect", help="find the first bad release or commit between two")
+    bisect.add_arguments(p)
 
     verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
 
@@ -479,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
             index = site.publish(where, args.out)
             print(f"site: {index} ({len(site.runs(where))} run(s))")
             return 0
+        if args.verb == "bisect":
+            return bisect.command(args)
         if args.verb == "scenarios":
             print(scenarios.describe(args.name))
             return 0

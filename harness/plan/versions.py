@@ -7,12 +7,15 @@ Four kinds, one string each (the CLI's ``--haproxy`` and a matrix's ``versions:`
 - ``source:<version>``         built from the upstream tarball pinned in ``haproxy/catalogue.yaml``
 - ``tarball:<path>@<version>`` built from a user's own tarball (patched, unreleased): "custom"
 - ``image:<ref>``              any image that has ``haproxy`` on its PATH, e.g. ``haproxy:2.6.15``
+- ``git:<path>@<rev>``         built from one commit of a local HAProxy git checkout
+                               (its text holds the resolved commit: ``git:<path>@<sha>``)
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 import tarfile
 from dataclasses import dataclass
 from functools import cache
@@ -29,8 +32,11 @@ from harness.quote import shown
 CATALOGUE_PATH = ROOT / "haproxy" / "catalogue.yaml"
 TARBALL_DIR = ROOT / "haproxy" / "tarballs"
 
-Kind = Literal["debian", "source", "tarball", "image"]
-KINDS: tuple[Kind, ...] = ("debian", "source", "tarball", "image")
+Kind = Literal["debian", "source", "tarball", "image", "git"]
+KINDS: tuple[Kind, ...] = ("debian", "source", "tarball", "image", "git")
+# A revision a user may name: a branch, tag, sha, or one with ~N / ^N. Never starts
+# with '-' (it would be read as an option), no '..' (a range), no '@' (reflog syntax).
+_GIT_REV = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./+~^-]{0,199}")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([-.+~][\w.+~-]*)?$")
 # Docker's reference grammar (distribution/reference): [host[:port]/]path[:tag][@digest].
 # Every component starts with a letter or digit, so no ref can pass for an option
@@ -86,6 +92,7 @@ class VersionSpec:
             "source": "upstream source",
             "tarball": f"custom tarball {Path(self.value).name}",
             "image": f"image {self.value}",
+            "git": f"git commit {self.value.rpartition('@')[2][:12]}",
         }[self.kind]
 
     @property
@@ -96,11 +103,23 @@ class VersionSpec:
             return f"{version} (custom)"
         if self.kind == "source":
             return f"{version} (source)"
+        if self.kind == "git":
+            return f"{version} (git {self.git_commit[:12]})"
         return f"{version} ({self.text})"
 
     @property
     def custom(self) -> bool:
         return self.kind == "tarball"
+
+    @property
+    def git_path(self) -> str:
+        """A git spec's checkout (absolute)."""
+        return self.value.rpartition("@")[0]
+
+    @property
+    def git_commit(self) -> str:
+        """A git spec's commit: 40 hex digits, resolved when the spec was parsed."""
+        return self.value.rpartition("@")[2]
 
     def tarball_digest(self) -> str:
         """sha256 of a custom tarball: part of the image tag, so two patches never collide."""
@@ -113,7 +132,7 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
     if not sep or kind not in KINDS or not value:
         raise SpecError(
             f"{where}: {shown(text)} is not a version spec. Write one of debian:<release>, "
-            "source:<version>, tarball:<path>@<version> or image:<ref> "
+            "source:<version>, tarball:<path>@<version>, image:<ref> or git:<path>@<rev> "
             "(e.g. debian:bookworm, source:2.6.15, image:haproxy:2.6.15)."
         )
     cat = catalogue()
@@ -159,8 +178,63 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
             )
         _check_source_tarball(resolved, version, where)
         return VersionSpec("tarball", str(resolved), version)
+    if kind == "git":
+        return _parse_git(value, where)
     check_image_ref(value, where)
     return VersionSpec("image", value, _version_in_tag(value))
+
+
+def git(path: str | Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``git -C path args...`` as an argument list (no shell), with nothing of the
+    checkout's own configuration that runs a program (fsmonitor, hooks) and no
+    terminal prompt. Raises SpecError when it fails and ``check``."""
+    proc = subprocess.run(
+        ["git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+         "-C", str(path), *args],
+        capture_output=True, text=True, check=False, timeout=300,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
+             "GIT_CONFIG_NOSYSTEM": "1"},
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise SpecError(f"git {' '.join(args[:2])} in {path}: {proc.stderr.strip()[:300]}")
+    return proc
+
+
+def _parse_git(value: str, where: str) -> VersionSpec:
+    """``<path>@<rev>``: a local checkout and a revision in it, resolved to its commit
+    (``git rev-parse --verify --end-of-options <rev>^{commit}``). The version promised
+    is the commit's VERSION file (as in release tarballs), else its nearest ``v*`` tag."""
+    path, at, rev = value.rpartition("@")
+    form = (
+        "Write git:<path>@<rev>, <path> a local HAProxy git checkout and <rev> a commit, "
+        "branch or tag in it, e.g. git:./haproxy@v2.6.12 or git:/src/haproxy@HEAD~3."
+    )
+    if not at or not path or not _GIT_REV.fullmatch(rev) or ".." in rev:
+        raise SpecError(f"{where}: {shown('git:' + value)} is not a git spec. {form}")
+    if any(ord(c) < 32 for c in path):
+        raise SpecError(f"{where}: the path {shown(path)} holds a control character. {form}")
+    resolved = Path(path).expanduser().resolve()
+    if not (resolved / ".git").exists():
+        raise SpecError(
+            f"{where}: {shown(path)} is not a git checkout (no .git in {resolved}). {form}"
+        )
+    found = git(resolved, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                f"{rev}^{{commit}}", check=False)  # fmt: skip
+    sha = found.stdout.strip()
+    if found.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}", sha):
+        raise SpecError(f"{where}: no commit {shown(rev)} in {resolved}. {form}")
+    return VersionSpec("git", f"{resolved}@{sha}", git_version(resolved, sha))
+
+
+def git_version(path: Path, sha: str) -> str | None:
+    """The HAProxy version of a commit: its VERSION file, else ``git describe``'s tag."""
+    shown_file = git(path, "show", f"{sha}:VERSION", check=False)
+    text = shown_file.stdout.strip() if shown_file.returncode == 0 else ""
+    if not _VERSION.match(text):
+        tag = git(path, "describe", "--tags", "--match", "v*", "--abbrev=0", sha, check=False)
+        text = tag.stdout.strip().removeprefix("v") if tag.returncode == 0 else ""
+    match = re.match(r"\d+\.\d+(?:\.\d+)?(?:-dev\d+)?", text)
+    return match.group(0) if match else None
 
 
 def check_image_ref(ref: str, where: str) -> None:

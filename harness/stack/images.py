@@ -30,7 +30,14 @@ import docker.errors
 
 from harness import ROOT
 from harness.errors import CellError, ImageError
-from harness.plan.versions import TARBALL_DIR, VersionSpec, catalogue, check_reported, file_sha256
+from harness.plan.versions import (
+    TARBALL_DIR,
+    VersionSpec,
+    catalogue,
+    check_reported,
+    file_sha256,
+    git,
+)
 from harness.stack import security
 from harness.stack.compose import CommandLog, Compose, client, redact
 
@@ -283,16 +290,29 @@ def haproxy_tag(spec: VersionSpec) -> str:
         return f"harness-haproxy:{spec.value}-source"
     if spec.kind == "tarball":
         return f"harness-haproxy:{spec.expected}-custom-{spec.tarball_digest()[:12]}"
+    if spec.kind == "git":
+        return f"harness-haproxy:{spec.expected or 'unknown'}-git-{spec.git_commit[:12]}"
     return spec.value
+
+
+# Debian suites that move (haproxy/debian-suite/Dockerfile): the base they are built on,
+# the package taken from the suite itself. debootstrap cannot start from experimental.
+DEBIAN_BASE_OF = {"sid": "sid", "experimental": "sid"}
 
 
 def haproxy_image(spec: VersionSpec, log: CommandLog, progress: Progress = _quiet) -> HaproxyImage:
     tag = haproxy_tag(spec)
     if spec.kind == "debian":
-        base = ensure_base(spec.value, log, progress)
-        build(tag, ROOT / "haproxy" / "debian", log, args={"BASE_IMAGE": base}, progress=progress)
+        base = ensure_base(DEBIAN_BASE_OF.get(spec.value, spec.value), log, progress)
+        if spec.value in DEBIAN_BASE_OF:
+            context, args = ROOT / "haproxy" / "debian-suite", {"SUITE": spec.value}
+        else:
+            context, args = ROOT / "haproxy" / "debian", {}
+        build(tag, context, log, args={"BASE_IMAGE": base, **args}, progress=progress)
     elif spec.kind in ("source", "tarball"):
         _build_from_tarball(spec, tag, log, progress)
+    elif spec.kind == "git":
+        _build_from_git(spec, tag, log, progress)
     elif not _image_id(tag):
         progress(f"pulling {tag} (at most {PULL_TIMEOUT_S} s)")
         why = _pull(tag, log)
@@ -357,6 +377,32 @@ def _build_from_tarball(spec: VersionSpec, tag: str, log: CommandLog, progress: 
         shutil.copyfile(tarball, staged)
     base = ensure_base("bookworm", log, progress)
     build(tag, context, log, args={"BASE_IMAGE": base}, progress=progress)
+
+
+def _build_from_git(spec: VersionSpec, tag: str, log: CommandLog, progress: Progress) -> None:
+    """One commit of a checkout: ``git archive`` of it staged with haproxy/git/Dockerfile
+    (a shared ccache), built with its version, ``-g<sha>`` and commit date as the
+    version line's parts. Raises ImageError when the archive or the build fails."""
+    sha = spec.git_commit
+    context = BUILD_DIR / "haproxy-git" / tag.split(":", 1)[1]
+    context.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "haproxy" / "git" / "Dockerfile", context / "Dockerfile")
+    staged = context / "haproxy.tar.gz"
+    if not staged.exists():
+        archived = git(spec.git_path, "archive", "--format=tar.gz", "--prefix=haproxy/",
+                       "-o", str(staged.with_suffix(".part")), sha, check=False)  # fmt: skip
+        if archived.returncode != 0:
+            raise ImageError(f"{spec.text}: git archive failed: {archived.stderr.strip()[:300]}")
+        staged.with_suffix(".part").rename(staged)
+    # %cs: the committer date, YYYY-MM-DD; HAProxy writes YYYY/MM/DD
+    date = git(spec.git_path, "log", "-1", "--format=%cs", sha).stdout.strip().replace("-", "/")
+    args = {
+        "BASE_IMAGE": ensure_base("bookworm", log, progress),
+        "HAPROXY_VERSION": spec.expected or "0.0.0",
+        "HAPROXY_SUBVERS": f"-g{sha[:8]}",
+        "HAPROXY_VERDATE": date if len(date) == 10 else "",
+    }
+    build(tag, context, log, args=args, progress=progress)
 
 
 def obtain_tarball(version: str, progress: Progress = _quiet) -> Path:

@@ -89,10 +89,10 @@ def test_expands_versions_grid_and_repetitions(tmp_path):
         (
             """
             name: t
-            versions: [debian:bookworm, debian:sid]
+            versions: [debian:bookworm, debian:buster]
             scenarios: [{name: smoke}]
             """,
-            r"versions\[1\]: unknown Debian release 'sid'",
+            r"versions\[1\]: unknown Debian release 'buster'",
         ),
         (
             """

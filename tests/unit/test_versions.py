@@ -77,7 +77,13 @@ def test_catalogue_pins_the_published_sha256():
     cat = versions.catalogue()
     assert cat.sources["2.6.15"].sha256.startswith("41f8e1695e92")
     assert cat.sources["2.6.17"].sha256.startswith("be48ee8ff912")
-    assert cat.debian == {"bullseye": "2.2.9", "bookworm": "2.6.12", "trixie": "3.0.11"}
+    assert cat.debian == {
+        "bullseye": "2.2.9",
+        "bookworm": "2.6.12",
+        "trixie": "3.0.11",
+        "sid": "3.2.26",
+        "experimental": "3.4.7",
+    }
     for version, entry in cat.sources.items():
         assert entry.urls[0] == (
             f"https://www.haproxy.org/download/{'.'.join(version.split('.')[:2])}"
