@@ -183,6 +183,13 @@ def _plan_options(p: argparse.ArgumentParser, params: bool) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="list the cells it would run; start nothing"
     )
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="DIR",
+        help="with --dry-run: also write each cell's rendered haproxy.cfg and compose.yaml "
+        "to DIR/<cell>/ (image names are stand-ins)",
+    )
 
 
 def _json_option(p: argparse.ArgumentParser) -> None:
@@ -231,13 +238,20 @@ def _run_id(args: argparse.Namespace, name: str) -> str:
     return results.new_run_id(name)
 
 
-def _dry_run(plan: spec.Plan, as_json: bool = False) -> int:
-    """The plan on the terminal: every cell, what it varies, and the load it would run."""
+def _dry_run(plan: spec.Plan, as_json: bool = False, into: Path | None = None) -> int:
+    """The plan on the terminal: every cell, what it varies, and the load it would run;
+    ``into``: a folder for each cell's rendered files (``--render DIR``)."""
     from tabulate import tabulate
 
     from harness.stack import render
 
-    render.check_templates(plan.cells)  # what would stop the run before its first cell
+    # what would stop the run before its first cell
+    rendered = render.check_templates(plan.cells)
+    if into is not None:
+        for cell_id, (cfg, compose) in rendered.items():
+            results.write_text(into / cell_id / "haproxy.cfg", cfg)
+            results.write_text(into / cell_id / "compose.yaml", compose)
+        print(f"rendered files of {len(rendered)} cell(s) in {into}", file=sys.stderr)
     if as_json:
         cells = [
             {
@@ -263,7 +277,7 @@ def _dry_run(plan: spec.Plan, as_json: bool = False) -> int:
         f"\n{len(plan.cells)} cell(s) on {len(plan.versions)} version(s); at most about "
         f"{bound / 60:.0f} min: each cell's load bound and drain plus {runner.CELL_OVERHEAD_S:g} s"
         " around them (probe cells usually end well before their bound), besides image "
-        "builds. --dry-run: nothing was started or written.",
+        "builds. --dry-run: nothing was started.",
         file=sys.stderr,
     )
     return 0
@@ -362,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.results is not None:
             results.use_results_dir(args.results)
+        if getattr(args, "render", None) is not None and not args.dry_run:
+            raise HarnessError("--render DIR goes with --dry-run: a real run renders into "
+                               "its own run folder.")  # fmt: skip
         if getattr(args, "dry_run", False):
             pass  # nothing is written: no check of the results folder
         elif args.verb in ("run", "matrix", "reproduce", "calibrate"):
@@ -383,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             plan = spec.single(args.haproxy, args.scenario, _run_id(args, args.scenario), load,
                                params)  # fmt: skip
             if args.dry_run:
-                return _dry_run(plan, args.json)
+                return _dry_run(plan, args.json, args.render)
             return _run_plan(plan, as_json=args.json)
         if args.verb == "matrix":
             if args.resume:
@@ -403,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             plan = spec.load(args.file, _run_id(args, args.file.stem), only)
             if args.dry_run:
-                return _dry_run(plan, args.json)
+                return _dry_run(plan, args.json, args.render)
             return _run_plan(plan, fail_on=args.fail_on, as_json=args.json)
         if args.verb == "reproduce":
             params = spec.param_options(args.param, for_scenarios=(args.scenario,))
@@ -420,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                 where="the command line (--a, --b, --scenario, --param)",
             )
             if args.dry_run:
-                return _dry_run(plan, args.json)
+                return _dry_run(plan, args.json, args.render)
             run_dir = results.RESULTS_DIR / plan.cells[0].run_id
             with results.locked(run_dir), results.writing(run_dir):
                 _rebuild(run_dir, runner.execute(plan, run_dir, Progress()))

@@ -785,7 +785,21 @@ def describe(name: str | None = None) -> str:
         lines = [f"{s.name:{width}}  {s.summary}" for s in SCENARIOS.values()]
         return "\n".join([*lines, "", "python -m harness scenarios NAME: its parameters"])
     scenario = get(name, "scenarios")
-    lines = [scenario.name, f"  {scenario.summary}", f"  field note: {scenario.field_note}", ""]
+    shows = scenario.shows
+    kinds = {"samples": "Mann-Whitney U on every sample", "counts": "Fisher's exact test"}
+    judged = (
+        f"{shows.verdict.what} ({kinds[shows.verdict.kind]})"
+        if shows.verdict
+        else "no version-against-version verdict"
+    )
+    lines = [
+        scenario.name,
+        f"  {scenario.summary}",
+        f"  field note: {scenario.field_note}",
+        f"  reports: {', '.join(shows.columns)}",
+        f"  versions compared on: {judged}",
+        "",
+    ]
     for key, default in scenario.defaults.items():
         allowed = allowed_form(scenario.params, key).removeprefix("Allowed: ")
         shown = str(default).lower() if isinstance(default, bool) else repr(default)

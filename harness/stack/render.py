@@ -79,17 +79,23 @@ def preflight(cells: list[Cell]) -> None:
     check_subnets(cells)
 
 
-def check_templates(cells: list[Cell]) -> None:
+def check_templates(cells: list[Cell]) -> dict[str, tuple[str, str]]:
     """Render each cell's files once with stand-in image names, so a broken template
-    stops the run before minutes of image builds, not after."""
+    stops the run before minutes of image builds, not after. Returns cell id ->
+    (haproxy.cfg, compose.yaml) as rendered (``--dry-run DIR`` writes them)."""
     support = {name: f"harness-{name}:latest" for name in SUPPORT_IMAGES}
+    rendered = {}
     for cell in cells:
         knobs = cell.knobs
         project = project_name(cell)
         net = Network.for_project(project)
         hx = HaproxyImage(cell.version, "preflight", "", cell.version.expected or "", "")
-        haproxy_cfg(cell, knobs, net)
-        compose_yaml(cell, knobs, net, ImageSet({cell.version.text: hx}, support), hx, project, [])
+        images = ImageSet({cell.version.text: hx}, support)
+        rendered[cell.id] = (
+            haproxy_cfg(cell, knobs, net),
+            compose_yaml(cell, knobs, net, images, hx, project, []),
+        )
+    return rendered
 
 
 def check_subnets(cells: Iterable[Cell]) -> None:

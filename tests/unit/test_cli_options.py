@@ -31,7 +31,7 @@ def test_dry_run_lists_the_cells_and_starts_and_writes_nothing(results_dir, caps
     assert f"{len(plan.cells)} cell(s) on 3 version(s)" in err
     for cell in plan.cells:  # every cell, by the id a real run would give it
         assert cell.id.split("-", 1)[1] in out
-    assert "nothing was started or written" in err
+    assert "nothing was started" in err
     assert _made(results_dir) == []
 
 
@@ -236,3 +236,17 @@ def test_eta_weighs_the_cells_left_by_their_bounds(monkeypatch):
     shown.start(2, {quick.id: 10.0, slow.id: 100.0})
     shown.done = 1  # as cell_end counts it before asking
     assert shown.eta_s(quick) == pytest.approx(100.0)
+
+
+def test_dry_run_can_write_the_rendered_files(results_dir, tmp_path, capsys):
+    into = tmp_path / "rendered"
+    argv = ["matrix", str(DEFAULT), "--dry-run", "--render", str(into), "--scenario", "half-close"]
+    assert cli.main(argv) == 0
+    cells = sorted(p.name for p in into.iterdir())
+    assert len(cells) == 6 and all((into / c / "haproxy.cfg").is_file() for c in cells)
+    cfg = (into / cells[0] / "haproxy.cfg").read_text()
+    assert "timeout client" in cfg and cells[0] in cfg
+    assert "services:" in (into / cells[0] / "compose.yaml").read_text()
+    assert _made(results_dir) == []  # still no run folder
+    assert cli.main(["matrix", str(DEFAULT), "--render", str(into)]) == 2  # not without --dry-run
+    assert "--render DIR goes with --dry-run" in capsys.readouterr().err

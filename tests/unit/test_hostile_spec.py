@@ -241,5 +241,8 @@ def test_scenarios_verb_lists_every_parameter_with_its_allowed_form() -> None:
     assert "port_range (default ''): '' (the kernel's default) or two ports" in one.stdout
     assert "nolinger (default false): true or false" in one.stdout
     assert "tw_reuse (default 2): one of 0, 1, 2" in one.stdout
+    # what the scenario reports, and what versions are compared on
+    assert "reports: version, rps, latency-p50" in one.stdout
+    assert "versions compared on: latency (Mann-Whitney U on every sample)" in one.stdout
     unknown = cli("smokey")
     assert unknown.returncode == 2 and "unknown scenario 'smokey'" in unknown.stderr
