@@ -436,7 +436,10 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
     else:
         manifest = _manifest(plan, run_dir, image_set)
     results.write_json(run_dir / "run.json", manifest)
-    progress.start(len(prepared), {item.cell.id: bound_s(item) for item in prepared})
+    progress.start(
+        len(prepared),
+        {item.cell.id: (type(item.knobs.load).__name__, bound_s(item)) for item in prepared},
+    )
     for item in prepared:
         progress.cell_start(item.cell)
         t0 = time.monotonic()
