@@ -1,8 +1,11 @@
-"""The chunked-stall trigger is deterministic: on Debian's 2.6.12 a stalling chunk size
-stalls (nearly) every connection and its control size none; 2.2.9 never stalls.
+"""The chunked-stall trigger: on Debian's 2.6.12 a stalling chunk size stalls most of its
+connections and its control size none; 2.2.9 never stalls.
 
 One small cell per version, the scenario's defaults but for two sizes: 32 (stalls on
-2.6.12 with tune.bufsize 16384) and 31 (never does).
+2.6.12 with tune.bufsize 16384) and 31 (never does), 20 connections each. A stalling
+size stalls 10 of 10 in most runs, but not always: fresh clones have shown 8 of 10, and
+5 of 10 with a CPU hog on one core (the connections that got through were the first to
+start). So the bound here is 14 of 20, where the verdict is a regression at p < 0.001.
 """
 
 import json
@@ -18,7 +21,7 @@ MATRIX = textwrap.dedent(
     baseline: debian:bullseye
     scenarios:
       - name: chunked-stall
-        params: {chunk_sizes: [31, 32], per_size: 10}
+        params: {chunk_sizes: [31, 32], per_size: 20}
     """
 )
 
@@ -44,10 +47,10 @@ def test_a_stalling_size_stalls_on_2_6_12_and_its_control_never(harness, tmp_pat
     assert set(cells) == {"2.2.9", "2.6.12"}
     assert all(c["status"] == "ok" for c in cells.values())
     counts = {v: per_size(run_dir / c["cell"]) for v, c in cells.items()}
-    assert counts["2.2.9"] == {31: (0, 10), 32: (0, 10)}, counts
-    assert counts["2.6.12"][31] == (0, 10), counts
+    assert counts["2.2.9"] == {31: (0, 20), 32: (0, 20)}, counts
+    assert counts["2.6.12"][31] == (0, 20), counts
     hit, total = counts["2.6.12"][32]
-    assert total == 10 and hit >= 9, counts  # >= 90 % of its connections
+    assert total == 20 and hit >= 14, counts  # >= 70 % of its connections
     # every stall is HAProxy waiting for timeout server, logged sD--
     probe = cells["2.6.12"]["metrics"]["probe"]
     assert probe["stalled"] == hit
