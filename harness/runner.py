@@ -36,7 +36,12 @@ from harness.stack import checks, images, observe, provenance, ready, render, wo
 from harness.stack.compose import CommandLog
 from harness.stack.compose import client as docker_engine
 from harness.stack.images import ImageSet
-from harness.stack.project import Stack, remove_leftovers, signals_held
+from harness.stack.project import (
+    Stack,
+    remove_leftovers,
+    remove_leftovers_settled,
+    signals_held,
+)
 
 COMPLETE = ("ok", "failed")  # a resume leaves these cells as they are
 
@@ -60,7 +65,7 @@ def prepare(
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
     with results.writing(run_dir):  # images.log is in the run folder too
-        image_set = images.ensure_images(plan.versions, log, progress.step)
+        image_set = images.ensure_images(plan.versions, log, progress.step, run=run_dir.name)
         render.write_certs(run_dir)
     prepared = []
     for cell in cells:
@@ -406,7 +411,7 @@ def execute(
         # Cells tear their own stacks down; this catches what a signal can cut short
         # elsewhere, e.g. a `docker run --rm` config check during prepare.
         with signals_held(f"cleaning up {run_dir.name}"):
-            remove_leftovers(None, CommandLog(run_dir / "images.log"), run=run_dir.name)
+            remove_leftovers_settled(CommandLog(run_dir / "images.log"), run_dir.name)
         raise
     except ResultsError:  # a config check's `docker run --rm` may still be going away
         with suppress(OSError):  # its log line may not fit either

@@ -300,7 +300,11 @@ def haproxy_tag(spec: VersionSpec) -> str:
 DEBIAN_BASE_OF = {"sid": "sid", "experimental": "sid"}
 
 
-def haproxy_image(spec: VersionSpec, log: CommandLog, progress: Progress = _quiet) -> HaproxyImage:
+def haproxy_image(
+    spec: VersionSpec, log: CommandLog, progress: Progress = _quiet, run: str | None = None
+) -> HaproxyImage:
+    """Build (or find) the image of ``spec`` and ask it ``haproxy -vv``; ``run`` labels
+    that one-shot container, so an interrupted run's cleanup finds it too."""
     tag = haproxy_tag(spec)
     if spec.kind == "debian":
         base = ensure_base(DEBIAN_BASE_OF.get(spec.value, spec.value), log, progress)
@@ -321,7 +325,7 @@ def haproxy_image(spec: VersionSpec, log: CommandLog, progress: Progress = _quie
                 f"{spec.text}: image {tag} is not present and cannot be pulled ({why}). "
                 "Pull or load it first ('docker load -i ...'), or use a debian:/source: spec."
             )
-    vv = _haproxy_vv(tag, log)
+    vv = _haproxy_vv(tag, log, run)
     return HaproxyImage(spec, tag, _image_id(tag) or "", check_reported(spec, vv), vv)
 
 
@@ -337,7 +341,10 @@ def _pull(ref: str, log: CommandLog) -> str | None:
     return pulled.stderr.decode(errors="replace").strip()[:300] or f"exit {pulled.returncode}"
 
 
-def _haproxy_vv(tag: str, log: CommandLog) -> str:
+def _haproxy_vv(tag: str, log: CommandLog, run: str | None = None) -> str:
+    # A signal can leave this container created but never started (`--rm` never applies
+    # then): the run label lets the run's cleanup find it.
+    labels = ["--label", f"harness.run={run}"] if run else []
     proc = log.run(
         [
             "docker",
@@ -345,6 +352,7 @@ def _haproxy_vv(tag: str, log: CommandLog) -> str:
             "--rm",
             "--label",
             "harness=1",
+            *labels,
             "--network",
             "none",
             # as in a cell: an image without the user fails here, before any stack
@@ -443,12 +451,17 @@ def _verify(path: Path, sha256: str, what: str) -> None:
 
 
 def ensure_images(
-    specs: Iterable[VersionSpec], log: CommandLog, progress: Progress = _quiet
+    specs: Iterable[VersionSpec],
+    log: CommandLog,
+    progress: Progress = _quiet,
+    run: str | None = None,
 ) -> ImageSet:
+    """The support images and one image per version spec; ``run``: the run they are for
+    (labels the one-shot containers that check them)."""
     support = support_images(log, progress)
     haproxy = {}
     for spec in specs:
         if spec.text not in haproxy:
-            hx = haproxy[spec.text] = haproxy_image(spec, log, progress)
+            hx = haproxy[spec.text] = haproxy_image(spec, log, progress, run)
             progress(f"{spec.text}: {hx.tag} reports HAProxy {hx.version}")
     return ImageSet(haproxy, support)

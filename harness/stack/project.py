@@ -256,6 +256,25 @@ def remove_leftovers(
     return names
 
 
+def remove_leftovers_settled(
+    log: CommandLog, run: str, settle_s: float = 3.0
+) -> dict[str, list[str]]:
+    """:func:`remove_leftovers` of a run, repeated until nothing labelled with it has
+    appeared for ``settle_s`` seconds. A signal can kill a `docker run` client after it
+    asked the daemon to create a container but before the daemon did: the container then
+    appears after a first sweep, in state "created", and `--rm` never applies to it."""
+    removed: dict[str, list[str]] = {"containers": [], "networks": [], "volumes": []}
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < settle_s:
+        found = remove_leftovers(None, log, run=run)
+        if any(found.values()):
+            quiet_since = time.monotonic()
+            for kind, names in found.items():
+                removed[kind] += names
+        time.sleep(0.25)
+    return removed
+
+
 def interrupt_on_signals() -> None:
     """SIGINT and SIGTERM raise Interrupted, so ``with Stack`` tears down on either."""
 
