@@ -17,7 +17,6 @@ recomputes a run's numbers from its raw files).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,14 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import matplotlib
-
-matplotlib.use("Agg")
-
 from matplotlib.figure import Figure
 
 from harness import results
-from harness.analyse.compare import VERDICT_ORDER, Comparison
+from harness.analyse.compare import VERDICT_ORDER, Comparison, format_number
 from harness.analyse.distribution import median
 from harness.errors import HarnessError
 from harness.report import plots
@@ -99,13 +94,10 @@ class Group:
         out = []
         for label, seen in sorted(self.values.items()):
             numbers = [v for _, v in seen]
+            spread = (median(numbers), min(numbers), max(numbers))
             out.append([label, len({r for r, _ in seen}), len(numbers),
-                        _fmt(median(numbers)), _fmt(min(numbers)), _fmt(max(numbers))])  # fmt: skip
+                        *map(format_number, spread)])  # fmt: skip
         return out
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def runs(results_dir: Path) -> list[Path]:
@@ -176,8 +168,8 @@ def _ordered(found: list[Comparison]) -> list[Comparison]:
 def strip_plot(group: Group) -> str:
     """One point per cell, per version; inline SVG (deterministic ids)."""
     labels = sorted(group.values)
-    tag = f"pub-{group.key}"
-    with matplotlib.rc_context({"svg.hashsalt": tag, "svg.id": tag, "font.size": 8}):
+    # the report's own deterministic, compact inline-SVG writer
+    with plots._style(f"pub-{group.key}"):
         fig = Figure(figsize=(max(3.0, 1.1 * len(labels) + 1), 2.4))
         ax = fig.add_subplot()
         for i, label in enumerate(labels):
@@ -187,11 +179,7 @@ def strip_plot(group: Group) -> str:
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
         ax.set_ylabel(group.headline.name)
         ax.set_ylim(bottom=0)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
-                    bbox_inches="tight")  # fmt: skip
-    text = buf.getvalue()
-    return text[text.index("<svg") :]
+        return plots._svg(fig)
 
 
 def _environment() -> jinja2.Environment:

@@ -150,16 +150,18 @@ def _backend(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
         # /dev/tcp, not a python3 per check as the image's own HEALTHCHECK. A GET /health,
         # not a bare connect: only a connection that asks for /health is not counted as
         # traffic by the backend (backends/server.py).
-        "healthcheck": {
-            "test": ["CMD", "bash", "-c", _HEALTH_GET.format(port=HTTP_PORT)],
-            "interval": "1s",
-            "timeout": "2s",
-            "retries": 30,
-        },
+        "healthcheck": _healthcheck(_HEALTH_GET.format(port=HTTP_PORT)),
     }
     _with_sysctls(service, spec.sysctls.get("backend", {}))
     service["networks"] = _network(spec.net.backend)
     return service
+
+
+def _healthcheck(script: str) -> dict[str, Any]:
+    """A bash health check, every second, for a by-hand `up --wait`: the harness itself
+    waits on the census files (harness/stack/ready.py)."""
+    return {"test": ["CMD", "bash", "-c", script], "interval": "1s", "timeout": "2s",
+            "retries": 30}  # fmt: skip
 
 
 def _haproxy(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
@@ -182,12 +184,7 @@ def _haproxy(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
         # As PID 1, haproxy would ignore SIGTERM and every teardown would wait for the kill.
         "init": True,
         "volumes": volumes,
-        "healthcheck": {
-            "test": ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{HTTP_PORT}"],
-            "interval": "1s",
-            "timeout": "2s",
-            "retries": 30,
-        },
+        "healthcheck": _healthcheck(f"exec 3<>/dev/tcp/127.0.0.1/{HTTP_PORT}"),
         # No depends_on the backend: the server line has a fixed address and no `check`,
         # so both start at once; the harness waits until both listen (harness/stack/ready.py).
     }
