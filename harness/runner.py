@@ -377,14 +377,9 @@ def cell_deadline(seconds: float) -> Iterator[None]:
 CELL_OVERHEAD_S = 4.0
 
 
-def bound_s(item: Prepared) -> float:
-    """What a cell is expected to take at most, in seconds: its load's bound plus the
-    set-up and tear-down around it (the ETA's weight of the cell)."""
-    return cell_bound_s(item.cell)
-
-
 def cell_bound_s(cell: Cell) -> float:
-    """:func:`bound_s` of a planned cell."""
+    """What a cell is expected to take at most, in seconds: its load's bound and drain
+    plus the set-up and tear-down around it (the ETA's weight of the cell)."""
     return workload.run_time_s(cell, cell.knobs) + cell.knobs.drain_s + CELL_OVERHEAD_S
 
 
@@ -443,7 +438,10 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
     results.write_json(run_dir / "run.json", manifest)
     progress.start(
         len(prepared),
-        {item.cell.id: (type(item.knobs.load).__name__, bound_s(item)) for item in prepared},
+        {
+            item.cell.id: (type(item.knobs.load).__name__, cell_bound_s(item.cell))
+            for item in prepared
+        },
     )
     for item in prepared:
         progress.cell_start(item.cell)

@@ -24,6 +24,7 @@ from typing import Any
 from harness import results
 from harness.analyse import cell_metrics
 from harness.analyse.compare import Comparison, Thresholds
+from harness.plan.spec import params_text
 from harness.report import tables as report
 
 Record = dict[str, Any]
@@ -55,9 +56,9 @@ def _key(record: Record) -> Key:
     return record["version"]["spec"], record["scenario"], params
 
 
-def _describe(key: Key, label: str) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in json.loads(key[2]).items()) or "defaults"
-    return f"{label} · {key[1]} · {params}"
+def _describe(record: Record) -> str:
+    params = params_text(record.get("params", {})) or "defaults"
+    return f"{record['version']['label']} · {record['scenario']} · {params}"
 
 
 def _cells(run_dir: Path) -> list[Record]:
@@ -119,9 +120,8 @@ def compare(run_a: Path, run_b: Path) -> RunComparison:
         for record in _cells(run_dir):
             by_key[side][_key(record)].append(record)
 
-    labels = {k: rs[0]["version"]["label"] for side in by_key.values() for k, rs in side.items()}
-    only_a = [_describe(k, labels[k]) for k in sorted(by_key["A"].keys() - by_key["B"].keys())]
-    only_b = [_describe(k, labels[k]) for k in sorted(by_key["B"].keys() - by_key["A"].keys())]
+    only_a = [_describe(by_key["A"][k][0]) for k in sorted(by_key["A"].keys() - by_key["B"].keys())]
+    only_b = [_describe(by_key["B"][k][0]) for k in sorted(by_key["B"].keys() - by_key["A"].keys())]
 
     # One comparison per version: its cells in B against its cells in A, exactly as a
     # candidate against the baseline inside one run.
