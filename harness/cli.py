@@ -48,7 +48,13 @@ from harness.plan import scenarios, spec, versions
 from harness.progress import Progress
 from harness.stack import images
 from harness.stack.compose import CommandLog
-from harness.stack.project import Interrupted, interrupt_on_signals, remove_leftovers
+from harness.stack.project import (
+    Interrupted,
+    describe_removed,
+    interrupt_on_signals,
+    partition,
+    remove_stale,
+)
 
 DEFAULT_VERSIONS = ["debian:bullseye", "debian:bookworm", "debian:trixie"]
 DEFAULT_MATRIX = ROOT / "matrices" / "default.yaml"
@@ -506,8 +512,12 @@ def main(argv: list[str] | None = None) -> int:
             print(scenarios.describe(args.name))
             return 0
         if args.verb == "clean":
-            found = remove_leftovers(None, CommandLog(images.BUILD_DIR / "clean.log"))
-            print({k: v for k, v in found.items() if v} or "nothing left behind")
+            removed = remove_stale(CommandLog(images.BUILD_DIR / "clean.log"))
+            print(describe_removed(removed) or "nothing left behind by a run that ended")
+            _, live = partition()
+            for run, found in live.items():
+                print(f"left alone: run {run} is still running ({len(found['containers'])} "
+                      "container(s)); it tears its own stack down when it ends")  # fmt: skip
             return 0
     except HarnessError as exc:
         if args.debug:

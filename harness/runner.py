@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,14 +32,16 @@ from harness.plan import spec
 from harness.plan.scenarios import Fault, Knobs, Probe
 from harness.plan.spec import Cell, Plan
 from harness.progress import Progress
-from harness.stack import checks, images, observe, provenance, ready, render, workload
+from harness.stack import checks, images, lease, observe, provenance, ready, render, workload
 from harness.stack.compose import CommandLog
 from harness.stack.compose import client as docker_engine
 from harness.stack.images import ImageSet
 from harness.stack.project import (
     Stack,
+    describe_removed,
     remove_leftovers,
     remove_leftovers_settled,
+    remove_stale,
     signals_held,
 )
 
@@ -400,6 +402,19 @@ def execute(
     stand, and only the others (interrupted, or never reached) are prepared and run.
     """
     docker_engine()  # no engine: say so before a run folder exists
+    with ExitStack() as leases:
+        # Held before anything of the run exists in Docker: another run's sweep of what
+        # dead runs left (below, and `harness clean`) must see this one alive.
+        for run in sorted({run_dir.name} | {c.run_id for c in plan.cells}):
+            leases.enter_context(lease.held(run))
+        if removed := remove_stale(CommandLog(images.BUILD_DIR / "clean.log")):
+            progress.step(describe_removed(removed))
+        return _execute_leased(plan, run_dir, progress, resume)
+
+
+def _execute_leased(
+    plan: Plan, run_dir: Path, progress: Progress, resume: bool
+) -> list[dict[str, Any]]:
     try:
         return _execute(plan, run_dir, progress, resume)
     except KeyboardInterrupt:
@@ -524,7 +539,8 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
         project = f"{render.project_name(cell)}-rerun-{stamp}"
         item = _prepare_cell(cell, folder, project, image_set, folder / "certs", log, None)
     progress.step(f"re-running {cell_dir.name} in {folder}")
-    return old, run_cell(item, image_set)
+    with lease.held(cell.run_id):  # its stack carries the old run's label
+        return old, run_cell(item, image_set)
 
 
 def _recorded_plan(old: Any, cell_dir: Path) -> Plan:

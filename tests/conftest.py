@@ -18,10 +18,22 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def docker_engine():
     """The real engine. Missing Docker is an error here, never a skip."""
-    from harness.stack.compose import client
-    from harness.stack.project import leftovers
+    from harness.stack.compose import CommandLog, client
+    from harness.stack.project import describe_removed, leftovers, partition, remove_stale
 
     dc = client()  # raises EngineError with "run make engine"
+    # What runs killed before this session left (a SIGKILL, a reboot) is not this
+    # session's leak: it goes, and says so. A live run's stack would make every
+    # leak check below fail for someone else's objects: say that instead.
+    removed = remove_stale(CommandLog(Path(os.devnull)))
+    if removed:
+        print(f"\n{describe_removed(removed)}")
+    _, live = partition()
+    assert not live, (
+        f"another harness run is using this Docker engine ({', '.join(live)}): the tests "
+        "check that they leave nothing behind, which they cannot while it runs. Wait for "
+        "it to end, then run the tests again."
+    )
     yield dc
     left = leftovers(None)
     assert not any(left.values()), f"the harness left things behind in Docker: {left}"

@@ -27,6 +27,7 @@ import docker
 import requests
 
 from harness.errors import EngineError
+from harness.stack import lease
 from harness.stack.compose import CommandLog, Compose, client
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -236,24 +237,28 @@ def remove_leftovers(
 ) -> dict[str, list[str]]:
     """Remove by label (never anything else): containers first, then networks and volumes."""
     found = _labelled(project, run)
-    for container in found["containers"]:
-        with suppress(docker.errors.NotFound, docker.errors.APIError):  # already going
-            container.remove(force=True, v=True)
-    if found["containers"]:  # networks can go only once their containers have
-        deadline = time.monotonic() + GONE_WITHIN_S
-        while _containers(_label(project, run)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    for network in found["networks"]:
-        with suppress(docker.errors.NotFound):
-            network.remove()
-    for volume in found["volumes"]:
-        with suppress(docker.errors.NotFound):
-            volume.remove(force=True)
+    _remove(found, lambda: _containers(_label(project, run)))
     names = {kind: [_name(o) for o in objs] for kind, objs in found.items()}
     if any(names.values()):
         with log.path.open("a") as out:
             out.write(f"# removed leftovers of {project or run or 'harness'}: {names}\n")
     return names
+
+
+def _remove(found: dict[str, list[Any]], remaining: Callable[[], list[Any]]) -> None:
+    for container in found["containers"]:
+        with suppress(docker.errors.NotFound, docker.errors.APIError):  # already going
+            container.remove(force=True, v=True)
+    if found["containers"]:  # networks can go only once their containers have
+        deadline = time.monotonic() + GONE_WITHIN_S
+        while remaining() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    for network in found["networks"]:
+        with suppress(docker.errors.NotFound, docker.errors.APIError):
+            network.remove()
+    for volume in found["volumes"]:
+        with suppress(docker.errors.NotFound, docker.errors.APIError):
+            volume.remove(force=True)
 
 
 def remove_leftovers_settled(
@@ -273,6 +278,70 @@ def remove_leftovers_settled(
                 removed[kind] += names
         time.sleep(0.25)
     return removed
+
+
+def _run_of(obj: Any) -> str | None:
+    labels = obj.attrs.get("Labels") or {}
+    return labels.get("harness.run")
+
+
+def _running(obj: Any) -> bool:
+    # sparse listings carry "State"; a full one carries State.Status
+    state = obj.attrs.get("State")
+    return (state.get("Status") if isinstance(state, dict) else state) in ("running", "created")
+
+
+NO_RUN = "(no run label)"
+
+
+def partition() -> tuple[dict[str, dict[str, list[Any]]], dict[str, dict[str, list[Any]]]]:
+    """Every harness object in Docker, grouped by run label into (stale, live).
+
+    A run is live while a process on this host holds its lease (:mod:`harness.stack.lease`);
+    a stale run's process died without tearing down (SIGKILL, OOM, a reboot, an engine
+    restart). Objects without a run label are stale unless one of their containers is
+    running (a ``harness images`` check in progress). Each value maps "containers",
+    "networks", "volumes" to Docker SDK objects.
+    """
+    stale: dict[str, dict[str, list[Any]]] = {}
+    live: dict[str, dict[str, list[Any]]] = {}
+    found = _labelled(None)
+    unlabelled_running = any(_run_of(c) is None and _running(c) for c in found["containers"])
+    for kind, objs in found.items():
+        for obj in objs:
+            run = _run_of(obj)
+            is_live = lease.alive(run) if run else unlabelled_running
+            group = (live if is_live else stale).setdefault(
+                run or NO_RUN, {"containers": [], "networks": [], "volumes": []}
+            )
+            group[kind].append(obj)
+    return stale, live
+
+
+def remove_stale(log: CommandLog) -> dict[str, dict[str, list[str]]]:
+    """Remove what dead runs left in Docker (by label, never anything else); a live run's
+    objects stay. Returns run -> kind -> names of what was removed."""
+    stale, _ = partition()
+    removed: dict[str, dict[str, list[str]]] = {}
+    for run, found in stale.items():
+        if run == NO_RUN:
+            ids = {c.id for c in found["containers"]}
+            _remove(found, lambda ids=ids: [c for c in _containers("harness=1") if c.id in ids])
+            removed[run] = {kind: [_name(o) for o in objs] for kind, objs in found.items()}
+        elif not lease.alive(run):  # asked again: a run may have started meanwhile
+            removed[run] = remove_leftovers(None, log, run=run)
+    return {run: names for run, names in removed.items() if any(names.values())}
+
+
+def describe_removed(removed: dict[str, dict[str, list[str]]]) -> str:
+    """One line per run, e.g. "run X (its process died): 7 containers, 1 network"."""
+    lines = []
+    for run, names in removed.items():
+        counts = ", ".join(
+            f"{len(v)} {k if len(v) != 1 else k.rstrip('s')}" for k, v in names.items() if v
+        )
+        lines.append(f"removed what run {run} left in Docker when its process died: {counts}")
+    return "\n".join(lines)
 
 
 def interrupt_on_signals() -> None:

@@ -47,15 +47,19 @@ def _allowed_mask(service: str) -> int:
 def _processes(container: Any) -> dict[str, dict[str, str]]:
     """PID -> the PROC_FIELDS of /proc/<pid>/status, for every process in the container
     (its own PID namespace), read by grep run as the service's user. The census's
-    short-lived ss and awk may be gone before grep reads them: -s, and no exit check."""
+    short-lived ss and awk may be gone before grep reads them: -s, no exit check, and a
+    process read only in part is left out."""
     pattern = "^(" + "|".join(PROC_FIELDS) + "):"
     _, out = container.exec_run(["sh", "-c", f"grep -sE '{pattern}' /proc/[0-9]*/status"])
     found: dict[str, dict[str, str]] = {}
     for line in out.decode().splitlines():
         path, key, value = line.split(":", 2)
         found.setdefault(path.split("/")[2], {})[key] = value.split()[0]  # real uid/gid
-    assert "1" in found and all(len(f) == len(PROC_FIELDS) for f in found.values()), out
-    return found
+    # A short-lived process (a health check's shell, the census's ss) can end while grep
+    # reads it: part of its fields, then nothing. It cannot be checked; the rest must be.
+    complete = {pid: f for pid, f in found.items() if len(f) == len(PROC_FIELDS)}
+    assert "1" in complete, out
+    return complete
 
 
 def _uid_gid(container: Any) -> tuple[str, str]:
