@@ -10,7 +10,7 @@
     compare RUN_A RUN_B                     run B's cells against run A's, with verdicts (no Docker)
     publish [RESULTS_DIR] [--out DIR]       one static site over every run (no Docker)
     bisect  --good SPEC --bad SPEC --scenario NAME --signal TEXT   the first bad version or commit
-    clean                                   remove anything a harness run left in Docker
+    clean                                   remove what dead runs left in Docker
     scenarios [NAME]                        the scenarios, their parameters and allowed values
 
 run, matrix, reproduce, report and compare take --json: one JSON document on stdout.
@@ -170,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("bisect", help="find the first bad release or commit between two")
     bisect.add_arguments(p)
 
-    verbs.add_parser("clean", help="remove containers/networks/volumes left by harness runs")
+    verbs.add_parser("clean", help="remove what runs whose process died left in Docker")
 
     p = verbs.add_parser("scenarios", help="list the scenarios and their typed parameters")
     p.add_argument("name", nargs="?", help="one scenario, with every parameter")
