@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10, help="seconds of load [10]")
     p.add_argument("--users", type=int, default=20, help="Locust users, closed loop [20]")
     p.add_argument("--rate", type=float, help="open loop instead: requests per second")
+    p.add_argument(
+        "--generator", choices=["locust", "wrk"], default="locust",
+        help="load generator of load scenarios [locust]; wrk: --users connections, closed loop",
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, help="wrk's threads [1]")
     _plan_options(p, params=True)
     _json_option(p)
 
@@ -401,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:24} {tag}")
             return 0
         if args.verb == "run":
-            load = spec.load_options(args.users, args.rate, args.duration)
+            load = spec.load_options(
+                args.users, args.rate, args.duration, args.generator, args.threads
+            )
             params = spec.param_options(args.param, for_scenarios=(args.scenario,))
             plan = spec.single(args.haproxy, args.scenario, _run_id(args, args.scenario), load,
                                params)  # fmt: skip

@@ -100,7 +100,7 @@ def _prepare_cell(
     knobs = cell.knobs
     net = render.Network.for_project(project)
     hx = image_set.haproxy[cell.version.text]
-    args = workload.locust_args(cell, knobs, net)
+    args = workload.load_args(cell, knobs, net)
     render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, net))
     compose = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
     render.write(folder, "compose.yaml", compose)
@@ -156,7 +156,7 @@ def _measure(stack: Stack, item: Prepared, phases: dict[str, float]) -> int:
         fault.cancel()
         fault.join(timeout=90)
     results.write_json(folder / "cpu-samples.json", cpu.samples)
-    (folder / "locust.log").write_text(output)
+    (folder / f"{workload.generator(item.cell, knobs)}.log").write_text(output)
     # The backend's and haproxy's counters, asked at once: independent execs.
     asks = [lambda: observe.backend_totals(stack)]
     if knobs.target == "haproxy":
@@ -311,7 +311,8 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
                 t_down = time.time()
             phases["down"] = time.time() - t_down
             if code != 0:
-                raise CellError(f"Locust exited with {code}; see {folder / 'locust.log'}")
+                name = workload.generator(item.cell, item.knobs)
+                raise CellError(f"{name} exited with {code}; see {folder / f'{name}.log'}")
             t_analyse = time.time()
             record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
             phases["analyse"] = time.time() - t_analyse

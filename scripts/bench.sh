@@ -7,12 +7,15 @@
 #             <= $OVERHEAD_TARGET_S s (needs Docker and the images: make images).
 #   report:   `harness report` (every cell recomputed from its raw files, every output
 #             written) on $REPORT_RUN (default: the overhead run): <= $REPORT_TARGET_S s.
-# BENCH_PARTS chooses the parts (default: all three).
+#   generators: Locust and wrk side by side on one keep-alive cell, through HAProxy and
+#             to the backend alone, interleaved (scripts/bench_generators.py): wrk must
+#             reach >= 1.5x Locust's req/s through HAProxy (needs Docker).
+# BENCH_PARTS chooses the parts (default: all four).
 set -euo pipefail
 BACKEND_TARGET=${BACKEND_TARGET:-15000}
 OVERHEAD_TARGET_S=${OVERHEAD_TARGET_S:-3}
 REPORT_TARGET_S=${REPORT_TARGET_S:-5}
-BENCH_PARTS=${BENCH_PARTS:-backend overhead report}
+BENCH_PARTS=${BENCH_PARTS:-backend overhead report generators}
 PY=${PY:-python3}
 failed=0
 tmp=$(mktemp -d)
@@ -63,6 +66,15 @@ if [[ " $BENCH_PARTS " == *" report "* ]]; then
         failed=1
     else
         echo "bench: harness report took ${took} s on $REPORT_RUN (target ${REPORT_TARGET_S} s): ok"
+    fi
+fi
+if [[ " $BENCH_PARTS " == *" generators "* ]]; then
+    echo "generators: python scripts/bench_generators.py"
+    if "$PY" scripts/bench_generators.py; then
+        echo "bench: wrk against Locust through HAProxy: ok"
+    else
+        echo "bench: wrk did not reach 1.5x Locust through HAProxy" >&2
+        failed=1
     fi
 fi
 exit $failed

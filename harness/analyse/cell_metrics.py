@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.analyse import census, haproxy_log, latency, locust_stats, probe_samples, wire
+from harness.analyse import census, haproxy_log, latency, locust_stats, probe_samples, wire, wrk
 from harness.analyse.haproxy_stats import parse_info, parse_stat
 from harness.analyse.resources import could_use, cpu_usage, host_usage
 from harness.plan.ports import FRONTEND_PORTS
@@ -44,18 +44,26 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         metrics["load"] = locust_stats.aggregated(folder / "locust.json")
     elif (folder / "locust_stats.csv").exists():
         metrics["load"] = locust_stats.from_csv(folder / "locust_stats.csv")
-    if "load" in metrics and (folder / latency.HDR_FILE).exists():
+    elif (folder / wrk.WRK_FILE).exists():
+        metrics["load"] = wrk.aggregated(folder / wrk.WRK_FILE)
+    found = latency.histogram(folder) if "load" in metrics else None
+    if found is not None and found[2] != latency.SOURCE_LOCUST:
         # The client's µs histogram replaces Locust's rounded latencies; Locust still
         # counts the requests, failures and req/s. A killed client left its last second's.
-        hdr = latency.summary(*latency.read_hdr(folder / latency.HDR_FILE))
+        values, counts, source = found
+        hdr = latency.summary(values, counts)
         metrics["load"].update(
             {k: v for k, v in hdr.items() if k != "count"},
             latency_count=hdr["count"],
-            latency_source=latency.SOURCE_HDR,
+            latency_source=source,
         )
     if (folder / "locust_failures.csv").exists():
         metrics["client_errors"] = locust_stats.errors(folder / "locust_failures.csv")
     metrics["client_status_codes"] = _json(folder / "client_status.json") or {}
+    if (folder / wrk.WRK_FILE).exists():
+        errors = metrics["load"]["errors"]
+        metrics["client_errors"] = {k: v for k, v in errors.items() if v and k != "status"}
+        metrics["client_status_codes"] = wrk.status_counts(folder / wrk.WRK_FILE)
 
     entries: list[haproxy_log.LogEntry] = []
     if target == "haproxy" and (folder / "haproxy.log").exists():
@@ -126,16 +134,22 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         metrics["haproxy_counters"] = haproxy_counters(info.read_text(), stat.read_text())
 
     cpu_samples = _json(folder / "cpu-samples.json")
-    if cpu_samples and (folder / "locust.json").exists():
-        # The load's own window: Locust's first to last request.
-        window = locust_stats.window(folder / "locust.json")
+    window, ceiling_cores = None, CLIENT_CEILING_CORES
+    if (folder / "locust.json").exists():
+        window = locust_stats.window(folder / "locust.json")  # first to last request
+    elif (folder / wrk.WRK_FILE).exists() and timing:
+        # wrk keeps no timestamps: the load's window is the exec's, and each of its
+        # threads is an event loop that can keep one core busy.
+        window = (timing["load_start"], timing["load_end"])
+        ceiling_cores = float(metrics["load"]["threads"])
+    if cpu_samples and window:
         resources = cpu_usage(cpu_samples, *window)
         metrics["resources"] = resources
         client = resources.get("client", {}).get("cores")
         if client is not None:
             host = host_usage(cpu_samples, *window)
-            ceiling = could_use(cpu_samples, *window, "client", CLIENT_CEILING_CORES)
-            metrics.update(client_limit(client, host, ceiling))
+            ceiling = could_use(cpu_samples, *window, "client", ceiling_cores)
+            metrics.update(client_limit(client, host, ceiling, ceiling_cores))
             if host:
                 # what ran beside the stack (other work on the host) took CPU from it too
                 stack = sum(r["cores"] for r in resources.values())
@@ -145,15 +159,20 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
 
 
 def client_limit(
-    client_cores: float, host: dict[str, float], could: float | None = None
+    client_cores: float,
+    host: dict[str, float],
+    could: float | None = None,
+    ceiling_cores: float = CLIENT_CEILING_CORES,
 ) -> dict[str, Any]:
     """Was the load generator, or the host's CPU, the limit of a load cell?
 
     ``client_cores``: the client container's average cores over the load window;
     ``host``: :func:`harness.analyse.resources.host_usage` over the same window (empty if unknown);
     ``could``: :func:`harness.analyse.resources.could_use`, what the client could have used, sample
-    interval by interval: min(CLIENT_CEILING_CORES, its cores + the host's idle cores);
-    when None, the same over the window's averages. ``client_bound`` when it used
+    interval by interval: min(``ceiling_cores``, its cores + the host's idle cores);
+    when None, the same over the window's averages. ``ceiling_cores``: the most the
+    generator can use (Locust: CLIENT_CEILING_CORES; wrk: its threads). ``client_bound``
+    when it used
     >= CLIENT_BOUND_FRACTION of that, ``host_saturated`` when the host's average idle
     was < HOST_SATURATED_IDLE_CORES.
 
@@ -164,17 +183,17 @@ def client_limit(
     """
     numbers: dict[str, Any] = {
         "client_cores": client_cores,
-        "client_ceiling_cores": CLIENT_CEILING_CORES,
+        "client_ceiling_cores": ceiling_cores,
         "bound_fraction": CLIENT_BOUND_FRACTION,
         "host_saturated_below_idle_cores": HOST_SATURATED_IDLE_CORES,
     }
     if not host:
-        used = client_cores / CLIENT_CEILING_CORES
+        used = client_cores / ceiling_cores
         numbers["used_of_ceiling"] = round(used, 3)
         bound = True if used >= CLIENT_BOUND_FRACTION else None
         return {"client_bound": bound, "host_saturated": None, "client_limit": numbers}
     if could is None:
-        could = min(CLIENT_CEILING_CORES, client_cores + host["idle_cores"])
+        could = min(ceiling_cores, client_cores + host["idle_cores"])
     used = client_cores / could if could > 0 else 0.0  # nothing to use: saturated below
     numbers |= {
         "could_use_cores": round(could, 3),

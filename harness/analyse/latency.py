@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.analyse import distribution
+from harness.analyse import distribution, wrk
 
 HDR_FILE = "latency.hdr"
 SOURCE_HDR = "HDR histogram (µs)"
@@ -72,11 +72,13 @@ def read_locust(locust_json: Path) -> tuple[np.ndarray, np.ndarray]:
 def histogram(folder: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
     """The cell's latency histogram (values in ms, counts, source), or None if unmeasured.
 
-    ``latency.hdr`` when the client wrote it, else Locust's ``locust.json`` (a folder
-    recorded before the HDR file existed).
+    ``latency.hdr`` when the Locust client wrote it, ``wrk.json`` when wrk drove the
+    load, else Locust's ``locust.json`` (a folder recorded before the HDR file existed).
     """
     if (folder / HDR_FILE).exists():
         return (*read_hdr(folder / HDR_FILE), SOURCE_HDR)
+    if (folder / wrk.WRK_FILE).exists():
+        return (*wrk.histogram(folder / wrk.WRK_FILE), wrk.SOURCE_WRK)
     if (folder / "locust.json").exists():
         return (*read_locust(folder / "locust.json"), SOURCE_LOCUST)
     return None

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 from harness import ROOT
@@ -44,15 +44,62 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class Load(_Strict):
-    """Load shape of the Locust scenarios. ``closed``: ``users`` send back to back.
-    ``open``: a fixed arrival rate, latency measured from the intended send time."""
+# Locust runs each user as a greenlet of one Python process; wrk holds one socket per
+# connection in an event loop per thread, so it goes much further.
+MAX_LOCUST_USERS = 1000
+MAX_WRK_CONNECTIONS = 20000
 
+
+class Load(_Strict):
+    """Load shape of the load scenarios (the close-delay probe scenarios drive their own
+    probe client). ``closed``: ``users`` send back to back. ``open``: a fixed arrival
+    rate, latency measured from the intended send time (Locust only).
+
+    ``generator``: ``locust`` (scripted users, one Python process: about 100 µs of CPU
+    per request, so it runs out before HAProxy does on a small host) or ``wrk`` (Debian's
+    wrk 4.1: ``users`` connections over ``threads`` event-loop threads, about 17 µs per
+    request). wrk is closed loop only: its latency is measured from each request's actual
+    send, so a stall delays the requests behind it instead of showing as their latency
+    (coordinated omission, Tene 2013); the open loop's intended-time latency needs Locust.
+
+    Raises pydantic's ValidationError (a SpecError where the matrix is read) for an open
+    loop with wrk, more Locust users than one process holds, or threads with Locust.
+    """
+
+    generator: Literal["locust", "wrk"] = "locust"
     mode: Literal["closed", "open"] = "closed"
-    users: int = Field(20, ge=1, le=1000, description="concurrent Locust users (closed loop)")
+    users: int = Field(
+        20, ge=1, le=MAX_WRK_CONNECTIONS,
+        description=f"concurrent Locust users, or wrk connections (closed loop; Locust at "
+        f"most {MAX_LOCUST_USERS})",
+    )  # fmt: skip
     spawn_rate: float = Field(20, gt=0, le=1000, description="users started per second")
     rate: float = Field(200, gt=0, le=100000, description="requests per second (open loop)")
     duration_s: float = Field(10, gt=0, le=600, description="load duration per cell (seconds)")
+    threads: int | None = Field(
+        None, ge=1, le=64, description="wrk's threads, each an event loop on one core"
+    )
+
+    @model_validator(mode="after")
+    def _fits_generator(self) -> Load:
+        if self.generator == "wrk" and self.mode == "open":
+            raise ValueError(
+                "mode: open needs generator: locust (wrk sends closed loop; its latency "
+                "would hide a stall behind coordinated omission)"
+            )
+        if self.generator == "locust" and self.users > MAX_LOCUST_USERS:
+            raise ValueError(
+                f"users: {self.users} is more than one Locust process holds (at most "
+                f"{MAX_LOCUST_USERS}); use generator: wrk for more connections"
+            )
+        if self.generator == "locust" and self.threads is not None:
+            raise ValueError("threads: applies to generator: wrk only")
+        return self
+
+    @property
+    def wrk_threads(self) -> int:
+        """wrk's -t: the threads asked for, never more than the connections."""
+        return min(self.threads or 1, self.users)
 
 
 class Verdicts(_Strict):
@@ -703,6 +750,8 @@ def _explain(exc: ValidationError, where: str, text: str) -> str:
             hint = "list at least one of the matrix's versions, or drop versions: to run it on all"
         elif kind == "too_short":
             hint = "list at least one"
+        elif kind == "value_error":  # a rule across fields: its message says which
+            hint = "change one of them"
         elif kind == "finite_number":
             hint = "write a finite number (.nan and .inf are refused)"
         elif kind == "string_type":
@@ -810,23 +859,47 @@ _OPTIONS = {
     "spawn_rate": "--users",
     "rate": "--rate",
     "duration_s": "--duration",
+    "threads": "--threads",
+}
+_RULE_WORDS = {
+    "mode: open": "--rate (the open loop)",
+    "generator: ": "--generator ",
+    "users: ": "--users ",
+    "threads: ": "--threads ",
 }
 
 
-def load_options(users: int, rate: float | None, duration: float) -> Load:
-    """The load of ``run --users N --duration S [--rate R]``; a value out of range is
-    a SpecError naming the option, its bounds and its default."""
-    values = {"users": users, "spawn_rate": users, "duration_s": duration}
+def load_options(
+    users: int,
+    rate: float | None,
+    duration: float,
+    generator: str = "locust",
+    threads: int | None = None,
+) -> Load:
+    """The load of ``run --users N --duration S [--rate R] [--generator G --threads T]``;
+    a value out of range is a SpecError naming the option, its bounds and its default."""
+    values: dict[str, Any] = {
+        "users": users, "spawn_rate": min(users, 1000), "duration_s": duration,
+        "generator": generator, "threads": threads,
+    }  # fmt: skip
     try:
         if rate is None:
             return Load(mode="closed", **values)
         return Load(mode="open", rate=rate, **values)
     except ValidationError as exc:
-        field = str(exc.errors()[0]["loc"][0])
+        error = exc.errors()[0]
+        if not error["loc"]:  # a rule across options, said in the options' words
+            text = error["msg"].removeprefix("Value error, ")
+            for key, option in _RULE_WORDS.items():
+                text = text.replace(key, option)
+            raise SpecError(f"{text}.") from None
+        field = str(error["loc"][0])
         info = Load.model_fields[field]
         option = _OPTIONS[field]
-        given = {"--users": users, "--rate": rate, "--duration": duration}[option]
+        given = {"--users": users, "--rate": rate, "--duration": duration, "--threads": threads}[
+            option
+        ]
         raise SpecError(
             f"{option} {given:g}: {info.description} must be {_bounds(info)} "
-            f"(default {option} {info.default:g})."
+            f"(default {option} {1 if info.default is None else info.default:g})."
         ) from None

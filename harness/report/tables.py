@@ -165,6 +165,12 @@ LIMIT_NOTE = (
 )
 
 
+WRK_LIMIT_NOTE = LIMIT_NOTE.replace(
+    f"({cell_metrics.CLIENT_CEILING_CORES:g} core, one Locust process)",
+    "(one core per wrk thread)",
+)
+
+
 def _from_log(record: Record, key: str) -> str:
     """Counts taken from HAProxy's log, marked when HAProxy dropped some of its lines."""
     text = _counts(_get(record, "haproxy", key))
@@ -1098,6 +1104,14 @@ def _load_line(load: Record) -> str:
             f"Load: Locust open loop, {load['rate']:g} requests/s for {load['duration_s']:g} s "
             "per cell; latency from each request's intended send time (no coordinated "
             f"omission). {LIMIT_NOTE}"
+        )
+    if load.get("generator") == "wrk":
+        threads = load.get("threads") or 1
+        return (
+            f"Load: wrk closed loop, {load['users']} connections over {threads} "
+            f"thread{'s' if threads != 1 else ''}, {load['duration_s']:g} s per cell; latency "
+            "from each request's actual send (coordinated omission: a stall delays the "
+            f"requests behind it rather than showing as their latency). {WRK_LIMIT_NOTE}"
         )
     return (
         f"Load: Locust closed loop, {load['users']} users, {load['duration_s']:g} s per cell. "

@@ -1,8 +1,10 @@
 """Drive the load in the client container, always bounded in time.
 
-Two kinds, both run by Locust headless (``docker compose exec client locust ...``):
-- ``HttpLoad``: closed-loop users sending GETs, or (``load.mode: open``) one user
-  sending at a fixed arrival rate (clients/locustfiles/http_load.py);
+Two kinds (``docker compose exec client ...``):
+- ``HttpLoad``: with Locust headless, closed-loop users sending GETs, or
+  (``load.mode: open``) one user sending at a fixed arrival rate
+  (clients/locustfiles/http_load.py); with ``load.generator: wrk``, Debian's wrk sending
+  the same GETs closed loop over ``users`` connections (clients/wrk/harness.lua);
 - ``Probe``: the close-delay probe (clients/locustfiles/close_delay.py), one Locust
   user that runs every probe connection of the cell concurrently, fires one Locust
   request event per connection, and stops the run when the last one has ended.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 
 from harness.plan.ports import HTTP_PORT
-from harness.plan.scenarios import Knobs, Probe
+from harness.plan.scenarios import HttpLoad, Knobs, Probe
 from harness.plan.spec import Cell
 from harness.stack.project import Stack
 from harness.stack.render import Network
@@ -32,6 +34,32 @@ def run_time_s(cell: Cell, knobs: Knobs) -> float:
         per_connection = probe.read_pause_ms / 1000 + probe.deadline_s + 30
         return waves * per_connection
     return cell.load.duration_s
+
+
+def generator(cell: Cell, knobs: Knobs) -> str:
+    """The program that drives this cell's load: "wrk" or "locust" (the probe's too)."""
+    return "wrk" if cell.load.generator == "wrk" and isinstance(knobs.load, HttpLoad) else "locust"
+
+
+def load_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
+    """The load's command line, run in the client container."""
+    if generator(cell, knobs) == "wrk":
+        return wrk_args(cell, knobs, net)
+    return locust_args(cell, knobs, net)
+
+
+def wrk_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
+    """wrk, closed loop: ``users`` connections over ``threads`` threads for the load's
+    duration (whole seconds, at least 1), the script writing /out/wrk.json. ``--timeout``
+    (wrk's default is 2 s) is past the duration, so a stalled response counts as the
+    latency it had when the load stopped rather than a timeout error."""
+    assert isinstance(knobs.load, HttpLoad)
+    target = net.backend if knobs.load.via == "backend" else net.haproxy
+    seconds = max(1, math.ceil(cell.load.duration_s))
+    return ["wrk", "--threads", str(cell.load.wrk_threads),
+            "--connections", str(cell.load.users), "--duration", f"{seconds}s",
+            "--timeout", f"{seconds + 5}s", "--script", "/wrk/harness.lua",
+            f"http://{target}:{HTTP_PORT}"]  # fmt: skip
 
 
 def locust_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
@@ -63,6 +91,6 @@ def locust_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
 
 
 def drive(stack: Stack, cell: Cell, knobs: Knobs, args: list[str]) -> tuple[int, str]:
-    """Run the load to its end; return Locust's exit code and its output."""
+    """Run the load to its end; return the generator's exit code and its output."""
     proc = stack.exec("client", *args, timeout=run_time_s(cell, knobs) + GRACE_S)
     return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace")

@@ -199,3 +199,39 @@ def test_numeric_parameters_accept_ints_for_floats_and_negatives_where_they_mean
     cells = spec.load(path, "run1").cells
     assert cells[0].params["at_s"] == 2.0 and isinstance(cells[0].params["at_s"], float)
     assert cells[1].params["pool_max_conn"] == -1
+
+
+@pytest.mark.parametrize(
+    ("load", "message"),
+    [
+        ("{generator: wrk, mode: open}", r"load \(line 3\): Value error, mode: open needs "
+         r"generator: locust .*; change one of them"),
+        ("{users: 2000}", r"users: 2000 is more than one Locust process holds .*generator: wrk"),
+        ("{threads: 2}", r"threads: applies to generator: wrk only"),
+        ("{generator: 'wrk; rm -rf /'}", r"load.generator \(line 3\): Input should be 'locust' "
+         r"or 'wrk'"),
+        ("{generator: wrk, threads: '2 --latency'}", r"load.threads \(line 3\): Input should be "
+         r"a valid integer"),
+        ("{generator: wrk, users: 20001}", r"load.users \(line 3\): .*less than or equal to 20000"),
+    ],
+)  # fmt: skip
+def test_a_load_the_generator_cannot_drive_is_refused_by_line(tmp_path, load, message):
+    path = write(tmp_path, f"""
+        name: t
+        load: {load}
+        versions: [debian:bookworm]
+        scenarios: [{{name: smoke}}]
+        """)  # fmt: skip
+    with pytest.raises(SpecError, match=message):
+        spec.load(path, "run1")
+
+
+def test_wrk_takes_the_connections_locust_cannot(tmp_path):
+    path = write(tmp_path, """
+        name: t
+        load: {generator: wrk, users: 5000, threads: 2}
+        versions: [debian:bookworm]
+        scenarios: [{name: smoke}]
+        """)  # fmt: skip
+    [cell] = spec.load(path, "run1").cells
+    assert (cell.load.users, cell.load.wrk_threads) == (5000, 2)

@@ -1,0 +1,82 @@
+"""wrk.json as the client's wrk script writes it, read back into the load record; a
+file that is not that shape (a run folder from someone else) is a ValueError naming it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.analyse import cell_metrics, latency, wrk
+
+BASE = {
+    "requests": 1000, "duration_us": 2_000_000, "bytes": 280_000, "threads": 2,
+    "errors": {"connect": 0, "read": 1, "write": 0, "status": 3, "timeout": 2},
+}  # fmt: skip
+
+
+def _write(tmp_path, **extra):
+    path = tmp_path / wrk.WRK_FILE
+    path.write_text(json.dumps({**BASE, **extra}))
+    return path
+
+
+def test_the_exact_histogram_gives_the_load_numbers_in_locusts_keys(tmp_path):
+    _write(tmp_path, latency_us=[[250, 600], [900, 390], [40_000, 10]])
+    load = wrk.aggregated(tmp_path / wrk.WRK_FILE)
+    assert load["requests"] == 1000
+    assert load["rps"] == 500.0
+    assert load["failures"] == 6  # status > 399 + read + timeout
+    values, counts = latency.histogram(tmp_path)[:2]
+    assert values.tolist() == [0.25, 0.9, 40.0] and counts.tolist() == [600, 390, 10]
+    summary = latency.summary(values, counts)
+    assert (summary["p50_ms"], summary["p90_ms"], summary["p99_ms"]) == (0.25, 0.9, 0.9)
+    assert wrk.status_counts(tmp_path / wrk.WRK_FILE) == {"<400": 997, ">=400": 3}
+
+
+def test_quantiles_stand_for_equal_shares_of_the_requests(tmp_path):
+    _write(tmp_path, latency_quantiles_us=[100 * (i + 1) for i in range(101)])
+    values, counts = wrk.histogram(tmp_path / wrk.WRK_FILE)
+    assert counts.sum() == 1000 and counts.min() >= 9 and counts.max() <= 10
+    assert np.all(np.diff(values) > 0)
+    assert latency.summary(values, counts)["p50_ms"] == pytest.approx(5.1, abs=0.1)
+
+
+def test_a_cell_folder_with_wrk_json_has_its_load_latency_and_client_limit(tmp_path):
+    _write(tmp_path, latency_us=[[300, 1000]])
+    (tmp_path / "timing.json").write_text(json.dumps({"load_start": 10.0, "load_end": 12.0,
+                                                       "drain_end": 13.0}))  # fmt: skip
+    metrics = cell_metrics.compute(tmp_path, "haproxy")
+    assert metrics["load"]["latency_source"] == wrk.SOURCE_WRK
+    assert metrics["load"]["p99_ms"] == 0.3 and metrics["load"]["latency_count"] == 1000
+    assert metrics["client_errors"] == {"read": 1, "timeout": 2}
+    assert metrics["client_status_codes"] == {"<400": 997, ">=400": 3}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"requests": "1000"},  # a string where a count goes
+        {"requests": -1},
+        {"requests": 10**30},
+        {"threads": 0},
+        {"errors": {"connect": 0}},
+        {"extra": 1},
+        {"latency_us": [[1, 2]], "latency_quantiles_us": [1]},  # both forms
+        {"latency_us": [["x", 2]]},
+        {"latency_quantiles_us": []},
+    ],
+)
+def test_a_wrk_json_that_is_not_the_scripts_is_refused_by_name(tmp_path, change):
+    body = {**BASE, **change}
+    if "latency_us" not in change and "latency_quantiles_us" not in change:
+        body["latency_us"] = [[1, 1]]
+    path = tmp_path / wrk.WRK_FILE
+    path.write_text(json.dumps(body))
+    with pytest.raises(ValueError, match=r"wrk\.json: not the wrk\.json"):
+        wrk.read(path)
+
+
+def test_a_wrk_json_without_a_latency_form_is_refused(tmp_path):
+    path = _write(tmp_path)
+    with pytest.raises(ValueError, match=r"not the wrk\.json"):
+        wrk.read(path)
