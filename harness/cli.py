@@ -103,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         help="load generator of load scenarios [locust]; wrk: --users connections, closed loop",
     )  # fmt: skip
     p.add_argument("--threads", type=int, help="wrk's threads [1]")
+    p.add_argument("--workers", type=int, help="Locust worker processes (distributed mode)")
     _plan_options(p, params=True)
     _json_option(p)
 
@@ -407,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.verb == "run":
             load = spec.load_options(
-                args.users, args.rate, args.duration, args.generator, args.threads
+                args.users, args.rate, args.duration, args.generator, args.threads, args.workers
             )
             params = spec.param_options(args.param, for_scenarios=(args.scenario,))
             plan = spec.single(args.haproxy, args.scenario, _run_id(args, args.scenario), load,

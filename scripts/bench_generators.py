@@ -1,8 +1,9 @@
 """The load generators side by side (`make bench`, part "generators").
 
 Runs the same keep-alive cell (keepalive-vs-close, 128 B, 20 connections, 5 s) with
-Locust and with wrk, through HAProxy and straight to the backend, interleaved (Locust,
-wrk, Locust, wrk, ...) so the host's noise falls on both alike, REPS times each. Prints
+Locust (one process, and distributed over 2 worker processes) and with wrk, through
+HAProxy and straight to the backend, interleaved (Locust, Locust x2, wrk, Locust, ...)
+so the host's noise falls on all alike, REPS times each. Prints
 req/s per run and the medians' ratios: how much of HAProxy's pace Locust hides, and
 whether wrk had headroom (client-bound per the cell's own CPU measurement).
 
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MIN_RATIO = 1.5
 LOADS = {
     "locust": ["--generator", "locust"],
+    "locust-2w": ["--generator", "locust", "--workers", "2"],
     "wrk": ["--generator", "wrk"],
 }
 
@@ -80,8 +82,12 @@ def main() -> int:
     locust, wrk = med["locust", "haproxy"], med["wrk", "haproxy"]
     print(f"median req/s through HAProxy: Locust {locust:.0f}, wrk {wrk:.0f} "
           f"(wrk/Locust {wrk / locust:.2f}x)")  # fmt: skip
-    print(f"median req/s to the backend alone: Locust {med['locust', 'backend']:.0f}, "
-          f"wrk {med['wrk', 'backend']:.0f}")  # fmt: skip
+    two = med["locust-2w", "haproxy"]
+    print(f"median req/s through HAProxy, Locust with 2 workers: {two:.0f} "
+          f"({two / locust:.2f}x one process)")  # fmt: skip
+    alone = {g: med[g, "backend"] for g in LOADS}
+    print(f"median req/s to the backend alone: Locust {alone['locust']:.0f}, "
+          f"Locust x2 {alone['locust-2w']:.0f}, wrk {alone['wrk']:.0f}")  # fmt: skip
     bound = sum(bool(g["client_bound"]) for g in by["wrk", "haproxy"])
     print(f"wrk through HAProxy flagged client-bound in {bound} of {args.reps} runs")
     ok = wrk >= MIN_RATIO * locust

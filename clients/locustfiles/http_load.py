@@ -13,6 +13,7 @@ Knobs (environment, set per cell by the harness):
   LOAD_WAIT_MS     closed loop: pause between a user's requests       [0]
   LOAD_RATE        open loop: requests per second                     [100]
   LOAD_MAX_CONNECTIONS  open loop: connection pool size               [100]
+  LOAD_MODE        "open" or "closed": which requests' latency is recorded [closed]
 
 Latency at microsecond resolution: every request's latency, in whole microseconds, goes
 into an HdrHistogram (1 us .. 1 h, 3 significant digits), written to /out/latency.hdr in
@@ -30,6 +31,12 @@ Besides Locust's own stats, it writes the status codes it saw to
 /out/client_status.json, and every failed request (status, the X-Unique-ID HAProxy
 sent back) to /out/client_failures.jsonl, so a failure the client saw can be matched
 to HAProxy's log line, and its termination flags, for that very request.
+
+Distributed (``load.workers``: a master and N worker processes, clients/distributed.sh):
+the users and their request events live in the workers, so each worker writes its own
+files, named ``<name>.w<pid>.<ext>`` (latency.w812.hdr, ...), and the master none; the
+host adds them up (harness/analyse/latency.py, cell_metrics.py). Locust's own stats
+(locust.json, locust_stats.csv) are the master's, over every worker.
 """
 
 import json
@@ -51,9 +58,12 @@ FAILURES: list[dict] = []
 # harness/analyse/latency.py reads this shape back (LOWEST_US, HIGHEST_US, digits).
 HIGHEST_US = 3_600_000_000
 LATENCY = HdrHistogram(1, HIGHEST_US, 3)
-# Which request events are the latency: "GET" (closed loop) or "intended" (open loop,
-# set when the test starts with OpenLoop users).
-RECORDED = {"name": "GET"}
+# Which request events are the latency: "GET" (closed loop) or "intended" (open loop).
+# From the harness's LOAD_MODE, not from the user classes: a distributed worker is
+# started without the class filter the master got, so it knows both classes.
+RECORDED = {"name": "intended" if os.environ.get("LOAD_MODE") == "open" else "GET"}
+# This process's part in the files: "" alone, ".w<pid>" as a worker, None as a master.
+PART: dict[str, str | None] = {"suffix": ""}
 
 
 def _get(user: FastHttpUser) -> None:
@@ -118,18 +128,27 @@ def _write(path: str, text: str) -> None:
     os.replace(path + ".tmp", path)  # a reader, or a kill, never sees half a file
 
 
+@events.init.add_listener
+def _role(environment, **_kwargs) -> None:
+    options = environment.parsed_options
+    if options is not None and getattr(options, "master", False):
+        PART["suffix"] = None  # no users here: the workers write
+    elif options is not None and getattr(options, "worker", False):
+        PART["suffix"] = f".w{os.getpid()}"
+
+
 @events.quitting.add_listener
 def _write_status(environment=None, **_kwargs) -> None:
-    _write("/out/client_status.json", json.dumps(dict(STATUS), indent=1, sort_keys=True))
-    _write("/out/client_failures.jsonl", "".join(json.dumps(f) + "\n" for f in FAILURES))
-    _write("/out/latency.hdr", LATENCY.encode().decode("ascii") + "\n")
+    part = PART["suffix"]
+    if part is None:
+        return
+    _write(f"/out/client_status{part}.json", json.dumps(dict(STATUS), indent=1, sort_keys=True))
+    _write(f"/out/client_failures{part}.jsonl", "".join(json.dumps(f) + "\n" for f in FAILURES))
+    _write(f"/out/latency{part}.hdr", LATENCY.encode().decode("ascii") + "\n")
 
 
 @events.test_start.add_listener
 def _write_status_every_second(environment, **_kwargs) -> None:
-    if any(cls.__name__ == "OpenLoop" for cls in environment.user_classes):
-        RECORDED["name"] = "intended"
-
     # A client killed mid-load (the fault scenario) never quits: what it saw up to the
     # last second is on disk anyway.
     def loop() -> None:

@@ -59,7 +59,7 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         )
     if (folder / "locust_failures.csv").exists():
         metrics["client_errors"] = locust_stats.errors(folder / "locust_failures.csv")
-    metrics["client_status_codes"] = _json(folder / "client_status.json") or {}
+    metrics["client_status_codes"] = _client_status(folder)
     if (folder / wrk.WRK_FILE).exists():
         errors = metrics["load"]["errors"]
         metrics["client_errors"] = {k: v for k, v in errors.items() if v and k != "status"}
@@ -76,10 +76,15 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
         }
         metrics["haproxy_unparsed_lines"] = len(unparsed)
 
-    failures = folder / "client_failures.jsonl"
-    if failures.exists():
+    failure_files = _client_parts(folder, "client_failures", "jsonl")
+    if failure_files:
         by_id = haproxy_log.index_by_id(entries)
-        seen = [json.loads(line) for line in failures.read_text().splitlines() if line.strip()]
+        seen = [
+            json.loads(line)
+            for path in failure_files
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
         matched = [by_id[f["unique_id"]] for f in seen if f.get("unique_id") in by_id]
         # Each failure the client saw, joined to the proxy's own log line by unique id.
         metrics["client_failures"] = {
@@ -137,6 +142,8 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
     window, ceiling_cores = None, CLIENT_CEILING_CORES
     if (folder / "locust.json").exists():
         window = locust_stats.window(folder / "locust.json")  # first to last request
+        # each Locust process that runs users can use a core (distributed: its workers)
+        ceiling_cores *= max(len(_client_parts(folder, "client_status", "json")), 1)
     elif (folder / wrk.WRK_FILE).exists() and timing:
         # wrk keeps no timestamps: the load's window is the exec's, and each of its
         # threads is an event loop that can keep one core busy.
@@ -156,6 +163,19 @@ def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
                 outside = max(host["busy_cores"] - stack, 0.0)
                 metrics["client_limit"]["host_busy_outside_stack_cores"] = round(outside, 3)
     return metrics
+
+
+def _client_parts(folder: Path, name: str, ext: str) -> list[Path]:
+    """The client's own file, or one per Locust worker (``<name>.w<pid>.<ext>``)."""
+    alone = folder / f"{name}.{ext}"
+    return [alone] if alone.exists() else sorted(folder.glob(f"{name}.w*.{ext}"))
+
+
+def _client_status(folder: Path) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for path in _client_parts(folder, "client_status", "json"):
+        total.update(_json(path) or {})
+    return dict(total)
 
 
 def client_limit(

@@ -15,6 +15,7 @@ and every number or verdict taken from it says so (``SOURCE_LOCUST``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,25 @@ def read_hdr(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return values, counts
 
 
+def hdr_files(folder: Path) -> list[Path]:
+    """The cell's HDR files: ``latency.hdr``, or one per Locust worker process
+    (``latency.w<pid>.hdr``, distributed mode: clients/locustfiles/http_load.py)."""
+    if (folder / HDR_FILE).exists():
+        return [folder / HDR_FILE]
+    return sorted(folder.glob("latency.w*.hdr"))
+
+
+def merged(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One histogram (values ascending, counts) from several: counts of equal values add
+    (HDR files of one shape share their bucket values)."""
+    total: dict[float, int] = {}
+    for values, counts in parts:
+        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+            total[value] = total.get(value, 0) + count
+    keys = sorted(total)
+    return np.array(keys, dtype=float), np.array([total[k] for k in keys], dtype=np.int64)
+
+
 def read_locust(locust_json: Path) -> tuple[np.ndarray, np.ndarray]:
     """Locust's rounded latency histogram (values in ms, counts), the fallback.
 
@@ -75,8 +95,9 @@ def histogram(folder: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
     ``latency.hdr`` when the Locust client wrote it, ``wrk.json`` when wrk drove the
     load, else Locust's ``locust.json`` (a folder recorded before the HDR file existed).
     """
-    if (folder / HDR_FILE).exists():
-        return (*read_hdr(folder / HDR_FILE), SOURCE_HDR)
+    parts = hdr_files(folder)
+    if parts:
+        return (*merged(read_hdr(p) for p in parts), SOURCE_HDR)
     if (folder / wrk.WRK_FILE).exists():
         return (*wrk.histogram(folder / wrk.WRK_FILE), wrk.SOURCE_WRK)
     if (folder / "locust.json").exists():

@@ -56,7 +56,8 @@ class Load(_Strict):
     rate, latency measured from the intended send time (Locust only).
 
     ``generator``: ``locust`` (scripted users, one Python process: about 100 µs of CPU
-    per request, so it runs out before HAProxy does on a small host) or ``wrk`` (Debian's
+    per request, so it runs out before HAProxy does on a small host; ``workers: N`` runs
+    them in N processes under a master, Locust's distributed mode) or ``wrk`` (Debian's
     wrk 4.1: ``users`` connections over ``threads`` event-loop threads, about 17 µs per
     request). wrk is closed loop only: its latency is measured from each request's actual
     send, so a stall delays the requests behind it instead of showing as their latency
@@ -79,6 +80,11 @@ class Load(_Strict):
     threads: int | None = Field(
         None, ge=1, le=64, description="wrk's threads, each an event loop on one core"
     )
+    workers: int | None = Field(
+        None, ge=1, le=16,
+        description="Locust worker processes under one master (distributed mode), each "
+        "able to use one core",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _fits_generator(self) -> Load:
@@ -94,7 +100,19 @@ class Load(_Strict):
             )
         if self.generator == "locust" and self.threads is not None:
             raise ValueError("threads: applies to generator: wrk only")
+        if self.generator == "wrk" and self.workers is not None:
+            raise ValueError("workers: applies to generator: locust only (wrk has threads:)")
+        if self.mode == "closed" and self.users < self.processes:
+            raise ValueError(
+                f"users: {self.users} is fewer than workers: {self.processes}; a worker "
+                "without a user sends nothing"
+            )
         return self
+
+    @property
+    def processes(self) -> int:
+        """Locust processes that run users: the workers, or the one local process."""
+        return self.workers or 1
 
     @property
     def wrk_threads(self) -> int:
@@ -860,12 +878,14 @@ _OPTIONS = {
     "rate": "--rate",
     "duration_s": "--duration",
     "threads": "--threads",
+    "workers": "--workers",
 }
 _RULE_WORDS = {
     "mode: open": "--rate (the open loop)",
     "generator: ": "--generator ",
     "users: ": "--users ",
     "threads: ": "--threads ",
+    "workers: ": "--workers ",
 }
 
 
@@ -875,12 +895,14 @@ def load_options(
     duration: float,
     generator: str = "locust",
     threads: int | None = None,
+    workers: int | None = None,
 ) -> Load:
-    """The load of ``run --users N --duration S [--rate R] [--generator G --threads T]``;
+    """The load of ``run --users N --duration S [--rate R] [--generator G --threads T]
+    [--workers W]``;
     a value out of range is a SpecError naming the option, its bounds and its default."""
     values: dict[str, Any] = {
         "users": users, "spawn_rate": min(users, 1000), "duration_s": duration,
-        "generator": generator, "threads": threads,
+        "generator": generator, "threads": threads, "workers": workers,
     }  # fmt: skip
     try:
         if rate is None:
@@ -896,9 +918,10 @@ def load_options(
         field = str(error["loc"][0])
         info = Load.model_fields[field]
         option = _OPTIONS[field]
-        given = {"--users": users, "--rate": rate, "--duration": duration, "--threads": threads}[
-            option
-        ]
+        given = {
+            "--users": users, "--rate": rate, "--duration": duration, "--threads": threads,
+            "--workers": workers,
+        }[option]  # fmt: skip
         raise SpecError(
             f"{option} {given:g}: {info.description} must be {_bounds(info)} "
             f"(default {option} {1 if info.default is None else info.default:g})."

@@ -1099,9 +1099,11 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
 def _load_line(load: Record) -> str:
     if load["mode"] == "probe":
         return "Load: the close-delay probe (concurrent connections, one per sample)."
+    workers = load.get("workers")
+    locust = f"Locust ({workers} worker processes)" if workers else "Locust"
     if load["mode"] == "open-loop":
         return (
-            f"Load: Locust open loop, {load['rate']:g} requests/s for {load['duration_s']:g} s "
+            f"Load: {locust} open loop, {load['rate']:g} requests/s for {load['duration_s']:g} s "
             "per cell; latency from each request's intended send time (no coordinated "
             f"omission). {LIMIT_NOTE}"
         )
@@ -1114,8 +1116,8 @@ def _load_line(load: Record) -> str:
             f"requests behind it rather than showing as their latency). {WRK_LIMIT_NOTE}"
         )
     return (
-        f"Load: Locust closed loop, {load['users']} users, {load['duration_s']:g} s per cell. "
-        f"{LIMIT_NOTE}"
+        f"Load: {locust} closed loop, {load['users']} users, {load['duration_s']:g} s per "
+        f"cell. {LIMIT_NOTE}"
     )
 
 

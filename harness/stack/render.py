@@ -235,7 +235,9 @@ def compose_yaml(
 def _load_env(cell: Cell, knobs: Knobs, net: Network) -> dict[str, str]:
     env = knobs.load.env(net.haproxy)
     if isinstance(knobs.load, HttpLoad):
-        env["LOAD_RATE"] = f"{cell.load.rate:g}"  # used by the open loop only
+        # the open loop's rate, per user: one user per Locust process
+        env["LOAD_RATE"] = f"{cell.load.rate / cell.load.processes:g}"
+        env["LOAD_MODE"] = cell.load.mode  # "open" or "closed": a typed Literal
     return env
 
 

@@ -79,13 +79,22 @@ def locust_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
     load = cell.load
     target = net.backend if knobs.load.via == "backend" else net.haproxy
     host = ["--host", f"http://{target}:{HTTP_PORT}"]
+    # With workers, Locust's distributed mode in the same container: the master takes
+    # these options, the workers the users (clients/distributed.sh).
+    locust = (
+        ["locust-distributed", str(load.workers), "/locustfiles/http_load.py"]
+        if load.workers
+        else ["locust", "-f", "/locustfiles/http_load.py"]
+    )
     if load.mode == "open":
-        # One user schedules every request at the fixed rate (LOAD_RATE, set per run);
-        # its schedule never ends by itself, so stop it at once when the time is up.
+        # One user per process schedules its share of the requests at the fixed rate
+        # (LOAD_RATE / processes, set per run: harness/stack/render.py); its schedule
+        # never ends by itself, so stop it at once when the time is up.
         common[common.index("--stop-timeout") + 1] = "0"
-        return ["locust", "-f", "/locustfiles/http_load.py", *host,
-                "--users", "1", "--spawn-rate", "1", *common, "OpenLoop"]  # fmt: skip
-    return ["locust", "-f", "/locustfiles/http_load.py", *host,
+        users = str(load.processes)
+        return [*locust, *host, "--users", users, "--spawn-rate", users, *common,
+                "OpenLoop"]  # fmt: skip
+    return [*locust, *host,
             "--users", str(load.users), "--spawn-rate", str(load.spawn_rate),
             *common, "HttpLoad"]  # fmt: skip
 

@@ -213,6 +213,10 @@ def test_numeric_parameters_accept_ints_for_floats_and_negatives_where_they_mean
         ("{generator: wrk, threads: '2 --latency'}", r"load.threads \(line 3\): Input should be "
          r"a valid integer"),
         ("{generator: wrk, users: 20001}", r"load.users \(line 3\): .*less than or equal to 20000"),
+        ("{generator: wrk, workers: 2}", r"workers: applies to generator: locust only"),
+        ("{users: 2, workers: 3}", r"users: 2 is fewer than workers: 3"),
+        ("{workers: 17}", r"load.workers \(line 3\): .*less than or equal to 16"),
+        ("{workers: '2 & rm -rf /'}", r"load.workers \(line 3\): Input should be a valid integer"),
     ],
 )  # fmt: skip
 def test_a_load_the_generator_cannot_drive_is_refused_by_line(tmp_path, load, message):
@@ -235,3 +239,20 @@ def test_wrk_takes_the_connections_locust_cannot(tmp_path):
         """)  # fmt: skip
     [cell] = spec.load(path, "run1").cells
     assert (cell.load.users, cell.load.wrk_threads) == (5000, 2)
+
+
+def test_workers_run_the_users_under_one_master_with_typed_arguments(tmp_path):
+    from harness.stack import workload
+    from harness.stack.render import Network
+
+    path = write(tmp_path, """
+        name: t
+        load: {workers: 3, users: 30, mode: open, rate: 300}
+        versions: [debian:bookworm]
+        scenarios: [{name: smoke}]
+        """)  # fmt: skip
+    [cell] = spec.load(path, "run1").cells
+    args = workload.load_args(cell, cell.knobs, Network.for_project("p"))
+    assert args[:3] == ["locust-distributed", "3", "/locustfiles/http_load.py"]
+    assert args[args.index("--users") + 1] == "3"  # one open-loop user per worker
+    assert args[-1] == "OpenLoop"
