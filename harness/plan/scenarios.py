@@ -35,6 +35,9 @@ Params = Mapping[str, Any]
 class HaproxyKnobs:
     """What a scenario may set in haproxy.cfg (haproxy/haproxy.cfg.j2)."""
 
+    # HAProxy's proxy mode for every section: "http" (L7, requests parsed, HTTP log
+    # format) or "tcp" (L4: bytes and FINs relayed, the manual's TCP log format).
+    mode: str = "http"
     maxconn: int = 4096
     timeout_connect: str = "5s"
     timeout_client: str = "30s"
@@ -288,7 +291,9 @@ def _calibration(p: Params) -> Knobs:
 
 def _half_close(p: Params) -> Knobs:
     return Knobs(
-        haproxy=HaproxyKnobs(timeout_client=p["timeout_client"], timeout_server="30s"),
+        haproxy=HaproxyKnobs(
+            mode=p["mode"], timeout_client=p["timeout_client"], timeout_server="30s"
+        ),
         backend_env={"BACKEND_SIZE": str(p["size"])},
         load=Probe(
             variant=p["variant"],
@@ -333,7 +338,7 @@ def _chunked_stall(p: Params) -> Knobs:
 
 def _keepalive_vs_close(p: Params) -> Knobs:
     return Knobs(
-        haproxy=HaproxyKnobs(),
+        haproxy=HaproxyKnobs(mode=p["mode"]),
         backend_env={"BACKEND_SIZE": str(p["size"])},
         load=HttpLoad(keepalive=p["keepalive"], via=p["via"]),
         drain_s=1.0,
@@ -379,11 +384,22 @@ def _connect_timeout(p: Params) -> Knobs:
     )
 
 
+def _fin_timeout(directive: str, value: str) -> tuple[str, ...]:
+    """``timeout <directive> <value>``, or no line for 'off' (HAProxy's own default)."""
+    return (f"timeout {directive} {value}",) if value != "off" else ()
+
+
 def _backend_closes_first(p: Params) -> Knobs:
-    frontend = (f"timeout client-fin {p['client_fin']}",) if p["client_fin"] != "off" else ()
+    # client-fin: the client side once it is half-closed (we sent our FIN, the client has
+    # not); server-fin: the same on the server side; tunnel: both directions idle, in
+    # mode tcp once no analyser is left (manual 4.2, "timeout client-fin/server-fin/tunnel").
     return Knobs(
         haproxy=HaproxyKnobs(
-            timeout_http_keep_alive=p["haproxy_keepalive"], frontend_lines=frontend
+            mode=p["mode"],
+            timeout_http_keep_alive=p["haproxy_keepalive"],
+            frontend_lines=_fin_timeout("client-fin", p["client_fin"]),
+            backend_lines=_fin_timeout("server-fin", p["server_fin"])
+            + _fin_timeout("tunnel", p["tunnel"]),
         ),
         backend_env={"BACKEND_IDLE_TIMEOUT_MS": str(p["backend_idle_ms"])},
         load=Probe(variant="hold", connections=p["connections"], deadline_s=p["hold_s"]),
@@ -422,6 +438,8 @@ def _fault(p: Params) -> Knobs:
 
 
 Tls = Literal["off", "1.2", "1.3"]
+# HAProxy's proxy mode (manual 4.2, "mode"): L7 HTTP, or L4 TCP.
+Mode = Literal["http", "tcp"]
 Variant = Literal["fin", "tls-fin-no-notify", "tls-notify", "conn-close", "fin-with-request"]
 HttpReuse = Literal["never", "safe", "aggressive", "always"]
 # The most probe connections one cell may plan: each is a real connection to HAProxy.
@@ -444,6 +462,7 @@ class CalibrationParams(TypedParams):
 
 
 class HalfCloseParams(TypedParams):
+    mode: Mode = "http"
     tls: Tls = "off"
     variant: Variant = "fin"
     size: Bytes = 128
@@ -545,6 +564,7 @@ class ChunkedStallParams(TypedParams):
 
 
 class KeepaliveVsCloseParams(TypedParams):
+    mode: Mode = "http"
     keepalive: Flag = True
     via: Literal["haproxy", "backend"] = "haproxy"
     size: Bytes = 128
@@ -564,9 +584,12 @@ class ConnectTimeoutParams(TypedParams):
 
 
 class BackendClosesFirstParams(TypedParams):
+    mode: Mode = "http"
     backend_idle_ms: Count(0, 3_600_000, "the backend's idle timeout in ms", 500) = 500
     haproxy_keepalive: HaproxyTime = "2s"
     client_fin: HaproxyTimeOrOff = "off"
+    server_fin: HaproxyTimeOrOff = "off"
+    tunnel: HaproxyTimeOrOff = "off"
     connections: Count(1, 1000, "connections") = 20
     hold_s: Seconds(600, "how long the probe holds each connection", 6.0, True) = 6.0
     watch_s: Seconds(600, "how long observers watch after the load", 2.0) = 2.0

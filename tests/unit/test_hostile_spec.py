@@ -51,6 +51,29 @@ CORPUS = [
     ("connect-timeout", "timeout_connect", "500ms\n", "not an HAProxy time value"),
     ("backend-closes-first", "haproxy_keepalive", "2s\nbackend x", "not an HAProxy time value"),
     ("backend-closes-first", "client_fin", "off\nglobal", "not an HAProxy time value"),
+    # The fin and tunnel timeouts: the same grammar and bounds as timeout_client.
+    *[
+        ("backend-closes-first", key, value, why)
+        for key in ("client_fin", "server_fin", "tunnel")
+        for value, why in (
+            (CFG_BREAKOUT, "not an HAProxy time value"),
+            (".if 0", "not an HAProxy time value"),
+            ("1s # x", "not an HAProxy time value"),
+            ('1s"', "not an HAProxy time value"),
+            ("1s\nbackend x", "not an HAProxy time value"),
+            ("OFF", "not an HAProxy time value"),
+            ("0s", "above 0 and at most 1h"),
+            ("25h", "above 0 and at most 1h"),
+            (1, "valid string"),
+        )
+    ],
+    # mode is a choice of two words: nothing else reaches "mode ..." in defaults.
+    *[
+        (scenario, "mode", value, "Input should be 'http' or 'tcp'")
+        for scenario in ("half-close", "keepalive-vs-close", "backend-closes-first")
+        for value in ("tcp\nglobal", "tcp # x", "health", "TCP", "http ", True)
+    ],
+    ("smoke", "mode", "tcp", "has no parameter 'mode'"),
     ("backend-closes-first", "watch_s", 1e300, "less than or equal to 600"),
     ("backend-closes-first", "hold_s", float("inf"), "finite number"),
     ("chunked-stall", "chunk_max", 1_000_000, "less than or equal to 65536"),
@@ -99,8 +122,9 @@ def test_hostile_parameter_is_refused_naming_the_key(
 CFG_DIRECTIVES = re.compile(
     r"(global|defaults|frontend fe_http|backend be_app|log |maxconn |stats socket "
     r"ipv4@127\.0\.0\.1:9999 level admin$|tune\.bufsize \d+$|tune\.sndbuf\.client \d+$|"
-    r"mode http$|log-format |unique-id-format |option (dontlognull|nolinger|abortonclose|"
-    r"http-server-close)$|timeout (connect|client|server|http-keep-alive|client-fin) "
+    r"mode (http|tcp)$|log-format |unique-id-format |option (dontlognull|nolinger|abortonclose|"
+    r"http-server-close)$|timeout (connect|client|server|http-keep-alive|client-fin|"
+    r"server-fin|tunnel) "
     r"\d+(us|ms|s|m|h|d)?$|retries \d+$|bind :(8080|8443)|http-after-response |"
     r"default_backend be_app$|http-reuse (never|safe|aggressive|always)$|server app )"
 )
@@ -118,7 +142,7 @@ HOSTILE_TEXT = [
 ]  # fmt: skip
 
 # Values that fit some parameter: whatever they are put in, they must render cleanly.
-PLAUSIBLE = [0, 1, 2, 100, 65535, 0.5, 10.0, True, False, "", "1s", "30s", "500ms", "off",
+PLAUSIBLE = [0, 1, 2, 100, 65535, 0.5, 10.0, True, False, "", "1s", "30s", "500ms", "off", "tcp",
              "1024 65000", "1.3", "tls-notify", "always", "backend", "client-killed"]  # fmt: skip
 
 values = st.one_of(
