@@ -8,7 +8,7 @@ backend's (its environment) and the client's (the load's environment and path).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import Field, ValidationError, model_validator
@@ -23,6 +23,7 @@ from harness.plan.params import (
     PortRange,
     Seconds,
     allowed_form,
+    describe_directives,
 )
 from harness.plan.params import Params as TypedParams
 from harness.plan.ports import HTTP_PORT, frontend_port
@@ -254,6 +255,8 @@ class Scenario:
                 continue
             key = str(err["loc"][0])
             msg = str(err["msg"]).removeprefix("Value error, ")
+            if len(err["loc"]) > 1:  # inside a structured parameter (config.backend.0)
+                msg = ".".join(map(str, err["loc"][1:])) + ": " + msg
             got = shown(overrides.get(key))
             allowed = allowed_form(self.params, key)
             problems.append(f"{locate(key)} (scenario {self.name!r}): {msg}, got {got}. {allowed}.")
@@ -800,13 +803,46 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def with_config(knobs: Knobs, config: Mapping[str, list[str]] | None) -> Knobs:
+    """The scenario's knobs with a cell's explicit config lines (the ``config`` parameter,
+    checked by ``params.HaproxyConfig``) after its own lines in each section."""
+    if not config:
+        return knobs
+    hx = knobs.haproxy
+    extra = {s: tuple(config.get(s, ())) for s in ("global", "defaults", "frontend", "backend")}
+    return replace(
+        knobs,
+        haproxy=replace(
+            hx,
+            global_lines=hx.global_lines + extra["global"],
+            defaults_lines=hx.defaults_lines + extra["defaults"],
+            frontend_lines=hx.frontend_lines + extra["frontend"],
+            backend_lines=hx.backend_lines + extra["backend"],
+        ),
+    )
+
+
 def describe(name: str | None = None) -> str:
     """``python -m harness scenarios [NAME]``: every scenario in a line, or one with each
-    parameter's default and allowed values. Raises SpecError for an unknown name."""
+    parameter's default and allowed values; ``config``: the directives a ``config``
+    parameter may add, per section. Raises SpecError for an unknown name."""
     if name is None:
         width = max(map(len, SCENARIOS))
         lines = [f"{s.name:{width}}  {s.summary}" for s in SCENARIOS.values()]
-        return "\n".join([*lines, "", "python -m harness scenarios NAME: its parameters"])
+        return "\n".join(
+            [*lines, "", "python -m harness scenarios NAME: its parameters",
+             "python -m harness scenarios config: the config lines any scenario takes"]
+        )  # fmt: skip
+    if name == "config":
+        return "\n".join(
+            [
+                "config (every scenario): HAProxy config lines per section, e.g.",
+                "  config: {backend: [option abortonclose], defaults: [timeout queue 5s]}",
+                "Each line is an allow-listed directive with typed arguments (time values as",
+                "for timeouts, bounded integers, choices), in a section HAProxy accepts it:",
+                describe_directives(),
+            ]
+        )
     scenario = get(name, "scenarios")
     shows = scenario.shows
     kinds = {"samples": "Mann-Whitney U on every sample", "counts": "Fisher's exact test"}
@@ -827,6 +863,8 @@ def describe(name: str | None = None) -> str:
         allowed = allowed_form(scenario.params, key).removeprefix("Allowed: ")
         shown = str(default).lower() if isinstance(default, bool) else repr(default)
         lines.append(f"  {key} (default {shown}): {allowed}")
+    config = allowed_form(scenario.params, "config").removeprefix("Allowed: ")
+    lines.append(f"  config (default none): {config}")
     return "\n".join(lines)
 
 

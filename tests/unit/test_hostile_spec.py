@@ -74,6 +74,55 @@ CORPUS = [
         for value in ("tcp\nglobal", "tcp # x", "health", "TCP", "http ", True)
     ],
     ("smoke", "mode", "tcp", "has no parameter 'mode'"),
+    # Explicit config lines: each attempt to write more than an allow-listed directive.
+    *[
+        ("fault", "config", {"backend": [line]}, why)
+        for line, why in (
+            ("option abortonclose\nglobal", "not words of a-z 0-9"),
+            ("option abortonclose\r\nstats socket ipv4@0.0.0.0:9998", "not words of a-z 0-9"),
+            ("option abortonclose # x", "not words of a-z 0-9"),
+            ("#option abortonclose", "not words of a-z 0-9"),
+            ('option "abortonclose"', "not words of a-z 0-9"),
+            ("option 'abortonclose'", "not words of a-z 0-9"),
+            (".if streq(a,a)", "not words of a-z 0-9"),
+            (".if 1", "not words of a-z 0-9"),
+            ("timeout server ${T}", "not words of a-z 0-9"),
+            ('timeout server "$T"', "not words of a-z 0-9"),
+            ("option\tabortonclose", "not words of a-z 0-9"),
+            ("option  abortonclose", "not words of a-z 0-9"),
+            (" option abortonclose", "not words of a-z 0-9"),
+            ("option abortonclose\u2028global", "not words of a-z 0-9"),
+            ("Option Abortonclose", "not words of a-z 0-9"),
+            ("option abortonclose\\", "not words of a-z 0-9"),
+            ("server evil 10.0.0.1:80", "not words of a-z 0-9"),
+            ("use_backend evil", "not an allow-listed directive"),
+            ("errorfile 503 /etc/passwd", "not words of a-z 0-9"),
+            ("stats enable", "not an allow-listed directive"),
+            ("log 127.0.0.1 local0", "not an allow-listed directive"),
+            ("option abortonclose extra", "takes 0 argument(s), got 1"),
+            ("timeout server", "takes 1 argument(s), got 0"),
+            ("timeout server 1s 2s", "takes 1 argument(s), got 2"),
+            ("timeout server 0s", "must be above 0 and at most 1h"),
+            ("timeout server 2h", "must be above 0 and at most 1h"),
+            ("timeout server 5x", "not an HAProxy time value"),
+            ("retries 101", "not an integer from 0 to 100"),
+            ("retries 1e3", "not an integer from 0 to 100"),
+            ("retries 9999999999999", "not an integer from 0 to 100"),
+            ("balance uri", "not one of roundrobin"),
+            ("option dontlognull", "goes in defaults or frontend, not in backend"),
+            ("timeout client 1s", "goes in defaults or frontend, not in backend"),
+            ("nbthread 2", "goes in global, not in backend"),
+            ("x" * 5000, "not words of a-z 0-9"),
+        )
+    ],
+    ("fault", "config", {"backend": "option abortonclose"}, "valid list"),
+    ("fault", "config", {"backend": [1]}, "valid string"),
+    ("fault", "config", {"listen": ["option abortonclose"]}, "Extra inputs are not permitted"),
+    ("fault", "config", ["option abortonclose"], "valid dictionary"),
+    ("fault", "config", "backend: option abortonclose", "valid dictionary"),
+    ("fault", "config", {"backend": ["retries 1"] * 33}, "at most 32 items"),
+    ("smoke", "config", {"global": ["maxconn 0"]}, "not an integer from 1 to 1000000"),
+    ("smoke", "config", {"frontend": ["option redispatch"]}, "goes in defaults or backend"),
     ("backend-closes-first", "watch_s", 1e300, "less than or equal to 600"),
     ("backend-closes-first", "hold_s", float("inf"), "finite number"),
     ("chunked-stall", "chunk_max", 1_000_000, "less than or equal to 65536"),
@@ -126,7 +175,11 @@ CFG_DIRECTIVES = re.compile(
     r"http-server-close)$|timeout (connect|client|server|http-keep-alive|client-fin|"
     r"server-fin|tunnel) "
     r"\d+(us|ms|s|m|h|d)?$|retries \d+$|bind :(8080|8443)|http-after-response |"
-    r"default_backend be_app$|http-reuse (never|safe|aggressive|always)$|server app )"
+    r"default_backend be_app$|http-reuse (never|safe|aggressive|always)$|server app |"
+    # a config parameter's lines: allow-listed keywords, typed arguments
+    r"(no )?option [a-z-]+$|timeout [a-z-]+ \d+(us|ms|s|m|h|d)?$|hard-stop-after "
+    r"\d+(us|ms|s|m|h|d)?$|(maxconn|fullconn|nbthread|tune\.[a-z.]+) \d+$|"
+    r"balance (roundrobin|static-rr|leastconn|first|source)$)"
 )
 SERVICES = {
     "backend", "haproxy", "calibration", "client", "census-client", "census-haproxy",
@@ -143,7 +196,10 @@ HOSTILE_TEXT = [
 
 # Values that fit some parameter: whatever they are put in, they must render cleanly.
 PLAUSIBLE = [0, 1, 2, 100, 65535, 0.5, 10.0, True, False, "", "1s", "30s", "500ms", "off", "tcp",
-             "1024 65000", "1.3", "tls-notify", "always", "backend", "client-killed"]  # fmt: skip
+             "1024 65000", "1.3", "tls-notify", "always", "backend", "client-killed",
+             {"backend": ["option abortonclose", "retries 3"]},
+             {"global": ["nbthread 2"], "defaults": ["timeout queue 5s", "balance first"]},
+             {"frontend": ["maxconn 10", "no option dontlognull"]}]  # fmt: skip
 
 values = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
@@ -189,7 +245,7 @@ _SUPPORT = {name: f"harness-{name}:latest" for name in ("backend", "client", "ob
 
 
 def _render(cell: spec.Cell) -> tuple[str, dict[str, Any]]:
-    knobs = SCENARIOS[cell.scenario].knobs(cell.params)
+    knobs = cell.knobs  # the scenario's knobs with the cell's config lines
     project = render.project_name(cell)
     net = render.Network.for_project(project)
     hx = HaproxyImage(cell.version, "harness-haproxy:x", "sha256:x", "x", "")

@@ -73,6 +73,36 @@ def test_fin_timeouts_render_in_their_sections_and_off_leaves_them_out():
     assert "-fin" not in render.haproxy_cfg(off, off.knobs, render.Network.for_project("p"))
 
 
+def test_config_lines_land_in_their_sections_after_the_scenarios_own():
+    config = {
+        "global": ["nbthread 2"],
+        "defaults": ["timeout queue 5s", "no option dontlognull"],
+        "frontend": ["timeout http-request 2s"],
+        "backend": ["option abortonclose", "retries 3"],
+    }
+    cell = spec.single(
+        "debian:bookworm", "connect-timeout", "20260101T000000Z-t", params={"config": config}
+    ).cells[0]
+    assert cell.params["config"] == config  # recorded as given: the report shows it
+    cfg = render.haproxy_cfg(cell, cell.knobs, render.Network.for_project("p"))
+    head, rest = cfg.split("\ndefaults\n")
+    defaults, rest = rest.split("\nfrontend fe_http\n")
+    frontend, backend = rest.split("\nbackend be_app\n")
+    assert "    nbthread 2\n" in head
+    # after the scenario's own "retries 1": HAProxy takes the last one
+    assert defaults.index("retries 1") < defaults.index("timeout queue 5s")
+    assert "    no option dontlognull\n" in defaults
+    assert "    timeout http-request 2s\n" in frontend
+    assert (
+        backend.index("option abortonclose")
+        < backend.index("retries 3")
+        < backend.index("server app")
+    )
+    # Without config lines, the parameters are what they were before the feature.
+    plain = spec.single("debian:bookworm", "connect-timeout", "20260101T000000Z-t").cells[0]
+    assert "config" not in plain.params
+
+
 def test_compose_yaml_is_valid_and_labelled():
     cell = _cell()
     project = render.project_name(cell)
