@@ -305,6 +305,30 @@ def test_the_structure_check_catches_an_injected_key() -> None:
         _check_structure(cfg + "    stats socket ipv4@0.0.0.0:9998 level admin\n", doc)
 
 
+def test_every_allow_listed_directive_and_mode_tcp_pass_the_structure_check() -> None:
+    # The property's allowed lines cover what the allow-list can write, and only that:
+    # each directive once, with an argument of its kind, in every section it may go in.
+    from harness.plan.params import CONFIG_DIRECTIVES
+
+    def argument(kind: Any) -> str:
+        return "1s" if kind == ("time",) else str(kind[1]) if kind[0] == "count" else kind[0]
+
+    config: dict[str, list[str]] = {"global": [], "defaults": [], "frontend": [], "backend": []}
+    for keyword, (sections, kinds) in CONFIG_DIRECTIVES.items():
+        line = " ".join([keyword, *map(argument, kinds)])
+        for section in sections:
+            config[section].append(line)
+    for section, lines in config.items():
+        for start in range(0, len(lines), 32):  # at most 32 lines per section and entry
+            params = {"mode": "tcp", "client_fin": "1s", "server_fin": "1s", "tunnel": "1s",
+                      "config": {section: lines[start:start + 32]}}  # fmt: skip
+            raw = {"name": "t", "versions": ["debian:bookworm"],
+                   "scenarios": [{"name": "backend-closes-first", "params": params}]}  # fmt: skip
+            cfg, doc = _render(spec.expand(raw, "t").cells[0])
+            _check_structure(cfg, doc)
+            assert all(f"    {line}\n" in cfg for line in lines[start : start + 32])
+
+
 def test_scenarios_verb_lists_every_parameter_with_its_allowed_form() -> None:
     import subprocess
     import sys
