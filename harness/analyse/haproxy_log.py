@@ -1,8 +1,9 @@
 """HAProxy access logs: the parser of the log format the harness configures, and a summary.
 
 The harness renders haproxy.cfg with ``log stdout format raw local0`` and
-``log-format`` set to ``harness.plan.log_format.HTTP_LOG_FORMAT``. The parser's regex
-is built from the same table (``FIELDS``) as that constant, so the template and the
+``log-format`` set to ``harness.plan.log_format.HTTP_LOG_FORMAT`` (``TCP_LOG_FORMAT`` for
+``mode tcp``, the manual's tcplog format). The parser's regexes
+are built from the same tables (``FIELDS``, ``TCP_FIELDS``), so the template and the
 parser cannot drift apart. The table is the plan's: the stack writes the format and
 the analysis reads it, and both may import the plan, not each other.
 
@@ -20,9 +21,10 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from harness.analyse.distribution import nearest_rank
-from harness.plan.log_format import FIELDS
+from harness.plan.log_format import FIELDS, TCP_FIELDS
 
 _LINE = re.compile(" ".join(pattern for _, pattern in FIELDS))
+_TCP_LINE = re.compile(" ".join(pattern for _, pattern in TCP_FIELDS))
 
 
 class LogEntry(NamedTuple):
@@ -41,7 +43,7 @@ class LogEntry(NamedTuple):
     tw: int  # Tw: time waiting in queues
     tc: int  # Tc: time to establish the TCP connection to the server
     tresp: int  # Tr: server response time (until complete response headers)
-    ta: int  # Ta: total active time of the request
+    ta: int  # Ta: total active time of the request; Tt (the whole session) in TCP lines
     status: int  # -1 when no status was set
     bytes_read: int  # bytes sent from server to client
     termination_state: str  # 4 characters, see explain()
@@ -59,10 +61,13 @@ class LogEntry(NamedTuple):
 
 
 def parse_line(line: str) -> LogEntry | None:
-    """Parse one access-log line; None for anything else (startup notices, warnings...)."""
+    """Parse one access-log line, HTTP or TCP format; None for anything else (startup
+    notices, warnings...). A TCP line (section 8.2.2) has no request, status or HTTP
+    timers: ``tr`` and ``tresp`` are -1, ``status`` -1, ``ta`` is Tt (the whole session),
+    ``request`` empty, and ``termination_state`` its two characters."""
     m = _LINE.fullmatch(line.strip())
     if m is None:
-        return None
+        return _parse_tcp(line)
     (client_ip, client_port, accept_date, frontend, backend, server, tr, tw, tc, tresp, ta,
      ta_plus, status, bytes_read, bytes_plus, termination_state, actconn, feconn, beconn,
      srv_conn, retries, redispatched, srv_queue, backend_queue, unique_id, request,
@@ -79,6 +84,28 @@ def parse_line(line: str) -> LogEntry | None:
         ta_plus == "+" or bytes_plus == "+",
     )  # fmt: skip
 
+
+def _parse_tcp(line: str) -> LogEntry | None:
+    m = _TCP_LINE.fullmatch(line.strip())
+    if m is None:
+        return None
+    (client_ip, client_port, accept_date, frontend, backend, server, tw, tc, ta_plus, ta,
+     bytes_read, bytes_plus, termination_state, actconn, feconn, beconn, srv_conn, retries,
+     redispatched, srv_queue, backend_queue) = m.group(*_TCP_GROUPS)  # fmt: skip
+    return LogEntry(
+        client_ip, int(client_port), accept_date, frontend, backend, server,
+        -1, int(tw), int(tc), -1, int(ta), -1, int(bytes_read), termination_state,
+        int(actconn), int(feconn), int(beconn), int(srv_conn), int(retries),
+        redispatched == "+", int(srv_queue), int(backend_queue), None, "",
+        ta_plus == "+" or bytes_plus == "+",
+    )  # fmt: skip
+
+
+_TCP_GROUPS = (
+    "client_ip", "client_port", "accept_date", "frontend", "backend", "server", "tw", "tc",
+    "ta_plus", "ta", "bytes_read", "bytes_plus", "termination_state", "actconn", "feconn",
+    "beconn", "srv_conn", "retries", "redispatched", "srv_queue", "backend_queue",
+)  # fmt: skip
 
 _GROUPS = (
     "client_ip", "client_port", "accept_date", "frontend", "backend", "server", "tr", "tw",

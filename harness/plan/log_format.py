@@ -49,3 +49,26 @@ FIELDS: tuple[tuple[str, str], ...] = (
 
 HTTP_LOG_FORMAT = " ".join(token for token, _ in FIELDS)
 """The ``log-format`` string for haproxy.cfg (quote it there: it contains spaces)."""
+
+# mode tcp: HAProxy's own TCP log format ("option tcplog"), spelled out as the manual
+# gives it (section 8.2.2 "TCP log format", 2.2 to 3.0). No request, status or HTTP
+# timers: Tt is the whole session, and %ts has the two characters of the termination
+# state (no cookie characters).
+TCP_FIELDS: tuple[tuple[str, str], ...] = (
+    FIELDS[0],
+    # %t: the accept date, printed like %tr.
+    ("[%t]", FIELDS[1][1]),
+    FIELDS[2],
+    FIELDS[3],
+    ("%Tw/%Tc/%Tt", r"(?P<tw>-?\d+)/(?P<tc>-?\d+)/(?P<ta_plus>\+?)(?P<ta>-?\d+)"),
+    FIELDS[6],
+    ("%ts", r"(?P<termination_state>[A-Za-z-]{2})"),
+    FIELDS[8],
+    FIELDS[9],
+)
+
+TCP_LOG_FORMAT = " ".join(token for token, _ in TCP_FIELDS)
+"""The ``log-format`` string of a ``mode tcp`` cell (section 8.2.2's tcplog format)."""
+
+LOG_FORMATS = {"http": HTTP_LOG_FORMAT, "tcp": TCP_LOG_FORMAT}
+"""HAProxy's proxy mode (``mode http`` / ``mode tcp``) -> the log-format rendered for it."""

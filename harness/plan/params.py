@@ -15,7 +15,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 # HAProxy's time format (configuration manual, section 2.5 "Time format"): an integer
 # with an optional unit; without one, milliseconds.
@@ -116,13 +124,199 @@ Bytes = Annotated[
 ]  # fmt: skip
 
 
+# --- Explicit HAProxy config lines, per section ------------------------------------------
+#
+# A matrix entry may add directives to haproxy.cfg's sections (``config: {backend: ["option
+# abortonclose"]}``): the deliberate way to try a directive where a bug report had it. Only
+# allow-listed keywords, each with typed arguments, in the sections where HAProxy's manual
+# accepts them (configuration.txt 4.1 "Proxy keywords matrix", 3 "Global parameters").
+# A line is words of [a-z0-9._-] separated by one space: no newline, comment, quote,
+# variable, or conditional (.if) can be written, whatever the keyword.
+
+SECTIONS = ("global", "defaults", "frontend", "backend")
+_G, _D, _F, _B = ("global",), ("defaults",), ("frontend",), ("backend",)
+
+
+def _count(low: int, high: int) -> tuple[str, int, int]:
+    return ("count", low, high)
+
+
+_TIME_ARG = ("time",)
+_OPTIONS_DFB = (
+    "http-server-close", "httpclose", "http-keep-alive", "nolinger", "http-buffer-request",
+    "forwardfor", "splice-auto", "http-no-delay", "independent-streams",
+)  # fmt: skip
+CONFIG_DIRECTIVES: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {
+    # keyword words -> (sections, argument kinds: ("time",), ("count", low, high), or a
+    # tuple of choices)
+    **{f"option {o}": (_D + _F + _B, ()) for o in _OPTIONS_DFB},
+    **{f"no option {o}": (_D + _F + _B, ()) for o in _OPTIONS_DFB},
+    **{
+        f"{no}option {o}": (_D + _B, ())
+        for o in ("abortonclose", "redispatch", "prefer-last-server", "tcp-smart-connect")
+        for no in ("", "no ")
+    },
+    **{
+        f"{no}option {o}": (_D + _F, ())
+        for o in ("tcp-smart-accept", "dontlognull")
+        for no in ("", "no ")
+    },
+    **{f"timeout {t}": (_D + _F, (_TIME_ARG,)) for t in ("client", "client-fin")},
+    **{
+        f"timeout {t}": (_D + _B, (_TIME_ARG,))
+        for t in ("server", "server-fin", "connect", "tunnel")
+    },
+    **{
+        f"timeout {t}": (_D + _F + _B, (_TIME_ARG,))
+        for t in ("http-request", "http-keep-alive", "queue", "tarpit")
+    },
+    "retries": (_D + _B, (_count(0, 100),)),
+    "maxconn": (_G + _D + _F, (_count(1, 1_000_000),)),
+    "fullconn": (_D + _B, (_count(1, 1_000_000),)),
+    "http-reuse": (_D + _B, (("never", "safe", "aggressive", "always"),)),
+    "balance": (_D + _B, (("roundrobin", "static-rr", "leastconn", "first", "source"),)),
+    "nbthread": (_G, (_count(1, 64),)),
+    "hard-stop-after": (_G, (_TIME_ARG,)),
+    "tune.bufsize": (_G, (_count(1024, 1_048_576),)),
+    "tune.maxrewrite": (_G, (_count(0, 524_288),)),
+    "tune.http.maxhdr": (_G, (_count(1, 32_767),)),
+    **{
+        f"tune.{b}.{side}": (_G, (_count(0, 16_777_216),))
+        for b in ("sndbuf", "rcvbuf")
+        for side in ("client", "server")
+    },
+}
+_WORDS = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}( [a-z0-9][a-z0-9._-]{0,63}){0,7}")
+MAX_CONFIG_LINES = 32  # per section
+
+
+def _check_argument(kind: Any, word: str) -> str | None:
+    """What is wrong with ``word`` as an argument of ``kind`` (None: nothing)."""
+    if kind == _TIME_ARG:
+        try:
+            ms = time_ms(word)
+        except ValueError:
+            return f"{word!r} is not an HAProxy time value (digits and a unit: us, ms, s, m, h, d)"
+        return None if 0 < ms <= MAX_TIMEOUT_MS else f"{word!r} must be above 0 and at most 1h"
+    if kind[0] == "count":
+        low, high = kind[1], kind[2]
+        ok = word.isascii() and word.isdigit() and len(word) <= 9 and low <= int(word) <= high
+        return None if ok else f"{word!r} is not an integer from {low} to {high}"
+    return None if word in kind else f"{word!r} is not one of {', '.join(kind)}"
+
+
+def check_directive(section: str, line: str) -> str:
+    """``line`` if it is an allow-listed directive of ``section`` with well-typed
+    arguments (CONFIG_DIRECTIVES); raises ValueError saying what is wrong and what would
+    be accepted."""
+    if not isinstance(line, str):
+        raise ValueError(f"{section}: a line must be text, e.g. 'option abortonclose'")
+    if not _WORDS.fullmatch(line):
+        raise ValueError(
+            f"{section}: {_short(line)} is not words of a-z 0-9 . _ - separated by one space "
+            "(no newline, comment, quote, variable or .if can go into haproxy.cfg)"
+        )
+    words = line.split(" ")
+    for n in range(len(words), 0, -1):
+        keyword = " ".join(words[:n])
+        if keyword in CONFIG_DIRECTIVES:
+            sections, kinds = CONFIG_DIRECTIVES[keyword]
+            break
+    else:
+        raise ValueError(
+            f"{section}: {_short(line)} is not an allow-listed directive "
+            "(python -m harness scenarios config lists them)"
+        )
+    if section not in sections:
+        raise ValueError(
+            f"{section}: {keyword!r} goes in {' or '.join(sections)}, not in {section}"
+        )
+    args = words[n:]
+    if len(args) != len(kinds):
+        raise ValueError(f"{section}: {keyword!r} takes {len(kinds)} argument(s), got {len(args)}")
+    for kind, word in zip(kinds, args, strict=True):
+        problem = _check_argument(kind, word)
+        if problem:
+            raise ValueError(f"{section}: {keyword!r}: {problem}")
+    return line
+
+
+def _short(text: str) -> str:
+    """A line as quoted in a message: printable, at most 40 characters."""
+    shown = text[:40].encode("unicode_escape").decode("ascii")
+    return repr(shown) + ("..." if len(text) > 40 else "")
+
+
+def describe_directives() -> str:
+    """The allow-listed directives, one section per line (``python -m harness scenarios
+    config``)."""
+    lines = []
+    for section in SECTIONS:
+        names = [k for k, (where, _) in CONFIG_DIRECTIVES.items() if section in where]
+        lines.append(f"  {section}: {', '.join(names)}")
+    return "\n".join(lines)
+
+
+class HaproxyConfig(BaseModel):
+    """Explicit config lines per section of haproxy.cfg, each checked by
+    ``check_directive``; rendered after the scenario's own lines in that section (so a
+    repeated directive overrides the scenario's, as HAProxy takes the last one)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    global_: list[str] = Field(default_factory=list, alias="global", max_length=MAX_CONFIG_LINES)
+    defaults: list[str] = Field(default_factory=list, max_length=MAX_CONFIG_LINES)
+    frontend: list[str] = Field(default_factory=list, max_length=MAX_CONFIG_LINES)
+    backend: list[str] = Field(default_factory=list, max_length=MAX_CONFIG_LINES)
+
+    @model_validator(mode="after")
+    def _allow_listed(self) -> HaproxyConfig:
+        for section in SECTIONS:
+            for line in self.section(section):
+                check_directive(section, line)
+        return self
+
+    def section(self, name: str) -> tuple[str, ...]:
+        """The lines of one section (``global``, ``defaults``, ``frontend``, ``backend``)."""
+        return tuple(getattr(self, "global_" if name == "global" else name))
+
+    def __bool__(self) -> bool:
+        return any(self.section(s) for s in SECTIONS)
+
+
+CONFIG_FORM = (
+    "config lines per section (global, defaults, frontend, backend), each a list of "
+    "allow-listed directives with typed arguments (python -m harness scenarios config "
+    "lists them)"
+)
+
+
 class Params(BaseModel):
     """Base of every scenario's parameters: strict types (``'5'`` is not 5, ``1`` is not
-    True), finite floats, no unknown key, immutable."""
+    True), finite floats, no unknown key, immutable. Every scenario also takes ``config``:
+    explicit HAProxy config lines per section (``HaproxyConfig``), left out of the dumped
+    parameters when empty, so a cell without them records what it did before they existed."""
 
     model_config = ConfigDict(
         extra="forbid", strict=True, allow_inf_nan=False, frozen=True, validate_default=True
     )
+
+    config: HaproxyConfig = Field(
+        default_factory=HaproxyConfig,
+        description=CONFIG_FORM,
+        examples=[{"backend": ["option abortonclose"]}],
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if self.config:
+            data["config"] = {
+                s: list(self.config.section(s)) for s in SECTIONS if self.config.section(s)
+            }
+        else:
+            data.pop("config", None)
+        return data
 
 
 def allowed_form(model: type[BaseModel], key: str) -> str:
@@ -139,9 +333,12 @@ def allowed_form(model: type[BaseModel], key: str) -> str:
 
 
 __all__ = [
+    "CONFIG_DIRECTIVES",
+    "SECTIONS",
     "Bytes",
     "Count",
     "Flag",
+    "HaproxyConfig",
     "HaproxyTime",
     "HaproxyTimeOrOff",
     "Params",
@@ -149,5 +346,7 @@ __all__ = [
     "Seconds",
     "ValidationError",
     "allowed_form",
+    "check_directive",
+    "describe_directives",
     "time_ms",
 ]

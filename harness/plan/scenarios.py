@@ -8,7 +8,7 @@ backend's (its environment) and the client's (the load's environment and path).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import Field, ValidationError, model_validator
@@ -23,6 +23,7 @@ from harness.plan.params import (
     PortRange,
     Seconds,
     allowed_form,
+    describe_directives,
 )
 from harness.plan.params import Params as TypedParams
 from harness.plan.ports import HTTP_PORT, frontend_port
@@ -35,6 +36,9 @@ Params = Mapping[str, Any]
 class HaproxyKnobs:
     """What a scenario may set in haproxy.cfg (haproxy/haproxy.cfg.j2)."""
 
+    # HAProxy's proxy mode for every section: "http" (L7, requests parsed, HTTP log
+    # format) or "tcp" (L4: bytes and FINs relayed, the manual's TCP log format).
+    mode: str = "http"
     maxconn: int = 4096
     timeout_connect: str = "5s"
     timeout_client: str = "30s"
@@ -251,6 +255,8 @@ class Scenario:
                 continue
             key = str(err["loc"][0])
             msg = str(err["msg"]).removeprefix("Value error, ")
+            if len(err["loc"]) > 1:  # inside a structured parameter (config.backend.0)
+                msg = ".".join(map(str, err["loc"][1:])) + ": " + msg
             got = shown(overrides.get(key))
             allowed = allowed_form(self.params, key)
             problems.append(f"{locate(key)} (scenario {self.name!r}): {msg}, got {got}. {allowed}.")
@@ -288,7 +294,9 @@ def _calibration(p: Params) -> Knobs:
 
 def _half_close(p: Params) -> Knobs:
     return Knobs(
-        haproxy=HaproxyKnobs(timeout_client=p["timeout_client"], timeout_server="30s"),
+        haproxy=HaproxyKnobs(
+            mode=p["mode"], timeout_client=p["timeout_client"], timeout_server="30s"
+        ),
         backend_env={"BACKEND_SIZE": str(p["size"])},
         load=Probe(
             variant=p["variant"],
@@ -333,7 +341,7 @@ def _chunked_stall(p: Params) -> Knobs:
 
 def _keepalive_vs_close(p: Params) -> Knobs:
     return Knobs(
-        haproxy=HaproxyKnobs(),
+        haproxy=HaproxyKnobs(mode=p["mode"]),
         backend_env={"BACKEND_SIZE": str(p["size"])},
         load=HttpLoad(keepalive=p["keepalive"], via=p["via"]),
         drain_s=1.0,
@@ -379,11 +387,22 @@ def _connect_timeout(p: Params) -> Knobs:
     )
 
 
+def _fin_timeout(directive: str, value: str) -> tuple[str, ...]:
+    """``timeout <directive> <value>``, or no line for 'off' (HAProxy's own default)."""
+    return (f"timeout {directive} {value}",) if value != "off" else ()
+
+
 def _backend_closes_first(p: Params) -> Knobs:
-    frontend = (f"timeout client-fin {p['client_fin']}",) if p["client_fin"] != "off" else ()
+    # client-fin: the client side once it is half-closed (we sent our FIN, the client has
+    # not); server-fin: the same on the server side; tunnel: both directions idle, in
+    # mode tcp once no analyser is left (manual 4.2, "timeout client-fin/server-fin/tunnel").
     return Knobs(
         haproxy=HaproxyKnobs(
-            timeout_http_keep_alive=p["haproxy_keepalive"], frontend_lines=frontend
+            mode=p["mode"],
+            timeout_http_keep_alive=p["haproxy_keepalive"],
+            frontend_lines=_fin_timeout("client-fin", p["client_fin"]),
+            backend_lines=_fin_timeout("server-fin", p["server_fin"])
+            + _fin_timeout("tunnel", p["tunnel"]),
         ),
         backend_env={"BACKEND_IDLE_TIMEOUT_MS": str(p["backend_idle_ms"])},
         load=Probe(variant="hold", connections=p["connections"], deadline_s=p["hold_s"]),
@@ -422,6 +441,8 @@ def _fault(p: Params) -> Knobs:
 
 
 Tls = Literal["off", "1.2", "1.3"]
+# HAProxy's proxy mode (manual 4.2, "mode"): L7 HTTP, or L4 TCP.
+Mode = Literal["http", "tcp"]
 Variant = Literal["fin", "tls-fin-no-notify", "tls-notify", "conn-close", "fin-with-request"]
 HttpReuse = Literal["never", "safe", "aggressive", "always"]
 # The most probe connections one cell may plan: each is a real connection to HAProxy.
@@ -444,6 +465,7 @@ class CalibrationParams(TypedParams):
 
 
 class HalfCloseParams(TypedParams):
+    mode: Mode = "http"
     tls: Tls = "off"
     variant: Variant = "fin"
     size: Bytes = 128
@@ -545,6 +567,7 @@ class ChunkedStallParams(TypedParams):
 
 
 class KeepaliveVsCloseParams(TypedParams):
+    mode: Mode = "http"
     keepalive: Flag = True
     via: Literal["haproxy", "backend"] = "haproxy"
     size: Bytes = 128
@@ -564,9 +587,12 @@ class ConnectTimeoutParams(TypedParams):
 
 
 class BackendClosesFirstParams(TypedParams):
+    mode: Mode = "http"
     backend_idle_ms: Count(0, 3_600_000, "the backend's idle timeout in ms", 500) = 500
     haproxy_keepalive: HaproxyTime = "2s"
     client_fin: HaproxyTimeOrOff = "off"
+    server_fin: HaproxyTimeOrOff = "off"
+    tunnel: HaproxyTimeOrOff = "off"
     connections: Count(1, 1000, "connections") = 20
     hold_s: Seconds(600, "how long the probe holds each connection", 6.0, True) = 6.0
     watch_s: Seconds(600, "how long observers watch after the load", 2.0) = 2.0
@@ -777,13 +803,46 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def with_config(knobs: Knobs, config: Mapping[str, list[str]] | None) -> Knobs:
+    """The scenario's knobs with a cell's explicit config lines (the ``config`` parameter,
+    checked by ``params.HaproxyConfig``) after its own lines in each section."""
+    if not config:
+        return knobs
+    hx = knobs.haproxy
+    extra = {s: tuple(config.get(s, ())) for s in ("global", "defaults", "frontend", "backend")}
+    return replace(
+        knobs,
+        haproxy=replace(
+            hx,
+            global_lines=hx.global_lines + extra["global"],
+            defaults_lines=hx.defaults_lines + extra["defaults"],
+            frontend_lines=hx.frontend_lines + extra["frontend"],
+            backend_lines=hx.backend_lines + extra["backend"],
+        ),
+    )
+
+
 def describe(name: str | None = None) -> str:
     """``python -m harness scenarios [NAME]``: every scenario in a line, or one with each
-    parameter's default and allowed values. Raises SpecError for an unknown name."""
+    parameter's default and allowed values; ``config``: the directives a ``config``
+    parameter may add, per section. Raises SpecError for an unknown name."""
     if name is None:
         width = max(map(len, SCENARIOS))
         lines = [f"{s.name:{width}}  {s.summary}" for s in SCENARIOS.values()]
-        return "\n".join([*lines, "", "python -m harness scenarios NAME: its parameters"])
+        return "\n".join(
+            [*lines, "", "python -m harness scenarios NAME: its parameters",
+             "python -m harness scenarios config: the config lines any scenario takes"]
+        )  # fmt: skip
+    if name == "config":
+        return "\n".join(
+            [
+                "config (every scenario): HAProxy config lines per section, e.g.",
+                "  config: {backend: [option abortonclose], defaults: [timeout queue 5s]}",
+                "Each line is an allow-listed directive with typed arguments (time values as",
+                "for timeouts, bounded integers, choices), in a section HAProxy accepts it:",
+                describe_directives(),
+            ]
+        )
     scenario = get(name, "scenarios")
     shows = scenario.shows
     kinds = {"samples": "Mann-Whitney U on every sample", "counts": "Fisher's exact test"}
@@ -804,6 +863,8 @@ def describe(name: str | None = None) -> str:
         allowed = allowed_form(scenario.params, key).removeprefix("Allowed: ")
         shown = str(default).lower() if isinstance(default, bool) else repr(default)
         lines.append(f"  {key} (default {shown}): {allowed}")
+    config = allowed_form(scenario.params, "config").removeprefix("Allowed: ")
+    lines.append(f"  config (default none): {config}")
     return "\n".join(lines)
 
 

@@ -184,7 +184,8 @@ class Cell:
     def knobs(self) -> scenarios.Knobs:
         """What the scenario makes of the parameters (built once per cell: the render,
         the runner and the load's time bound all read it)."""
-        return scenarios.get(self.scenario, self.id).knobs(self.params)
+        knobs = scenarios.get(self.scenario, self.id).knobs(self.params)
+        return scenarios.with_config(knobs, self.params.get("config"))
 
     @property
     def changed_params_text(self) -> str:

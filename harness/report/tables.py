@@ -1072,6 +1072,7 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
         lines += [_load_line(load), ""]
         for params, bypass, headers, table in cell_tables(run_dir, name, rows):
             lines += [f"Parameters: {_code(params)}", ""]
+            lines += config_lines(next(r for r in rows if _params(r) == params))
             if bypass:
                 lines += [f"**No verdict.** {bypass}", ""]
             lines += [_md_table(table, headers), ""]
@@ -1126,6 +1127,26 @@ def _cell(record: Record, fn: Callable[[Record], Any]) -> Any:
         return "failed"
     value = fn(record)
     return "-" if value is None else value
+
+
+def config_lines(record: Record) -> list[str]:
+    """The explicit HAProxy config lines of a cell (its ``config`` parameter) as a
+    Markdown paragraph and the sections they went into; [] when it has none."""
+    config = (record.get("params") or {}).get("config") or {}
+    if not config:
+        return []
+    body = []
+    for section in ("global", "defaults", "frontend", "backend"):
+        body += [section, *(f"    {line}" for line in config.get(section) or [])]
+        if not config.get(section):
+            body.pop()
+    return [
+        "HAProxy config lines of this entry (`config`), after the scenario's own in each "
+        "section (`haproxy.cfg` in each cell folder has them all):",
+        "",
+        *_fenced(body),
+        "",
+    ]
 
 
 def _by_params(rows: list[Record]) -> dict[str, list[Record]]:

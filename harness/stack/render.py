@@ -23,7 +23,7 @@ import trustme
 from harness import ROOT
 from harness.errors import HarnessError, SpecError
 from harness.plan import ports
-from harness.plan.log_format import HTTP_LOG_FORMAT
+from harness.plan.log_format import LOG_FORMATS
 from harness.plan.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
 from harness.plan.spec import Cell
 from harness.stack import compose_file
@@ -193,7 +193,7 @@ def haproxy_cfg(cell: Cell, knobs: Knobs, net: Network) -> str:
         hx=knobs.haproxy,
         server=f"{getattr(net, service)}:{port}",
         tls=knobs.tls,
-        log_format=HTTP_LOG_FORMAT,
+        log_format=LOG_FORMATS[knobs.haproxy.mode],
         ports=ports,
     )
 

@@ -574,6 +574,30 @@ def test_timeout_that_is_not_an_haproxy_time_value(cli: Cli) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("option abortonclose\n    stats socket ipv4@0.0.0.0:9998 level admin",
+         "is not words of a-z 0-9 . _ - separated by one space"),
+        (".if 1", "is not words of a-z 0-9"),
+        ("stats enable", "is not an allow-listed directive"),
+        ("timeout client 1s", "'timeout client' goes in defaults or frontend, not in backend"),
+    ],
+)  # fmt: skip
+def test_config_line_that_is_not_an_allow_listed_directive(cli: Cli, line: str, why: str) -> None:
+    matrix = cli.tmp / "bad-config.yaml"
+    entry = {"name": "fault", "config": {"backend": [line]}}
+    matrix.write_text(OK_HEAD + "scenarios:\n  - name: fault\n    params:\n"
+                      f"      config: {json.dumps(entry['config'])}\n")  # fmt: skip
+    cli.refused(
+        cli("matrix", str(matrix)),
+        f"{matrix} (line 6): scenarios[0].params.config (scenario 'fault'): backend: ",
+        why,
+        "python -m harness scenarios config lists them",
+        "e.g. {'backend': ['option abortonclose']}",
+    )
+
+
 def test_config_that_haproxy_rejects(cli: Cli, repo_copy: Path) -> None:
     # Typed parameters cannot make a config HAProxy rejects; a template edit still can.
     template = repo_copy / "haproxy" / "haproxy.cfg.j2"

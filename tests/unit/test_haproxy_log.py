@@ -14,7 +14,7 @@ from harness.analyse.haproxy_log import (
     parse_log,
     summarise,
 )
-from harness.plan.log_format import FIELDS, HTTP_LOG_FORMAT
+from harness.plan.log_format import FIELDS, HTTP_LOG_FORMAT, TCP_FIELDS, TCP_LOG_FORMAT
 
 UUID_OK = "0b6c3f9e-5d1a-4c3e-9d1e-2f3a4b5c6d7e"
 UUID_CONNECT_TIMEOUT = "7d1e2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"
@@ -68,6 +68,40 @@ def test_format_is_the_documented_string() -> None:
         "%ac/%fc/%bc/%sc/%rc %sq/%bq %ID %{+Q}r"
     )
     assert len(FIELDS) == len(HTTP_LOG_FORMAT.split(" "))
+
+
+# What 2.6.12 wrote with TCP_LOG_FORMAT in mode tcp (backend-closes-first): the probe
+# held its side for 6 s; with timeout client-fin 1s HAProxy ended it 1.5 s in (cD).
+TCP_HELD = (
+    "172.30.81.30:38682 [29/Nov/2026:20:20:38.961] fe_http be_app/app 1/0/6001 227 -- "
+    "20/20/19/19/0 0/0"
+)
+TCP_CLIENT_FIN = (
+    "172.30.145.30:42778 [29/Nov/2026:20:20:50.628] fe_http be_app/app 1/0/1503 227 cD "
+    "20/20/19/19/0 0/0"
+)
+
+
+def test_tcp_format_is_the_manuals_tcplog() -> None:
+    # HAProxy manual 8.2.2 "TCP log format": what "option tcplog" logs, spelled out.
+    assert TCP_LOG_FORMAT == "%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq"
+    assert len(TCP_FIELDS) == len(TCP_LOG_FORMAT.split(" "))
+
+
+def test_tcp_lines_parse_with_their_two_flag_characters() -> None:
+    held, cut = parse_line(TCP_HELD), parse_line(TCP_CLIENT_FIN)
+    assert held is not None and cut is not None
+    assert (held.tw, held.tc, held.ta, held.bytes_read) == (1, 0, 6001, 227)
+    assert (held.tr, held.tresp, held.status) == (-1, -1, -1)
+    assert (held.request, held.unique_id) == ("", None)
+    assert (held.termination_state, cut.termination_state, cut.ta) == ("--", "cD", 1503)
+    assert (cut.client_port, cut.backend, cut.server, cut.actconn) == (42778, "be_app", "app", 20)
+    assert explain("cD").startswith("cD: the client-side timeout expired")
+    summary = summarise([held, cut])
+    assert summary["termination_states"] == {"--": 1, "cD": 1}
+    assert summary["status_classes"]["none"] == 2 and summary["timers"]["Ta"]["max"] == 6001
+    entries, unparsed = parse_log([TCP_HELD, OK, "[WARNING] x"])
+    assert len(entries) == 2 and unparsed == ["[WARNING] x"]
 
 
 def test_normal_200() -> None:

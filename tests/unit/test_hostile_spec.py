@@ -51,6 +51,78 @@ CORPUS = [
     ("connect-timeout", "timeout_connect", "500ms\n", "not an HAProxy time value"),
     ("backend-closes-first", "haproxy_keepalive", "2s\nbackend x", "not an HAProxy time value"),
     ("backend-closes-first", "client_fin", "off\nglobal", "not an HAProxy time value"),
+    # The fin and tunnel timeouts: the same grammar and bounds as timeout_client.
+    *[
+        ("backend-closes-first", key, value, why)
+        for key in ("client_fin", "server_fin", "tunnel")
+        for value, why in (
+            (CFG_BREAKOUT, "not an HAProxy time value"),
+            (".if 0", "not an HAProxy time value"),
+            ("1s # x", "not an HAProxy time value"),
+            ('1s"', "not an HAProxy time value"),
+            ("1s\nbackend x", "not an HAProxy time value"),
+            ("OFF", "not an HAProxy time value"),
+            ("0s", "above 0 and at most 1h"),
+            ("25h", "above 0 and at most 1h"),
+            (1, "valid string"),
+        )
+    ],
+    # mode is a choice of two words: nothing else reaches "mode ..." in defaults.
+    *[
+        (scenario, "mode", value, "Input should be 'http' or 'tcp'")
+        for scenario in ("half-close", "keepalive-vs-close", "backend-closes-first")
+        for value in ("tcp\nglobal", "tcp # x", "health", "TCP", "http ", True)
+    ],
+    ("smoke", "mode", "tcp", "has no parameter 'mode'"),
+    # Explicit config lines: each attempt to write more than an allow-listed directive.
+    *[
+        ("fault", "config", {"backend": [line]}, why)
+        for line, why in (
+            ("option abortonclose\nglobal", "not words of a-z 0-9"),
+            ("option abortonclose\r\nstats socket ipv4@0.0.0.0:9998", "not words of a-z 0-9"),
+            ("option abortonclose # x", "not words of a-z 0-9"),
+            ("#option abortonclose", "not words of a-z 0-9"),
+            ('option "abortonclose"', "not words of a-z 0-9"),
+            ("option 'abortonclose'", "not words of a-z 0-9"),
+            (".if streq(a,a)", "not words of a-z 0-9"),
+            (".if 1", "not words of a-z 0-9"),
+            ("timeout server ${T}", "not words of a-z 0-9"),
+            ('timeout server "$T"', "not words of a-z 0-9"),
+            ("option\tabortonclose", "not words of a-z 0-9"),
+            ("option  abortonclose", "not words of a-z 0-9"),
+            (" option abortonclose", "not words of a-z 0-9"),
+            ("option abortonclose\u2028global", "not words of a-z 0-9"),
+            ("Option Abortonclose", "not words of a-z 0-9"),
+            ("option abortonclose\\", "not words of a-z 0-9"),
+            ("server evil 10.0.0.1:80", "not words of a-z 0-9"),
+            ("use_backend evil", "not an allow-listed directive"),
+            ("errorfile 503 /etc/passwd", "not words of a-z 0-9"),
+            ("stats enable", "not an allow-listed directive"),
+            ("log 127.0.0.1 local0", "not an allow-listed directive"),
+            ("option abortonclose extra", "takes 0 argument(s), got 1"),
+            ("timeout server", "takes 1 argument(s), got 0"),
+            ("timeout server 1s 2s", "takes 1 argument(s), got 2"),
+            ("timeout server 0s", "must be above 0 and at most 1h"),
+            ("timeout server 2h", "must be above 0 and at most 1h"),
+            ("timeout server 5x", "not an HAProxy time value"),
+            ("retries 101", "not an integer from 0 to 100"),
+            ("retries 1e3", "not an integer from 0 to 100"),
+            ("retries 9999999999999", "not an integer from 0 to 100"),
+            ("balance uri", "not one of roundrobin"),
+            ("option dontlognull", "goes in defaults or frontend, not in backend"),
+            ("timeout client 1s", "goes in defaults or frontend, not in backend"),
+            ("nbthread 2", "goes in global, not in backend"),
+            ("x" * 5000, "not words of a-z 0-9"),
+        )
+    ],
+    ("fault", "config", {"backend": "option abortonclose"}, "valid list"),
+    ("fault", "config", {"backend": [1]}, "valid string"),
+    ("fault", "config", {"listen": ["option abortonclose"]}, "Extra inputs are not permitted"),
+    ("fault", "config", ["option abortonclose"], "valid dictionary"),
+    ("fault", "config", "backend: option abortonclose", "valid dictionary"),
+    ("fault", "config", {"backend": ["retries 1"] * 33}, "at most 32 items"),
+    ("smoke", "config", {"global": ["maxconn 0"]}, "not an integer from 1 to 1000000"),
+    ("smoke", "config", {"frontend": ["option redispatch"]}, "goes in defaults or backend"),
     ("backend-closes-first", "watch_s", 1e300, "less than or equal to 600"),
     ("backend-closes-first", "hold_s", float("inf"), "finite number"),
     ("chunked-stall", "chunk_max", 1_000_000, "less than or equal to 65536"),
@@ -99,10 +171,15 @@ def test_hostile_parameter_is_refused_naming_the_key(
 CFG_DIRECTIVES = re.compile(
     r"(global|defaults|frontend fe_http|backend be_app|log |maxconn |stats socket "
     r"ipv4@127\.0\.0\.1:9999 level admin$|tune\.bufsize \d+$|tune\.sndbuf\.client \d+$|"
-    r"mode http$|log-format |unique-id-format |option (dontlognull|nolinger|abortonclose|"
-    r"http-server-close)$|timeout (connect|client|server|http-keep-alive|client-fin) "
+    r"mode (http|tcp)$|log-format |unique-id-format |option (dontlognull|nolinger|abortonclose|"
+    r"http-server-close)$|timeout (connect|client|server|http-keep-alive|client-fin|"
+    r"server-fin|tunnel) "
     r"\d+(us|ms|s|m|h|d)?$|retries \d+$|bind :(8080|8443)|http-after-response |"
-    r"default_backend be_app$|http-reuse (never|safe|aggressive|always)$|server app )"
+    r"default_backend be_app$|http-reuse (never|safe|aggressive|always)$|server app |"
+    # a config parameter's lines: allow-listed keywords, typed arguments
+    r"(no )?option [a-z-]+$|timeout [a-z-]+ \d+(us|ms|s|m|h|d)?$|hard-stop-after "
+    r"\d+(us|ms|s|m|h|d)?$|(maxconn|fullconn|nbthread|tune\.[a-z.]+) \d+$|"
+    r"balance (roundrobin|static-rr|leastconn|first|source)$)"
 )
 SERVICES = {
     "backend", "haproxy", "calibration", "client", "census-client", "census-haproxy",
@@ -118,8 +195,11 @@ HOSTILE_TEXT = [
 ]  # fmt: skip
 
 # Values that fit some parameter: whatever they are put in, they must render cleanly.
-PLAUSIBLE = [0, 1, 2, 100, 65535, 0.5, 10.0, True, False, "", "1s", "30s", "500ms", "off",
-             "1024 65000", "1.3", "tls-notify", "always", "backend", "client-killed"]  # fmt: skip
+PLAUSIBLE = [0, 1, 2, 100, 65535, 0.5, 10.0, True, False, "", "1s", "30s", "500ms", "off", "tcp",
+             "1024 65000", "1.3", "tls-notify", "always", "backend", "client-killed",
+             {"backend": ["option abortonclose", "retries 3"]},
+             {"global": ["nbthread 2"], "defaults": ["timeout queue 5s", "balance first"]},
+             {"frontend": ["maxconn 10", "no option dontlognull"]}]  # fmt: skip
 
 values = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
@@ -165,7 +245,7 @@ _SUPPORT = {name: f"harness-{name}:latest" for name in ("backend", "client", "ob
 
 
 def _render(cell: spec.Cell) -> tuple[str, dict[str, Any]]:
-    knobs = SCENARIOS[cell.scenario].knobs(cell.params)
+    knobs = cell.knobs  # the scenario's knobs with the cell's config lines
     project = render.project_name(cell)
     net = render.Network.for_project(project)
     hx = HaproxyImage(cell.version, "harness-haproxy:x", "sha256:x", "x", "")
@@ -223,6 +303,30 @@ def test_the_structure_check_catches_an_injected_key() -> None:
     doc["services"]["client"].pop("privileged")
     with pytest.raises(AssertionError):
         _check_structure(cfg + "    stats socket ipv4@0.0.0.0:9998 level admin\n", doc)
+
+
+def test_every_allow_listed_directive_and_mode_tcp_pass_the_structure_check() -> None:
+    # The property's allowed lines cover what the allow-list can write, and only that:
+    # each directive once, with an argument of its kind, in every section it may go in.
+    from harness.plan.params import CONFIG_DIRECTIVES
+
+    def argument(kind: Any) -> str:
+        return "1s" if kind == ("time",) else str(kind[1]) if kind[0] == "count" else kind[0]
+
+    config: dict[str, list[str]] = {"global": [], "defaults": [], "frontend": [], "backend": []}
+    for keyword, (sections, kinds) in CONFIG_DIRECTIVES.items():
+        line = " ".join([keyword, *map(argument, kinds)])
+        for section in sections:
+            config[section].append(line)
+    for section, lines in config.items():
+        for start in range(0, len(lines), 32):  # at most 32 lines per section and entry
+            params = {"mode": "tcp", "client_fin": "1s", "server_fin": "1s", "tunnel": "1s",
+                      "config": {section: lines[start:start + 32]}}  # fmt: skip
+            raw = {"name": "t", "versions": ["debian:bookworm"],
+                   "scenarios": [{"name": "backend-closes-first", "params": params}]}  # fmt: skip
+            cfg, doc = _render(spec.expand(raw, "t").cells[0])
+            _check_structure(cfg, doc)
+            assert all(f"    {line}\n" in cfg for line in lines[start : start + 32])
 
 
 def test_scenarios_verb_lists_every_parameter_with_its_allowed_form() -> None:

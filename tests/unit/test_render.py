@@ -1,7 +1,8 @@
+import pytest
 import yaml
 
 from harness.plan import spec
-from harness.plan.log_format import HTTP_LOG_FORMAT
+from harness.plan.log_format import HTTP_LOG_FORMAT, TCP_LOG_FORMAT
 from harness.plan.scenarios import SCENARIOS
 from harness.stack import render
 from harness.stack.images import HaproxyImage, ImageSet
@@ -42,6 +43,64 @@ def test_haproxy_cfg_carries_log_format_backend_and_knobs():
     assert "http-reuse never" in cfg
     assert "http-after-response set-header X-Unique-ID %[unique-id]" in cfg
     assert cell.id in cfg
+
+
+@pytest.mark.parametrize("scenario", ["half-close", "keepalive-vs-close", "backend-closes-first"])
+def test_mode_tcp_renders_l4_sections_with_the_tcp_log_format(scenario):
+    cell = spec.single(
+        "debian:bookworm", scenario, "20260101T000000Z-t", params={"mode": "tcp"}
+    ).cells[0]
+    cfg = render.haproxy_cfg(cell, cell.knobs, render.Network.for_project("p"))
+    lines = [line.strip() for line in cfg.splitlines()]
+    assert "mode tcp" in lines and "mode http" not in lines
+    assert f'log-format "{TCP_LOG_FORMAT}"' in lines
+    # HTTP-only directives would be refused or ignored (with a warning) in mode tcp.
+    assert not [line for line in lines if line.startswith(("http-", "unique-id-format"))]
+    http = spec.single("debian:bookworm", scenario, "20260101T000000Z-t").cells[0]
+    assert "mode http" in render.haproxy_cfg(http, http.knobs, render.Network.for_project("p"))
+
+
+def test_fin_timeouts_render_in_their_sections_and_off_leaves_them_out():
+    params = {"mode": "tcp", "client_fin": "1s", "server_fin": "250ms", "tunnel": "2m"}
+    cell = spec.single(
+        "debian:bookworm", "backend-closes-first", "20260101T000000Z-t", params=params
+    ).cells[0]
+    cfg = render.haproxy_cfg(cell, cell.knobs, render.Network.for_project("p"))
+    frontend, backend = cfg.split("\nfrontend fe_http")[1].split("\nbackend be_app")
+    assert "timeout client-fin 1s" in frontend
+    assert "timeout server-fin 250ms" in backend and "timeout tunnel 2m" in backend
+    off = spec.single("debian:bookworm", "backend-closes-first", "20260101T000000Z-t").cells[0]
+    assert "-fin" not in render.haproxy_cfg(off, off.knobs, render.Network.for_project("p"))
+
+
+def test_config_lines_land_in_their_sections_after_the_scenarios_own():
+    config = {
+        "global": ["nbthread 2"],
+        "defaults": ["timeout queue 5s", "no option dontlognull"],
+        "frontend": ["timeout http-request 2s"],
+        "backend": ["option abortonclose", "retries 3"],
+    }
+    cell = spec.single(
+        "debian:bookworm", "connect-timeout", "20260101T000000Z-t", params={"config": config}
+    ).cells[0]
+    assert cell.params["config"] == config  # recorded as given: the report shows it
+    cfg = render.haproxy_cfg(cell, cell.knobs, render.Network.for_project("p"))
+    head, rest = cfg.split("\ndefaults\n")
+    defaults, rest = rest.split("\nfrontend fe_http\n")
+    frontend, backend = rest.split("\nbackend be_app\n")
+    assert "    nbthread 2\n" in head
+    # after the scenario's own "retries 1": HAProxy takes the last one
+    assert defaults.index("retries 1") < defaults.index("timeout queue 5s")
+    assert "    no option dontlognull\n" in defaults
+    assert "    timeout http-request 2s\n" in frontend
+    assert (
+        backend.index("option abortonclose")
+        < backend.index("retries 3")
+        < backend.index("server app")
+    )
+    # Without config lines, the parameters are what they were before the feature.
+    plain = spec.single("debian:bookworm", "connect-timeout", "20260101T000000Z-t").cells[0]
+    assert "config" not in plain.params
 
 
 def test_compose_yaml_is_valid_and_labelled():

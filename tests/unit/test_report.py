@@ -156,3 +156,14 @@ def test_agreement_column_is_a_dash_when_nothing_was_timed_on_both_sides():
     assert report._probe_vs_wire({"metrics": {}}) == "-"
     for scenario in ("half-close", "chunked-stall", "backend-closes-first"):
         assert report.CATALOGUE["agree"] in report.columns(scenario)
+
+
+def test_config_lines_are_shown_under_their_parameters():
+    config_lines = report.config_lines
+    assert config_lines({"params": {"size": 128}}) == []
+    record = {"params": {"config": {"backend": ["option abortonclose", "retries 3"],
+                                    "global": ["nbthread 2"]}}}  # fmt: skip
+    text = "\n".join(config_lines(record))
+    assert (
+        "```\nglobal\n    nbthread 2\nbackend\n    option abortonclose\n    retries 3\n```" in text
+    )
