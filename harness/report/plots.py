@@ -31,11 +31,12 @@ from tabulate import tabulate
 
 from harness.analyse import compare, distribution, haproxy_log
 from harness.analyse.compare import Comparison
+from harness.analyse.record import CellRecord, RunManifest
 from harness.plan import scenarios
 from harness.plan.spec import params_text
 from harness.report import tables as report
 
-Record = dict[str, Any]
+Record = CellRecord
 
 # Where each plot matters (DESIGN.md, "Scenarios the field notes ask for").
 CENSUS_SIDES = ("client", "haproxy", "backend")
@@ -133,23 +134,23 @@ def _figure(svg: str, caption: str) -> str:
 
 
 def _ok(rows: list[Record]) -> list[Record]:
-    return [r for r in rows if r.get("status") == "ok"]
+    return [r for r in rows if r.ok]
 
 
 def _varying(rows: list[Record]) -> list[str]:
     """Parameters that differ between a scenario's cells: the only ones worth a label."""
-    keys = sorted({k for r in rows for k in r.get("params", {})})
-    return [k for k in keys if len({repr(r.get("params", {}).get(k)) for r in rows}) > 1]
+    keys = sorted({k for r in rows for k in r.params})
+    return [k for k in keys if len({repr(r.params.get(k)) for r in rows}) > 1]
 
 
 def _params_label(record: Record, keys: list[str]) -> str:
-    return params_text(record.get("params", {}), keys)
+    return params_text(record.params, keys)
 
 
 def _cell_label(record: Record, keys: list[str], reps: bool) -> str:
-    parts = [record["version"]["label"], _params_label(record, keys)]
+    parts = [record.version.label, _params_label(record, keys)]
     if reps:
-        parts.append(f"r{record.get('repetition', '?')}")
+        parts.append(f"r{record.repetition}")
     return " ".join(p for p in parts if p)
 
 
@@ -157,11 +158,10 @@ class Palette:
     """One colour per version and one marker/line style per parameter set, run-wide."""
 
     def __init__(self, records: list[Record]) -> None:
-        labels = list(dict.fromkeys(r["version"]["label"] for r in records))
+        labels = list(dict.fromkeys(r.version.label for r in records))
         self.version = {v: VERSION_COLOURS[i % len(VERSION_COLOURS)] for i, v in enumerate(labels)}
         flags = sorted(
-            {f for r in records for f in (report._get(r, "haproxy", "termination_states") or {})}
-            - {"----"}
+            {f for r in records if r.m.haproxy for f in r.m.haproxy.termination_states} - {"----"}
         )
         self.flag = {f: FLAG_COLOURS[i % len(FLAG_COLOURS)] for i, f in enumerate(flags)}
         self.flag["----"] = NORMAL_FLAG_COLOUR
@@ -204,8 +204,8 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
     keys = _varying(rows)
     series: dict[tuple[str, str], tuple[list[float], int]] = {}
     for r in rows:
-        delays, missing = _read_delays(run_dir / r["cell"] / "probe.jsonl")
-        key = (r["version"]["label"], _params_label(r, keys))
+        delays, missing = _read_delays(run_dir / r.cell / "probe.jsonl")
+        key = (r.version.label, _params_label(r, keys))
         pooled, none = series.get(key, ([], 0))
         series[key] = (pooled + delays, none + missing)  # repetitions pooled, as in verdicts
     series = {k: v for k, v in series.items() if v[0]}
@@ -236,8 +236,8 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
                 label=legend,
             )
         # an injected delay (the calibration target's) is the answer the probe must find
-        if any("fin_delay_ms" in r.get("params", {}) for r in rows):
-            for ms in sorted({r["params"].get("fin_delay_ms") for r in rows} - {None}):
+        if any("fin_delay_ms" in r.params for r in rows):
+            for ms in sorted({r.params.get("fin_delay_ms") for r in rows} - {None}):
                 ax.axvline(max(float(ms), MIN_DELAY_MS), color="#555", lw=0.8, ls=":")
         scale = _duration_axis(ax, [v for d, _ in series.values() for v in d])
         ax.set_ylim(0, 1.02)
@@ -280,22 +280,22 @@ def _two_five(value: float, _: Any) -> str:
 
 def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
     """TCP states over time in each container, one panel per side (a small multiple)."""
-    census = report._get(record, "census") or {}
+    census = record.m.census or {}
     panels: list[tuple[str, dict[str, list[list[float]]]]] = []
     for side in CENSUS_SIDES:
-        states = (census.get(side) or {}).get("states") or {}
+        states = census[side].states if side in census else {}
         lines = {
-            key: entry["timeline"]
+            key: [[float(t), float(c)] for t, c in entry.timeline]
             for state in CENSUS_STATES
             for direction in DIRECTION_STYLE
             if (key := f"{state}/{direction}") in states
-            and (entry := states[key]).get("timeline")
-            and any(c for _, c in entry["timeline"])
+            and (entry := states[key]).timeline
+            and any(c for _, c in entry.timeline)
         }
         panels.append((side, lines))
     if not any(lines for _, lines in panels):
         return ""
-    with _style(f"{run_dir.name}/census/{record['cell']}"):
+    with _style(f"{run_dir.name}/census/{record.cell}"):
         fig = Figure(figsize=(10, 2.0))
         axes: list[Axes] = list(fig.subplots(1, len(panels), sharex=True))
         seen: dict[str, Any] = {}
@@ -316,7 +316,7 @@ def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
             ax.set_ylim(bottom=0)
             ax.set_xlabel("s since load start")
         axes[0].set_ylabel("sockets")
-        fig.suptitle(labels[record["cell"]], x=0.01, ha="left", fontsize=9)
+        fig.suptitle(labels[record.cell], x=0.01, ha="left", fontsize=9)
         order = [k for s in CENSUS_STATES for d in DIRECTION_STYLE if (k := f"{s}/{d}") in seen]
         fig.legend(
             [seen[k] for k in order],
@@ -334,8 +334,7 @@ def flags_plot(
 ) -> str:
     """Termination-flag counts per cell, as one horizontal stacked bar each."""
     cells = [
-        (labels[r["cell"]], report._get(r, "haproxy", "termination_states") or {})
-        for r in _ok(rows)
+        (labels[r.cell], r.m.haproxy.termination_states if r.m.haproxy else {}) for r in _ok(rows)
     ]
     cells = [(label, counts) for label, counts in cells if counts]
     if not cells:
@@ -369,22 +368,21 @@ def load_plot(
     run_dir: Path, name: str, rows: list[Record], palette: Palette, labels: dict[str, str]
 ) -> str:
     """Locust scenarios: req/s, and p50/p99 latency on a log axis, per cell."""
-    cells = [r for r in _ok(rows) if report._get(r, "load", "rps") is not None]
+    cells = [r for r in _ok(rows) if r.m.load is not None]
+    loads = [r.m.load for r in cells if r.m.load is not None]
     if not cells:
         return ""
     with _style(f"{run_dir.name}/load/{name}"):
         fig = Figure(figsize=(9, 0.9 + 0.32 * len(cells)))
         rps_ax, lat_ax = fig.subplots(1, 2, sharey=True)
         ys = list(range(len(cells)))[::-1]
-        colours = [palette.version[r["version"]["label"]] for r in cells]
-        rps_ax.barh(
-            ys, [report._get(r, "load", "rps") or 0 for r in cells], height=0.6, color=colours
-        )
-        rps_ax.set_yticks(ys, [labels[r["cell"]] for r in cells])
+        colours = [palette.version[r.version.label] for r in cells]
+        rps_ax.barh(ys, [load.rps or 0 for load in loads], height=0.6, color=colours)
+        rps_ax.set_yticks(ys, [labels[r.cell] for r in cells])
         rps_ax.set_xlabel("requests/s")
         for key, marker, what in (("p50_ms", "o", "p50"), ("p99_ms", "|", "p99")):
             points = [
-                (y, v) for y, r in zip(ys, cells, strict=True) if (v := report._get(r, "load", key))
+                (y, v) for y, load in zip(ys, loads, strict=True) if (v := getattr(load, key))
             ]
             if points:
                 lat_ax.scatter(
@@ -396,15 +394,13 @@ def load_plot(
                     label=what,
                     zorder=3,
                 )
-        for y, r in zip(ys, cells, strict=True):  # the p50-p99 range as a line
-            p50, p99 = report._get(r, "load", "p50_ms"), report._get(r, "load", "p99_ms")
+        for y, load in zip(ys, loads, strict=True):  # the p50-p99 range as a line
+            p50, p99 = load.p50_ms, load.p99_ms
             if p50 and p99:
                 lat_ax.plot([p50, p99], [y, y], color="#999", lw=1)
         scale = ""
         if lat_ax.collections:
-            latencies = [
-                v for r in cells for k in ("p50_ms", "p99_ms") if (v := report._get(r, "load", k))
-            ]
+            latencies = [v for load in loads for v in (load.p50_ms, load.p99_ms) if v]
             scale = _duration_axis(lat_ax, latencies)
             lat_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
         lat_ax.set_xlabel(f"latency{scale}")
@@ -538,7 +534,7 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
         ]
     if note := report.phenomenon_note(run_dir, name, rows):
         out.append(f'<p class="not-shown"><strong>Not shown here.</strong> {_inline(note)}</p>')
-    out.append(f"<p>{_inline(report._load_line(rows[0]['load']))}</p>")
+    out.append(f"<p>{_inline(report._load_line(rows[0].load))}</p>")
     for params, bypass, headers, table in report.cell_tables(run_dir, name, rows):
         out.append(f"<h3>Parameters: <code>{esc(params)}</code></h3>")
         if bypass:
@@ -569,21 +565,21 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
         ]
 
     keys = _varying(rows)
-    reps = any(r.get("repetition", 1) != 1 for r in rows)
-    labels = {r["cell"]: _cell_label(r, keys, reps) for r in rows}
+    reps = any(r.repetition != 1 for r in rows)
+    labels = {r.cell: _cell_label(r, keys, reps) for r in rows}
     plots = []
     if "close-delay" in shows.plots:
         plots.append(
             _guarded("close-delay plot", lambda: close_delay_plot(run_dir, name, rows, palette))
         )
-    if any(r.get("load", {}).get("mode") != "probe" for r in rows):
+    if any(r.load.mode != "probe" for r in rows):
         plots.append(
             _guarded("throughput plot", lambda: load_plot(run_dir, name, rows, palette, labels))
         )
     plots.append(_guarded("flags plot", lambda: flags_plot(run_dir, name, rows, palette, labels)))
     if "census" in shows.plots:
         timelines = [
-            _guarded(f"TCP states of {r['cell']}", lambda r=r: census_plot(run_dir, r, labels))
+            _guarded(f"TCP states of {r.cell}", lambda r=r: census_plot(run_dir, r, labels))
             for r in _ok(rows)
         ]
         if any(timelines):
@@ -599,15 +595,15 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
 
 
 def _failed(records: list[Record]) -> list[str]:
-    failed = [r for r in records if r.get("status") != "ok"]
+    failed = [r for r in records if not r.ok]
     if not failed:
         return []
     out = ['<h2 id="failed">Failed cells</h2>', "<ul>"]
     for r in failed:
-        error = str(r.get("error") or "?")
+        error = str(r.error or "?")
         first = error.splitlines()[0] if error.strip() else "?"
         out.append(
-            f'<li><code>{esc(r.get("cell", "?"))}</code>: <span class="failed">{esc(first)}</span>'
+            f'<li><code>{esc(r.cell)}</code>: <span class="failed">{esc(first)}</span>'
             f"<details><summary>full error</summary><pre>{esc(error)}</pre></details></li>"
         )
     out.append("</ul>")
@@ -617,7 +613,7 @@ def _failed(records: list[Record]) -> list[str]:
 def _flags(records: list[Record]) -> list[str]:
     seen: dict[str, int] = defaultdict(int)
     for r in records:
-        for state, n in (report._get(r, "haproxy", "termination_states") or {}).items():
+        for state, n in (r.m.haproxy.termination_states if r.m.haproxy else {}).items():
             seen[state] += n
     if not seen:
         return []
@@ -629,15 +625,16 @@ def _flags(records: list[Record]) -> list[str]:
     return [*out, "</ul>"]
 
 
-def _provenance(run: Record, run_dir: Path) -> list[str]:
-    env = run.get("environment", {})
+def _provenance(run: RunManifest, run_dir: Path) -> list[str]:
+    env = run.environment
     dirty = " (with uncommitted changes)" if env.get("harness_dirty") else ""
-    sysctls = ", ".join(f"{k}={v}" for k, v in env.get("tcp_sysctls", {}).items())
+    tcp = env.get("tcp_sysctls")
+    sysctls = ", ".join(f"{k}={v}" for k, v in (tcp if isinstance(tcp, dict) else {}).items())
     items = [
-        f"Run <code>{esc(run.get('run', run_dir.name))}</code>, started "
-        f"{esc(run.get('started'))}, finished {esc(run.get('finished', '?'))}",
-        f"Matrix <code>{esc(run.get('matrix_file'))}</code> sha256 "
-        f"<code>{esc(run.get('matrix_sha256', '?'))}</code>",
+        f"Run <code>{esc(run.run)}</code>, started "
+        f"{esc(run.started)}, finished {esc(run.finished or '?')}",
+        f"Matrix <code>{esc(run.matrix_file)}</code> sha256 "
+        f"<code>{esc(run.matrix_sha256 or '?')}</code>",
         f"Harness commit <code>{esc(env.get('harness_commit'))}</code>{dirty}",
         f"Kernel {esc(env.get('kernel'))}; "
         f"{esc(env.get('cpu_count'))} × {esc(env.get('cpu_model'))}",
@@ -651,10 +648,7 @@ def _provenance(run: Record, run_dir: Path) -> list[str]:
         *(f"<li>{i}</li>" for i in items),
         "</ul>",
     ]
-    images = [
-        [name, i.get("tag"), i.get("id", "-"), i.get("reported", "-")]
-        for name, i in run.get("images", {}).items()
-    ]
+    images = [[name, i.tag, i.id or "-", i.reported or "-"] for name, i in run.images.items()]
     if images:
         out.append(_table(["image", "tag", "id", "HAProxy reported"], images))
     heads: dict[str, list[str]] = {}
@@ -667,17 +661,17 @@ def _provenance(run: Record, run_dir: Path) -> list[str]:
 
 
 def html_report(
-    run_dir: Path, records: list[Record], found: list[Comparison], run: Record, text: str
+    run_dir: Path, records: list[Record], found: list[Comparison], run: RunManifest, text: str
 ) -> str:
     """The whole page. `text` (report.md) is attached verbatim, escaped, for pasting."""
-    matrix = run.get("matrix", {})
+    matrix = run.matrix
     title = f"{matrix.get('name', run_dir.name)}: run {run_dir.name}"
     records = report.unique_labels(records)  # one column and colour per version spec
     ok = len(_ok(records))
     palette = Palette(records)
     by_scenario: dict[str, list[Record]] = defaultdict(list)
     for r in records:
-        by_scenario[r["scenario"]].append(r)
+        by_scenario[r.scenario].append(r)
 
     flags = _flags(records)
     nav = ['<a href="#verdicts">verdicts</a>'] if found else []
@@ -694,10 +688,10 @@ def html_report(
     body = [
         f"<h1>{esc(title)}</h1>",
         f"<nav>{' '.join(nav)}</nav>",
-        *_verdicts(found, run.get("baseline")),
+        *_verdicts(found, run.baseline),
         f"<p>{esc(matrix.get('description', ''))}</p>" if matrix.get("description") else "",
         f"<p>{ok}/{len(records)} cells measured. Baseline for verdicts: "
-        f"<code>{esc(run.get('baseline'))}</code>. Every number below is computed from the "
+        f"<code>{esc(run.baseline)}</code>. Every number below is computed from the "
         "files in this run's folder (<code>python -m harness report &lt;run&gt;</code> "
         f"rebuilds it); {esc(distribution.DEFINITION)}."
         f"{' Verdicts: ' + tally + '.' if tally else ''}</p>",

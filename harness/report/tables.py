@@ -35,10 +35,19 @@ from harness.analyse import (
     probe_samples,
 )
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
+from harness.analyse.record import (
+    CellRecord,
+    CensusSide,
+    ClientLimit,
+    Distribution,
+    LoadRecord,
+    RunManifest,
+    StateSeries,
+)
 from harness.plan import scenarios
 from harness.plan.spec import params_text
 
-Record = dict[str, Any]
+Record = CellRecord
 Column = tuple[str, Callable[[Record], Any]]
 RAW_FILES = (
     "haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "locust.json", "latency.hdr", "probe.jsonl",
@@ -88,15 +97,6 @@ def _fenced(lines: list[str]) -> list[str]:
 # --- reading numbers out of a cell record ------------------------------------------------
 
 
-def _get(record: Record, *path: str, default: Any = None) -> Any:
-    node: Any = record.get("metrics", {})
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return node
-
-
 def _ms(value: float | None) -> str:
     return "-" if value is None else compare.format_duration(value)
 
@@ -112,42 +112,51 @@ def _counts(counts: dict[str, int] | None) -> str:
     return " ".join(f"{k}×{v}" for k, v in (counts or {}).items() if v) or "-"
 
 
+def _census(record: Record, side: str) -> CensusSide | None:
+    return (record.m.census or {}).get(side)
+
+
 def _census_peak(record: Record, side: str, state: str, direction: str | None = None) -> Any:
-    census = _get(record, "census", side)
+    census = _census(record, side)
     if not census:
         return "-"
     if direction is None:
-        return census["totals"].get(state, {}).get("peak", 0)
-    return census["states"].get(f"{state}/{direction}", {}).get("peak", 0)
+        total = census.totals.get(state)
+        return total.peak if total else 0
+    series = census.states.get(f"{state}/{direction}")
+    return series.peak if series else 0
 
 
 def _census_lasted(record: Record, side: str, state: str, direction: str) -> str:
     """How long the state stayed above its pre-load level (first rise to last sample above)."""
-    entry = (_get(record, "census", side) or {}).get("states", {}).get(f"{state}/{direction}")
-    if not entry or entry["peak"] <= entry["baseline"]:
+    census = _census(record, side)
+    entry: StateSeries | None = census.states.get(f"{state}/{direction}") if census else None
+    if not entry or entry.peak <= entry.baseline:
         return "-"
-    above = [t for t, count in entry["timeline"] if count > entry["baseline"]]
-    still = entry["final"] > entry["baseline"]
+    above = [t for t, count in entry.timeline if count > entry.baseline]
+    still = entry.final > entry.baseline
     return f"{above[-1] - above[0]:.1f} s" + (" (still there at the end)" if still else "")
 
 
 def _rps(record: Record) -> str:
-    rps = _get(record, "load", "rps")
-    return "-" if rps is None else f"{rps:.0f}"
+    load = record.m.load
+    return "-" if load is None else f"{load.rps:.0f}"
 
 
 def _failures(record: Record) -> str:
-    return f"{_get(record, 'load', 'failures')}/{_get(record, 'load', 'requests')}"
+    load = record.m.load
+    return "None/None" if load is None else f"{load.failures}/{load.requests}"
 
 
 def _bound(record: Record) -> str:
     """The limit a load cell hit, as cell_metrics.client_limit measured it (LIMIT_NOTE)."""
+    m = record.m
     marks = [
         mark
-        for key, mark in (("client_bound", "client-bound"), ("host_saturated", "host saturated"))
-        if _get(record, key)
+        for flag, mark in ((m.client_bound, "client-bound"), (m.host_saturated, "host saturated"))
+        if flag
     ]
-    if not marks and _get(record, "client_limit") and _get(record, "client_bound") is None:
+    if not marks and m.client_limit and m.client_bound is None:
         return "limit unknown (no host CPU)"
     return ", ".join(marks)
 
@@ -165,28 +174,35 @@ LIMIT_NOTE = (
 )
 
 
-def _from_log(record: Record, key: str) -> str:
+def _from_log(record: Record, counts: dict[str, int] | None) -> str:
     """Counts taken from HAProxy's log, marked when HAProxy dropped some of its lines."""
-    text = _counts(_get(record, "haproxy", key))
-    dropped = _get(record, "haproxy_counters", "info", "DroppedLogs", default=0)
+    text = _counts(counts)
+    counters = record.m.haproxy_counters
+    dropped = counters.info.get("DroppedLogs", 0) if counters else 0
     return f"{text} (+{dropped} log lines dropped)" if dropped else text
 
 
 def _flags(record: Record) -> str:
-    return _from_log(record, "termination_states")
+    log = record.m.haproxy
+    return _from_log(record, log.termination_states if log else None)
 
 
 def _status(record: Record) -> str:
-    return _from_log(record, "status_classes")
+    log = record.m.haproxy
+    return _from_log(record, log.status_classes if log else None)
 
 
 def _probe_delay(key: str) -> Callable[[Record], str]:
-    return lambda r: _ms(_get(r, "probe", "delay_ms", key))
+    def column(record: Record) -> str:
+        probe = record.m.probe
+        return _ms(getattr(probe.delay_ms, key) if probe else None)
+
+    return column
 
 
 def _stalls(record: Record) -> str:
-    by = _get(record, "probe", "by_sweep") or {}
-    hit = [k.split("=", 1)[1] for k, v in by.items() if v["stalled"]]
+    points = record.m.probe.sweep if record.m.probe else []
+    hit = [str(p.value) for p in points if p.stalled]
     return ", ".join(hit) or "none"
 
 
@@ -194,17 +210,31 @@ def _probe_vs_wire(record: Record) -> str:
     """The agreement column, "k/n (max x)": of the n connections both the probe and the
     capture timed, k agree within calibration.WIRE_TOLERANCE_MS; x is the largest
     difference. A delay off the wire by more than that is instrument noise, not the proxy."""
-    joined = _get(record, "probe_vs_wire")
-    if not joined or not joined.get("compared") or "within_tolerance" not in joined:
+    joined = record.m.probe_vs_wire
+    if not joined or not joined.compared:
         return "-"  # nothing both timed (e.g. the proxy closed first: no wire delay)
-    worst = _ms(joined["abs_diff_ms"]["max"])
-    return f"{joined['within_tolerance']}/{joined['compared']} (max {worst})"
+    worst = _ms(joined.abs_diff_ms.max)
+    return f"{joined.within_tolerance}/{joined.compared} (max {worst})"
+
+
+def _probe_field(name: str) -> Callable[[Record], Any]:
+    """A count of the probe's summary (None when the cell ran no probe)."""
+    return lambda r: getattr(r.m.probe, name) if r.m.probe else None
+
+
+def _log_field(name: str) -> Callable[[Record], Any]:
+    """A count of HAProxy's log summary (None when the cell has no log)."""
+    return lambda r: getattr(r.m.haproxy, name) if r.m.haproxy else None
+
+
+def _close_sequence(side: str) -> Callable[[Record], str]:
+    return lambda r: _counts(r.m.wire.close_sequence.get(side) if r.m.wire else None)
 
 
 def _client_errors(record: Record) -> str:
     """Locust's error texts, shortened to their exception names."""
     seen: dict[str, int] = {}
-    for text, n in (_get(record, "client_errors") or {}).items():
+    for text, n in (record.m.client_errors or {}).items():
         # failures the locustfile marked itself read CatchResponseError('status 503')
         inner = re.fullmatch(r"CatchResponseError\((['\"])(.*)\1\)", text)
         name = inner.group(2) if inner else text.split("(", 1)[0]
@@ -216,25 +246,26 @@ def _client_errors(record: Record) -> str:
 # to read it from a cell record. Headers repeat on purpose ("lasted" twice reads as two).
 AGREE_HEADER = f"probe≈wire ≤{calibration.WIRE_TOLERANCE_MS:g} ms"
 CATALOGUE: dict[str, Column] = {
-    "version": ("HAProxy", lambda r: r["version"]["label"]),
+    "version": ("HAProxy", lambda r: r.version.label),
     "rps": ("req/s", _rps),
-    "latency-p50": ("p50", lambda r: _latency(_get(r, "load", "p50_ms"))),
-    "latency-p99": ("p99", lambda r: _latency(_get(r, "load", "p99_ms"))),
+    "latency-p50": ("p50", lambda r: _latency(r.m.load.p50_ms if r.m.load else None)),
+    "latency-p99": ("p99", lambda r: _latency(r.m.load.p99_ms if r.m.load else None)),
     "failures": ("failures", _failures),
     "status": ("status", _status),
     "flags": ("flags", _flags),
     "bound": ("", _bound),
-    "connections": ("connections", lambda r: _get(r, "probe", "connections")),
+    "connections": ("connections", _probe_field("connections")),
     "close-delay-p50": ("close delay p50", _probe_delay("p50")),
     "close-delay-p90": ("p90", _probe_delay("p90")),
     "close-delay-max": ("max", _probe_delay("max")),
-    "wire-p50": ("wire p50", lambda r: _ms(_get(r, "wire", "delay_ms", "p50"))),
-    "ends": ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
+    "wire-p50": ("wire p50", lambda r: _ms(r.m.wire.delay_ms.p50 if r.m.wire else None)),
+    "ends": ("ends", lambda r: _counts(r.m.probe.ends if r.m.probe else None)),
     # which close delays are within the instrument's noise
     "agree": (AGREE_HEADER, _probe_vs_wire),
-    "injected": ("injected", lambda r: f"{r['params']['fin_delay_ms']} ms"),
+    "injected": ("injected", lambda r: f"{r.params['fin_delay_ms']} ms"),
     "max-probe-wire": (
-        "max |probe-wire|", lambda r: _ms(_get(r, "probe_vs_wire", "abs_diff_ms", "max"))
+        "max |probe-wire|",
+        lambda r: _ms(r.m.probe_vs_wire.abs_diff_ms.max if r.m.probe_vs_wire else None),
     ),
     "probe-off-wire": (
         f"probe off wire > {calibration.WIRE_TOLERANCE_MS:g} ms", calibration.off_wire_count
@@ -242,14 +273,17 @@ CATALOGUE: dict[str, Column] = {
     "target-late": ("target late", calibration.target_late),
     "calibration-verdict": ("verdict", calibration.verdict),
     "stalled": (
-        "stalled", lambda r: f"{_get(r, 'probe', 'stalled')}/{_get(r, 'probe', 'connections')}"
+        "stalled",
+        lambda r: f"{_probe_field('stalled')(r)}/{_probe_field('connections')(r)}",
     ),
     "stalled-chunk-sizes": ("stalled chunk sizes", _stalls),
-    "bytes-min": ("bytes min", lambda r: _get(r, "probe", "bytes", "min")),
+    "bytes-min": ("bytes min", lambda r: r.m.probe.bytes.min if r.m.probe else None),
     "time-wait-client": ("TIME-WAIT client", lambda r: _census_peak(r, "client", "TIME-WAIT")),
     "time-wait-haproxy": ("haproxy", lambda r: _census_peak(r, "haproxy", "TIME-WAIT")),
     "time-wait-backend": ("backend", lambda r: _census_peak(r, "backend", "TIME-WAIT")),
-    "backend-conn-rate": ("backend conn/s", lambda r: _get(r, "backend", "connections_per_s")),
+    "backend-conn-rate": (
+        "backend conn/s", lambda r: r.m.backend.connections_per_s if r.m.backend else None
+    ),
     "time-wait-haproxy-out": (
         "TIME-WAIT haproxy→backend", lambda r: _census_peak(r, "haproxy", "TIME-WAIT", "out")
     ),
@@ -257,9 +291,9 @@ CATALOGUE: dict[str, Column] = {
     "time-wait-backend-in": (
         "on the backend", lambda r: _census_peak(r, "backend", "TIME-WAIT", "in")
     ),
-    "requests-logged": ("requests", lambda r: _get(r, "haproxy", "total")),
-    "tc-p50": ("Tc p50", lambda r: _ms(_get(r, "haproxy", "timers", "Tc", "p50"))),
-    "retries": ("retries", lambda r: _get(r, "haproxy", "retries_total")),
+    "requests-logged": ("requests", _log_field("total")),
+    "tc-p50": ("Tc p50", lambda r: _ms(_timer(r, "Tc").p50)),
+    "retries": ("retries", _log_field("retries_total")),
     "econ": ("econ", lambda r: _sum_servers(r, "econ")),
     "closed-after": ("closed after", _probe_delay("p50")),
     "fin-wait-2-in": (
@@ -275,15 +309,11 @@ CATALOGUE: dict[str, Column] = {
         "lasted ", lambda r: _census_lasted(r, "haproxy", "CLOSE-WAIT", "out")
     ),
     # What option nolinger is for: HAProxy's FIN then RST (fin-rst), on the wire.
-    "haproxy-closes-wire": (
-        "haproxy closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "proxy"))
-    ),
-    "client-closes-wire": (
-        "client closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "client"))
-    ),
-    "fault-kind": ("fault", lambda r: r["params"]["fault"]),
-    "fault-at": ("at", lambda r: f"{_get(r, 'fault_at_s')} s" if _get(r, "fault_at_s") else "-"),
-    "client-saw": ("client saw", lambda r: _counts(_get(r, "client_status_codes"))),
+    "haproxy-closes-wire": ("haproxy closes (wire)", _close_sequence("proxy")),
+    "client-closes-wire": ("client closes (wire)", _close_sequence("client")),
+    "fault-kind": ("fault", lambda r: r.params["fault"]),
+    "fault-at": ("at", lambda r: f"{r.m.fault_at_s} s" if r.m.fault_at_s else "-"),
+    "client-saw": ("client saw", lambda r: _counts(r.m.client_status_codes)),
     "client-errors": ("client errors", _client_errors),
     "proxy-logged": ("proxy logged", _status),
 }  # fmt: skip
@@ -301,13 +331,19 @@ def columns(name: str) -> list[Column]:
     return [CATALOGUE[key] for key in shows(name).columns]
 
 
+def _timer(record: Record, name: str) -> Distribution:
+    """One of HAProxy's log timers (ms); an empty distribution when there is no log."""
+    log = record.m.haproxy
+    return (log.timers.get(name) if log else None) or Distribution()
+
+
 def _sum_servers(record: Record, counter: str) -> Any:
-    servers = _get(record, "haproxy_counters", "servers") or {}
+    servers = record.m.haproxy_counters.servers if record.m.haproxy_counters else {}
     return sum(s.get(counter, 0) for s in servers.values()) if servers else "-"
 
 
 def _params(record: Record) -> str:
-    return params_text(record["params"])
+    return params_text(record.params)
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -320,7 +356,7 @@ def _samples(run_dir: Path, record: Record) -> tuple[list[float], str | None]:
     folder recorded before it existed, from Locust's whole-ms buckets
     (``latency.SOURCE_LOCUST``); None for close delays or when nothing was measured.
     """
-    folder = run_dir / record["cell"]
+    folder = run_dir / record.cell
     probe = folder / "probe.jsonl"
     if probe.exists():
         return [s["delay_ms"] for s in map(json.loads, probe.read_text().splitlines())
@@ -359,19 +395,16 @@ METRIC: dict[str, tuple[str, str]] = {
 
 def _hits(record: Record, what: str) -> tuple[int, int]:
     if what == "connections stalled":
-        return _get(record, "probe", "stalled", default=0), _get(
-            record, "probe", "connections", default=0
-        )
-    return (
-        _get(record, "haproxy", "status_classes", "5xx", default=0),
-        _get(record, "haproxy", "total", default=0),
-    )
+        probe = record.m.probe
+        return (probe.stalled, probe.connections) if probe else (0, 0)
+    log = record.m.haproxy
+    return (log.status_classes.get("5xx", 0), log.total) if log else (0, 0)
 
 
 def _notes(records: list[Record]) -> str | None:
     ends: dict[str, int] = defaultdict(int)
     for record in records:
-        for end, n in (_get(record, "probe", "ends") or {}).items():
+        for end, n in (record.m.probe.ends if record.m.probe else {}).items():
             ends[end] += n
     return ("end: " + ", ".join(f"{k} ×{v}" for k, v in ends.items())) if ends else None
 
@@ -388,29 +421,30 @@ def unique_labels(records: list[Record]) -> list[Record]:
     """
     specs_by_label: dict[str, set[str]] = defaultdict(set)
     for r in records:
-        specs_by_label[r["version"]["label"]].add(r["version"].get("spec", ""))
+        specs_by_label[r.version.label].add(r.version.spec)
     out = []
     for r in records:
-        version = r["version"]
-        if len(specs_by_label[version["label"]]) > 1:
-            r = {**r, "version": {**version, "label": f"{version['label']} [{version['spec']}]"}}
+        version = r.version
+        if len(specs_by_label[version.label]) > 1:
+            label = f"{version.label} [{version.spec}]"
+            r = r.model_copy(update={"version": version.model_copy(update={"label": label})})
         out.append(r)
     return out
 
 
 def varying(rows: list[Record]) -> list[str]:
     """Parameters whose value differs between these cells: the only ones worth naming."""
-    keys = sorted({k for r in rows for k in r.get("params", {})})
-    return [k for k in keys if len({repr(r.get("params", {}).get(k)) for r in rows}) > 1]
+    keys = sorted({k for r in rows for k in r.params})
+    return [k for k in keys if len({repr(r.params.get(k)) for r in rows}) > 1]
 
 
 def _short_params(record: Record, keys: list[str]) -> str:
-    return params_text(record["params"], keys)
+    return params_text(record.params, keys)
 
 
 def bypasses_proxy(record: Record) -> bool:
     """The cell's load went straight to the backend: HAProxy was not in the path."""
-    return record.get("params", {}).get("via") == "backend"
+    return record.params.get("via") == "backend"
 
 
 BYPASS_NOTE = (
@@ -420,7 +454,7 @@ BYPASS_NOTE = (
 )
 
 
-def _probe(folder: Path) -> list[Record]:
+def _probe(folder: Path) -> list[dict[str, Any]]:
     """probe.jsonl's samples; a line cut short by a killed client is skipped, the rest count."""
     path = folder / "probe.jsonl"
     if not path.exists():
@@ -441,7 +475,7 @@ def _probe_ends(run_dir: Path, records: list[Record]) -> list[tuple[str, float |
     return [
         (s.get("end", "?"), s.get("delay_ms"))
         for r in records
-        for s in _probe(run_dir / r["cell"])
+        for s in _probe(run_dir / r.cell)
         if isinstance(s.get("delay_ms"), int | float | None)
     ]
 
@@ -518,15 +552,15 @@ def comparisons(
     labels: dict[str, str] = {}
     by_scenario: dict[str, list[Record]] = defaultdict(list)
     for record in records:
-        if record.get("status") == "ok" and record["scenario"] in METRIC:
-            by_scenario[record["scenario"]].append(record)
+        if record.ok and record.scenario in METRIC:
+            by_scenario[record.scenario].append(record)
     for scenario, rows in by_scenario.items():
         keys = varying(rows)
         for record in rows:
             if bypasses_proxy(record):
                 continue
-            spec = record["version"]["spec"]
-            labels[spec] = record["version"]["label"]
+            spec = record.version.spec
+            labels[spec] = record.version.label
             groups[(scenario, _short_params(record, keys))][spec].append(record)
     found = []
     for (scenario, params), by_version in groups.items():
@@ -650,19 +684,22 @@ def _proxy_overhead(records: list[Record]) -> list[str]:
     lines = []
     by_key: dict[tuple[str, Any], dict[str, Record]] = defaultdict(dict)
     for r in records:
-        if "proxy-overhead" in shows(r["scenario"]).sections and r.get("status") == "ok":
-            by_key[(r["version"]["label"], r["params"]["keepalive"])][r["params"]["via"]] = r
+        if "proxy-overhead" in shows(r.scenario).sections and r.ok:
+            by_key[(r.version.label, r.params["keepalive"])][str(r.params["via"])] = r
     for (label, keepalive), pair in sorted(by_key.items()):
         if {"haproxy", "backend"} <= set(pair):
             head = f"- {label}, keep-alive {'on' if keepalive else 'off'}: proxy overhead"
             if why := _overhead_not_measured(pair["haproxy"], pair["backend"]):
                 lines.append(f"{head} not measured: {why}.")
                 continue
-            via, direct = pair["haproxy"]["metrics"]["load"], pair["backend"]["metrics"]["load"]
-            rps = 100 * (via["rps"] - direct["rps"]) / direct["rps"] if direct["rps"] else 0
+            via, direct = pair["haproxy"].m.load, pair["backend"].m.load
+            if via is None or direct is None:
+                lines.append(f"{head} not measured: a cell has no load numbers.")
+                continue
+            rps = 100 * (via.rps - direct.rps) / direct.rps if direct.rps else 0
             mean = (
-                100 * (via["mean_ms"] - direct["mean_ms"]) / direct["mean_ms"]
-                if direct["mean_ms"]
+                100 * ((via.mean_ms or 0) - direct.mean_ms) / direct.mean_ms
+                if direct.mean_ms
                 else 0
             )
             lines.append(
@@ -678,13 +715,17 @@ def _overhead_not_measured(via: Record, direct: Record) -> str | None:
     client's limit or a saturated host, with the numbers, or that it is unknown."""
     reasons: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for where, r in (("through HAProxy", via), ("direct to the backend", direct)):
-        limit = _get(r, "client_limit") or {}
-        bound, saturated = _get(r, "client_bound"), _get(r, "host_saturated")
+        limit = r.m.client_limit or ClientLimit(
+            client_cores=0, client_ceiling_cores=0, bound_fraction=0,
+            host_saturated_below_idle_cores=0,
+        )  # fmt: skip
+        bound, saturated = r.m.client_bound, r.m.host_saturated
         if bound:  # without host data, the share of its ceiling: a lower bound
-            used = limit.get("used_of_could_use", limit.get("used_of_ceiling"))
+            used = limit.used_of_could_use
+            used = limit.used_of_ceiling if used is None else used
             reasons["client"].append((where, f"{used:.2f}"))
         if saturated:
-            reasons["host"].append((where, f"{limit['host_idle_cores']:.2f}"))
+            reasons["host"].append((where, f"{limit.host_idle_cores:.2f}"))
         if not bound and not saturated and (bound is None or saturated is None):
             reasons["unknown"].append((where, ""))
     wording = {
@@ -715,7 +756,9 @@ def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:
     if (folder / "haproxy.log").exists():
         entries, _ = haproxy_log.parse_log((folder / "haproxy.log").read_text().splitlines())
         flags_by_id = {u: e.termination_state for u, e in haproxy_log.index_by_id(entries).items()}
-    recorded = _get(record, "probe", "by_sweep") or {}
+    recorded = {
+        f"{p.name}={p.value}": p.flag for p in (record.m.probe.sweep if record.m.probe else [])
+    }
     out: dict[str, dict[str, Any]] = {}
     for sample in _probe(folder):
         for name, value in (sample.get("sweep") or {}).items():
@@ -731,7 +774,7 @@ def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:
             if sample.get("delay_ms") is not None:
                 entry["delays"].append(sample["delay_ms"])
             ids = [u for u in reversed(sample.get("unique_ids") or []) if u in flags_by_id]
-            flag = flags_by_id[ids[0]] if ids else recorded.get(key, {}).get("flag", "not logged")
+            flag = flags_by_id[ids[0]] if ids else recorded.get(key, "not logged")
             entry["flags"][flag] += 1
     return out
 
@@ -741,7 +784,7 @@ def _stalls_in(run_dir: Path) -> Callable[[Record], str]:
     stalled/total where not every connection of that size did."""
 
     def column(record: Record) -> str:
-        stats = _sweep_stats(run_dir / record["cell"], record)
+        stats = _sweep_stats(run_dir / record.cell, record)
         if not stats:
             return _stalls(record)
         hit = [
@@ -785,18 +828,16 @@ def _chunk_table(
     columns: dict[str, dict[str, dict[str, Any]]] = {}
     group_of: dict[str, str] = {}
     cells = [
-        r
-        for r in unique_labels(records)
-        if "chunk-sizes" in shows(r["scenario"]).sections and r.get("status") == "ok"
+        r for r in unique_labels(records) if "chunk-sizes" in shows(r.scenario).sections and r.ok
     ]
     # One column per version and parameter set (TLS always named), repetitions pooled.
     param_keys = sorted({"tls", *varying(cells)})
     for r in cells:
         params = _short_params(r, param_keys)
-        name = f"{r['version']['label']} {params}"
+        name = f"{r.version.label} {params}"
         group_of[name] = params
         column = columns.setdefault(name, {})
-        for key, v in _sweep_stats(run_dir / r["cell"], r).items():
+        for key, v in _sweep_stats(run_dir / r.cell, r).items():
             into = column.setdefault(
                 key, {"stalled": 0, "total": 0, "bytes": [], "delays": [], "flags": Counter()}
             )
@@ -849,11 +890,11 @@ def _chunk_table(
 
 
 def _versions(rows: list[Record]) -> str:
-    return ", ".join(dict.fromkeys(r["version"]["label"] for r in unique_labels(rows)))
+    return ", ".join(dict.fromkeys(r.version.label for r in unique_labels(rows)))
 
 
 def _late_closes(run_dir: Path, rows: list[Record]) -> str | None:
-    samples = [s for r in rows for s in _probe(run_dir / r["cell"])]
+    samples = [s for r in rows for s in _probe(run_dir / r.cell)]
     delays = [s["delay_ms"] for s in samples if s.get("delay_ms") is not None]
     late = [d for d in delays if d >= probe_samples.LATE_CLOSE_MS]
     if not samples or late or any(s.get("end") == "open" for s in samples):
@@ -869,7 +910,7 @@ def _late_closes(run_dir: Path, rows: list[Record]) -> str | None:
 
 
 def _no_stalls(run_dir: Path, rows: list[Record]) -> str | None:
-    samples = [s for r in rows for s in _probe(run_dir / r["cell"])]
+    samples = [s for r in rows for s in _probe(run_dir / r.cell)]
     if not samples or any(probe_samples.stalled(s) for s in samples):
         return None
     return (
@@ -880,7 +921,7 @@ def _no_stalls(run_dir: Path, rows: list[Record]) -> str | None:
 
 
 def _no_connect_timeouts(run_dir: Path, rows: list[Record]) -> str | None:
-    states = [s for r in rows for s in (_get(r, "haproxy", "termination_states") or {})]
+    states = [s for r in rows if r.m.haproxy for s in r.m.haproxy.termination_states]
     if not states or any(s.startswith("sC") for s in states):
         return None
     return (
@@ -891,13 +932,13 @@ def _no_connect_timeouts(run_dir: Path, rows: list[Record]) -> str | None:
 
 
 def _no_lingering_states(run_dir: Path, rows: list[Record]) -> str | None:
-    censuses = [_get(r, "census", "haproxy") for r in rows]
+    censuses = [_census(r, "haproxy") for r in rows]
     if not any(censuses):
         return None
     for census in filter(None, censuses):
         for state in ("FIN-WAIT-2/in", "CLOSE-WAIT/out"):
-            entry = census.get("states", {}).get(state)
-            if entry and entry["peak"] > entry["baseline"]:
+            entry = census.states.get(state)
+            if entry and entry.peak > entry.baseline:
                 return None
     return (
         "These cells do not show the field note's half-closed sockets: on "
@@ -921,7 +962,7 @@ def phenomenon_note(run_dir: Path, name: str, rows: list[Record]) -> str | None:
     """A line for a scenario whose measured numbers do not show its field note's phenomenon."""
     phenomenon = shows(name).phenomenon
     check = PHENOMENA[phenomenon] if phenomenon else None
-    ok = [r for r in rows if r.get("status") == "ok"]
+    ok = [r for r in rows if r.ok]
     return check(run_dir, ok) if check and ok else None
 
 
@@ -948,13 +989,11 @@ def cell_tables(
     for params, group in _by_params(unique_labels(rows)).items():
         headers = [h for h, _ in columns]
         table = [[_cell(r, fn) for _, fn in columns] for r in group]
-        if len(group) > len({r["version"]["label"] for r in group}) or any(
-            r.get("repetition", 1) != 1 for r in group
+        if len(group) > len({r.version.label for r in group}) or any(
+            r.repetition != 1 for r in group
         ):
             headers = ["rep", *headers]
-            table = [
-                [f"r{r.get('repetition', '?')}", *row] for r, row in zip(group, table, strict=True)
-            ]
+            table = [[f"r{r.repetition}", *row] for r, row in zip(group, table, strict=True)]
         note = BYPASS_NOTE if group and all(bypasses_proxy(r) for r in group) else None
         tables.append((params, note, headers, table))
     return tables
@@ -963,31 +1002,29 @@ def cell_tables(
 def _flag_lines(records: list[Record]) -> list[str]:
     seen: dict[str, int] = defaultdict(int)
     for r in records:
-        for state, n in (_get(r, "haproxy", "termination_states") or {}).items():
+        for state, n in (r.m.haproxy.termination_states if r.m.haproxy else {}).items():
             seen[state] += n
     return [
         f"- {_code(s)} ({n}×): {_one_line(haproxy_log.explain(s))}" for s, n in sorted(seen.items())
     ]
 
 
-def _provenance(run: Record, run_dir: Path) -> list[str]:
-    env = run.get("environment", {})
+def _provenance(run: RunManifest, run_dir: Path) -> list[str]:
+    env = run.environment
+    sysctls = env.get("tcp_sysctls")
     lines = ["## Provenance", ""]
     lines += [
-        f"- Run {_code(run['run'])}, started {run.get('started')}, "
-        f"finished {run.get('finished', '?')}",
-        f"- Matrix {_code(run.get('matrix_file'))} sha256 {_code(run.get('matrix_sha256', '?'))}",
+        f"- Run {_code(run.run)}, started {run.started}, finished {run.finished or '?'}",
+        f"- Matrix {_code(run.matrix_file)} sha256 {_code(run.matrix_sha256 or '?')}",
         f"- Harness commit {_code(env.get('harness_commit'))}"
         + (" (with uncommitted changes)" if env.get("harness_dirty") else ""),
         f"- Kernel {env.get('kernel')}; {env.get('cpu_count')} × {env.get('cpu_model')}",
         f"- Docker {env.get('docker')}, Compose {env.get('compose')}, Python {env.get('python')}",
-        "- TCP sysctls: " + ", ".join(f"{k}={v}" for k, v in env.get("tcp_sysctls", {}).items()),
+        "- TCP sysctls: "
+        + ", ".join(f"{k}={v}" for k, v in (sysctls if isinstance(sysctls, dict) else {}).items()),
         "",
         _md_table(
-            [
-                [name, i.get("tag"), i.get("id", "-"), i.get("reported", "-")]
-                for name, i in run.get("images", {}).items()
-            ],
+            [[name, i.tag, i.id or "-", i.reported or "-"] for name, i in run.images.items()],
             ["image", "tag", "id", "HAProxy reported"],
         ),
         "",
@@ -1024,24 +1061,27 @@ def verdict_lines(found: list[Comparison], bullet: str = "- ") -> list[str]:
     return lines
 
 
-def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run: Record) -> str:
+def markdown(
+    run_dir: Path, records: list[Record], found: list[Comparison], run: RunManifest
+) -> str:
+    """report.md: verdicts, per-scenario tables, failed cells, flags and provenance."""
     records = unique_labels(records)
-    ok = sum(1 for r in records if r.get("status") == "ok")
-    matrix = run.get("matrix", {})
+    ok = sum(1 for r in records if r.ok)
+    matrix = run.matrix
     lines = [f"# {matrix.get('name', run_dir.name)}: run {run_dir.name}", ""]
     if found:
         lines += [
-            f"**{tally(found)}** (against `{run.get('baseline')}`)",
+            f"**{tally(found)}** (against `{run.baseline}`)",
             "",
             "## Verdicts",
             "",
             *verdict_lines(found),
         ]
     lines += [
-        matrix.get("description", ""),
+        str(matrix.get("description") or ""),
         "",
         f"{ok}/{len(records)} cells measured. Baseline for verdicts: "
-        f"`{run.get('baseline')}`. Every number below is computed from the files in this "
+        f"`{run.baseline}`. Every number below is computed from the files in this "
         f"run's folder (`python -m harness report <run>` rebuilds it); {distribution.DEFINITION}.",
         "",
     ]
@@ -1054,7 +1094,7 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
             lines += [f"- {_one_line(c.words)}" for c in same] + [""]
     by_scenario: dict[str, list[Record]] = defaultdict(list)
     for r in records:
-        by_scenario[r["scenario"]].append(r)
+        by_scenario[r.scenario].append(r)
     for name, rows in by_scenario.items():
         scenario = scenarios.SCENARIOS.get(name)
         lines += [f"## {name}", ""]
@@ -1062,7 +1102,7 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
             lines += [scenario.summary, "", f"Field note: {scenario.field_note}.", ""]
         if note := phenomenon_note(run_dir, name, rows):
             lines += [f"**Not shown here.** {note}", ""]
-        load = rows[0]["load"]
+        load = rows[0].load
         lines += [_load_line(load), ""]
         for params, bypass, headers, table in cell_tables(run_dir, name, rows):
             lines += [f"Parameters: {_code(params)}", ""]
@@ -1076,12 +1116,10 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
             lines += [left_out, ""] if left_out else []
         if "proxy-overhead" in shows(name).sections:
             lines += [*_proxy_overhead(rows), ""]
-    failed = [r for r in records if r.get("status") != "ok"]
+    failed = [r for r in records if not r.ok]
     if failed:
         lines += ["## Failed cells", ""]
-        lines += [
-            f"- {_code(r['cell'])}: {(r.get('error') or '?').splitlines()[0]}" for r in failed
-        ]
+        lines += [f"- {_code(r.cell)}: {(r.error or '?').splitlines()[0]}" for r in failed]
         lines.append("")
     flags = _flag_lines(records)
     if flags:
@@ -1090,23 +1128,23 @@ def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run:
     return "\n".join(lines) + "\n"
 
 
-def _load_line(load: Record) -> str:
-    if load["mode"] == "probe":
+def _load_line(load: LoadRecord) -> str:
+    if load.mode == "probe":
         return "Load: the close-delay probe (concurrent connections, one per sample)."
-    if load["mode"] == "open-loop":
+    if load.mode == "open-loop":
         return (
-            f"Load: Locust open loop, {load['rate']:g} requests/s for {load['duration_s']:g} s "
+            f"Load: Locust open loop, {load.rate:g} requests/s for {load.duration_s:g} s "
             "per cell; latency from each request's intended send time (no coordinated "
             f"omission). {LIMIT_NOTE}"
         )
     return (
-        f"Load: Locust closed loop, {load['users']} users, {load['duration_s']:g} s per cell. "
+        f"Load: Locust closed loop, {load.users} users, {load.duration_s:g} s per cell. "
         f"{LIMIT_NOTE}"
     )
 
 
 def _cell(record: Record, fn: Callable[[Record], Any]) -> Any:
-    if record.get("status") != "ok":
+    if not record.ok:
         return "failed"
     value = fn(record)
     return "-" if value is None else value
@@ -1121,7 +1159,7 @@ def _by_params(rows: list[Record]) -> dict[str, list[Record]]:
 
 def raw_files(run_dir: Path, record: Record) -> list[str]:
     """The raw files a cell's numbers come from, relative to the run folder."""
-    folder = run_dir / record["cell"]
+    folder = run_dir / record.cell
     return [str((folder / f).relative_to(run_dir)) for f in RAW_FILES if (folder / f).exists()]
 
 
@@ -1183,8 +1221,8 @@ def side_by_side(old: Record, new: Record) -> str:
     """A re-run next to the original: the headline numbers of the cell's scenario."""
     rows = [
         [header, _cell(old, fn), _cell(new, fn)]
-        for header, fn in columns(old["scenario"])
+        for header, fn in columns(old.scenario)
         if header not in ("HAProxy", "")
     ]
-    title = f"{old['cell']}: {old['version']['label']} · {old['scenario']} · {_params(old)}"
+    title = f"{old.cell}: {old.version.label} · {old.scenario} · {_params(old)}"
     return title + "\n\n" + tabulate(rows, ["", "original", "re-run"], tablefmt="simple")

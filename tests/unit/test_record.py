@@ -3,10 +3,12 @@ wrote reads back unchanged; an older record is migrated; an edited or hostile on
 refused with a message naming the file and the key, never a traceback."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from harness import cli
 from harness.analyse import record
 from harness.analyse.record import RecordError
 
@@ -115,3 +117,17 @@ def test_a_hostile_run_json_is_refused(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(RecordError, match=r"run.json.*at cells"):
         record.load_run(path)
+
+
+@pytest.mark.parametrize("verb", ["report", "compare"])
+def test_the_cli_exits_2_with_a_message_on_an_edited_cell_json(tmp_path, capsys, verb):
+    run_dir = tmp_path / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    path = run_dir / STALL.name / "cell.json"
+    data = json.loads(path.read_text())
+    data["repetition"] = "1; rm -rf /"
+    path.write_text(json.dumps(data))
+    argv = ["report", str(run_dir)] if verb == "report" else ["compare", str(run_dir), str(run_dir)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "repetition" in err and "Traceback" not in err
