@@ -119,7 +119,7 @@ def test_a_hostile_run_json_is_refused(tmp_path):
         record.load_run(path)
 
 
-@pytest.mark.parametrize("verb", ["report", "compare"])
+@pytest.mark.parametrize("verb", ["report", "compare", "rerun"])
 def test_the_cli_exits_2_with_a_message_on_an_edited_cell_json(tmp_path, capsys, verb):
     run_dir = tmp_path / "20261124T230400Z-edited"
     shutil.copytree(DATA / "run-chunked-stall", run_dir)
@@ -127,7 +127,35 @@ def test_the_cli_exits_2_with_a_message_on_an_edited_cell_json(tmp_path, capsys,
     data = json.loads(path.read_text())
     data["repetition"] = "1; rm -rf /"
     path.write_text(json.dumps(data))
-    argv = ["report", str(run_dir)] if verb == "report" else ["compare", str(run_dir), str(run_dir)]
+    argv = {
+        "report": ["report", str(run_dir)],
+        "compare": ["compare", str(run_dir), str(run_dir)],
+        "rerun": ["rerun", str(path.parent)],  # refused before anything is started
+    }[verb]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "repetition" in err and "Traceback" not in err
+
+
+def test_resume_of_an_edited_run_json_exits_2_before_anything_starts(tmp_path, capsys):
+    run_dir = tmp_path / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    data = json.loads((run_dir / "run.json").read_text())
+    data["cells"] = 1e300
+    (run_dir / "run.json").write_text(json.dumps(data))
+    assert cli.main(["matrix", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(run_dir / "run.json") in err and "cells" in err and "Traceback" not in err
+
+
+def test_publish_lists_a_run_with_an_edited_cell_json_as_unreadable(tmp_path):
+    results_dir = tmp_path / "results"
+    run_dir = results_dir / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    path = run_dir / STALL.name / "cell.json"
+    data = json.loads(path.read_text())
+    data["metrics"]["probe"]["stalled"] = "5"
+    path.write_text(json.dumps(data))
+    assert cli.main(["publish", str(results_dir), "--out", str(tmp_path / "site")]) == 0
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "unreadable: RecordError" in index
