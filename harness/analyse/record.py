@@ -50,7 +50,9 @@ _Float = Annotated[float, Field(ge=-FLOAT_MAX, le=FLOAT_MAX)]
 Number = Int | _Float
 Text = Annotated[str, Field(max_length=TEXT_MAX)]
 Name = Annotated[str, Field(max_length=200)]
-ParamValue = bool | Number | Text | list[bool | Number | Text]
+# A scenario parameter as the plan dumps it (harness.plan.scenarios): None where a
+# parameter is unset (chunk_min when chunk_sizes is given), a list for chunk_sizes.
+ParamValue = None | bool | Number | Text | list[bool | Number | Text]
 
 
 class RecordError(HarnessError):

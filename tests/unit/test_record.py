@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli
+from harness import ROOT, cli
 from harness.analyse import record
-from harness.analyse.record import RecordError
+from harness.analyse.record import CellRecord, RecordError
+from harness.plan import spec
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CELLS = sorted(DATA.glob("*/*/cell.json"))
@@ -159,3 +160,23 @@ def test_publish_lists_a_run_with_an_edited_cell_json_as_unreadable(tmp_path):
     assert cli.main(["publish", str(results_dir), "--out", str(tmp_path / "site")]) == 0
     index = (tmp_path / "site" / "index.html").read_text()
     assert "unreadable: RecordError" in index
+
+
+def test_every_cell_of_the_default_matrix_makes_a_valid_record():
+    # The runner's record of each cell's parameters (None for an unset chunk_min, a list
+    # for chunk_sizes, ...) validates and reads back: a cell cannot be measured and then
+    # fail to be recorded.
+    plan = spec.load(ROOT / "matrices" / "default.yaml", "20261124T230400Z-default")
+    for cell in plan.cells:
+        data = {
+            "cell": cell.id, "index": cell.index, "run": cell.run_id,
+            "version": {"spec": cell.version.text, "label": cell.version.label,
+                        "origin": cell.version.origin, "custom": cell.version.custom,
+                        "reported": "", "image": "", "image_id": ""},
+            "scenario": cell.scenario, "params": cell.params, "repetition": cell.repetition,
+            "load": {**cell.load.model_dump(), "mode": "probe"}, "started": "", "status": "ok",
+        }  # fmt: skip
+        written = CellRecord.model_validate(data, strict=False)
+        back = record.parse_cell(json.loads(record.dump(written)), Path("cell.json"))
+        assert back == written, cell.id
+    assert any(c.params.get("chunk_min", 0) is None for c in plan.cells)
