@@ -1,7 +1,8 @@
 """Publish a run: recompute its cells from their raw files, then write every output.
 
-The one place that writes both report.md (``tables``) and report.html (``plots``), so
-neither of those imports the other the wrong way: rebuild -> plots -> tables.
+The one place that writes every output: the report model is built once (``model``) and
+rendered as report.md and report.html (``render``, Jinja2 templates); results.csv and
+connections.csv (``tidy``), results.json, verdicts.json and the results folder's index.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from harness import results
 from harness.analyse import cell_metrics, record
 from harness.analyse.compare import Thresholds
 from harness.analyse.record import CellRecord
-from harness.report import plots, tables, tidy
+from harness.report import model, render, tables, tidy
 
 
 def rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
@@ -39,7 +40,8 @@ def rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
             records.append(cell)
     thresholds = Thresholds(**run.thresholds())
     found = tables.comparisons(run_dir, records, run.baseline, thresholds)
-    text = tables.markdown(run_dir, records, found, run)
+    report = model.build(run_dir, records, found, run)  # once, for both renderers
+    text = render.markdown_of(report)
     (run_dir / "report.md").write_text(text)
     results.write_json(run_dir / "verdicts.json", [dataclasses.asdict(c) for c in found])
     tidy.write(run_dir, tables.unique_labels(records))  # one version label per spec
@@ -50,6 +52,6 @@ def rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
             for r in records
         ],
     )
-    (run_dir / "report.html").write_text(plots.html_report(run_dir, records, found, run, text))
-    tables.write_index(run_dir.parent)
+    (run_dir / "report.html").write_text(render.html_of(report, run_dir, text))
+    render.write_index(run_dir.parent)
     return text

@@ -32,7 +32,7 @@ from harness.analyse.compare import VERDICT_ORDER, Comparison, format_number
 from harness.analyse.distribution import median
 from harness.analyse.record import CellRecord, cells, load_run
 from harness.errors import HarnessError
-from harness.report import plots
+from harness.report import plots, render
 from harness.report import tables as report
 
 Record = CellRecord
@@ -199,7 +199,7 @@ def publish(results_dir: Path, out: Path | None = None) -> Path:
     base = os.path.relpath(results_dir.resolve(), out.resolve())
     env = _environment()
     context = {
-        "css": jinja2.utils.markupsafe.Markup(plots.CSS),  # the project's own stylesheet
+        "css": jinja2.utils.markupsafe.Markup(render.CSS),  # the project's own stylesheet
         "results_dir": str(results_dir),
         "base": base,
         "runs": entries,

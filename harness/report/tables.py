@@ -3,13 +3,14 @@
     report.md     tables per scenario, verdicts against the baseline version, flags
                   explained, provenance: GitHub-flavoured, pasteable into an issue
     report.html   the same, self-contained, with plots (harness/report/plots.py)
+                  (both rendered from harness.report.model by harness.report.render)
     results.csv   one row per cell (harness.report.tidy), connections.csv one per connection
     results.json  one object per cell: its whole cell.json plus those paths
-    ../index.md   every run in the results folder with its headline verdicts
+    ../index.md   every run in the results folder with its headline verdicts (render)
 
 ``harness.report.rebuild.rebuild`` first recomputes every cell's metrics from its raw
 files, so a report always reflects the files next to it (and the current analysis code),
-then writes them all with this module's tables and plots' page.
+then writes them all; this module holds the columns, tables and verdicts they show.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from harness.analyse import (
     calibration,
     cell_metrics,
     compare,
-    distribution,
     haproxy_log,
     latency,
     probe_samples,
@@ -41,7 +41,6 @@ from harness.analyse.record import (
     ClientLimit,
     Distribution,
     LoadRecord,
-    RunManifest,
     StateSeries,
 )
 from harness.plan import scenarios
@@ -816,14 +815,15 @@ def _stall_cell(v: dict[str, Any]) -> str:
     return f"STALL {v['stalled']}/{v['total']}: {min(v['bytes'])} B, {delay} {flag}"
 
 
-def _chunk_table(
-    records: list[Record], fmt: str, run_dir: Path, all_sizes: bool = False
-) -> tuple[str, str]:
-    """chunked-stall: one row per chunk size, one column per version and TLS setting.
+def chunk_rows(
+    records: list[Record], run_dir: Path, all_sizes: bool = False
+) -> tuple[list[str], list[list[str]], str]:
+    """chunked-stall: one row per chunk size, one column per version and TLS setting:
+    (headers, rows, what was left out).
 
     Each cell counts stalled/total over every connection of that size in every
     repetition. By default only the sizes where the versions differ are shown; the
-    second value says what was left out.
+    third value says what was left out ("" when nothing was).
     """
     columns: dict[str, dict[str, dict[str, Any]]] = {}
     group_of: dict[str, str] = {}
@@ -844,10 +844,10 @@ def _chunk_table(
             for field in ("stalled", "total", "bytes", "delays", "flags"):
                 into[field] += v[field]
     if not columns:
-        return "", ""
+        return [], [], ""
     keys = sorted({k for col in columns.values() for k in col}, key=_sweep_order)
     if not keys:
-        return "", ""
+        return [], [], ""
     sweep = keys[0].split("=", 1)[0].replace("_", " ")
 
     def differs(key: str) -> bool:
@@ -873,7 +873,7 @@ def _chunk_table(
                                      for k in keys if k not in shown) else ".")
         )  # fmt: skip
     if not shown:
-        return "", note
+        return [], [], note
     rows = [
         [
             k.split("=", 1)[1],
@@ -881,9 +881,7 @@ def _chunk_table(
         ]
         for k in shown
     ]
-    if fmt == "github":
-        return _md_table(rows, [sweep, *columns]), note
-    return tabulate(rows, [sweep, *columns], tablefmt=fmt), note
+    return [sweep, *columns], rows, note
 
 
 # --- does the scenario show its field note's phenomenon? -------------------------------------
@@ -999,43 +997,6 @@ def cell_tables(
     return tables
 
 
-def _flag_lines(records: list[Record]) -> list[str]:
-    seen: dict[str, int] = defaultdict(int)
-    for r in records:
-        for state, n in (r.m.haproxy.termination_states if r.m.haproxy else {}).items():
-            seen[state] += n
-    return [
-        f"- {_code(s)} ({n}×): {_one_line(haproxy_log.explain(s))}" for s, n in sorted(seen.items())
-    ]
-
-
-def _provenance(run: RunManifest, run_dir: Path) -> list[str]:
-    env = run.environment
-    sysctls = env.get("tcp_sysctls")
-    lines = ["## Provenance", ""]
-    lines += [
-        f"- Run {_code(run.run)}, started {run.started}, finished {run.finished or '?'}",
-        f"- Matrix {_code(run.matrix_file)} sha256 {_code(run.matrix_sha256 or '?')}",
-        f"- Harness commit {_code(env.get('harness_commit'))}"
-        + (" (with uncommitted changes)" if env.get("harness_dirty") else ""),
-        f"- Kernel {env.get('kernel')}; {env.get('cpu_count')} × {env.get('cpu_model')}",
-        f"- Docker {env.get('docker')}, Compose {env.get('compose')}, Python {env.get('python')}",
-        "- TCP sysctls: "
-        + ", ".join(f"{k}={v}" for k, v in (sysctls if isinstance(sysctls, dict) else {}).items()),
-        "",
-        _md_table(
-            [[name, i.tag, i.id or "-", i.reported or "-"] for name, i in run.images.items()],
-            ["image", "tag", "id", "HAProxy reported"],
-        ),
-        "",
-    ]
-    for vv in sorted(run_dir.glob("*/haproxy-vv.txt")):
-        head = vv.read_text().splitlines()
-        if head and not any(head[0] in line for line in lines):
-            lines += [*_fenced(head[:12]), ""]
-    return lines
-
-
 def verdict_lines(found: list[Comparison], bullet: str = "- ") -> list[str]:
     """Regressions, improvements and changes, then small changes, then inconclusive, then
     the count of comparisons without a significant change."""
@@ -1059,73 +1020,6 @@ def verdict_lines(found: list[Comparison], bullet: str = "- ") -> list[str]:
             "",
         ]
     return lines
-
-
-def markdown(
-    run_dir: Path, records: list[Record], found: list[Comparison], run: RunManifest
-) -> str:
-    """report.md: verdicts, per-scenario tables, failed cells, flags and provenance."""
-    records = unique_labels(records)
-    ok = sum(1 for r in records if r.ok)
-    matrix = run.matrix
-    lines = [f"# {matrix.get('name', run_dir.name)}: run {run_dir.name}", ""]
-    if found:
-        lines += [
-            f"**{tally(found)}** (against `{run.baseline}`)",
-            "",
-            "## Verdicts",
-            "",
-            *verdict_lines(found),
-        ]
-    lines += [
-        str(matrix.get("description") or ""),
-        "",
-        f"{ok}/{len(records)} cells measured. Baseline for verdicts: "
-        f"`{run.baseline}`. Every number below is computed from the files in this "
-        f"run's folder (`python -m harness report <run>` rebuilds it); {distribution.DEFINITION}.",
-        "",
-    ]
-    if found:
-        headers = ["comparison", "version", "delta", "test", "p", "effect", "verdict"]
-        lines += ["## Every comparison", "", _md_table(_verdict_rows(ordered(found)), headers), ""]
-        same = [c for c in found if c.verdict == "no significant change"]
-        if same:
-            lines += ["Without a significant change, in words:", ""]
-            lines += [f"- {_one_line(c.words)}" for c in same] + [""]
-    by_scenario: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        by_scenario[r.scenario].append(r)
-    for name, rows in by_scenario.items():
-        scenario = scenarios.SCENARIOS.get(name)
-        lines += [f"## {name}", ""]
-        if scenario:
-            lines += [scenario.summary, "", f"Field note: {scenario.field_note}.", ""]
-        if note := phenomenon_note(run_dir, name, rows):
-            lines += [f"**Not shown here.** {note}", ""]
-        load = rows[0].load
-        lines += [_load_line(load), ""]
-        for params, bypass, headers, table in cell_tables(run_dir, name, rows):
-            lines += [f"Parameters: {_code(params)}", ""]
-            if bypass:
-                lines += [f"**No verdict.** {bypass}", ""]
-            lines += [_md_table(table, headers), ""]
-        if "chunk-sizes" in shows(name).sections:
-            chunks, left_out = _chunk_table(rows, "github", run_dir)
-            lines += ["Per chunk size, stalled/total connections over every repetition:", ""]
-            lines += [chunks, ""] if chunks else []
-            lines += [left_out, ""] if left_out else []
-        if "proxy-overhead" in shows(name).sections:
-            lines += [*_proxy_overhead(rows), ""]
-    failed = [r for r in records if not r.ok]
-    if failed:
-        lines += ["## Failed cells", ""]
-        lines += [f"- {_code(r.cell)}: {(r.error or '?').splitlines()[0]}" for r in failed]
-        lines.append("")
-    flags = _flag_lines(records)
-    if flags:
-        lines += ["## Termination flags seen, as HAProxy documents them", "", *flags, ""]
-    lines += _provenance(run, run_dir)
-    return "\n".join(lines) + "\n"
 
 
 def _load_line(load: LoadRecord) -> str:
@@ -1161,44 +1055,6 @@ def raw_files(run_dir: Path, record: Record) -> list[str]:
     """The raw files a cell's numbers come from, relative to the run folder."""
     folder = run_dir / record.cell
     return [str((folder / f).relative_to(run_dir)) for f in RAW_FILES if (folder / f).exists()]
-
-
-def write_index(results_dir: Path) -> None:
-    """results/index.md: every run with its verdicts, regressions and improvements first,
-    then small changes, then how many comparisons show no significant change."""
-    lines = ["# Runs", ""]
-    for run_dir in sorted(results_dir.iterdir(), reverse=True):
-        report = run_dir / "report.md"
-        if not report.exists():
-            continue
-        lines.append(f"## [{run_dir.name}]({run_dir.name}/report.md)")
-        try:
-            found = read_verdicts(run_dir)
-        except (OSError, TypeError, ValueError):
-            found = None  # written by another version of the harness: its lines, as before
-        if found is None:
-            headline = [
-                line
-                for line in report.read_text().splitlines()
-                if line.startswith("- ") and "—" in line
-            ]
-            lines += headline[:8] or ["- (no comparisons)"]
-        elif not found:
-            lines.append("- (no comparisons)")
-        else:
-            lines += [f"**{tally(found)}**", ""]
-            lines += [
-                f"- {_one_line(c.words)}"
-                for c in ordered(found)
-                if c.verdict in ("regression", "improvement", "changed", "small change")
-            ]
-            same = sum(1 for c in found if c.verdict == "no significant change")
-            if same:
-                lines.append(
-                    f"- no significant change: {same} comparison{'s' if same != 1 else ''}"
-                )
-        lines.append("")
-    (results_dir / "index.md").write_text("\n".join(lines) + "\n")
 
 
 def verdict_screen(run_dir: Path) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from harness.analyse import cell_metrics, resources
 from harness.analyse.record import CellRecord
-from harness.report import plots
+from harness.report import render
 from harness.report import tables as report
 from harness.stack import observe
 from tests import records
@@ -214,8 +214,8 @@ def _overhead(tmp_path: Path, via: dict, direct: dict) -> tuple[list[str], str, 
     cells = [_record(tmp_path, 1, "haproxy", via), _record(tmp_path, 2, "backend", direct)]
     lines = report._proxy_overhead(cells)
     run = records.manifest({"baseline": "debian:bookworm", "matrix": {"name": "t"}})
-    text = report.markdown(tmp_path, cells, [], run)
-    return lines, text, plots.html_report(tmp_path, cells, [], run, text)
+    text = render.markdown(tmp_path, cells, [], run)
+    return lines, text, render.html(tmp_path, cells, [], run, text)
 
 
 def test_no_overhead_percentage_where_the_client_was_the_limit(tmp_path):

@@ -18,8 +18,8 @@ from harness.analyse import cell_metrics, distribution, latency, locust_stats
 from harness.analyse.compare import Thresholds
 from harness.analyse.record import CellRecord
 from harness.analyse.record import cells as load_cells
+from harness.report import render, tidy
 from harness.report import tables as report
-from harness.report import tidy
 from harness.stack import images
 from tests import records
 
@@ -166,7 +166,7 @@ def _verdict(tmp_path: Path, base_us: list[int], cand_us: list[int], hdr: bool):
     run_dir = tmp_path / ("hdr" if hdr else "buckets")
     cells = [_record(run_dir, 1, OLD, base_us, hdr), _record(run_dir, 2, NEW, cand_us, hdr)]
     [found] = report.comparisons(run_dir, cells, OLD[0], Thresholds())
-    return found, report.markdown(
+    return found, render.markdown(
         run_dir, cells, [found], records.manifest({"baseline": OLD[0], "matrix": {"name": "x"}})
     )
 

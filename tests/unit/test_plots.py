@@ -15,7 +15,7 @@ import pytest
 from harness import results
 from harness.analyse.compare import Thresholds
 from harness.analyse.record import cells, load_run
-from harness.report import plots
+from harness.report import render
 from harness.report import tables as report
 
 DATA = Path(__file__).parent.parent / "data" / "report"
@@ -53,8 +53,8 @@ def _build(run_dir: Path, found=None) -> tuple[str, list]:
     records = cells(run_dir)
     if found is None:
         found = report.comparisons(run_dir, records, run.baseline, Thresholds())
-    text = report.markdown(run_dir, records, found, run)
-    return plots.html_report(run_dir, records, found, run, text), found
+    text = render.markdown(run_dir, records, found, run)
+    return render.html(run_dir, records, found, run, text), found
 
 
 @pytest.fixture
