@@ -346,7 +346,11 @@ def run_cell(item: Prepared, image_set: ImageSet) -> CellRecord:
 
 def _write_record(folder: Path, data: dict[str, Any]) -> CellRecord:
     """The record built during the cell, validated as a CellRecord, written as cell.json.
-    Lax, unlike reading: the values are the harness's own (tuples, numpy floats)."""
+    Lax, unlike reading: the values are the harness's own (tuples, numpy floats). An
+    error longer than a record holds keeps its start (the whole output is in the logs)."""
+    error = data.get("error")
+    if isinstance(error, str) and len(error) > records.TEXT_MAX:
+        data = {**data, "error": error[: records.TEXT_MAX - 40] + " ... (cut; see commands.log)"}
     cell = CellRecord.model_validate(data, strict=False)
     records.write_cell(folder / "cell.json", cell)
     return cell

@@ -26,10 +26,11 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from harness import results
 from harness.errors import HarnessError
+from harness.plan.spec import Verdicts
 from harness.quote import shown
 
 SCHEMA_VERSION = 1
@@ -39,8 +40,9 @@ SCHEMA_VERSION = 1
 # about 9e15) and no quantity the harness measures (ms, s, bytes, counts) comes near it.
 INT_MAX = 2**63 - 1
 FLOAT_MAX = 1e15
-# Longest text in a record (an error message with a command line and a log path).
-TEXT_MAX = 100_000
+# Longest text in a record: an error message with a command line, its output and a log
+# path is a few kB; the runner cuts a longer one to this (harness.runner._write_record).
+TEXT_MAX = 1_000_000
 
 Count = Annotated[int, Field(ge=0, le=INT_MAX)]
 Int = Annotated[int, Field(ge=-INT_MAX, le=INT_MAX)]
@@ -393,10 +395,22 @@ class RunManifest(_Model):
     interrupted: Stopped | None = None
     failed: Stopped | None = None
 
-    def thresholds(self) -> dict[str, JsonValue]:
-        """The matrix's ``verdicts:`` thresholds (harness.analyse.compare.Thresholds)."""
-        verdicts = self.matrix.get("verdicts")
-        return dict(verdicts) if isinstance(verdicts, dict) else {}
+    @field_validator("matrix")
+    @classmethod
+    def _verdicts_are_valid(cls, matrix: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        # They reach the statistics (thresholds()): bounded as in a matrix file.
+        try:
+            Verdicts.model_validate(matrix.get("verdicts") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, ("verdicts", *first["loc"])))
+            raise ValueError(f"{where}: {first['msg']}") from None
+        return matrix
+
+    def thresholds(self) -> dict[str, float]:
+        """The matrix's ``verdicts:`` thresholds (harness.analyse.compare.Thresholds),
+        validated as a matrix file's (harness.plan.spec.Verdicts)."""
+        return Verdicts.model_validate(self.matrix.get("verdicts") or {}).model_dump()
 
     def load(self) -> JsonValue:
         """The matrix's ``load:`` settings, as recorded."""

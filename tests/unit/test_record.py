@@ -180,3 +180,30 @@ def test_every_cell_of_the_default_matrix_makes_a_valid_record():
         back = record.parse_cell(json.loads(record.dump(written)), Path("cell.json"))
         assert back == written, cell.id
     assert any(c.params.get("chunk_min", 0) is None for c in plan.cells)
+
+
+@pytest.mark.parametrize("alpha", [5, -1, "NaN"])
+def test_verdict_thresholds_of_a_run_json_are_bounded_as_in_a_matrix_file(tmp_path, alpha):
+    data = json.loads((DATA / "run-chunked-stall" / "run.json").read_text())
+    data["matrix"]["verdicts"]["alpha"] = float(alpha) if alpha == "NaN" else alpha
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=r"at matrix.*verdicts\..*alpha"):
+        record.load_run(path)
+
+
+def test_thresholds_are_the_matrix_files_with_defaults():
+    run = record.load_run(DATA / "run-chunked-stall" / "run.json")
+    assert run.thresholds() == {
+        "alpha": 0.01, "min_effect": 0.3, "min_ratio": 1.2, "min_rate_diff": 0.05
+    }  # fmt: skip
+
+
+def test_an_error_longer_than_a_record_holds_is_cut_not_lost(tmp_path):
+    from harness import runner
+
+    data = record.migrate(json.loads((STALL / "cell.json").read_text()))
+    data.update(status="failed", error="x" * (record.TEXT_MAX + 10))
+    written = runner._write_record(tmp_path, data)
+    assert written.error is not None and written.error.endswith("(cut; see commands.log)")
+    assert record.load_cell(tmp_path / "cell.json") == written
