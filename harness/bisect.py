@@ -48,6 +48,7 @@ from tabulate import tabulate
 from harness import results, runner
 from harness.analyse import latency, probe_samples
 from harness.analyse.distribution import nearest_rank
+from harness.analyse.record import CellRecord
 from harness.errors import ImageError, SpecError
 from harness.plan import scenarios, spec, versions
 from harness.plan.versions import VersionSpec
@@ -55,7 +56,7 @@ from harness.progress import Progress
 from harness.quote import shown
 
 Decision = Literal["good", "bad", "undecided", "skipped"]
-Record = dict[str, Any]
+Record = CellRecord
 
 # --- the signal: metrics a predicate can name ------------------------------------------
 
@@ -195,9 +196,9 @@ class Predicate:
         return min(1.0, self.threshold / per_cell) if per_cell else math.inf
 
     def observe(self, records: Sequence[Record], base: Path) -> Observed:
-        """This metric from ``records`` (cell.json dicts) of ok cells; each cell's raw
-        files are under ``base / record['cell']``."""
-        ok = [r for r in records if r.get("status") == "ok"]
+        """This metric from ``records`` of ok cells; each cell's raw files are under
+        ``base / record.cell``."""
+        ok = [r for r in records if r.ok]
         m = self.metric
         if m.kind == "share":
             pairs = [_share(m.name, r) for r in ok]
@@ -205,7 +206,7 @@ class Predicate:
         if m.kind == "quantile":
             samples: list[float] = []
             for r in ok:
-                samples += _samples(m.name, base / r["cell"])
+                samples += _samples(m.name, base / r.cell)
             return Observed(len(ok), samples=tuple(samples))
         values = [_per_cell(m.name, r) for r in ok]
         return Observed(len(ok), per_cell=tuple(v for v in values if v is not None))
@@ -288,18 +289,17 @@ class Predicate:
 
 def _share(name: str, record: Record) -> tuple[int, int]:
     """(hits, total) of a share metric in one cell.json."""
-    m = record.get("metrics") or {}
-    probe = m.get("probe") or {}
+    m = record.m
+    probe = m.probe
     if name == "stalled_connections":
-        return int(probe.get("stalled", 0)), int(probe.get("connections", 0))
+        return (probe.stalled, probe.connections) if probe else (0, 0)
     if name in ("open_connections", "reset_connections"):
         end = "open" if name == "open_connections" else "rst"
-        return int((probe.get("ends") or {}).get(end, 0)), int(probe.get("connections", 0))
+        return (probe.ends.get(end, 0), probe.connections) if probe else (0, 0)
     if name == "responses_5xx":
-        log = m.get("haproxy") or {}
-        return int((log.get("status_classes") or {}).get("5xx", 0)), int(log.get("total", 0))
-    load = m.get("load") or {}
-    return int(load.get("failures", 0)), int(load.get("requests", 0))
+        log = m.haproxy
+        return (log.status_classes.get("5xx", 0), log.total) if log else (0, 0)
+    return (m.load.failures, m.load.requests) if m.load else (0, 0)
 
 
 def _samples(name: str, folder: Path) -> list[float]:
@@ -315,15 +315,15 @@ def _samples(name: str, folder: Path) -> list[float]:
 
 
 def _per_cell(name: str, record: Record) -> float | None:
-    m = record.get("metrics") or {}
+    m = record.m
     if name == "requests_per_s":
-        rps = (m.get("load") or {}).get("rps")
-        return None if rps is None else float(rps)
+        return None if m.load is None else float(m.load.rps)
     state = _STATES[name.removesuffix("_peak")]
-    census = (m.get("census") or {}).get("haproxy")
+    census = (m.census or {}).get("haproxy")
     if not census:
         return None
-    return float(census.get("totals", {}).get(state, {}).get("peak", 0))
+    total = census.totals.get(state)
+    return float(total.peak if total else 0)
 
 
 def _metric_table() -> str:
@@ -429,7 +429,7 @@ class VerdictSignal:
     ) -> Judgement:
         from harness.report import tables as report  # scipy: only when a bisect judges
 
-        cells = f"{len([r for r in step.records if r.get('status') == 'ok'])} cell(s)"
+        cells = f"{len([r for r in step.records if r.ok])} cell(s)"
         if good is None:
             return Judgement("undecided", cells, "the good version has not run")
         if good.spec == step.spec:
@@ -720,7 +720,7 @@ class Bisect:
             run_dir = step_dir / f"{results.stamp()}-round{r}"
             records = self.run_cells(spec, run_dir)
             rel = run_dir.relative_to(self.folder)
-            return [{**rec, "cell": str(rel / rec["cell"])} for rec in records]
+            return [rec.model_copy(update={"cell": str(rel / rec.cell)}) for rec in records]
 
         def judge(ev: Evidence) -> Judgement:
             return self.signal.judge_step(ev, good, bad, self.alpha)

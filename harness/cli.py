@@ -42,7 +42,8 @@ import docker
 import requests
 
 from harness import ROOT, bisect, results, runner
-from harness.analyse import calibration
+from harness.analyse import calibration, record
+from harness.analyse.record import CellRecord
 from harness.errors import CellError, HarnessError, ResultsError
 from harness.plan import scenarios, spec, versions
 from harness.progress import Progress
@@ -223,16 +224,16 @@ def _run_document(run_dir: Path) -> dict[str, Any]:
     found = report.read_verdicts(run_dir)
     cells = [
         {
-            "cell": r.get("cell"),
-            "status": r.get("status"),
-            "version": r.get("version", {}).get("spec"),
-            "label": r.get("version", {}).get("label"),
-            "scenario": r.get("scenario"),
-            "params": r.get("params"),
-            "repetition": r.get("repetition"),
-            **({"error": r["error"]} if r.get("error") else {}),
+            "cell": r.cell,
+            "status": r.status,
+            "version": r.version.spec,
+            "label": r.version.label,
+            "scenario": r.scenario,
+            "params": r.params,
+            "repetition": r.repetition,
+            **({"error": r.error} if r.error else {}),
         }
-        for r in results.cells(run_dir)
+        for r in record.cells(run_dir)
     ]
     return {
         "run_dir": str(run_dir),
@@ -315,7 +316,7 @@ def _report() -> ModuleType:
     return report
 
 
-def _rebuild(run_dir: Path, records: list[dict[str, Any]] | None = None) -> str:
+def _rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
     """Every output of a run rewritten from its folder; returns report.md's text.
     ``records``: the cell records the runner just wrote, used as they are (no cell is
     analysed twice in a run); without them every cell is recomputed from its raw files."""
@@ -372,7 +373,7 @@ def _run_plan(
     elif show_report:
         print(text)
     print(f"report: {run_dir / 'report.md'} and report.html", file=sys.stderr)
-    failed = [r["cell"] for r in records if r.get("status") != "ok"]
+    failed = [r.cell for r in records if not r.ok]
     if failed:
         print(
             f"{len(failed)} cell(s) failed: {', '.join(failed)} (see their commands.log)",
@@ -464,11 +465,11 @@ def main(argv: list[str] | None = None) -> int:
             with _damaged(args.cell_dir / "cell.json"):
                 old, new = runner.rerun(args.cell_dir.resolve(), Progress())
             print(_report().side_by_side(old, new))
-            return 0 if new.get("status") == "ok" else 1
+            return 0 if new.ok else 1
         if args.verb == "calibrate":
             plan = spec.load(args.file, results.new_run_id(args.file.stem))
             _run_plan(plan, show_report=False)
-            records = results.cells(results.RESULTS_DIR / plan.cells[0].run_id)
+            records = record.cells(results.RESULTS_DIR / plan.cells[0].run_id)
             print(calibration.table(records))
             found = [p for r in records for p in calibration.problems(r)]
             for problem in found:

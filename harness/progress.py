@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
+from harness.analyse.record import CellRecord
 from harness.plan.spec import Cell
 
 
@@ -14,24 +15,24 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def headline(record: dict[str, Any]) -> str:
+def headline(record: CellRecord) -> str:
     """The one-line result of a cell, as soon as it ends."""
-    if record.get("status") != "ok":
-        return f"FAILED: {record.get('error', '?').splitlines()[0]}"
-    probe = record["metrics"].get("probe")
+    if not record.ok:
+        return f"FAILED: {(record.error or '?').splitlines()[0]}"
+    probe = record.m.probe
     if probe:
-        delay = probe["delay_ms"]
-        ends = ", ".join(f"{k} ×{v}" for k, v in probe["ends"].items())
+        delay = probe.delay_ms
+        ends = ", ".join(f"{k} ×{v}" for k, v in probe.ends.items())
         return (
-            f"close delay p50 {delay['p50']} ms, max {delay['max']} ms ({ends}), "
-            f"{probe['stalled']}/{probe['connections']} stalled"
+            f"close delay p50 {delay.p50} ms, max {delay.max} ms ({ends}), "
+            f"{probe.stalled}/{probe.connections} stalled"
         )
-    load = record["metrics"].get("load")
+    load = record.m.load
     if not load:
         return "no load statistics (see locust.log)"
     return (
-        f"{load['rps']:.0f} req/s, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
-        f"{load['failures']} failures"
+        f"{load.rps:.0f} req/s, p50 {load.p50_ms} ms, p99 {load.p99_ms} ms, "
+        f"{load.failures} failures"
     )
 
 
@@ -91,7 +92,7 @@ class Progress:
 
         return sum(b * ratio(k) + gap for k, b in self.bounds.values())
 
-    def cell_end(self, cell: Cell, record: dict[str, Any], seconds: float) -> None:
+    def cell_end(self, cell: Cell, record: CellRecord, seconds: float) -> None:
         self.done += 1
         eta = self.eta_s(cell, seconds)
         self.step(

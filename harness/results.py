@@ -264,8 +264,3 @@ def read_json(path: Path) -> Any:
             f"{path}: not JSON the harness wrote ({why}). It was edited or damaged since. "
             "Restore it, or run that cell or matrix again."
         ) from None
-
-
-def cells(run_dir: Path) -> list[dict[str, Any]]:
-    """Every cell.json of a run, in cell order."""
-    return [read_json(p) for p in sorted(run_dir.glob("*/cell.json"))]

@@ -27,6 +27,8 @@ import requests
 
 from harness import results
 from harness.analyse import cell_metrics
+from harness.analyse import record as records
+from harness.analyse.record import CellRecord, RunManifest
 from harness.errors import CellError, HarnessError, ResultsError, SpecError
 from harness.plan import spec
 from harness.plan.scenarios import Fault, Knobs, Probe
@@ -262,7 +264,13 @@ def _inject_later(stack: Stack, fault: Fault, timing: dict[str, float]) -> threa
     return timer
 
 
-def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
+def run_cell(item: Prepared, image_set: ImageSet) -> CellRecord:
+    """Run one prepared cell and write its cell.json; returns the record written.
+
+    A cell that fails is recorded (status "failed") and returned; an interrupt, a
+    results file that cannot be written or a lost engine are recorded as far as they
+    can be, then raised.
+    """
     cell, folder = item.cell, item.folder
     log = CommandLog(folder / "commands.log")
     hx = image_set.haproxy[cell.version.text]
@@ -336,8 +344,19 @@ def run_cell(item: Prepared, image_set: ImageSet) -> dict[str, Any]:
         _record_partial(record, item, "failed", str(exc))
         raise
     record["finished"] = datetime.now(UTC).isoformat()
-    results.write_json(folder / "cell.json", record)
-    return record
+    return _write_record(folder, record)
+
+
+def _write_record(folder: Path, data: dict[str, Any]) -> CellRecord:
+    """The record built during the cell, validated as a CellRecord, written as cell.json.
+    Lax, unlike reading: the values are the harness's own (tuples, numpy floats). An
+    error longer than a record holds keeps its start (the whole output is in the logs)."""
+    error = data.get("error")
+    if isinstance(error, str) and len(error) > records.TEXT_MAX:
+        data = {**data, "error": error[: records.TEXT_MAX - 40] + " ... (cut; see commands.log)"}
+    cell = CellRecord.model_validate(data, strict=False)
+    records.write_cell(folder / "cell.json", cell)
+    return cell
 
 
 def _record_partial(record: dict[str, Any], item: Prepared, status: str, why: str) -> None:
@@ -347,7 +366,7 @@ def _record_partial(record: dict[str, Any], item: Prepared, status: str, why: st
         _join_haproxy_logs(item.folder)
     with suppress(Exception):  # raw files cut short stay in the folder, uncomputed
         record["metrics"] = cell_metrics.compute(item.folder, item.knobs.target)
-    results.write_json(item.folder / "cell.json", record)
+    _write_record(item.folder, record)
 
 
 class CellTimeout(CellError):
@@ -396,7 +415,7 @@ def timeout_s(plan_timeout: float | None, cell: Cell, knobs: Knobs) -> float:
 
 def execute(
     plan: Plan, run_dir: Path, progress: Progress, resume: bool = False
-) -> list[dict[str, Any]]:
+) -> list[CellRecord]:
     """Prepare everything, then run every cell; returns every cell record of the run.
 
     ``resume``: the run folder exists; cells with a complete cell.json (ok or failed)
@@ -430,10 +449,10 @@ def _execute_leased(
         raise
 
 
-def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> list[dict[str, Any]]:
+def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> list[CellRecord]:
     cells = plan.cells
     if resume:
-        done = {r["cell"] for r in results.cells(run_dir) if r.get("status") in COMPLETE}
+        done = {r.cell for r in records.cells(run_dir) if r.status in COMPLETE}
         cells = [c for c in plan.cells if c.id not in done]
         progress.step(
             f"resuming {run_dir.name}: {len(done)} of {len(plan.cells)} cell(s) complete, "
@@ -444,14 +463,16 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
     run_dir.mkdir(parents=True, exist_ok=True)
     image_set, prepared = prepare(plan, run_dir, progress, cells)
     if resume:  # the run's own manifest stands; it says when it was resumed
-        earlier = results.read_json(run_dir / "run.json")
-        manifest = {
-            **{k: v for k, v in earlier.items() if k not in ("finished", "interrupted")},
-            "resumed": [*earlier.get("resumed", []), datetime.now(UTC).isoformat()],
-        }
+        earlier = records.load_run(run_dir / "run.json")
+        manifest = RunManifest.model_validate(
+            {
+                **earlier.model_dump(exclude_unset=True, exclude={"finished", "interrupted"}),
+                "resumed": [*earlier.resumed, datetime.now(UTC).isoformat()],
+            }
+        )
     else:
         manifest = _manifest(plan, run_dir, image_set)
-    results.write_json(run_dir / "run.json", manifest)
+    records.write_run(run_dir / "run.json", manifest)
     progress.start(
         len(prepared),
         {
@@ -474,11 +495,12 @@ def _execute(plan: Plan, run_dir: Path, progress: Progress, resume: bool) -> lis
             raise
         progress.cell_end(item.cell, record, time.monotonic() - t0)
     _close_manifest(run_dir)
-    return results.cells(run_dir)
+    return records.cells(run_dir)
 
 
-def _manifest(plan: Plan, run_dir: Path, image_set: ImageSet) -> dict[str, Any]:
-    return {
+def _manifest(plan: Plan, run_dir: Path, image_set: ImageSet) -> RunManifest:
+    """run.json as a run starts: the matrix, its file, images and environment."""
+    return RunManifest.model_validate({
         "run": run_dir.name,
         "matrix": plan.matrix.model_dump(),
         "matrix_file": str(plan.source) if plan.source else None,
@@ -492,25 +514,27 @@ def _manifest(plan: Plan, run_dir: Path, image_set: ImageSet) -> dict[str, Any]:
         | {name: {"tag": tag} for name, tag in image_set.support.items()},
         "environment": provenance.collect(),
         "started": datetime.now(UTC).isoformat(),
-    }
+    }, strict=False)  # fmt: skip
 
 
 def _close_manifest(run_dir: Path, **how: Any) -> None:
     """run.json says how the run ended: finished, or interrupted / failed at which cell."""
-    run = results.read_json(run_dir / "run.json")
+    run = records.load_run(run_dir / "run.json")
     ended = how or {"finished": datetime.now(UTC).isoformat()}
-    results.write_json(run_dir / "run.json", {**run, **ended})
+    closed = RunManifest.model_validate({**run.model_dump(exclude_unset=True), **ended})
+    records.write_run(run_dir / "run.json", closed)
 
 
 def resume_plan(run_dir: Path) -> Plan:
     """The plan of an earlier run, from its run.json, with the same run id and cell ids."""
     results.require_run(run_dir)
     path = run_dir / "run.json"
-    matrix, source = spec.recorded(results.read_json(path), path)
+    manifest = records.load_run(path)
+    matrix, source = spec.recorded(manifest.model_dump(mode="json", exclude_unset=True), path)
     return spec.expand(matrix, run_dir.name, source, where=f"{path} (its matrix:)")
 
 
-def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
+def rerun(cell_dir: Path, progress: Progress) -> tuple[CellRecord, CellRecord]:
     """Repeat one cell from its folder, in a new folder beside it
     (``<cell>-rerun-<time>``). Returns the old and the new record.
 
@@ -525,7 +549,7 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
     not validate, or edited files.
     """
     results.require_cell(cell_dir)
-    old = results.read_json(cell_dir / "cell.json")
+    old = records.load_cell(cell_dir / "cell.json")
     recorded = _recorded_plan(old, cell_dir)
     _check_rendered(old, cell_dir)
     stamp = results.stamp().lower()
@@ -544,36 +568,31 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[dict[str, Any], dict[str,
         return old, run_cell(item, image_set)
 
 
-def _recorded_plan(old: Any, cell_dir: Path) -> Plan:
+def _recorded_plan(old: CellRecord, cell_dir: Path) -> Plan:
     """The one-cell plan a cell.json records, validated like a matrix file."""
     where = cell_dir / "cell.json"
-    if not isinstance(old, dict) or "rendered" not in old:
+    if old.rendered is None:
         raise SpecError(
             f"{where}: recorded by an older harness, or not by the harness (no sha256 of "
             "its rendered files); run its matrix again instead."
         )
-    try:
-        version, scenario = old["version"]["spec"], old["scenario"]
-        load = {k: v for k, v in old["load"].items() if k != "mode"}
-        load["mode"] = "open" if old["load"]["mode"] == "open-loop" else "closed"
-        raw = {
-            "name": "rerun",
-            "versions": [version],
-            "load": load,
-            "scenarios": [{"name": scenario, "params": old["params"]}],
-        }
-        run_id = old["run"]
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise SpecError(f"{where}: not a cell record the harness wrote ({exc!r}).") from None
-    if not isinstance(run_id, str) or not results.RUN_ID.fullmatch(run_id):
-        raise SpecError(f"{where}: 'run' is not a run id the harness makes: {run_id!r}.")
-    return spec.expand(raw, run_id, source=where)
+    load = old.load.model_dump(exclude_unset=True, exclude={"mode"})
+    load["mode"] = "open" if old.load.mode == "open-loop" else "closed"
+    raw = {
+        "name": "rerun",
+        "versions": [old.version.spec],
+        "load": load,
+        "scenarios": [{"name": old.scenario, "params": old.params}],
+    }
+    if not results.RUN_ID.fullmatch(old.run):
+        raise SpecError(f"{where}: 'run' is not a run id the harness makes: {old.run!r}.")
+    return spec.expand(raw, old.run, source=where)
 
 
-def _check_rendered(old: dict[str, Any], cell_dir: Path) -> None:
+def _check_rendered(old: CellRecord, cell_dir: Path) -> None:
     """Refuse a cell folder whose rendered files are not what its run rendered."""
-    rendered = old.get("rendered")
-    if not isinstance(rendered, dict) or set(rendered) != set(RENDERED):
+    rendered = old.rendered
+    if rendered is None or set(rendered) != set(RENDERED):
         raise SpecError(f"{cell_dir / 'cell.json'}: 'rendered' is damaged; run its matrix again.")
     for name in RENDERED:
         path = cell_dir / name

@@ -33,9 +33,12 @@ probe's precision where the scenarios use it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
+
+if TYPE_CHECKING:  # records are read and written by harness.analyse.record
+    from harness.analyse.record import CellRecord
 
 PROBE_TOLERANCE_MS = 5.0
 WIRE_TOLERANCE_MS = 2.0
@@ -45,8 +48,8 @@ ON_TIME_MS = PROBE_TOLERANCE_MS - WIRE_TOLERANCE_MS
 MAX_DISTURBED = 0.1  # fraction of a cell's connections, for each kind
 
 
-def _pairs(record: dict[str, Any]) -> list[tuple[float, float | None]]:
-    return [(p, w) for p, w in record["metrics"].get("calibration_pairs", [])]
+def _pairs(record: CellRecord) -> list[tuple[float, float | None]]:
+    return [(p, w) for p, w in record.m.calibration_pairs or [] if p is not None]
 
 
 def _late(d: float, wire: float | None) -> bool:
@@ -57,42 +60,40 @@ def _off_wire(probe: float, wire: float | None) -> bool:
     return wire is not None and abs(probe - wire) > WIRE_TOLERANCE_MS
 
 
-def target_late(record: dict[str, Any]) -> int:
+def target_late(record: CellRecord) -> int:
     """Connections whose FIN the wire saw more than ON_TIME_MS away from d."""
-    d = record["params"]["fin_delay_ms"]
+    d = record.params["fin_delay_ms"]
     return sum(_late(d, w) for _, w in _pairs(record))
 
 
-def off_wire(record: dict[str, Any]) -> list[tuple[float, float]]:
+def off_wire(record: CellRecord) -> list[tuple[float, float]]:
     """(probe, wire) of the connections where the probe was off the wire by more than
     the tolerance."""
     return [(p, w) for p, w in _pairs(record) if w is not None and _off_wire(p, w)]
 
 
-def load(record: dict[str, Any]) -> str:
+def load(record: CellRecord) -> str:
     """The probe's load in a calibration cell, e.g. "20 at once, 5 ms apart"."""
-    params = record["params"]
+    params = record.params
     # cells recorded before the load was a parameter ran 20 at once, 50 ms apart
     at_once = params.get("concurrency", params.get("connections", 20))
     return f"{at_once} at once, {params.get('stagger_ms', 50)} ms apart"
 
 
-def problems(record: dict[str, Any]) -> list[str]:
+def problems(record: CellRecord) -> list[str]:
     """What is out of tolerance in one calibration cell (empty: it passed)."""
-    if record.get("status") != "ok":
-        return [f"cell failed: {record.get('error', '?').splitlines()[0]}"]
-    d = f"{record['params']['fin_delay_ms']} ms, {load(record)}"
-    metrics = record["metrics"]
-    joined = metrics.get("probe_vs_wire")
+    if not record.ok:
+        return [f"cell failed: {(record.error or '?').splitlines()[0]}"]
+    d = f"{record.params['fin_delay_ms']} ms, {load(record)}"
+    joined = record.m.probe_vs_wire
+    ends = record.m.probe.ends if record.m.probe else {}
     pairs = _pairs(record)
     found = []
-    expected = record["params"]["connections"]
-    if metrics["probe"]["ends"].get("fin", 0) != expected:
-        found.append(f"d={d}: ends {metrics['probe']['ends']}, expected {expected} FIN")
-    if not joined or joined["compared"] != expected or len(pairs) != expected:
-        found.append(
-            f"d={d}: only {joined and joined['compared']} of {expected} joined on the wire"
-        )
+    expected = record.params["connections"]
+    if ends.get("fin", 0) != expected:
+        found.append(f"d={d}: ends {ends}, expected {expected} FIN")
+    if not joined or joined.compared != expected or len(pairs) != expected:
+        found.append(f"d={d}: only {joined and joined.compared} of {expected} joined on the wire")
         return found
     # Every other connection is within WIRE_TOLERANCE_MS of a wire within ON_TIME_MS
     # of d: within PROBE_TOLERANCE_MS of d by construction.
@@ -105,7 +106,7 @@ def problems(record: dict[str, Any]) -> list[str]:
         )
     late = target_late(record)
     if late > MAX_DISTURBED * expected:
-        injected = record["params"]["fin_delay_ms"]
+        injected = record.params["fin_delay_ms"]
         latest = max(abs(w - injected) for _, w in pairs if w is not None)
         found.append(
             f"d={d}: the target itself sent its FIN late on {late} of {expected} "
@@ -115,11 +116,11 @@ def problems(record: dict[str, Any]) -> list[str]:
     return found
 
 
-def verdict(record: dict[str, Any]) -> str:
+def verdict(record: CellRecord) -> str:
     return "ok" if not problems(record) else "OUT OF TOLERANCE"
 
 
-def off_wire_count(record: dict[str, Any]) -> str:
+def off_wire_count(record: CellRecord) -> str:
     """How many connections the probe timed off the wire, and the worst of them."""
     off = off_wire(record)
     if not off:
@@ -128,24 +129,26 @@ def off_wire_count(record: dict[str, Any]) -> str:
     return f"{len(off)} (up to {worst:.2f} ms)"
 
 
-def table(records: list[dict[str, Any]], fmt: str = "github") -> str:
+def table(records: list[CellRecord], fmt: str = "github") -> str:
+    """The calibration table: per injected delay and load, probe and wire statistics (ms),
+    how many connections were off the wire or late, and the cell's verdict."""
     rows = []
     for record in records:
-        if record.get("scenario") != "calibration" or record.get("status") != "ok":
+        m = record.m
+        if record.scenario != "calibration" or not m.probe or not m.wire or not m.probe_vs_wire:
             continue
-        m = record["metrics"]
-        probe, wire, joined = m["probe"]["delay_ms"], m["wire"]["delay_ms"], m["probe_vs_wire"]
+        probe, wire, joined = m.probe.delay_ms, m.wire.delay_ms, m.probe_vs_wire
         rows.append(
             [
-                record["params"]["fin_delay_ms"],
+                record.params["fin_delay_ms"],
                 load(record),
-                probe["count"],
-                probe["p50"],
-                probe["max"],
-                wire["p50"],
-                wire["max"],
-                joined["abs_diff_ms"]["p50"],
-                joined["abs_diff_ms"]["max"],
+                probe.count,
+                probe.p50,
+                probe.max,
+                wire.p50,
+                wire.max,
+                joined.abs_diff_ms.p50,
+                joined.abs_diff_ms.max,
                 off_wire_count(record),
                 target_late(record),
                 verdict(record),

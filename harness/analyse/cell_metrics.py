@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.analyse import census, haproxy_log, latency, locust_stats, probe_samples, wire, wrk
 from harness.analyse.haproxy_stats import parse_info, parse_stat
+from harness.analyse.record import Metrics
 from harness.analyse.resources import could_use, cpu_usage, host_usage
 from harness.plan.ports import FRONTEND_PORTS
 
@@ -38,7 +39,17 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def compute(folder: Path, target: str = "haproxy") -> dict[str, Any]:
+def compute(folder: Path, target: str = "haproxy") -> Metrics:
+    """A cell's :class:`~harness.analyse.record.Metrics` from the raw files in ``folder``
+    (``target``: "haproxy", or "calibration" for the calibration target's pcap).
+
+    Raises OSError / ValueError on a raw file that cannot be read or parsed, and
+    pydantic.ValidationError when a number is out of the record's bounds.
+    """
+    return Metrics.model_validate(_measured(folder, target), strict=False)
+
+
+def _measured(folder: Path, target: str) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     if (folder / "locust.json").exists():
         metrics["load"] = locust_stats.aggregated(folder / "locust.json")

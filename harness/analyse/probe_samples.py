@@ -43,7 +43,7 @@ def summarise(
     samples: list[dict[str, Any]], flags_by_id: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Close delay distribution, end types, stalls, and, for a swept parameter, one
-    entry per swept value."""
+    point per swept value: the shape of harness.analyse.record.ProbeMetrics."""
     flags_by_id = flags_by_id or {}
     delays = [s["delay_ms"] for s in samples if s.get("delay_ms") is not None]
     result: dict[str, Any] = {
@@ -58,17 +58,22 @@ def summarise(
     }
     swept = [s for s in samples if s.get("sweep")]
     if swept:
-        result["by_sweep"] = {
-            f"{name}={value}": {
-                "stalled": stalled(s),
-                "bytes": s.get("bytes"),
-                "delay_ms": s.get("delay_ms"),
-                "end": s["end"],
-                "flag": _flag(s, flags_by_id),
-            }
-            for s in sorted(swept, key=lambda s: sorted(s["sweep"].items()))
-            for name, value in s["sweep"].items()
-        }
+        # One point per swept value (harness.analyse.record.SweepPoint): the last
+        # connection with it, in the order of the samples sorted by their sweep.
+        points: dict[tuple[str, str], dict[str, Any]] = {}
+        for s in sorted(swept, key=lambda s: sorted(s["sweep"].items())):
+            for name, value in s["sweep"].items():
+                key = (name, json.dumps(value))
+                points[key] = {
+                    "name": name,
+                    "value": value,
+                    "stalled": stalled(s),
+                    "bytes": s.get("bytes"),
+                    "delay_ms": s.get("delay_ms"),
+                    "end": s["end"],
+                    "flag": _flag(s, flags_by_id),
+                }
+        result["sweep"] = list(points.values())
     return result
 
 

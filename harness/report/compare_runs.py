@@ -19,15 +19,15 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness import results
 from harness.analyse import cell_metrics
 from harness.analyse.compare import Comparison, Thresholds
+from harness.analyse.record import CellRecord, RunManifest, load_cell, load_run
 from harness.plan.spec import params_text
 from harness.report import tables as report
 
-Record = dict[str, Any]
+Record = CellRecord
 # (version spec, scenario, parameters as canonical JSON): what makes two cells comparable.
 Key = tuple[str, str, str]
 
@@ -52,13 +52,13 @@ class RunComparison:
 
 
 def _key(record: Record) -> Key:
-    params = json.dumps(record.get("params", {}), sort_keys=True, default=str)
-    return record["version"]["spec"], record["scenario"], params
+    params = json.dumps(record.params, sort_keys=True, default=str)
+    return record.version.spec, record.scenario, params
 
 
 def _describe(record: Record) -> str:
-    params = params_text(record.get("params", {})) or "defaults"
-    return f"{record['version']['label']} · {record['scenario']} · {params}"
+    params = params_text(record.params) or "defaults"
+    return f"{record.version.label} · {record.scenario} · {params}"
 
 
 def _cells(run_dir: Path) -> list[Record]:
@@ -69,34 +69,32 @@ def _cells(run_dir: Path) -> list[Record]:
     """
     out = []
     for path in sorted(run_dir.glob("*/cell.json")):
-        record = results.read_json(path)
-        if record.get("status") != "ok":
+        record = load_cell(path)
+        if not record.ok:
             continue
-        record["metrics"] = cell_metrics.compute(path.parent, record.get("target", "haproxy"))
-        record["cell"] = str(path.parent.resolve())
-        out.append(record)
+        metrics = cell_metrics.compute(path.parent, record.target)
+        out.append(
+            record.model_copy(update={"metrics": metrics, "cell": str(path.parent.resolve())})
+        )
     return out
 
 
 def _tagged(record: Record, side: str) -> Record:
-    version = record["version"]
-    return {
-        **record,
-        "version": {
-            **version,
-            "spec": f"{side}:{version['spec']}",
-            "label": f"{version['label']} [{side}]",
-        },
-    }
+    version = record.version.model_copy(
+        update={
+            "spec": f"{side}:{record.version.spec}",
+            "label": f"{record.version.label} [{side}]",
+        }
+    )
+    return record.model_copy(update={"version": version})
 
 
-def _notes(run_a: Record, run_b: Record) -> list[str]:
+def _notes(run_a: RunManifest, run_b: RunManifest) -> list[str]:
     notes = []
-    load_a, load_b = run_a.get("matrix", {}).get("load"), run_b.get("matrix", {}).get("load")
+    load_a, load_b = run_a.load(), run_b.load()
     if load_a != load_b:
         notes.append(f"the load settings differ: A {load_a}, B {load_b}")
-    th_a = run_a.get("matrix", {}).get("verdicts", {})
-    th_b = run_b.get("matrix", {}).get("verdicts", {})
+    th_a, th_b = run_a.thresholds(), run_b.thresholds()
     if th_a != th_b:
         notes.append(f"the verdict thresholds differ: A {th_a}, B {th_b}; A's are used")
     return notes
@@ -111,9 +109,9 @@ def compare(run_a: Path, run_b: Path) -> RunComparison:
     """
     results.require_run(run_a)
     results.require_run(run_b)
-    meta_a = results.read_json(run_a / "run.json")
-    meta_b = results.read_json(run_b / "run.json")
-    thresholds = Thresholds(**meta_a.get("matrix", {}).get("verdicts", {}))
+    meta_a = load_run(run_a / "run.json")
+    meta_b = load_run(run_b / "run.json")
+    thresholds = Thresholds(**meta_a.thresholds())
 
     by_key: dict[str, dict[Key, list[Record]]] = {"A": defaultdict(list), "B": defaultdict(list)}
     for side, run_dir in (("A", run_a), ("B", run_b)):

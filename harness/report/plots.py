@@ -1,9 +1,9 @@
-"""report.html: the markdown report as one self-contained page, with plots.
+"""The plots of report.html: matplotlib figures as inline SVG, nothing else.
 
-Self-contained, so it opens offline from a CI artefact or a mail attachment: inline CSS,
-inline SVG from matplotlib, no scripts, no fonts, nothing fetched. Every string from a
-run (parameters, cell ids, errors, log flags, ``haproxy -vv``) is HTML-escaped. The
-markdown is not converted: markdown converters pass raw HTML such as ``<NOSRV>`` through.
+Inline SVG, so the page opens offline from a CI artefact or a mail attachment; no
+scripts, no fonts, nothing fetched. Labels drawn from a run's strings (parameters, cell
+ids, flags) are matplotlib text, escaped by its SVG writer. The page around the figures
+is harness.report.render's template.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import io
 import json
 import math
 import re
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,15 +26,13 @@ matplotlib.use("Agg")  # headless: reports are rebuilt on servers and in CI
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
-from tabulate import tabulate
 
-from harness.analyse import compare, distribution, haproxy_log
-from harness.analyse.compare import Comparison
-from harness.plan import scenarios
+from harness.analyse import compare
+from harness.analyse.record import CellRecord
 from harness.plan.spec import params_text
 from harness.report import tables as report
 
-Record = dict[str, Any]
+Record = CellRecord
 
 # Where each plot matters (DESIGN.md, "Scenarios the field notes ask for").
 CENSUS_SIDES = ("client", "haproxy", "backend")
@@ -80,12 +77,6 @@ _SVG_META = {"Creator": None, "Date": None, "Format": None, "Type": None}
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _inline(text: str) -> str:
-    """Escape first, then turn markdown `code` and **bold** into tags (never raw HTML)."""
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
 
 
 def _slug(text: str) -> str:
@@ -133,23 +124,23 @@ def _figure(svg: str, caption: str) -> str:
 
 
 def _ok(rows: list[Record]) -> list[Record]:
-    return [r for r in rows if r.get("status") == "ok"]
+    return [r for r in rows if r.ok]
 
 
 def _varying(rows: list[Record]) -> list[str]:
     """Parameters that differ between a scenario's cells: the only ones worth a label."""
-    keys = sorted({k for r in rows for k in r.get("params", {})})
-    return [k for k in keys if len({repr(r.get("params", {}).get(k)) for r in rows}) > 1]
+    keys = sorted({k for r in rows for k in r.params})
+    return [k for k in keys if len({repr(r.params.get(k)) for r in rows}) > 1]
 
 
 def _params_label(record: Record, keys: list[str]) -> str:
-    return params_text(record.get("params", {}), keys)
+    return params_text(record.params, keys)
 
 
 def _cell_label(record: Record, keys: list[str], reps: bool) -> str:
-    parts = [record["version"]["label"], _params_label(record, keys)]
+    parts = [record.version.label, _params_label(record, keys)]
     if reps:
-        parts.append(f"r{record.get('repetition', '?')}")
+        parts.append(f"r{record.repetition}")
     return " ".join(p for p in parts if p)
 
 
@@ -157,11 +148,10 @@ class Palette:
     """One colour per version and one marker/line style per parameter set, run-wide."""
 
     def __init__(self, records: list[Record]) -> None:
-        labels = list(dict.fromkeys(r["version"]["label"] for r in records))
+        labels = list(dict.fromkeys(r.version.label for r in records))
         self.version = {v: VERSION_COLOURS[i % len(VERSION_COLOURS)] for i, v in enumerate(labels)}
         flags = sorted(
-            {f for r in records for f in (report._get(r, "haproxy", "termination_states") or {})}
-            - {"----"}
+            {f for r in records if r.m.haproxy for f in r.m.haproxy.termination_states} - {"----"}
         )
         self.flag = {f: FLAG_COLOURS[i % len(FLAG_COLOURS)] for i, f in enumerate(flags)}
         self.flag["----"] = NORMAL_FLAG_COLOUR
@@ -204,8 +194,8 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
     keys = _varying(rows)
     series: dict[tuple[str, str], tuple[list[float], int]] = {}
     for r in rows:
-        delays, missing = _read_delays(run_dir / r["cell"] / "probe.jsonl")
-        key = (r["version"]["label"], _params_label(r, keys))
+        delays, missing = _read_delays(run_dir / r.cell / "probe.jsonl")
+        key = (r.version.label, _params_label(r, keys))
         pooled, none = series.get(key, ([], 0))
         series[key] = (pooled + delays, none + missing)  # repetitions pooled, as in verdicts
     series = {k: v for k, v in series.items() if v[0]}
@@ -236,8 +226,8 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
                 label=legend,
             )
         # an injected delay (the calibration target's) is the answer the probe must find
-        if any("fin_delay_ms" in r.get("params", {}) for r in rows):
-            for ms in sorted({r["params"].get("fin_delay_ms") for r in rows} - {None}):
+        if any("fin_delay_ms" in r.params for r in rows):
+            for ms in sorted({r.params.get("fin_delay_ms") for r in rows} - {None}):
                 ax.axvline(max(float(ms), MIN_DELAY_MS), color="#555", lw=0.8, ls=":")
         scale = _duration_axis(ax, [v for d, _ in series.values() for v in d])
         ax.set_ylim(0, 1.02)
@@ -280,22 +270,22 @@ def _two_five(value: float, _: Any) -> str:
 
 def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
     """TCP states over time in each container, one panel per side (a small multiple)."""
-    census = report._get(record, "census") or {}
+    census = record.m.census or {}
     panels: list[tuple[str, dict[str, list[list[float]]]]] = []
     for side in CENSUS_SIDES:
-        states = (census.get(side) or {}).get("states") or {}
+        states = census[side].states if side in census else {}
         lines = {
-            key: entry["timeline"]
+            key: [[float(t), float(c)] for t, c in entry.timeline]
             for state in CENSUS_STATES
             for direction in DIRECTION_STYLE
             if (key := f"{state}/{direction}") in states
-            and (entry := states[key]).get("timeline")
-            and any(c for _, c in entry["timeline"])
+            and (entry := states[key]).timeline
+            and any(c for _, c in entry.timeline)
         }
         panels.append((side, lines))
     if not any(lines for _, lines in panels):
         return ""
-    with _style(f"{run_dir.name}/census/{record['cell']}"):
+    with _style(f"{run_dir.name}/census/{record.cell}"):
         fig = Figure(figsize=(10, 2.0))
         axes: list[Axes] = list(fig.subplots(1, len(panels), sharex=True))
         seen: dict[str, Any] = {}
@@ -316,7 +306,7 @@ def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
             ax.set_ylim(bottom=0)
             ax.set_xlabel("s since load start")
         axes[0].set_ylabel("sockets")
-        fig.suptitle(labels[record["cell"]], x=0.01, ha="left", fontsize=9)
+        fig.suptitle(labels[record.cell], x=0.01, ha="left", fontsize=9)
         order = [k for s in CENSUS_STATES for d in DIRECTION_STYLE if (k := f"{s}/{d}") in seen]
         fig.legend(
             [seen[k] for k in order],
@@ -334,8 +324,7 @@ def flags_plot(
 ) -> str:
     """Termination-flag counts per cell, as one horizontal stacked bar each."""
     cells = [
-        (labels[r["cell"]], report._get(r, "haproxy", "termination_states") or {})
-        for r in _ok(rows)
+        (labels[r.cell], r.m.haproxy.termination_states if r.m.haproxy else {}) for r in _ok(rows)
     ]
     cells = [(label, counts) for label, counts in cells if counts]
     if not cells:
@@ -369,22 +358,21 @@ def load_plot(
     run_dir: Path, name: str, rows: list[Record], palette: Palette, labels: dict[str, str]
 ) -> str:
     """Locust scenarios: req/s, and p50/p99 latency on a log axis, per cell."""
-    cells = [r for r in _ok(rows) if report._get(r, "load", "rps") is not None]
+    cells = [r for r in _ok(rows) if r.m.load is not None]
+    loads = [r.m.load for r in cells if r.m.load is not None]
     if not cells:
         return ""
     with _style(f"{run_dir.name}/load/{name}"):
         fig = Figure(figsize=(9, 0.9 + 0.32 * len(cells)))
         rps_ax, lat_ax = fig.subplots(1, 2, sharey=True)
         ys = list(range(len(cells)))[::-1]
-        colours = [palette.version[r["version"]["label"]] for r in cells]
-        rps_ax.barh(
-            ys, [report._get(r, "load", "rps") or 0 for r in cells], height=0.6, color=colours
-        )
-        rps_ax.set_yticks(ys, [labels[r["cell"]] for r in cells])
+        colours = [palette.version[r.version.label] for r in cells]
+        rps_ax.barh(ys, [load.rps or 0 for load in loads], height=0.6, color=colours)
+        rps_ax.set_yticks(ys, [labels[r.cell] for r in cells])
         rps_ax.set_xlabel("requests/s")
         for key, marker, what in (("p50_ms", "o", "p50"), ("p99_ms", "|", "p99")):
             points = [
-                (y, v) for y, r in zip(ys, cells, strict=True) if (v := report._get(r, "load", key))
+                (y, v) for y, load in zip(ys, loads, strict=True) if (v := getattr(load, key))
             ]
             if points:
                 lat_ax.scatter(
@@ -396,15 +384,13 @@ def load_plot(
                     label=what,
                     zorder=3,
                 )
-        for y, r in zip(ys, cells, strict=True):  # the p50-p99 range as a line
-            p50, p99 = report._get(r, "load", "p50_ms"), report._get(r, "load", "p99_ms")
+        for y, load in zip(ys, loads, strict=True):  # the p50-p99 range as a line
+            p50, p99 = load.p50_ms, load.p99_ms
             if p50 and p99:
                 lat_ax.plot([p50, p99], [y, y], color="#999", lw=1)
         scale = ""
         if lat_ax.collections:
-            latencies = [
-                v for r in cells for k in ("p50_ms", "p99_ms") if (v := report._get(r, "load", k))
-            ]
+            latencies = [v for load in loads for v in (load.p50_ms, load.p99_ms) if v]
             scale = _duration_axis(lat_ax, latencies)
             lat_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
         lat_ax.set_xlabel(f"latency{scale}")
@@ -426,164 +412,27 @@ def _guarded(what: str, draw: Callable[[], str]) -> str:
         return f'<p class="note">{esc(what)} not drawn: {esc(type(exc).__name__)}: {esc(exc)}</p>'
 
 
-# --- HTML ------------------------------------------------------------------------------------
-
-
-CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
-       max-width: 1280px; margin: 0 auto; padding: 1em 2em 4em; }
-h1 { font-size: 1.6em; margin-bottom: .2em; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-h3 { font-size: 1.05em; margin-top: 1.5em; }
-code, pre { font: 12px/1.35 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; }
-code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }
-pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: .6em; overflow-x: auto; }
-.scroll { overflow-x: auto; margin: .5em 0 1em; }
-table { border-collapse: collapse; font-size: 12.5px; }
-th, td { border: 1px solid #d0d7de; padding: 2px 8px; white-space: nowrap; }
-th { background: #f6f8fa; }
-tbody tr:nth-child(even) { background: #fafafa; }
-nav { font-size: .9em; margin: .5em 0 1em; }
-nav a { margin-right: .9em; }
-figure { margin: 1em 0; }
-figure svg { max-width: 100%; height: auto; }
-figcaption, .note, .muted { color: #666; font-size: .9em; }
-.verdict { font-weight: 600; padding: 0 .35em; border-radius: 3px; white-space: nowrap; }
-li.v { list-style: none; margin: .3em 0 .3em -1.2em; padding: .2em .5em;
-       border-left: 4px solid; }
-.v-regression { color: #b71c1c; background: #fdecea; border-color: #c62828; }
-.v-improvement { color: #1b5e20; background: #e8f5e9; border-color: #2e7d32; }
-.v-changed { color: #0d47a1; background: #e3f2fd; border-color: #1565c0; }
-.v-small-change { color: #4e342e; background: #f7f1ea; border-color: #a1887f; }
-.v-no-significant-change { color: #555; background: #f0f0f0; border-color: #9e9e9e; }
-.not-shown { border-left: 4px solid #f0a020; padding: .2em .6em; background: #fff8ec; }
-.v-inconclusive { color: #8a5300; background: #fff4e0; border-color: #f0a020; }
-.failed { color: #b71c1c; }
-table.verdicts td { white-space: normal; }
-table.verdicts td:first-child { min-width: 22em; }
-td.stall { color: #b71c1c; background: #fdecea; font-weight: 600; }
-details summary { cursor: pointer; color: #444; }
-"""
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    """tabulate's "html" format escapes every cell and header."""
-    return f'<div class="scroll">{tabulate(rows, headers, tablefmt="html")}</div>'
-
-
-def _verdict_class(verdict: str) -> str:
-    return "v-" + _slug(verdict)
-
-
-def _verdicts(found: list[Comparison], baseline: Any) -> list[str]:
-    """Regressions, improvements and changes first, then small changes, then inconclusive,
-    then how many comparisons show no significant change; the full table after."""
-    if not found:
-        return []
-    found = report.ordered(found)
-    out = [
-        '<h2 id="verdicts">Verdicts</h2>',
-        f"<p><strong>{esc(report.tally(found))}</strong> "
-        f"(against <code>{esc(baseline)}</code>)</p>",
-    ]
-    sections = [
-        ("Regressions, improvements and changes", ("regression", "improvement", "changed")),
-        ("Small changes (significant, below the practical thresholds)", ("small change",)),
-        ("Inconclusive", ("inconclusive",)),
-    ]
-    for title, kinds in sections:
-        picked = [c for c in found if c.verdict in kinds]
-        if picked:
-            out += [f"<h3>{esc(title)}</h3>", "<ul>"]
-            out += [
-                f'<li class="v {_verdict_class(c.verdict)}">{esc(c.words)}</li>' for c in picked
-            ]
-            out.append("</ul>")
-    same = sum(1 for c in found if c.verdict == "no significant change")
-    if same:
-        out.append(
-            f"<p>No significant change: {same} comparison{'s' if same != 1 else ''} "
-            "(in the table below).</p>"
-        )
-    headers = ["comparison", "version", "delta", "test", "p", "effect", "verdict"]
-    body = []
-    for c, row in zip(found, report._verdict_rows(found), strict=True):
-        cells = "".join(f"<td>{esc(v)}</td>" for v in row[:-1])
-        # The markdown's **bold** verdict becomes a colour-coded badge.
-        badge = f'<span class="verdict {_verdict_class(c.verdict)}">{esc(c.verdict)}</span>'
-        body.append(f"<tr>{cells}<td>{badge}</td></tr>")
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    out.append(
-        f'<div class="scroll"><table class="verdicts"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
-    if same:
-        words = "".join(
-            f"<li>{esc(c.words)}</li>" for c in found if c.verdict == "no significant change"
-        )
-        out.append(
-            f"<details><summary>without a significant change, in words</summary><ul>{words}</ul>"
-            "</details>"
-        )
-    return out
-
-
-def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> list[str]:
-    out = [f'<h2 id="s-{_slug(name)}">{esc(name)}</h2>']
-    scenario = scenarios.SCENARIOS.get(name)
-    if scenario:
-        out += [
-            f"<p>{esc(scenario.summary)}</p>",
-            f"<p><em>Field note:</em> {esc(scenario.field_note)}.</p>",
-        ]
-    if note := report.phenomenon_note(run_dir, name, rows):
-        out.append(f'<p class="not-shown"><strong>Not shown here.</strong> {_inline(note)}</p>')
-    out.append(f"<p>{_inline(report._load_line(rows[0]['load']))}</p>")
-    for params, bypass, headers, table in report.cell_tables(run_dir, name, rows):
-        out.append(f"<h3>Parameters: <code>{esc(params)}</code></h3>")
-        if bypass:
-            out.append(f'<p class="not-shown"><strong>No verdict.</strong> {_inline(bypass)}</p>')
-        out.append(_table(headers, table))
+def figures(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> list[str]:
+    """The SVG figures of one scenario's cells (``<figure>`` elements, in page order):
+    what its Shows names (close delays, TCP states), load and flags. A figure that
+    cannot be drawn is a note saying why, not a failed report."""
     shows = report.shows(name)
-    if "chunk-sizes" in shows.sections:
-        chunks, left_out = report._chunk_table(rows, "html", run_dir)
-        every, _ = report._chunk_table(rows, "html", run_dir, all_sizes=True)
-        # Cells were escaped by tabulate; only the opening tag of a stalled one changes.
-        chunks, every = (
-            t.replace("<td>STALL ", '<td class="stall">STALL ') for t in (chunks, every)
-        )
-        out.append("<h3>Per chunk size, stalled/total connections over every repetition</h3>")
-        if chunks:
-            out.append(f'<div class="scroll">{chunks}</div>')
-        if left_out:
-            out += [
-                f'<p class="note">{esc(left_out)}</p>',
-                f'<details><summary>every chunk size</summary><div class="scroll">{every}</div>'
-                "</details>",
-            ]
-    if "proxy-overhead" in shows.sections and (lines := report._proxy_overhead(rows)):
-        out += [
-            "<ul>",
-            *(f"<li>{_inline(line.removeprefix('- '))}</li>" for line in lines),
-            "</ul>",
-        ]
-
     keys = _varying(rows)
-    reps = any(r.get("repetition", 1) != 1 for r in rows)
-    labels = {r["cell"]: _cell_label(r, keys, reps) for r in rows}
+    reps = any(r.repetition != 1 for r in rows)
+    labels = {r.cell: _cell_label(r, keys, reps) for r in rows}
     plots = []
     if "close-delay" in shows.plots:
         plots.append(
             _guarded("close-delay plot", lambda: close_delay_plot(run_dir, name, rows, palette))
         )
-    if any(r.get("load", {}).get("mode") != "probe" for r in rows):
+    if any(r.load.mode != "probe" for r in rows):
         plots.append(
             _guarded("throughput plot", lambda: load_plot(run_dir, name, rows, palette, labels))
         )
     plots.append(_guarded("flags plot", lambda: flags_plot(run_dir, name, rows, palette, labels)))
     if "census" in shows.plots:
         timelines = [
-            _guarded(f"TCP states of {r['cell']}", lambda r=r: census_plot(run_dir, r, labels))
+            _guarded(f"TCP states of {r.cell}", lambda r=r: census_plot(run_dir, r, labels))
             for r in _ok(rows)
         ]
         if any(timelines):
@@ -594,127 +443,4 @@ def _scenario(run_dir: Path, name: str, rows: list[Record], palette: Palette) ->
                     "from it; dotted line: load starts). One row per cell.",
                 )
             )
-    out += [p for p in plots if p]
-    return out
-
-
-def _failed(records: list[Record]) -> list[str]:
-    failed = [r for r in records if r.get("status") != "ok"]
-    if not failed:
-        return []
-    out = ['<h2 id="failed">Failed cells</h2>', "<ul>"]
-    for r in failed:
-        error = str(r.get("error") or "?")
-        first = error.splitlines()[0] if error.strip() else "?"
-        out.append(
-            f'<li><code>{esc(r.get("cell", "?"))}</code>: <span class="failed">{esc(first)}</span>'
-            f"<details><summary>full error</summary><pre>{esc(error)}</pre></details></li>"
-        )
-    out.append("</ul>")
-    return out
-
-
-def _flags(records: list[Record]) -> list[str]:
-    seen: dict[str, int] = defaultdict(int)
-    for r in records:
-        for state, n in (report._get(r, "haproxy", "termination_states") or {}).items():
-            seen[state] += n
-    if not seen:
-        return []
-    out = ['<h2 id="flags">Termination flags seen, as HAProxy documents them</h2>', "<ul>"]
-    out += [
-        f"<li><code>{esc(s)}</code> ({n}×): {esc(haproxy_log.explain(s))}</li>"
-        for s, n in sorted(seen.items())
-    ]
-    return [*out, "</ul>"]
-
-
-def _provenance(run: Record, run_dir: Path) -> list[str]:
-    env = run.get("environment", {})
-    dirty = " (with uncommitted changes)" if env.get("harness_dirty") else ""
-    sysctls = ", ".join(f"{k}={v}" for k, v in env.get("tcp_sysctls", {}).items())
-    items = [
-        f"Run <code>{esc(run.get('run', run_dir.name))}</code>, started "
-        f"{esc(run.get('started'))}, finished {esc(run.get('finished', '?'))}",
-        f"Matrix <code>{esc(run.get('matrix_file'))}</code> sha256 "
-        f"<code>{esc(run.get('matrix_sha256', '?'))}</code>",
-        f"Harness commit <code>{esc(env.get('harness_commit'))}</code>{dirty}",
-        f"Kernel {esc(env.get('kernel'))}; "
-        f"{esc(env.get('cpu_count'))} × {esc(env.get('cpu_model'))}",
-        f"Docker {esc(env.get('docker'))}, Compose {esc(env.get('compose'))}, "
-        f"Python {esc(env.get('python'))}",
-        f"TCP sysctls: {esc(sysctls)}",
-    ]
-    out = [
-        '<h2 id="provenance">Provenance</h2>',
-        "<ul>",
-        *(f"<li>{i}</li>" for i in items),
-        "</ul>",
-    ]
-    images = [
-        [name, i.get("tag"), i.get("id", "-"), i.get("reported", "-")]
-        for name, i in run.get("images", {}).items()
-    ]
-    if images:
-        out.append(_table(["image", "tag", "id", "HAProxy reported"], images))
-    heads: dict[str, list[str]] = {}
-    for vv in sorted(run_dir.glob("*/haproxy-vv.txt")):
-        head = vv.read_text(errors="replace").splitlines()[:12]
-        if head:
-            heads.setdefault(head[0], head)  # one per HAProxy build, as in the markdown
-    out += [f"<pre>{esc(chr(10).join(head))}</pre>" for head in heads.values()]
-    return out
-
-
-def html_report(
-    run_dir: Path, records: list[Record], found: list[Comparison], run: Record, text: str
-) -> str:
-    """The whole page. `text` (report.md) is attached verbatim, escaped, for pasting."""
-    matrix = run.get("matrix", {})
-    title = f"{matrix.get('name', run_dir.name)}: run {run_dir.name}"
-    records = report.unique_labels(records)  # one column and colour per version spec
-    ok = len(_ok(records))
-    palette = Palette(records)
-    by_scenario: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        by_scenario[r["scenario"]].append(r)
-
-    flags = _flags(records)
-    nav = ['<a href="#verdicts">verdicts</a>'] if found else []
-    nav += [f'<a href="#s-{_slug(n)}">{esc(n)}</a>' for n in by_scenario]
-    nav += ['<a href="#failed">failed cells</a>'] if ok < len(records) else []
-    nav += ['<a href="#flags">termination flags</a>'] if flags else []
-    nav.append('<a href="#provenance">provenance</a>')
-    counts: dict[str, int] = defaultdict(int)
-    for c in report.ordered(found):
-        counts[c.verdict] += 1
-    tally = ", ".join(
-        f'<span class="verdict {_verdict_class(v)}">{n} {esc(v)}</span>' for v, n in counts.items()
-    )
-    body = [
-        f"<h1>{esc(title)}</h1>",
-        f"<nav>{' '.join(nav)}</nav>",
-        *_verdicts(found, run.get("baseline")),
-        f"<p>{esc(matrix.get('description', ''))}</p>" if matrix.get("description") else "",
-        f"<p>{ok}/{len(records)} cells measured. Baseline for verdicts: "
-        f"<code>{esc(run.get('baseline'))}</code>. Every number below is computed from the "
-        "files in this run's folder (<code>python -m harness report &lt;run&gt;</code> "
-        f"rebuilds it); {esc(distribution.DEFINITION)}."
-        f"{' Verdicts: ' + tally + '.' if tally else ''}</p>",
-    ]
-    for name, rows in by_scenario.items():
-        body += _scenario(run_dir, name, rows, palette)
-    body += _failed(records)
-    body += flags
-    body += _provenance(run, run_dir)
-    body.append(
-        "<details><summary>report.md, the same report as markdown (to paste into an issue)"
-        f"</summary><pre>{esc(text)}</pre></details>"
-    )
-    page = "\n".join(b for b in body if b)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        f"{page}\n</body>\n</html>\n"
-    )
+    return [p for p in plots if p]

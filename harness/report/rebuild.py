@@ -1,49 +1,57 @@
 """Publish a run: recompute its cells from their raw files, then write every output.
 
-The one place that writes both report.md (``tables``) and report.html (``plots``), so
-neither of those imports the other the wrong way: rebuild -> plots -> tables.
+The one place that writes every output: the report model is built once (``model``) and
+rendered as report.md and report.html (``render``, Jinja2 templates); results.csv and
+connections.csv (``tidy``), results.json, verdicts.json and the results folder's index.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
-from typing import Any
 
 from harness import results
-from harness.analyse import cell_metrics
+from harness.analyse import cell_metrics, record
 from harness.analyse.compare import Thresholds
-from harness.report import plots, tables, tidy
+from harness.analyse.record import CellRecord
+from harness.report import model, render, tables, tidy
 
 
-def rebuild(run_dir: Path, records: list[dict[str, Any]] | None = None) -> str:
+def rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
     """Write every output of a run; return report.md's text.
 
     ``records``: the run's cell records as the runner just wrote them (each cell was
     analysed once, as it ended), used as they are. Without them (``harness report``),
     every ok cell is recomputed from its raw files and its cell.json rewritten: the raw
     files are the truth, and the analysis may have changed since the run.
+
+    Raises RecordError (exit 2) for a run.json or cell.json that does not validate.
     """
-    run = results.read_json(run_dir / "run.json")
+    run = record.load_run(run_dir / "run.json")
     if records is None:
         records = []
         for path in sorted(run_dir.glob("*/cell.json")):
-            record = results.read_json(path)
-            if record.get("status") == "ok":
-                target = record.get("target", "haproxy")
-                record["metrics"] = cell_metrics.compute(path.parent, target)
-                results.write_json(path, record)
-            records.append(record)
-    thresholds = Thresholds(**run.get("matrix", {}).get("verdicts", {}))
-    found = tables.comparisons(run_dir, records, run.get("baseline") or "", thresholds)
-    text = tables.markdown(run_dir, records, found, run)
+            cell = record.load_cell(path)
+            if cell.ok:
+                metrics = cell_metrics.compute(path.parent, cell.target)
+                cell = cell.model_copy(update={"metrics": metrics})
+                record.write_cell(path, cell)
+            records.append(cell)
+    thresholds = Thresholds(**run.thresholds())
+    found = tables.comparisons(run_dir, records, run.baseline, thresholds)
+    report = model.build(run_dir, records, found, run)  # once, for both renderers
+    text = render.markdown_of(report)
     (run_dir / "report.md").write_text(text)
     results.write_json(run_dir / "verdicts.json", [dataclasses.asdict(c) for c in found])
     tidy.write(run_dir, tables.unique_labels(records))  # one version label per spec
     results.write_json(
         run_dir / "results.json",
-        [{**r, "raw_files": tables.raw_files(run_dir, r)} for r in records],
+        [
+            {**json.loads(record.dump(r)), "raw_files": tables.raw_files(run_dir, r)}
+            for r in records
+        ],
     )
-    (run_dir / "report.html").write_text(plots.html_report(run_dir, records, found, run, text))
-    tables.write_index(run_dir.parent)
+    (run_dir / "report.html").write_text(render.html_of(report, run_dir, text))
+    render.write_index(run_dir.parent)
     return text

@@ -30,11 +30,12 @@ from matplotlib.figure import Figure
 from harness import results
 from harness.analyse.compare import VERDICT_ORDER, Comparison, format_number
 from harness.analyse.distribution import median
+from harness.analyse.record import CellRecord, cells, load_run
 from harness.errors import HarnessError
-from harness.report import plots
+from harness.report import plots, render
 from harness.report import tables as report
 
-Record = dict[str, Any]
+Record = CellRecord
 TEMPLATES = Path(__file__).with_name("templates")  # Jinja2, autoescaped
 NEEDS_A_READER = ("regression", "improvement", "changed", "small change")
 
@@ -63,8 +64,8 @@ def headline(scenario: str) -> Headline | None:
         return Headline(f"{what} (%)", "%", lambda r: _share(report._hits(r, what)))
     if what == "close delay":
         return Headline("close delay p50 (ms)", "ms",
-                        lambda r: report._get(r, "probe", "delay_ms", "p50"))  # fmt: skip
-    return Headline("latency p50 (ms)", "ms", lambda r: report._get(r, "load", "p50_ms"))
+                        lambda r: r.m.probe.delay_ms.p50 if r.m.probe else None)  # fmt: skip
+    return Headline("latency p50 (ms)", "ms", lambda r: r.m.load.p50_ms if r.m.load else None)
 
 
 @dataclass
@@ -113,7 +114,7 @@ def runs(results_dir: Path) -> list[Path]:
 
 
 def _params_key(record: Record) -> str:
-    params = record.get("params") or {}
+    params = record.params
     return ", ".join(f"{k}={params[k]}" for k in sorted(params)) or "defaults"
 
 
@@ -127,32 +128,26 @@ def collect(results_dir: Path) -> tuple[list[RunEntry], list[Group]]:
     groups: dict[tuple[str, str], Group] = {}
     for run_dir in runs(results_dir):
         try:
-            run = results.read_json(run_dir / "run.json")
+            run = load_run(run_dir / "run.json")
             found = report.read_verdicts(run_dir)
-            records = report.unique_labels(
-                [r for r in results.cells(run_dir) if r.get("status") == "ok"]
-            )
+            records = report.unique_labels([r for r in cells(run_dir) if r.ok])
         except (HarnessError, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             entries.append(RunEntry(run_dir.name, "", f"unreadable: {type(exc).__name__}",
                                     [], False))  # fmt: skip
             continue
-        matrix = run.get("matrix") if isinstance(run, dict) else None
-        title = str((matrix or {}).get("description") or (matrix or {}).get("name") or "")
+        title = str(run.matrix.get("description") or run.matrix.get("name") or "")
         needs = [c.words for c in _ordered(found) if c.verdict in NEEDS_A_READER]
         entries.append(RunEntry(run_dir.name, title, report.tally(found), needs,
                                 (run_dir / "report.html").is_file()))  # fmt: skip
         for record in records:
             if report.bypasses_proxy(record):
                 continue
-            scenario = str(record.get("scenario"))
+            scenario = record.scenario
             line = headline(scenario)
             if line is None:
                 continue
-            try:
-                value = line.read(record)
-                label = str(record["version"]["label"])
-            except (KeyError, TypeError, AttributeError):
-                continue
+            value = line.read(record)
+            label = record.version.label
             if not isinstance(value, int | float):
                 continue
             key = (scenario, _params_key(record))
@@ -204,7 +199,7 @@ def publish(results_dir: Path, out: Path | None = None) -> Path:
     base = os.path.relpath(results_dir.resolve(), out.resolve())
     env = _environment()
     context = {
-        "css": jinja2.utils.markupsafe.Markup(plots.CSS),  # the project's own stylesheet
+        "css": jinja2.utils.markupsafe.Markup(render.CSS),  # the project's own stylesheet
         "results_dir": str(results_dir),
         "base": base,
         "runs": entries,

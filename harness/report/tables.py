@@ -3,13 +3,14 @@
     report.md     tables per scenario, verdicts against the baseline version, flags
                   explained, provenance: GitHub-flavoured, pasteable into an issue
     report.html   the same, self-contained, with plots (harness/report/plots.py)
+                  (both rendered from harness.report.model by harness.report.render)
     results.csv   one row per cell (harness.report.tidy), connections.csv one per connection
     results.json  one object per cell: its whole cell.json plus those paths
-    ../index.md   every run in the results folder with its headline verdicts
+    ../index.md   every run in the results folder with its headline verdicts (render)
 
 ``harness.report.rebuild.rebuild`` first recomputes every cell's metrics from its raw
 files, so a report always reflects the files next to it (and the current analysis code),
-then writes them all with this module's tables and plots' page.
+then writes them all; this module holds the columns, tables and verdicts they show.
 """
 
 from __future__ import annotations
@@ -29,16 +30,23 @@ from harness.analyse import (
     calibration,
     cell_metrics,
     compare,
-    distribution,
     haproxy_log,
     latency,
     probe_samples,
 )
 from harness.analyse.compare import VERDICT_ORDER, Comparison, Thresholds
+from harness.analyse.record import (
+    CellRecord,
+    CensusSide,
+    ClientLimit,
+    Distribution,
+    LoadRecord,
+    StateSeries,
+)
 from harness.plan import scenarios
 from harness.plan.spec import params_text
 
-Record = dict[str, Any]
+Record = CellRecord
 Column = tuple[str, Callable[[Record], Any]]
 RAW_FILES = (
     "haproxy.cfg", "compose.yaml", "haproxy-vv.txt", "locust.json", "latency.hdr", "probe.jsonl",
@@ -88,15 +96,6 @@ def _fenced(lines: list[str]) -> list[str]:
 # --- reading numbers out of a cell record ------------------------------------------------
 
 
-def _get(record: Record, *path: str, default: Any = None) -> Any:
-    node: Any = record.get("metrics", {})
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return node
-
-
 def _ms(value: float | None) -> str:
     return "-" if value is None else compare.format_duration(value)
 
@@ -112,42 +111,51 @@ def _counts(counts: dict[str, int] | None) -> str:
     return " ".join(f"{k}×{v}" for k, v in (counts or {}).items() if v) or "-"
 
 
+def _census(record: Record, side: str) -> CensusSide | None:
+    return (record.m.census or {}).get(side)
+
+
 def _census_peak(record: Record, side: str, state: str, direction: str | None = None) -> Any:
-    census = _get(record, "census", side)
+    census = _census(record, side)
     if not census:
         return "-"
     if direction is None:
-        return census["totals"].get(state, {}).get("peak", 0)
-    return census["states"].get(f"{state}/{direction}", {}).get("peak", 0)
+        total = census.totals.get(state)
+        return total.peak if total else 0
+    series = census.states.get(f"{state}/{direction}")
+    return series.peak if series else 0
 
 
 def _census_lasted(record: Record, side: str, state: str, direction: str) -> str:
     """How long the state stayed above its pre-load level (first rise to last sample above)."""
-    entry = (_get(record, "census", side) or {}).get("states", {}).get(f"{state}/{direction}")
-    if not entry or entry["peak"] <= entry["baseline"]:
+    census = _census(record, side)
+    entry: StateSeries | None = census.states.get(f"{state}/{direction}") if census else None
+    if not entry or entry.peak <= entry.baseline:
         return "-"
-    above = [t for t, count in entry["timeline"] if count > entry["baseline"]]
-    still = entry["final"] > entry["baseline"]
+    above = [t for t, count in entry.timeline if count > entry.baseline]
+    still = entry.final > entry.baseline
     return f"{above[-1] - above[0]:.1f} s" + (" (still there at the end)" if still else "")
 
 
 def _rps(record: Record) -> str:
-    rps = _get(record, "load", "rps")
-    return "-" if rps is None else f"{rps:.0f}"
+    load = record.m.load
+    return "-" if load is None else f"{load.rps:.0f}"
 
 
 def _failures(record: Record) -> str:
-    return f"{_get(record, 'load', 'failures')}/{_get(record, 'load', 'requests')}"
+    load = record.m.load
+    return "None/None" if load is None else f"{load.failures}/{load.requests}"
 
 
 def _bound(record: Record) -> str:
     """The limit a load cell hit, as cell_metrics.client_limit measured it (LIMIT_NOTE)."""
+    m = record.m
     marks = [
         mark
-        for key, mark in (("client_bound", "client-bound"), ("host_saturated", "host saturated"))
-        if _get(record, key)
+        for flag, mark in ((m.client_bound, "client-bound"), (m.host_saturated, "host saturated"))
+        if flag
     ]
-    if not marks and _get(record, "client_limit") and _get(record, "client_bound") is None:
+    if not marks and m.client_limit and m.client_bound is None:
         return "limit unknown (no host CPU)"
     return ", ".join(marks)
 
@@ -171,28 +179,35 @@ WRK_LIMIT_NOTE = LIMIT_NOTE.replace(
 )
 
 
-def _from_log(record: Record, key: str) -> str:
+def _from_log(record: Record, counts: dict[str, int] | None) -> str:
     """Counts taken from HAProxy's log, marked when HAProxy dropped some of its lines."""
-    text = _counts(_get(record, "haproxy", key))
-    dropped = _get(record, "haproxy_counters", "info", "DroppedLogs", default=0)
+    text = _counts(counts)
+    counters = record.m.haproxy_counters
+    dropped = counters.info.get("DroppedLogs", 0) if counters else 0
     return f"{text} (+{dropped} log lines dropped)" if dropped else text
 
 
 def _flags(record: Record) -> str:
-    return _from_log(record, "termination_states")
+    log = record.m.haproxy
+    return _from_log(record, log.termination_states if log else None)
 
 
 def _status(record: Record) -> str:
-    return _from_log(record, "status_classes")
+    log = record.m.haproxy
+    return _from_log(record, log.status_classes if log else None)
 
 
 def _probe_delay(key: str) -> Callable[[Record], str]:
-    return lambda r: _ms(_get(r, "probe", "delay_ms", key))
+    def column(record: Record) -> str:
+        probe = record.m.probe
+        return _ms(getattr(probe.delay_ms, key) if probe else None)
+
+    return column
 
 
 def _stalls(record: Record) -> str:
-    by = _get(record, "probe", "by_sweep") or {}
-    hit = [k.split("=", 1)[1] for k, v in by.items() if v["stalled"]]
+    points = record.m.probe.sweep if record.m.probe else []
+    hit = [str(p.value) for p in points if p.stalled]
     return ", ".join(hit) or "none"
 
 
@@ -200,17 +215,31 @@ def _probe_vs_wire(record: Record) -> str:
     """The agreement column, "k/n (max x)": of the n connections both the probe and the
     capture timed, k agree within calibration.WIRE_TOLERANCE_MS; x is the largest
     difference. A delay off the wire by more than that is instrument noise, not the proxy."""
-    joined = _get(record, "probe_vs_wire")
-    if not joined or not joined.get("compared") or "within_tolerance" not in joined:
+    joined = record.m.probe_vs_wire
+    if not joined or not joined.compared:
         return "-"  # nothing both timed (e.g. the proxy closed first: no wire delay)
-    worst = _ms(joined["abs_diff_ms"]["max"])
-    return f"{joined['within_tolerance']}/{joined['compared']} (max {worst})"
+    worst = _ms(joined.abs_diff_ms.max)
+    return f"{joined.within_tolerance}/{joined.compared} (max {worst})"
+
+
+def _probe_field(name: str) -> Callable[[Record], Any]:
+    """A count of the probe's summary (None when the cell ran no probe)."""
+    return lambda r: getattr(r.m.probe, name) if r.m.probe else None
+
+
+def _log_field(name: str) -> Callable[[Record], Any]:
+    """A count of HAProxy's log summary (None when the cell has no log)."""
+    return lambda r: getattr(r.m.haproxy, name) if r.m.haproxy else None
+
+
+def _close_sequence(side: str) -> Callable[[Record], str]:
+    return lambda r: _counts(r.m.wire.close_sequence.get(side) if r.m.wire else None)
 
 
 def _client_errors(record: Record) -> str:
     """Locust's error texts, shortened to their exception names."""
     seen: dict[str, int] = {}
-    for text, n in (_get(record, "client_errors") or {}).items():
+    for text, n in (record.m.client_errors or {}).items():
         # failures the locustfile marked itself read CatchResponseError('status 503')
         inner = re.fullmatch(r"CatchResponseError\((['\"])(.*)\1\)", text)
         name = inner.group(2) if inner else text.split("(", 1)[0]
@@ -222,25 +251,26 @@ def _client_errors(record: Record) -> str:
 # to read it from a cell record. Headers repeat on purpose ("lasted" twice reads as two).
 AGREE_HEADER = f"probe≈wire ≤{calibration.WIRE_TOLERANCE_MS:g} ms"
 CATALOGUE: dict[str, Column] = {
-    "version": ("HAProxy", lambda r: r["version"]["label"]),
+    "version": ("HAProxy", lambda r: r.version.label),
     "rps": ("req/s", _rps),
-    "latency-p50": ("p50", lambda r: _latency(_get(r, "load", "p50_ms"))),
-    "latency-p99": ("p99", lambda r: _latency(_get(r, "load", "p99_ms"))),
+    "latency-p50": ("p50", lambda r: _latency(r.m.load.p50_ms if r.m.load else None)),
+    "latency-p99": ("p99", lambda r: _latency(r.m.load.p99_ms if r.m.load else None)),
     "failures": ("failures", _failures),
     "status": ("status", _status),
     "flags": ("flags", _flags),
     "bound": ("", _bound),
-    "connections": ("connections", lambda r: _get(r, "probe", "connections")),
+    "connections": ("connections", _probe_field("connections")),
     "close-delay-p50": ("close delay p50", _probe_delay("p50")),
     "close-delay-p90": ("p90", _probe_delay("p90")),
     "close-delay-max": ("max", _probe_delay("max")),
-    "wire-p50": ("wire p50", lambda r: _ms(_get(r, "wire", "delay_ms", "p50"))),
-    "ends": ("ends", lambda r: _counts(_get(r, "probe", "ends"))),
+    "wire-p50": ("wire p50", lambda r: _ms(r.m.wire.delay_ms.p50 if r.m.wire else None)),
+    "ends": ("ends", lambda r: _counts(r.m.probe.ends if r.m.probe else None)),
     # which close delays are within the instrument's noise
     "agree": (AGREE_HEADER, _probe_vs_wire),
-    "injected": ("injected", lambda r: f"{r['params']['fin_delay_ms']} ms"),
+    "injected": ("injected", lambda r: f"{r.params['fin_delay_ms']} ms"),
     "max-probe-wire": (
-        "max |probe-wire|", lambda r: _ms(_get(r, "probe_vs_wire", "abs_diff_ms", "max"))
+        "max |probe-wire|",
+        lambda r: _ms(r.m.probe_vs_wire.abs_diff_ms.max if r.m.probe_vs_wire else None),
     ),
     "probe-off-wire": (
         f"probe off wire > {calibration.WIRE_TOLERANCE_MS:g} ms", calibration.off_wire_count
@@ -248,14 +278,17 @@ CATALOGUE: dict[str, Column] = {
     "target-late": ("target late", calibration.target_late),
     "calibration-verdict": ("verdict", calibration.verdict),
     "stalled": (
-        "stalled", lambda r: f"{_get(r, 'probe', 'stalled')}/{_get(r, 'probe', 'connections')}"
+        "stalled",
+        lambda r: f"{_probe_field('stalled')(r)}/{_probe_field('connections')(r)}",
     ),
     "stalled-chunk-sizes": ("stalled chunk sizes", _stalls),
-    "bytes-min": ("bytes min", lambda r: _get(r, "probe", "bytes", "min")),
+    "bytes-min": ("bytes min", lambda r: r.m.probe.bytes.min if r.m.probe else None),
     "time-wait-client": ("TIME-WAIT client", lambda r: _census_peak(r, "client", "TIME-WAIT")),
     "time-wait-haproxy": ("haproxy", lambda r: _census_peak(r, "haproxy", "TIME-WAIT")),
     "time-wait-backend": ("backend", lambda r: _census_peak(r, "backend", "TIME-WAIT")),
-    "backend-conn-rate": ("backend conn/s", lambda r: _get(r, "backend", "connections_per_s")),
+    "backend-conn-rate": (
+        "backend conn/s", lambda r: r.m.backend.connections_per_s if r.m.backend else None
+    ),
     "time-wait-haproxy-out": (
         "TIME-WAIT haproxy→backend", lambda r: _census_peak(r, "haproxy", "TIME-WAIT", "out")
     ),
@@ -263,9 +296,9 @@ CATALOGUE: dict[str, Column] = {
     "time-wait-backend-in": (
         "on the backend", lambda r: _census_peak(r, "backend", "TIME-WAIT", "in")
     ),
-    "requests-logged": ("requests", lambda r: _get(r, "haproxy", "total")),
-    "tc-p50": ("Tc p50", lambda r: _ms(_get(r, "haproxy", "timers", "Tc", "p50"))),
-    "retries": ("retries", lambda r: _get(r, "haproxy", "retries_total")),
+    "requests-logged": ("requests", _log_field("total")),
+    "tc-p50": ("Tc p50", lambda r: _ms(_timer(r, "Tc").p50)),
+    "retries": ("retries", _log_field("retries_total")),
     "econ": ("econ", lambda r: _sum_servers(r, "econ")),
     "closed-after": ("closed after", _probe_delay("p50")),
     "fin-wait-2-in": (
@@ -281,15 +314,11 @@ CATALOGUE: dict[str, Column] = {
         "lasted ", lambda r: _census_lasted(r, "haproxy", "CLOSE-WAIT", "out")
     ),
     # What option nolinger is for: HAProxy's FIN then RST (fin-rst), on the wire.
-    "haproxy-closes-wire": (
-        "haproxy closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "proxy"))
-    ),
-    "client-closes-wire": (
-        "client closes (wire)", lambda r: _counts(_get(r, "wire", "close_sequence", "client"))
-    ),
-    "fault-kind": ("fault", lambda r: r["params"]["fault"]),
-    "fault-at": ("at", lambda r: f"{_get(r, 'fault_at_s')} s" if _get(r, "fault_at_s") else "-"),
-    "client-saw": ("client saw", lambda r: _counts(_get(r, "client_status_codes"))),
+    "haproxy-closes-wire": ("haproxy closes (wire)", _close_sequence("proxy")),
+    "client-closes-wire": ("client closes (wire)", _close_sequence("client")),
+    "fault-kind": ("fault", lambda r: r.params["fault"]),
+    "fault-at": ("at", lambda r: f"{r.m.fault_at_s} s" if r.m.fault_at_s else "-"),
+    "client-saw": ("client saw", lambda r: _counts(r.m.client_status_codes)),
     "client-errors": ("client errors", _client_errors),
     "proxy-logged": ("proxy logged", _status),
 }  # fmt: skip
@@ -307,13 +336,19 @@ def columns(name: str) -> list[Column]:
     return [CATALOGUE[key] for key in shows(name).columns]
 
 
+def _timer(record: Record, name: str) -> Distribution:
+    """One of HAProxy's log timers (ms); an empty distribution when there is no log."""
+    log = record.m.haproxy
+    return (log.timers.get(name) if log else None) or Distribution()
+
+
 def _sum_servers(record: Record, counter: str) -> Any:
-    servers = _get(record, "haproxy_counters", "servers") or {}
+    servers = record.m.haproxy_counters.servers if record.m.haproxy_counters else {}
     return sum(s.get(counter, 0) for s in servers.values()) if servers else "-"
 
 
 def _params(record: Record) -> str:
-    return params_text(record["params"])
+    return params_text(record.params)
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -326,7 +361,7 @@ def _samples(run_dir: Path, record: Record) -> tuple[list[float], str | None]:
     folder recorded before it existed, from Locust's whole-ms buckets
     (``latency.SOURCE_LOCUST``); None for close delays or when nothing was measured.
     """
-    folder = run_dir / record["cell"]
+    folder = run_dir / record.cell
     probe = folder / "probe.jsonl"
     if probe.exists():
         return [s["delay_ms"] for s in map(json.loads, probe.read_text().splitlines())
@@ -365,19 +400,16 @@ METRIC: dict[str, tuple[str, str]] = {
 
 def _hits(record: Record, what: str) -> tuple[int, int]:
     if what == "connections stalled":
-        return _get(record, "probe", "stalled", default=0), _get(
-            record, "probe", "connections", default=0
-        )
-    return (
-        _get(record, "haproxy", "status_classes", "5xx", default=0),
-        _get(record, "haproxy", "total", default=0),
-    )
+        probe = record.m.probe
+        return (probe.stalled, probe.connections) if probe else (0, 0)
+    log = record.m.haproxy
+    return (log.status_classes.get("5xx", 0), log.total) if log else (0, 0)
 
 
 def _notes(records: list[Record]) -> str | None:
     ends: dict[str, int] = defaultdict(int)
     for record in records:
-        for end, n in (_get(record, "probe", "ends") or {}).items():
+        for end, n in (record.m.probe.ends if record.m.probe else {}).items():
             ends[end] += n
     return ("end: " + ", ".join(f"{k} ×{v}" for k, v in ends.items())) if ends else None
 
@@ -394,29 +426,30 @@ def unique_labels(records: list[Record]) -> list[Record]:
     """
     specs_by_label: dict[str, set[str]] = defaultdict(set)
     for r in records:
-        specs_by_label[r["version"]["label"]].add(r["version"].get("spec", ""))
+        specs_by_label[r.version.label].add(r.version.spec)
     out = []
     for r in records:
-        version = r["version"]
-        if len(specs_by_label[version["label"]]) > 1:
-            r = {**r, "version": {**version, "label": f"{version['label']} [{version['spec']}]"}}
+        version = r.version
+        if len(specs_by_label[version.label]) > 1:
+            label = f"{version.label} [{version.spec}]"
+            r = r.model_copy(update={"version": version.model_copy(update={"label": label})})
         out.append(r)
     return out
 
 
 def varying(rows: list[Record]) -> list[str]:
     """Parameters whose value differs between these cells: the only ones worth naming."""
-    keys = sorted({k for r in rows for k in r.get("params", {})})
-    return [k for k in keys if len({repr(r.get("params", {}).get(k)) for r in rows}) > 1]
+    keys = sorted({k for r in rows for k in r.params})
+    return [k for k in keys if len({repr(r.params.get(k)) for r in rows}) > 1]
 
 
 def _short_params(record: Record, keys: list[str]) -> str:
-    return params_text(record["params"], keys)
+    return params_text(record.params, keys)
 
 
 def bypasses_proxy(record: Record) -> bool:
     """The cell's load went straight to the backend: HAProxy was not in the path."""
-    return record.get("params", {}).get("via") == "backend"
+    return record.params.get("via") == "backend"
 
 
 BYPASS_NOTE = (
@@ -426,7 +459,7 @@ BYPASS_NOTE = (
 )
 
 
-def _probe(folder: Path) -> list[Record]:
+def _probe(folder: Path) -> list[dict[str, Any]]:
     """probe.jsonl's samples; a line cut short by a killed client is skipped, the rest count."""
     path = folder / "probe.jsonl"
     if not path.exists():
@@ -447,7 +480,7 @@ def _probe_ends(run_dir: Path, records: list[Record]) -> list[tuple[str, float |
     return [
         (s.get("end", "?"), s.get("delay_ms"))
         for r in records
-        for s in _probe(run_dir / r["cell"])
+        for s in _probe(run_dir / r.cell)
         if isinstance(s.get("delay_ms"), int | float | None)
     ]
 
@@ -524,15 +557,15 @@ def comparisons(
     labels: dict[str, str] = {}
     by_scenario: dict[str, list[Record]] = defaultdict(list)
     for record in records:
-        if record.get("status") == "ok" and record["scenario"] in METRIC:
-            by_scenario[record["scenario"]].append(record)
+        if record.ok and record.scenario in METRIC:
+            by_scenario[record.scenario].append(record)
     for scenario, rows in by_scenario.items():
         keys = varying(rows)
         for record in rows:
             if bypasses_proxy(record):
                 continue
-            spec = record["version"]["spec"]
-            labels[spec] = record["version"]["label"]
+            spec = record.version.spec
+            labels[spec] = record.version.label
             groups[(scenario, _short_params(record, keys))][spec].append(record)
     found = []
     for (scenario, params), by_version in groups.items():
@@ -656,19 +689,22 @@ def _proxy_overhead(records: list[Record]) -> list[str]:
     lines = []
     by_key: dict[tuple[str, Any], dict[str, Record]] = defaultdict(dict)
     for r in records:
-        if "proxy-overhead" in shows(r["scenario"]).sections and r.get("status") == "ok":
-            by_key[(r["version"]["label"], r["params"]["keepalive"])][r["params"]["via"]] = r
+        if "proxy-overhead" in shows(r.scenario).sections and r.ok:
+            by_key[(r.version.label, r.params["keepalive"])][str(r.params["via"])] = r
     for (label, keepalive), pair in sorted(by_key.items()):
         if {"haproxy", "backend"} <= set(pair):
             head = f"- {label}, keep-alive {'on' if keepalive else 'off'}: proxy overhead"
             if why := _overhead_not_measured(pair["haproxy"], pair["backend"]):
                 lines.append(f"{head} not measured: {why}.")
                 continue
-            via, direct = pair["haproxy"]["metrics"]["load"], pair["backend"]["metrics"]["load"]
-            rps = 100 * (via["rps"] - direct["rps"]) / direct["rps"] if direct["rps"] else 0
+            via, direct = pair["haproxy"].m.load, pair["backend"].m.load
+            if via is None or direct is None:
+                lines.append(f"{head} not measured: a cell has no load numbers.")
+                continue
+            rps = 100 * (via.rps - direct.rps) / direct.rps if direct.rps else 0
             mean = (
-                100 * (via["mean_ms"] - direct["mean_ms"]) / direct["mean_ms"]
-                if direct["mean_ms"]
+                100 * ((via.mean_ms or 0) - direct.mean_ms) / direct.mean_ms
+                if direct.mean_ms
                 else 0
             )
             lines.append(
@@ -684,13 +720,17 @@ def _overhead_not_measured(via: Record, direct: Record) -> str | None:
     client's limit or a saturated host, with the numbers, or that it is unknown."""
     reasons: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for where, r in (("through HAProxy", via), ("direct to the backend", direct)):
-        limit = _get(r, "client_limit") or {}
-        bound, saturated = _get(r, "client_bound"), _get(r, "host_saturated")
+        limit = r.m.client_limit or ClientLimit(
+            client_cores=0, client_ceiling_cores=0, bound_fraction=0,
+            host_saturated_below_idle_cores=0,
+        )  # fmt: skip
+        bound, saturated = r.m.client_bound, r.m.host_saturated
         if bound:  # without host data, the share of its ceiling: a lower bound
-            used = limit.get("used_of_could_use", limit.get("used_of_ceiling"))
+            used = limit.used_of_could_use
+            used = limit.used_of_ceiling if used is None else used
             reasons["client"].append((where, f"{used:.2f}"))
         if saturated:
-            reasons["host"].append((where, f"{limit['host_idle_cores']:.2f}"))
+            reasons["host"].append((where, f"{limit.host_idle_cores:.2f}"))
         if not bound and not saturated and (bound is None or saturated is None):
             reasons["unknown"].append((where, ""))
     wording = {
@@ -721,7 +761,9 @@ def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:
     if (folder / "haproxy.log").exists():
         entries, _ = haproxy_log.parse_log((folder / "haproxy.log").read_text().splitlines())
         flags_by_id = {u: e.termination_state for u, e in haproxy_log.index_by_id(entries).items()}
-    recorded = _get(record, "probe", "by_sweep") or {}
+    recorded = {
+        f"{p.name}={p.value}": p.flag for p in (record.m.probe.sweep if record.m.probe else [])
+    }
     out: dict[str, dict[str, Any]] = {}
     for sample in _probe(folder):
         for name, value in (sample.get("sweep") or {}).items():
@@ -737,7 +779,7 @@ def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:
             if sample.get("delay_ms") is not None:
                 entry["delays"].append(sample["delay_ms"])
             ids = [u for u in reversed(sample.get("unique_ids") or []) if u in flags_by_id]
-            flag = flags_by_id[ids[0]] if ids else recorded.get(key, {}).get("flag", "not logged")
+            flag = flags_by_id[ids[0]] if ids else recorded.get(key, "not logged")
             entry["flags"][flag] += 1
     return out
 
@@ -747,7 +789,7 @@ def _stalls_in(run_dir: Path) -> Callable[[Record], str]:
     stalled/total where not every connection of that size did."""
 
     def column(record: Record) -> str:
-        stats = _sweep_stats(run_dir / record["cell"], record)
+        stats = _sweep_stats(run_dir / record.cell, record)
         if not stats:
             return _stalls(record)
         hit = [
@@ -779,40 +821,39 @@ def _stall_cell(v: dict[str, Any]) -> str:
     return f"STALL {v['stalled']}/{v['total']}: {min(v['bytes'])} B, {delay} {flag}"
 
 
-def _chunk_table(
-    records: list[Record], fmt: str, run_dir: Path, all_sizes: bool = False
-) -> tuple[str, str]:
-    """chunked-stall: one row per chunk size, one column per version and TLS setting.
+def chunk_rows(
+    records: list[Record], run_dir: Path, all_sizes: bool = False
+) -> tuple[list[str], list[list[str]], str]:
+    """chunked-stall: one row per chunk size, one column per version and TLS setting:
+    (headers, rows, what was left out).
 
     Each cell counts stalled/total over every connection of that size in every
     repetition. By default only the sizes where the versions differ are shown; the
-    second value says what was left out.
+    third value says what was left out ("" when nothing was).
     """
     columns: dict[str, dict[str, dict[str, Any]]] = {}
     group_of: dict[str, str] = {}
     cells = [
-        r
-        for r in unique_labels(records)
-        if "chunk-sizes" in shows(r["scenario"]).sections and r.get("status") == "ok"
+        r for r in unique_labels(records) if "chunk-sizes" in shows(r.scenario).sections and r.ok
     ]
     # One column per version and parameter set (TLS always named), repetitions pooled.
     param_keys = sorted({"tls", *varying(cells)})
     for r in cells:
         params = _short_params(r, param_keys)
-        name = f"{r['version']['label']} {params}"
+        name = f"{r.version.label} {params}"
         group_of[name] = params
         column = columns.setdefault(name, {})
-        for key, v in _sweep_stats(run_dir / r["cell"], r).items():
+        for key, v in _sweep_stats(run_dir / r.cell, r).items():
             into = column.setdefault(
                 key, {"stalled": 0, "total": 0, "bytes": [], "delays": [], "flags": Counter()}
             )
             for field in ("stalled", "total", "bytes", "delays", "flags"):
                 into[field] += v[field]
     if not columns:
-        return "", ""
+        return [], [], ""
     keys = sorted({k for col in columns.values() for k in col}, key=_sweep_order)
     if not keys:
-        return "", ""
+        return [], [], ""
     sweep = keys[0].split("=", 1)[0].replace("_", " ")
 
     def differs(key: str) -> bool:
@@ -838,7 +879,7 @@ def _chunk_table(
                                      for k in keys if k not in shown) else ".")
         )  # fmt: skip
     if not shown:
-        return "", note
+        return [], [], note
     rows = [
         [
             k.split("=", 1)[1],
@@ -846,20 +887,18 @@ def _chunk_table(
         ]
         for k in shown
     ]
-    if fmt == "github":
-        return _md_table(rows, [sweep, *columns]), note
-    return tabulate(rows, [sweep, *columns], tablefmt=fmt), note
+    return [sweep, *columns], rows, note
 
 
 # --- does the scenario show its field note's phenomenon? -------------------------------------
 
 
 def _versions(rows: list[Record]) -> str:
-    return ", ".join(dict.fromkeys(r["version"]["label"] for r in unique_labels(rows)))
+    return ", ".join(dict.fromkeys(r.version.label for r in unique_labels(rows)))
 
 
 def _late_closes(run_dir: Path, rows: list[Record]) -> str | None:
-    samples = [s for r in rows for s in _probe(run_dir / r["cell"])]
+    samples = [s for r in rows for s in _probe(run_dir / r.cell)]
     delays = [s["delay_ms"] for s in samples if s.get("delay_ms") is not None]
     late = [d for d in delays if d >= probe_samples.LATE_CLOSE_MS]
     if not samples or late or any(s.get("end") == "open" for s in samples):
@@ -875,7 +914,7 @@ def _late_closes(run_dir: Path, rows: list[Record]) -> str | None:
 
 
 def _no_stalls(run_dir: Path, rows: list[Record]) -> str | None:
-    samples = [s for r in rows for s in _probe(run_dir / r["cell"])]
+    samples = [s for r in rows for s in _probe(run_dir / r.cell)]
     if not samples or any(probe_samples.stalled(s) for s in samples):
         return None
     return (
@@ -886,7 +925,7 @@ def _no_stalls(run_dir: Path, rows: list[Record]) -> str | None:
 
 
 def _no_connect_timeouts(run_dir: Path, rows: list[Record]) -> str | None:
-    states = [s for r in rows for s in (_get(r, "haproxy", "termination_states") or {})]
+    states = [s for r in rows if r.m.haproxy for s in r.m.haproxy.termination_states]
     if not states or any(s.startswith("sC") for s in states):
         return None
     return (
@@ -897,13 +936,13 @@ def _no_connect_timeouts(run_dir: Path, rows: list[Record]) -> str | None:
 
 
 def _no_lingering_states(run_dir: Path, rows: list[Record]) -> str | None:
-    censuses = [_get(r, "census", "haproxy") for r in rows]
+    censuses = [_census(r, "haproxy") for r in rows]
     if not any(censuses):
         return None
     for census in filter(None, censuses):
         for state in ("FIN-WAIT-2/in", "CLOSE-WAIT/out"):
-            entry = census.get("states", {}).get(state)
-            if entry and entry["peak"] > entry["baseline"]:
+            entry = census.states.get(state)
+            if entry and entry.peak > entry.baseline:
                 return None
     return (
         "These cells do not show the field note's half-closed sockets: on "
@@ -927,7 +966,7 @@ def phenomenon_note(run_dir: Path, name: str, rows: list[Record]) -> str | None:
     """A line for a scenario whose measured numbers do not show its field note's phenomenon."""
     phenomenon = shows(name).phenomenon
     check = PHENOMENA[phenomenon] if phenomenon else None
-    ok = [r for r in rows if r.get("status") == "ok"]
+    ok = [r for r in rows if r.ok]
     return check(run_dir, ok) if check and ok else None
 
 
@@ -954,55 +993,14 @@ def cell_tables(
     for params, group in _by_params(unique_labels(rows)).items():
         headers = [h for h, _ in columns]
         table = [[_cell(r, fn) for _, fn in columns] for r in group]
-        if len(group) > len({r["version"]["label"] for r in group}) or any(
-            r.get("repetition", 1) != 1 for r in group
+        if len(group) > len({r.version.label for r in group}) or any(
+            r.repetition != 1 for r in group
         ):
             headers = ["rep", *headers]
-            table = [
-                [f"r{r.get('repetition', '?')}", *row] for r, row in zip(group, table, strict=True)
-            ]
+            table = [[f"r{r.repetition}", *row] for r, row in zip(group, table, strict=True)]
         note = BYPASS_NOTE if group and all(bypasses_proxy(r) for r in group) else None
         tables.append((params, note, headers, table))
     return tables
-
-
-def _flag_lines(records: list[Record]) -> list[str]:
-    seen: dict[str, int] = defaultdict(int)
-    for r in records:
-        for state, n in (_get(r, "haproxy", "termination_states") or {}).items():
-            seen[state] += n
-    return [
-        f"- {_code(s)} ({n}×): {_one_line(haproxy_log.explain(s))}" for s, n in sorted(seen.items())
-    ]
-
-
-def _provenance(run: Record, run_dir: Path) -> list[str]:
-    env = run.get("environment", {})
-    lines = ["## Provenance", ""]
-    lines += [
-        f"- Run {_code(run['run'])}, started {run.get('started')}, "
-        f"finished {run.get('finished', '?')}",
-        f"- Matrix {_code(run.get('matrix_file'))} sha256 {_code(run.get('matrix_sha256', '?'))}",
-        f"- Harness commit {_code(env.get('harness_commit'))}"
-        + (" (with uncommitted changes)" if env.get("harness_dirty") else ""),
-        f"- Kernel {env.get('kernel')}; {env.get('cpu_count')} × {env.get('cpu_model')}",
-        f"- Docker {env.get('docker')}, Compose {env.get('compose')}, Python {env.get('python')}",
-        "- TCP sysctls: " + ", ".join(f"{k}={v}" for k, v in env.get("tcp_sysctls", {}).items()),
-        "",
-        _md_table(
-            [
-                [name, i.get("tag"), i.get("id", "-"), i.get("reported", "-")]
-                for name, i in run.get("images", {}).items()
-            ],
-            ["image", "tag", "id", "HAProxy reported"],
-        ),
-        "",
-    ]
-    for vv in sorted(run_dir.glob("*/haproxy-vv.txt")):
-        head = vv.read_text().splitlines()
-        if head and not any(head[0] in line for line in lines):
-            lines += [*_fenced(head[:12]), ""]
-    return lines
 
 
 def verdict_lines(found: list[Comparison], bullet: str = "- ") -> list[str]:
@@ -1030,123 +1028,59 @@ def verdict_lines(found: list[Comparison], bullet: str = "- ") -> list[str]:
     return lines
 
 
-def markdown(run_dir: Path, records: list[Record], found: list[Comparison], run: Record) -> str:
-    records = unique_labels(records)
-    ok = sum(1 for r in records if r.get("status") == "ok")
-    matrix = run.get("matrix", {})
-    lines = [f"# {matrix.get('name', run_dir.name)}: run {run_dir.name}", ""]
-    if found:
-        lines += [
-            f"**{tally(found)}** (against `{run.get('baseline')}`)",
-            "",
-            "## Verdicts",
-            "",
-            *verdict_lines(found),
-        ]
-    lines += [
-        matrix.get("description", ""),
-        "",
-        f"{ok}/{len(records)} cells measured. Baseline for verdicts: "
-        f"`{run.get('baseline')}`. Every number below is computed from the files in this "
-        f"run's folder (`python -m harness report <run>` rebuilds it); {distribution.DEFINITION}.",
-        "",
-    ]
-    if found:
-        headers = ["comparison", "version", "delta", "test", "p", "effect", "verdict"]
-        lines += ["## Every comparison", "", _md_table(_verdict_rows(ordered(found)), headers), ""]
-        same = [c for c in found if c.verdict == "no significant change"]
-        if same:
-            lines += ["Without a significant change, in words:", ""]
-            lines += [f"- {_one_line(c.words)}" for c in same] + [""]
-    by_scenario: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        by_scenario[r["scenario"]].append(r)
-    for name, rows in by_scenario.items():
-        scenario = scenarios.SCENARIOS.get(name)
-        lines += [f"## {name}", ""]
-        if scenario:
-            lines += [scenario.summary, "", f"Field note: {scenario.field_note}.", ""]
-        if note := phenomenon_note(run_dir, name, rows):
-            lines += [f"**Not shown here.** {note}", ""]
-        load = rows[0]["load"]
-        lines += [_load_line(load), ""]
-        for params, bypass, headers, table in cell_tables(run_dir, name, rows):
-            lines += [f"Parameters: {_code(params)}", ""]
-            lines += config_lines(next(r for r in rows if _params(r) == params))
-            if bypass:
-                lines += [f"**No verdict.** {bypass}", ""]
-            lines += [_md_table(table, headers), ""]
-        if "chunk-sizes" in shows(name).sections:
-            chunks, left_out = _chunk_table(rows, "github", run_dir)
-            lines += ["Per chunk size, stalled/total connections over every repetition:", ""]
-            lines += [chunks, ""] if chunks else []
-            lines += [left_out, ""] if left_out else []
-        if "proxy-overhead" in shows(name).sections:
-            lines += [*_proxy_overhead(rows), ""]
-    failed = [r for r in records if r.get("status") != "ok"]
-    if failed:
-        lines += ["## Failed cells", ""]
-        lines += [
-            f"- {_code(r['cell'])}: {(r.get('error') or '?').splitlines()[0]}" for r in failed
-        ]
-        lines.append("")
-    flags = _flag_lines(records)
-    if flags:
-        lines += ["## Termination flags seen, as HAProxy documents them", "", *flags, ""]
-    lines += _provenance(run, run_dir)
-    return "\n".join(lines) + "\n"
-
-
-def _load_line(load: Record) -> str:
-    if load["mode"] == "probe":
+def _load_line(load: LoadRecord) -> str:
+    if load.mode == "probe":
         return "Load: the close-delay probe (concurrent connections, one per sample)."
-    workers = load.get("workers")
-    locust = f"Locust ({workers} worker processes)" if workers else "Locust"
-    if load["mode"] == "open-loop":
+    locust = f"Locust ({load.workers} worker processes)" if load.workers else "Locust"
+    if load.mode == "open-loop":
         return (
-            f"Load: {locust} open loop, {load['rate']:g} requests/s for {load['duration_s']:g} s "
+            f"Load: {locust} open loop, {load.rate:g} requests/s for {load.duration_s:g} s "
             "per cell; latency from each request's intended send time (no coordinated "
             f"omission). {LIMIT_NOTE}"
         )
-    if load.get("generator") == "wrk":
-        threads = load.get("threads") or 1
+    if load.generator == "wrk":
+        threads = load.threads or 1
         return (
-            f"Load: wrk closed loop, {load['users']} connections over {threads} "
-            f"thread{'s' if threads != 1 else ''}, {load['duration_s']:g} s per cell; latency "
+            f"Load: wrk closed loop, {load.users} connections over {threads} "
+            f"thread{'s' if threads != 1 else ''}, {load.duration_s:g} s per cell; latency "
             "from each request's actual send (coordinated omission: a stall delays the "
             f"requests behind it rather than showing as their latency). {WRK_LIMIT_NOTE}"
         )
     return (
-        f"Load: {locust} closed loop, {load['users']} users, {load['duration_s']:g} s per "
-        f"cell. {LIMIT_NOTE}"
+        f"Load: {locust} closed loop, {load.users} users, {load.duration_s:g} s per cell. "
+        f"{LIMIT_NOTE}"
     )
 
 
 def _cell(record: Record, fn: Callable[[Record], Any]) -> Any:
-    if record.get("status") != "ok":
+    if not record.ok:
         return "failed"
     value = fn(record)
     return "-" if value is None else value
 
 
-def config_lines(record: Record) -> list[str]:
-    """The explicit HAProxy config lines of a cell (its ``config`` parameter) as a
-    Markdown paragraph and the sections they went into; [] when it has none."""
-    config = (record.get("params") or {}).get("config") or {}
-    if not config:
-        return []
-    body = []
+CONFIG_INTRO = (
+    "HAProxy config lines of this entry (`config`), after the scenario's own in each "
+    "section (`haproxy.cfg` in each cell folder has them all):"
+)
+
+
+def config_body(params: dict[str, Any]) -> list[str]:
+    """A cell's explicit HAProxy config lines (its ``config`` parameter, validated by
+    harness.plan.params) as haproxy.cfg would list them: each section that has some,
+    then its lines indented; [] when it has none."""
+    config = params.get("config") or {}
+    body: list[str] = []
     for section in ("global", "defaults", "frontend", "backend"):
-        body += [section, *(f"    {line}" for line in config.get(section) or [])]
-        if not config.get(section):
-            body.pop()
-    return [
-        "HAProxy config lines of this entry (`config`), after the scenario's own in each "
-        "section (`haproxy.cfg` in each cell folder has them all):",
-        "",
-        *_fenced(body),
-        "",
-    ]
+        if config.get(section):
+            body += [section, *(f"    {line}" for line in config[section])]
+    return body
+
+
+def config_lines(params: dict[str, Any]) -> list[str]:
+    """:func:`config_body` as a Markdown paragraph and code block; [] when none."""
+    body = config_body(params)
+    return [CONFIG_INTRO, "", *_fenced(body), ""] if body else []
 
 
 def _by_params(rows: list[Record]) -> dict[str, list[Record]]:
@@ -1158,46 +1092,8 @@ def _by_params(rows: list[Record]) -> dict[str, list[Record]]:
 
 def raw_files(run_dir: Path, record: Record) -> list[str]:
     """The raw files a cell's numbers come from, relative to the run folder."""
-    folder = run_dir / record["cell"]
+    folder = run_dir / record.cell
     return [str((folder / f).relative_to(run_dir)) for f in RAW_FILES if (folder / f).exists()]
-
-
-def write_index(results_dir: Path) -> None:
-    """results/index.md: every run with its verdicts, regressions and improvements first,
-    then small changes, then how many comparisons show no significant change."""
-    lines = ["# Runs", ""]
-    for run_dir in sorted(results_dir.iterdir(), reverse=True):
-        report = run_dir / "report.md"
-        if not report.exists():
-            continue
-        lines.append(f"## [{run_dir.name}]({run_dir.name}/report.md)")
-        try:
-            found = read_verdicts(run_dir)
-        except (OSError, TypeError, ValueError):
-            found = None  # written by another version of the harness: its lines, as before
-        if found is None:
-            headline = [
-                line
-                for line in report.read_text().splitlines()
-                if line.startswith("- ") and "—" in line
-            ]
-            lines += headline[:8] or ["- (no comparisons)"]
-        elif not found:
-            lines.append("- (no comparisons)")
-        else:
-            lines += [f"**{tally(found)}**", ""]
-            lines += [
-                f"- {_one_line(c.words)}"
-                for c in ordered(found)
-                if c.verdict in ("regression", "improvement", "changed", "small change")
-            ]
-            same = sum(1 for c in found if c.verdict == "no significant change")
-            if same:
-                lines.append(
-                    f"- no significant change: {same} comparison{'s' if same != 1 else ''}"
-                )
-        lines.append("")
-    (results_dir / "index.md").write_text("\n".join(lines) + "\n")
 
 
 def verdict_screen(run_dir: Path) -> str:
@@ -1220,8 +1116,8 @@ def side_by_side(old: Record, new: Record) -> str:
     """A re-run next to the original: the headline numbers of the cell's scenario."""
     rows = [
         [header, _cell(old, fn), _cell(new, fn)]
-        for header, fn in columns(old["scenario"])
+        for header, fn in columns(old.scenario)
         if header not in ("HAProxy", "")
     ]
-    title = f"{old['cell']}: {old['version']['label']} · {old['scenario']} · {_params(old)}"
+    title = f"{old.cell}: {old.version.label} · {old.scenario} · {_params(old)}"
     return title + "\n\n" + tabulate(rows, ["", "original", "re-run"], tablefmt="simple")

@@ -25,54 +25,64 @@ from pathlib import Path
 from typing import Any
 
 from harness.analyse import haproxy_log, probe_samples
+from harness.analyse.record import CellRecord
 
-Record = dict[str, Any]
-
-
-def _get(record: Record, *path: str) -> Any:
-    value: Any = record.get("metrics") or {}
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
+Record = dict[str, Any]  # one CSV row
 
 
-def _m(*path: str) -> Callable[[Record], Any]:
-    return lambda record: _get(record, *path)
+def _of(part: str, name: str) -> Callable[[CellRecord], Any]:
+    """A field of one part of the cell's metrics (None when the cell did not measure it)."""
+
+    def read(record: CellRecord) -> Any:
+        measured = getattr(record.m, part)
+        return None if measured is None else getattr(measured, name)
+
+    return read
 
 
-# name -> (what it is, how to read it from a cell record)
-CELL_COLUMNS: dict[str, tuple[str, Callable[[Record], Any]]] = {
-    "run": ("run id (the run folder's name)", lambda r: r.get("run_id")),
-    "cell": ("cell id (its folder in the run)", lambda r: r.get("cell")),
-    "status": ("ok, or failed", lambda r: r.get("status")),
-    "scenario": ("scenario name", lambda r: r.get("scenario")),
-    "version": ("HAProxy version spec, e.g. debian:bookworm", lambda r: r["version"]["spec"]),
-    "version_label": ("the version as reports name it", lambda r: r["version"]["label"]),
-    "reported": ("the version haproxy -vv reported", lambda r: r["version"].get("reported")),
-    "repetition": ("repetition, from 1", lambda r: r.get("repetition")),
-    "load_mode": ("Locust load: closed or open loop", lambda r: (r.get("load") or {}).get("mode")),
-    "requests": ("requests Locust sent", _m("load", "requests")),
-    "failures": ("requests that failed", _m("load", "failures")),
-    "rps": ("requests per second over the load", _m("load", "rps")),
-    "latency_p50_ms": ("request latency p50, ms (µs resolution)", _m("load", "p50_ms")),
-    "latency_p99_ms": ("request latency p99, ms", _m("load", "p99_ms")),
-    "latency_max_ms": ("request latency max, ms", _m("load", "max_ms")),
-    "probe_connections": ("close-delay probe connections", _m("probe", "connections")),
-    "close_delay_p50_ms": ("close delay p50 (probe), ms", _m("probe", "delay_ms", "p50")),
-    "close_delay_max_ms": ("close delay max (probe), ms", _m("probe", "delay_ms", "max")),
-    "stalled": ("probe connections that stalled", _m("probe", "stalled")),
+def _dist(part: str, name: str, stat: str) -> Callable[[CellRecord], Any]:
+    """A statistic of a distribution of one part of the metrics (probe.delay_ms.p50, ...)."""
+    return lambda r: None if (d := _of(part, name)(r)) is None else getattr(d, stat)
+
+
+def _dropped(record: CellRecord) -> Any:
+    counters = record.m.haproxy_counters
+    return None if counters is None else counters.info.get("DroppedLogs")
+
+
+# name -> (what it is, how to read it from a cell record; None: the run folder's name,
+# which is not in the record, since a run folder may be renamed or copied)
+CELL_COLUMNS: dict[str, tuple[str, Callable[[CellRecord], Any] | None]] = {
+    "run": ("run id (the run folder's name)", None),
+    "cell": ("cell id (its folder in the run)", lambda r: r.cell),
+    "status": ("ok, or failed", lambda r: r.status),
+    "scenario": ("scenario name", lambda r: r.scenario),
+    "version": ("HAProxy version spec, e.g. debian:bookworm", lambda r: r.version.spec),
+    "version_label": ("the version as reports name it", lambda r: r.version.label),
+    "reported": ("the version haproxy -vv reported", lambda r: r.version.reported),
+    "repetition": ("repetition, from 1", lambda r: r.repetition),
+    "load_mode": ("Locust load: closed or open loop", lambda r: r.load.mode),
+    "requests": ("requests Locust sent", _of("load", "requests")),
+    "failures": ("requests that failed", _of("load", "failures")),
+    "rps": ("requests per second over the load", _of("load", "rps")),
+    "latency_p50_ms": ("request latency p50, ms (µs resolution)", _of("load", "p50_ms")),
+    "latency_p99_ms": ("request latency p99, ms", _of("load", "p99_ms")),
+    "latency_max_ms": ("request latency max, ms", _of("load", "max_ms")),
+    "probe_connections": ("close-delay probe connections", _of("probe", "connections")),
+    "close_delay_p50_ms": ("close delay p50 (probe), ms", _dist("probe", "delay_ms", "p50")),
+    "close_delay_max_ms": ("close delay max (probe), ms", _dist("probe", "delay_ms", "max")),
+    "stalled": ("probe connections that stalled", _of("probe", "stalled")),
     "probe_wire_compared": ("connections probe and capture both timed",
-                            _m("probe_vs_wire", "compared")),
+                            _of("probe_vs_wire", "compared")),
     "probe_wire_within_tolerance": ("of those, probe within 2 ms of the wire",
-                                    _m("probe_vs_wire", "within_tolerance")),
+                                    _of("probe_vs_wire", "within_tolerance")),
     "probe_wire_max_diff_ms": ("largest |probe - wire|, ms",
-                               _m("probe_vs_wire", "abs_diff_ms", "max")),
-    "log_lines": ("HAProxy access-log lines", _m("haproxy", "total")),
-    "log_lines_dropped": ("log lines dropped", _m("haproxy_counters", "info", "DroppedLogs")),
-    "client_bound": ("the load generator, not HAProxy, set the pace", _m("client_bound")),
-    "host_saturated": ("the host had < 0.1 core idle over the load", _m("host_saturated")),
+                               _dist("probe_vs_wire", "abs_diff_ms", "max")),
+    "log_lines": ("HAProxy access-log lines", _of("haproxy", "total")),
+    "log_lines_dropped": ("log lines dropped", _dropped),
+    "client_bound": ("the load generator, not HAProxy, set the pace", lambda r: r.m.client_bound),
+    "host_saturated": ("the host had < 0.1 core idle over the load",
+                       lambda r: r.m.host_saturated),
 }  # fmt: skip
 
 CONNECTION_COLUMNS: dict[str, str] = {
@@ -99,30 +109,32 @@ def _scalar(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, list | dict) else value
 
 
-def _params(record: Record) -> dict[str, Any]:
-    return {f"param_{k}": _scalar(v) for k, v in sorted((record.get("params") or {}).items())}
+def _params(record: CellRecord) -> dict[str, Any]:
+    return {f"param_{k}": _scalar(v) for k, v in sorted(record.params.items())}
 
 
-def cell_rows(records: list[Record], run_id: str) -> list[Record]:
+def cell_rows(records: list[CellRecord], run_id: str) -> list[Record]:
     """One row per cell: CELL_COLUMNS, then ``param_*``, then ``flag_*`` counts."""
     rows = []
     for record in records:
-        record = {**record, "run_id": run_id}
-        row = {name: read(record) for name, (_, read) in CELL_COLUMNS.items()}
+        row = {
+            name: run_id if read is None else read(record)
+            for name, (_, read) in CELL_COLUMNS.items()
+        }
         row.update(_params(record))
-        states = _get(record, "haproxy", "termination_states") or {}
+        states = record.m.haproxy.termination_states if record.m.haproxy else {}
         row.update({f"flag_{state}": n for state, n in sorted(states.items())})
         rows.append(row)
     return rows
 
 
-def connection_rows(run_dir: Path, records: list[Record]) -> list[Record]:
+def connection_rows(run_dir: Path, records: list[CellRecord]) -> list[Record]:
     """One row per probe connection of the run's finished cells (long format)."""
     rows = []
     for record in records:
-        if record.get("status") != "ok":
+        if not record.ok:
             continue
-        folder = run_dir / record["cell"]
+        folder = run_dir / record.cell
         samples = probe_samples.read(folder / "probe.jsonl")
         if not samples:
             continue
@@ -135,11 +147,11 @@ def connection_rows(run_dir: Path, records: list[Record]) -> list[Record]:
             }
         identity = {
             "run": run_dir.name,
-            "cell": record["cell"],
-            "scenario": record["scenario"],
-            "version": record["version"]["spec"],
-            "version_label": record["version"]["label"],
-            "repetition": record.get("repetition"),
+            "cell": record.cell,
+            "scenario": record.scenario,
+            "version": record.version.spec,
+            "version_label": record.version.label,
+            "repetition": record.repetition,
         }
         for i, sample in enumerate(samples, start=1):
             ids = sample.get("unique_ids") or []
@@ -177,7 +189,7 @@ def write_csv(path: Path, rows: list[Record]) -> None:
         writer.writerows(rows)
 
 
-def write(run_dir: Path, records: list[Record]) -> None:
+def write(run_dir: Path, records: list[CellRecord]) -> None:
     """results.csv and connections.csv of a run (records with unique version labels)."""
     write_csv(run_dir / "results.csv", cell_rows(records, run_dir.name))
     write_csv(run_dir / "connections.csv", connection_rows(run_dir, records))

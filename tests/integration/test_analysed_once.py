@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from harness import cli, results
-from harness.analyse import cell_metrics
+from harness import cli
+from harness.analyse import cell_metrics, record
 from harness.stack.project import leftovers
 
 MATRIX = """\
@@ -37,19 +37,22 @@ def test_each_cell_of_a_run_is_analysed_once_and_harness_report_again(
     out = tmp_path / "results"
     assert cli.main(["--results-dir", str(out), "matrix", str(matrix)]) == 0
     [run_dir] = [p for p in out.iterdir() if p.is_dir()]
-    cells = results.cells(run_dir)
-    assert [c["status"] for c in cells] == ["ok", "ok"], [c.get("error") for c in cells]
-    assert sorted(calls) == sorted(c["cell"] for c in cells)  # once each, report included
+    cells = record.cells(run_dir)
+    assert [c.status for c in cells] == ["ok", "ok"], [c.error for c in cells]
+    assert sorted(calls) == sorted(c.cell for c in cells)  # once each, report included
     for cell in cells:
-        phases = cell["phases"]
+        assert cell.schema_version == record.SCHEMA_VERSION
+        phases = cell.phases
         assert set(phases) >= {"up", "listen", "baseline", "load", "drain", "down", "analyse"}
-        wall = datetime.fromisoformat(cell["finished"]) - datetime.fromisoformat(cell["started"])
+        assert cell.finished is not None
+        wall = datetime.fromisoformat(cell.finished) - datetime.fromisoformat(cell.started)
         # the steps are the cell: nothing sizeable untimed
         assert abs(sum(phases.values()) - wall.total_seconds()) < 1.0, phases
         # every census sampled the idle stack before the load: the states' baseline
-        for side, summary in cell["metrics"]["census"].items():
-            assert summary["captured_s"][0] <= -0.3, (side, summary["captured_s"])
+        for side, summary in (cell.m.census or {}).items():
+            assert summary.captured_s is not None
+            assert summary.captured_s[0] <= -0.3, (side, summary.captured_s)
     calls.clear()
     assert cli.main(["report", str(run_dir)]) == 0
-    assert sorted(calls) == sorted(c["cell"] for c in cells)  # recomputed from raw files
+    assert sorted(calls) == sorted(c.cell for c in cells)  # recomputed from raw files
     assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}

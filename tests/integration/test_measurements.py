@@ -101,7 +101,7 @@ def test_chunked_stall_shows_on_2_6_12_only(run):
     stalled = new["metrics"]["probe"]["stalled"]
     assert stalled >= 1
     # a stalled connection waited for timeout server; HAProxy logged it as sD--
-    stalls = [v for v in new["metrics"]["probe"]["by_sweep"].values() if v["stalled"]]
+    stalls = [v for v in new["metrics"]["probe"]["sweep"] if v["stalled"]]
     assert {v["flag"] for v in stalls} == {"sD--"}
     assert all(v["delay_ms"] > 500 for v in stalls)
     assert new["metrics"]["haproxy"]["termination_states"]["sD--"] == stalled

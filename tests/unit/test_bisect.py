@@ -14,11 +14,34 @@ from typing import Any
 import pytest
 
 from harness import bisect, cli
+from harness.analyse.record import CellRecord, load_cell
 from harness.bisect import BuildFailed, Judgement, Observed, parse_predicate, search
 from harness.errors import SpecError
 from harness.plan import versions
+from tests import records
 
 # --- the predicate language ----------------------------------------------------------------
+
+
+def _record(
+    cell: str,
+    status: str = "ok",
+    stalled: int = 0,
+    connections: int = 40,
+    ends: dict[str, int] | None = None,
+    close_wait_peak: int | None = None,
+    spec: str = "debian:bookworm",
+) -> CellRecord:
+    """A chunked-stall cell record with the counts a signal reads."""
+    probe = {"stalled": stalled, "connections": connections, "ends": ends or {"fin": connections}}
+    metrics: dict[str, Any] = {"probe": probe}
+    if close_wait_peak is not None:
+        metrics["census"] = {"haproxy": {"totals": {"CLOSE-WAIT": {"peak": close_wait_peak}}}}
+    return records.make({
+        "cell": cell, "scenario": "chunked-stall", "status": status,
+        "version": {"spec": spec, "label": spec},
+        **({"metrics": metrics} if status == "ok" else {}),
+    })  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -125,15 +148,10 @@ def test_metrics_are_read_from_cell_records_and_raw_files(tmp_path: Path) -> Non
     (tmp_path / "c1" / "probe.jsonl").write_text(
         '{"delay_ms": 3.5, "end": "fin"}\n{"delay_ms": 20001, "end": "fin"}\n'
     )
-    record: dict[str, Any] = {
-        "cell": "c1",
-        "status": "ok",
-        "metrics": {
-            "probe": {"stalled": 3, "connections": 40, "ends": {"fin": 38, "open": 2}},
-            "census": {"haproxy": {"totals": {"CLOSE-WAIT": {"peak": 12}}}},
-        },
-    }
-    failed = {"cell": "c2", "status": "failed"}
+    record = _record(
+        "c1", stalled=3, connections=40, ends={"fin": 38, "open": 2}, close_wait_peak=12
+    )
+    failed = _record("c2", status="failed")
     base = tmp_path
     assert parse_predicate("stalled > 0").observe([record, failed], base) == Observed(1, 3, 40)
     assert parse_predicate("open connections > 0").observe([record], base).hits == 2
@@ -185,8 +203,7 @@ def test_decide_repeats_rounds_until_decided_or_undecided() -> None:
 
     def no_stall_round(r: int) -> list[dict[str, Any]]:
         rounds.append(r)
-        return [{"cell": f"c{r}", "status": "ok",
-                 "metrics": {"probe": {"stalled": 0, "connections": 40}}}]  # fmt: skip
+        return [_record(f"c{r}", stalled=0, connections=40)]
 
     def judge(ev: bisect.Evidence) -> Judgement:
         return p.judge(p.observe(ev.records, ev.base), bad_ref, 0.01)
@@ -224,8 +241,7 @@ class FakeCells:
         if spec.text == self.broken:
             raise BuildFailed(f"building {spec.text} failed")
         stalled = sum(self.rng.random() < self.rate[spec.text] for _ in range(self.n))
-        return [{"cell": "001-cell", "status": "ok",
-                 "metrics": {"probe": {"stalled": stalled, "connections": self.n}}}]  # fmt: skip
+        return [_record("001-cell", stalled=stalled, connections=self.n)]
 
 
 def _fake_specs(n: int) -> list[versions.VersionSpec]:
@@ -376,16 +392,12 @@ RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 def _evidence(version: str) -> bisect.Evidence:
     """The recorded chunked-stall cell of one Debian version, as a bisect step holds it."""
     folder = next(RECORDED.glob(f"*-{version}-*"))
-    record = json.loads((folder / "cell.json").read_text())
-    return bisect.Evidence(record["version"]["spec"], RECORDED, [record])
+    record = load_cell(folder / "cell.json")
+    return bisect.Evidence(record.version.spec, RECORDED, [record])
 
 
-def _cell(spec: str, stalled: int, connections: int = 40) -> dict[str, Any]:
-    return {
-        "cell": f"cell-{spec}", "status": "ok", "scenario": "chunked-stall", "params": {},
-        "version": {"spec": spec, "label": spec},
-        "metrics": {"probe": {"stalled": stalled, "connections": connections}},
-    }  # fmt: skip
+def _cell(spec: str, stalled: int, connections: int = 40) -> CellRecord:
+    return _record(f"cell-{spec}", stalled=stalled, connections=connections, spec=spec)
 
 
 def test_the_verdict_signal_judges_steps_against_the_good_and_the_bad_version(
@@ -472,6 +484,6 @@ def test_latency_samples_come_from_the_analyse_stage(tmp_path: Path) -> None:
     (tmp_path / "c1" / "locust.json").write_text(
         json.dumps([{"name": "/", "response_times": {"2": 3, "40": 1}}])
     )
-    record = {"cell": "c1", "status": "ok", "metrics": {}}
+    record = _record("c1")
     got = parse_predicate("latency p50 > 10 ms").observe([record], tmp_path)
     assert sorted(got.samples) == [2.0, 2.0, 2.0, 40.0]

@@ -1,11 +1,13 @@
 """The calibration verdict: the probe against the wire and d, a late target, a stalled probe."""
 
 from harness.analyse import calibration
+from harness.analyse.record import CellRecord
+from tests import records
 
 
-def _record(d: float, pairs: list[tuple[float, float]]) -> dict:
+def _record(d: float, pairs: list[tuple[float, float]]) -> CellRecord:
     diffs = sorted(abs(p - w) for p, w in pairs)
-    return {
+    return records.make({
         "status": "ok",
         "scenario": "calibration",
         "params": {"fin_delay_ms": d, "connections": len(pairs)},
@@ -21,7 +23,7 @@ def _record(d: float, pairs: list[tuple[float, float]]) -> dict:
             },
             "calibration_pairs": [list(pair) for pair in pairs],
         },
-    }
+    })  # fmt: skip
 
 
 def _on_time(d: float, n: int = 20) -> list[tuple[float, float]]:
@@ -79,23 +81,23 @@ def test_a_mostly_late_target_makes_the_calibration_fail_as_inconclusive():
 
 def test_missing_wire_samples_fail():
     record = _record(50, _on_time(50))
-    record["metrics"]["probe_vs_wire"]["compared"] = 18
+    record.m.probe_vs_wire.compared = 18
     [problem] = calibration.problems(record)
     assert "only 18 of 20 joined on the wire" in problem
 
 
 def test_probe_ends_other_than_fin_fail():
     record = _record(50, _on_time(50))
-    record["metrics"]["probe"]["ends"] = {"fin": 19, "open": 1}
+    record.m.probe.ends = {"fin": 19, "open": 1}
     [problem] = calibration.problems(record)
     assert "expected 20 FIN" in problem
 
 
 def test_each_row_and_problem_names_the_probe_load_it_ran_under():
     gentle = _record(50, _on_time(50))
-    gentle["params"].update(concurrency=20, stagger_ms=50)
+    gentle.params.update(concurrency=20, stagger_ms=50)
     busy = _record(50, [*_on_time(50, 17), *[(53.5, 50.1)] * 3])
-    busy["params"].update(concurrency=20, stagger_ms=5)
+    busy.params.update(concurrency=20, stagger_ms=5)
     assert calibration.load(busy) == "20 at once, 5 ms apart"
     assert calibration.problems(gentle) == []
     [problem] = calibration.problems(busy)

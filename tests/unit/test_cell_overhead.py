@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import results
-from harness.analyse import cell_metrics
+from harness.analyse import cell_metrics, record
 from harness.errors import CellError
 from harness.report import rebuild
 from harness.stack import ready
@@ -39,14 +38,14 @@ def computed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_the_report_at_the_end_of_a_run_uses_the_runners_records(run_dir, computed):
-    records = results.cells(run_dir)
+    records = record.cells(run_dir)
     rebuild.rebuild(run_dir, records)
     assert computed == []
     assert (run_dir / "report.md").read_text().startswith("# ")
 
 
 def test_harness_report_recomputes_every_ok_cell_from_its_raw_files(run_dir, computed):
-    ok = [r["cell"] for r in results.cells(run_dir) if r.get("status") == "ok"]
+    ok = [r.cell for r in record.cells(run_dir) if r.ok]
     rebuild.rebuild(run_dir)
     assert sorted(p.name for p in computed) == sorted(ok)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness import ROOT, cli, results, runner
+from harness.analyse.record import RunManifest, write_run
 from harness.errors import SpecError
 from harness.plan import spec
 
@@ -146,9 +147,11 @@ def test_resume_plan_of_a_partial_run_is_the_part(results_dir):
     only = spec.Only(scenarios=("half-close",))
     run_id = results.new_run_id("part")
     plan = spec.load(DEFAULT, run_id, only)
-    results.write_json(results.RESULTS_DIR / run_id / "run.json", {
-        "run_id": run_id, "matrix": plan.matrix.model_dump(), "source": str(DEFAULT),
-    })  # fmt: skip
+    manifest = RunManifest.model_validate({
+        "run": run_id, "matrix": plan.matrix.model_dump(), "matrix_file": str(DEFAULT),
+        "baseline": plan.matrix.versions[0], "cells": len(plan.cells), "started": "",
+    }, strict=False)  # fmt: skip
+    write_run(results.RESULTS_DIR / run_id / "run.json", manifest)
     resumed = runner.resume_plan(results.RESULTS_DIR / run_id)
     assert [c.id for c in resumed.cells] == [c.id for c in plan.cells]
 

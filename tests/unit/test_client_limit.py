@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from harness.analyse import cell_metrics, resources
-from harness.report import plots
+from harness.analyse.record import CellRecord
+from harness.report import render
 from harness.report import tables as report
 from harness.stack import observe
+from tests import records
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-half-close-keepalive"
 # A keepalive-vs-close cell recorded before the host's CPU was sampled.
@@ -65,7 +67,8 @@ def _cell(folder: Path, samples: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
     (folder / "locust.json").write_text(json.dumps([entry]))
     (folder / "cpu-samples.json").write_text(json.dumps(samples))
-    return cell_metrics.compute(folder, target="backend")
+    # the metrics as cell.json holds them: the fields that were measured
+    return cell_metrics.compute(folder, target="backend").model_dump(exclude_unset=True)
 
 
 def test_host_cpu_reads_the_aggregate_line_and_counts_online_cpus():
@@ -162,7 +165,7 @@ def test_what_the_client_could_use_is_taken_interval_by_interval(tmp_path):
 def test_old_cpu_samples_without_host_still_analyse_and_claim_nothing_of_the_host(tmp_path):
     folder = tmp_path / OLD_CELL
     shutil.copytree(RECORDED / OLD_CELL, folder)
-    m = cell_metrics.compute(folder)
+    m = cell_metrics.compute(folder).model_dump(exclude_unset=True)
     # The containers' numbers stand; Locust used 0.82 of its one core: at least that
     # share of what it could use, whatever the host had idle, so client-bound.
     assert m["resources"]["client"]["cores"] == pytest.approx(0.82)
@@ -189,16 +192,16 @@ def test_host_usage_needs_host_data_at_both_ends_of_the_window():
 LABEL = "2.6.12 (debian:bookworm)"
 
 
-def _record(run_dir: Path, n: int, via: str, metrics: dict[str, Any]) -> dict[str, Any]:
+def _record(run_dir: Path, n: int, via: str, metrics: dict[str, Any]) -> CellRecord:
     name = f"{n:03d}-keepalive-vs-close-debian-bookworm-r1"
     (run_dir / name).mkdir(parents=True)
     (run_dir / name / "locust.json").write_text(json.dumps([{"response_times": {"5": 300}}]))
-    return {
+    return records.make({
         "cell": name, "status": "ok", "scenario": "keepalive-vs-close", "repetition": 1,
         "version": {"spec": "debian:bookworm", "label": LABEL},
         "params": {"keepalive": True, "via": via},
         "load": {"mode": "closed", "users": 20, "duration_s": 10}, "metrics": metrics,
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def _limited(rps: float, mean: float, samples: list[dict[str, Any]], tmp: Path) -> dict:
@@ -208,11 +211,11 @@ def _limited(rps: float, mean: float, samples: list[dict[str, Any]], tmp: Path) 
 
 
 def _overhead(tmp_path: Path, via: dict, direct: dict) -> tuple[list[str], str, str]:
-    records = [_record(tmp_path, 1, "haproxy", via), _record(tmp_path, 2, "backend", direct)]
-    lines = report._proxy_overhead(records)
-    run = {"run": "t", "baseline": "debian:bookworm", "matrix": {"name": "t"}}
-    text = report.markdown(tmp_path, records, [], run)
-    return lines, text, plots.html_report(tmp_path, records, [], run, text)
+    cells = [_record(tmp_path, 1, "haproxy", via), _record(tmp_path, 2, "backend", direct)]
+    lines = report._proxy_overhead(cells)
+    run = records.manifest({"baseline": "debian:bookworm", "matrix": {"name": "t"}})
+    text = render.markdown(tmp_path, cells, [], run)
+    return lines, text, render.html(tmp_path, cells, [], run, text)
 
 
 def test_no_overhead_percentage_where_the_client_was_the_limit(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli, results
+from harness.analyse.record import cells
 from harness.report import compare_runs
 from harness.report import tables as report
 
@@ -63,7 +64,7 @@ def test_the_same_verdict_as_inside_one_run(tmp_path):
     assert moved.candidate_label == "2.2.9 (debian:bullseye) [B]"
     assert {c.verdict for c in stalled if c is not moved} == {"no significant change"}
 
-    records = [c for c in results.cells(a) if c.get("status") == "ok"]
+    records = [c for c in cells(a) if c.ok]
     inside = report.comparisons(a, records, "debian:bullseye", compare_runs.Thresholds(alpha=0.1))
     in_run = next(c for c in inside if c.metric.endswith("connections stalled")
                   and c.candidate_label.startswith("2.6.12"))  # fmt: skip

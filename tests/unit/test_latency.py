@@ -16,9 +16,12 @@ from hdrh.histogram import HdrHistogram
 from harness import ROOT
 from harness.analyse import cell_metrics, distribution, latency, locust_stats
 from harness.analyse.compare import Thresholds
+from harness.analyse.record import CellRecord
+from harness.analyse.record import cells as load_cells
+from harness.report import render, tidy
 from harness.report import tables as report
-from harness.report import tidy
 from harness.stack import images
+from tests import records
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-half-close-keepalive"
 OLD_CELL = RECORDED / "003-keepalive-vs-close-2.2.9-debian-bullseye-17b307-r1"
@@ -62,13 +65,13 @@ def test_sub_ms_percentiles_come_from_the_hdr_file(tmp_path):
     folder = _folder(tmp_path / "cell", [250] * 100 + [12_345])
     values, counts = latency.read_hdr(folder / latency.HDR_FILE)
     assert values.tolist() == [0.25, 12.351] and counts.tolist() == [100, 1]
-    load = cell_metrics.compute(folder)["load"]
-    assert load["p50_ms"] == 0.25 and load["p90_ms"] == 0.25 and load["p99_ms"] == 0.25
+    load = cell_metrics.compute(folder).load
+    assert load.p50_ms == 0.25 and load.p90_ms == 0.25 and load.p99_ms == 0.25
     # 12.345 ms lands in an 8 µs bucket, reported as its top: within 0.1 %
-    assert load["max_ms"] == 12.351 and abs(load["max_ms"] - 12.345) / 12.345 < 1e-3
-    assert load["mean_ms"] == round((100 * 0.25 + 12.351) / 101, 3)
-    assert load["latency_count"] == 101 == load["requests"]
-    assert load["latency_source"] == latency.SOURCE_HDR
+    assert load.max_ms == 12.351 and abs(load.max_ms - 12.345) / 12.345 < 1e-3
+    assert load.mean_ms == round((100 * 0.25 + 12.351) / 101, 3)
+    assert load.latency_count == 101 == load.requests
+    assert load.latency_source == latency.SOURCE_HDR
     # Locust's own buckets of the same requests: 0.25 ms was rounded to 0
     assert locust_stats.aggregated(folder / "locust.json")["p50_ms"] == 0.0
 
@@ -101,8 +104,8 @@ def test_weighted_quantiles_equal_the_expanded_sample():
 def test_an_empty_hdr_file_has_no_latency(tmp_path):
     folder = _folder(tmp_path / "cell", [300])
     (folder / latency.HDR_FILE).write_text(_hdr([]))
-    load = cell_metrics.compute(folder)["load"]
-    assert load["latency_count"] == 0 and load["p50_ms"] is None and load["max_ms"] is None
+    load = cell_metrics.compute(folder).load
+    assert load.latency_count == 0 and load.p50_ms is None and load.max_ms is None
 
 
 def test_a_file_that_is_no_histogram_is_refused_by_name(tmp_path):
@@ -118,17 +121,17 @@ def test_a_killed_client_still_gets_its_hdr_latency(tmp_path):
     folder.mkdir()
     shutil.copy(OLD_CELL / "locust_stats.csv", folder / "locust_stats.csv")
     (folder / latency.HDR_FILE).write_text(_hdr([400, 500, 600]))
-    load = cell_metrics.compute(folder)["load"]
-    assert load["source"].startswith("locust_stats.csv")
-    assert load["p50_ms"] == 0.5 and load["latency_source"] == latency.SOURCE_HDR
+    load = cell_metrics.compute(folder).load
+    assert load.source.startswith("locust_stats.csv")
+    assert load.p50_ms == 0.5 and load.latency_source == latency.SOURCE_HDR
 
 
 def test_an_old_folder_with_only_locust_json_still_reports(tmp_path):
     # Recorded before latency.hdr: Locust's whole-ms buckets, and the record says so.
     assert not (OLD_CELL / latency.HDR_FILE).exists()
-    load = cell_metrics.compute(OLD_CELL)["load"]
-    assert load["requests"] == 19517 and load["latency_source"] == latency.SOURCE_LOCUST
-    assert load["p50_ms"] == 1.0 and float(load["p99_ms"]).is_integer()
+    load = cell_metrics.compute(OLD_CELL).load
+    assert load.requests == 19517 and load.latency_source == latency.SOURCE_LOCUST
+    assert load.p50_ms == 1.0 and float(load.p99_ms).is_integer()
     values, source = latency.samples(OLD_CELL)
     assert source == latency.SOURCE_LOCUST and len(values) == 19517
 
@@ -140,29 +143,31 @@ def test_open_loop_fallback_reads_only_the_intended_latencies(tmp_path):
     (folder / "locust.json").write_text(json.dumps(entries))
     values, source = latency.samples(folder)
     assert values == [40.0] * 10 and source == latency.SOURCE_LOCUST
-    assert cell_metrics.compute(folder)["load"]["p50_ms"] == 40.0
+    assert cell_metrics.compute(folder).load.p50_ms == 40.0
 
 
 # --- verdicts on µs samples ------------------------------------------------------------------
 
 
-def _record(run_dir: Path, n: int, version: tuple[str, str], us: list[int], hdr: bool) -> dict:
+def _record(
+    run_dir: Path, n: int, version: tuple[str, str], us: list[int], hdr: bool
+) -> CellRecord:
     name = f"{n:03d}-smoke-{version[0].replace(':', '-')}-r1"
     _folder(run_dir / name, us, hdr=hdr)
-    return {
+    return records.make({
         "cell": name, "status": "ok", "scenario": "smoke", "repetition": 1,
         "version": {"spec": version[0], "label": version[1]}, "params": {},
         "load": {"mode": "closed-loop", "users": 10, "duration_s": 5},
-        "metrics": {"load": cell_metrics.compute(run_dir / name)["load"]},
-    }  # fmt: skip
+        "metrics": {"load": cell_metrics.compute(run_dir / name).load},
+    })  # fmt: skip
 
 
 def _verdict(tmp_path: Path, base_us: list[int], cand_us: list[int], hdr: bool):
     run_dir = tmp_path / ("hdr" if hdr else "buckets")
-    records = [_record(run_dir, 1, OLD, base_us, hdr), _record(run_dir, 2, NEW, cand_us, hdr)]
-    [found] = report.comparisons(run_dir, records, OLD[0], Thresholds())
-    return found, report.markdown(
-        run_dir, records, [found], {"run": "x", "baseline": OLD[0], "matrix": {"name": "x"}}
+    cells = [_record(run_dir, 1, OLD, base_us, hdr), _record(run_dir, 2, NEW, cand_us, hdr)]
+    [found] = report.comparisons(run_dir, cells, OLD[0], Thresholds())
+    return found, render.markdown(
+        run_dir, cells, [found], records.manifest({"baseline": OLD[0], "matrix": {"name": "x"}})
     )
 
 
@@ -196,8 +201,7 @@ def test_whole_ms_buckets_turned_0_3_against_0_6_ms_into_a_1_ms_regression(tmp_p
 def test_recorded_old_run_verdicts_name_the_coarse_source(tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(RECORDED, run_dir)
-    records = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/cell.json"))]
-    found = report.comparisons(run_dir, records, "debian:bullseye", Thresholds())
+    found = report.comparisons(run_dir, load_cells(run_dir), "debian:bullseye", Thresholds())
     latency_verdicts = [c for c in found if c.metric.endswith("latency")]
     assert latency_verdicts
     for c in latency_verdicts:
@@ -206,7 +210,7 @@ def test_recorded_old_run_verdicts_name_the_coarse_source(tmp_path):
 
 def test_latency_column_and_csv_keep_the_us(tmp_path):
     record = _record(tmp_path, 1, OLD, [412] * 10 + [1500], hdr=True)
-    assert report._latency(record["metrics"]["load"]["p50_ms"]) == "0.412 ms"
+    assert report._latency(record.m.load.p50_ms) == "0.412 ms"
     assert report._latency(1500.25) == "1.500 s" and report._latency(None) == "-"
     [row] = tidy.cell_rows([record], tmp_path.name)
     assert row["latency_p50_ms"] == 0.412 and row["latency_p99_ms"] == 1.5

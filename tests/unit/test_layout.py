@@ -29,6 +29,8 @@ SKELETON = (
     "harness/analyse/census.py",
     "harness/report/tables.py",
     "harness/report/plots.py",
+    "harness/report/model.py",
+    "harness/report/render.py",
     "harness/report/rebuild.py",
     "harness/report/site.py",
 )
@@ -76,6 +78,7 @@ def test_the_stages_import_one_way() -> None:
         ("harness/analyse/census.py", "import harness.report.tables", "Records flow one way"),
         ("harness/report/tables.py", "import harness.stack.project", "Only the stack talks"),
         ("harness/report/tables.py", "import harness.report.plots", "Inside the report"),
+        ("harness/report/plots.py", "import harness.report.render", "Inside the report"),
         ("harness/stack/project.py", "import harness.analyse.census", "neither judges"),
         ("harness/analyse/census.py", "import harness.runner", "never call back"),
     ],

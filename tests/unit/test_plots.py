@@ -14,7 +14,8 @@ import pytest
 
 from harness import results
 from harness.analyse.compare import Thresholds
-from harness.report import plots
+from harness.analyse.record import cells, load_run
+from harness.report import render
 from harness.report import tables as report
 
 DATA = Path(__file__).parent.parent / "data" / "report"
@@ -30,6 +31,7 @@ EVIL = "<script>alert(1)</script>"
 
 RUN = {
     "run": "20261124T221017Z-plots",
+    "cells": 5,
     "started": "2026-11-24T22:10:20+00:00",
     "baseline": "debian:bullseye",
     "matrix": {"name": "plots", "description": "", "verdicts": {}},
@@ -47,12 +49,12 @@ def _run_dir(tmp_path: Path) -> Path:
 
 
 def _build(run_dir: Path, found=None) -> tuple[str, list]:
-    run = results.read_json(run_dir / "run.json")
-    records = [results.read_json(p) for p in sorted(run_dir.glob("*/cell.json"))]
+    run = load_run(run_dir / "run.json")
+    records = cells(run_dir)
     if found is None:
-        found = report.comparisons(run_dir, records, run["baseline"], Thresholds())
-    text = report.markdown(run_dir, records, found, run)
-    return plots.html_report(run_dir, records, found, run, text), found
+        found = report.comparisons(run_dir, records, run.baseline, Thresholds())
+    text = render.markdown(run_dir, records, found, run)
+    return render.html(run_dir, records, found, run, text), found
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from harness.analyse import calibration, wire
 from harness.plan.ports import FRONTEND_PORTS as PORTS
 from harness.report import rebuild
 from harness.report import tables as report
+from tests import records
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 
@@ -150,20 +151,20 @@ def test_each_probe_cell_says_how_many_delays_agree_with_the_wire(run_dir):
 
 def test_agreement_column_is_a_dash_when_nothing_was_timed_on_both_sides():
     # backend-closes-first: the proxy closes first, so the wire has no close delay
-    record = {"metrics": {"probe_vs_wire": {"compared": 0, "within_tolerance": 0,
-                                            "abs_diff_ms": {"max": None}}}}  # fmt: skip
+    record = records.make({"metrics": {"probe_vs_wire": {
+        "compared": 0, "within_tolerance": 0, "abs_diff_ms": {"max": None}}}})  # fmt: skip
     assert report._probe_vs_wire(record) == "-"
-    assert report._probe_vs_wire({"metrics": {}}) == "-"
+    assert report._probe_vs_wire(records.make({"metrics": {}})) == "-"
     for scenario in ("half-close", "chunked-stall", "backend-closes-first"):
         assert report.CATALOGUE["agree"] in report.columns(scenario)
 
 
 def test_config_lines_are_shown_under_their_parameters():
     config_lines = report.config_lines
-    assert config_lines({"params": {"size": 128}}) == []
-    record = {"params": {"config": {"backend": ["option abortonclose", "retries 3"],
-                                    "global": ["nbthread 2"]}}}  # fmt: skip
-    text = "\n".join(config_lines(record))
+    assert config_lines({"size": 128}) == []
+    params = {"config": {"backend": ["option abortonclose", "retries 3"],
+                         "global": ["nbthread 2"]}}  # fmt: skip
+    text = "\n".join(config_lines(params))
     assert (
         "```\nglobal\n    nbthread 2\nbackend\n    option abortonclose\n    retries 3\n```" in text
     )

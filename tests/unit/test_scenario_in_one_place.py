@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from harness import ROOT
+from harness.analyse.record import load_cell
 from harness.plan.scenarios import SCENARIOS
 from harness.report import tables
 
@@ -58,9 +59,7 @@ def test_a_scenario_removed_since_a_run_is_shown_as_smoke():
 def test_columns_render_for_a_recorded_cell():
     # every catalogue column reads a real record without raising (missing data: "-" or None)
     recorded = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
-    import json
-
-    record = json.loads(next(recorded.glob("*2.6.12*/cell.json")).read_text())
+    record = load_cell(next(recorded.glob("*2.6.12*/cell.json")))
     for key, (_header, read) in tables.CATALOGUE.items():
         if key in CALIBRATION_OR_FAULT:
             continue  # they read parameters only those scenarios have

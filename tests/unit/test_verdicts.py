@@ -13,8 +13,10 @@ import pytest
 
 from harness import results
 from harness.analyse.compare import FISHER, MANN_WHITNEY, Thresholds
-from harness.report import plots, rebuild
+from harness.analyse.record import CellRecord, load_cell
+from harness.report import rebuild, render
 from harness.report import tables as report
+from tests import records
 
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
 # A real run (2026-11-29, this branch): a TLS 1.3 half-close without close_notify and
@@ -25,12 +27,12 @@ OLD, NEW = (
     ("debian:bullseye", "2.2.9 (debian:bullseye)"),
     ("debian:trixie", "3.0.11 (debian:trixie)"),
 )
-RUN = {"run": "synthetic", "baseline": OLD[0], "matrix": {"name": "synthetic"}}
+RUN = records.manifest({"baseline": OLD[0], "matrix": {"name": "synthetic"}})
 
 
 def _cell(run_dir: Path, n: int, scenario: str, version: tuple[str, str], params: dict,
           probe: list[dict] | None = None, latencies: dict[float, int] | None = None,
-          load: dict | None = None, rep: int = 1) -> dict[str, Any]:  # fmt: skip
+          load: dict | None = None, rep: int = 1) -> CellRecord:  # fmt: skip
     name = f"{n:03d}-{scenario}-{version[0].replace(':', '-')}-r{rep}"
     folder = run_dir / name
     folder.mkdir(parents=True)
@@ -39,22 +41,22 @@ def _cell(run_dir: Path, n: int, scenario: str, version: tuple[str, str], params
     if latencies is not None:
         times = {str(ms): count for ms, count in latencies.items()}
         (folder / "locust.json").write_text(json.dumps([{"response_times": times}]))
-    return {
+    return records.make({
         "cell": name, "status": "ok", "scenario": scenario, "repetition": rep,
         "version": {"spec": version[0], "label": version[1]}, "params": params,
         "load": {"mode": "probe"} if probe is not None else {"mode": "closed", "users": 10,
                                                                "duration_s": 5},
-        "metrics": {"load": load or {}},
-    }  # fmt: skip
+        "metrics": {"load": load} if load else {},
+    })  # fmt: skip
 
 
 def _conn(end: str, delay: float | None) -> dict[str, Any]:
     return {"end": end, "delay_ms": delay, "stalled_at": None, "bytes": 128, "sweep": None}
 
 
-def _report(run_dir: Path, records: list[dict]) -> tuple[list, str]:
-    found = report.comparisons(run_dir, records, OLD[0], Thresholds())
-    return found, report.markdown(run_dir, records, found, RUN)
+def _report(run_dir: Path, cells: list[CellRecord]) -> tuple[list, str]:
+    found = report.comparisons(run_dir, cells, OLD[0], Thresholds())
+    return found, render.markdown(run_dir, cells, found, RUN)
 
 
 # --- A: no version verdict where the system under test is not in the path -------------------
@@ -148,7 +150,7 @@ def test_half_close_without_the_delay_says_so(tmp_path):
     assert section.index("Field note:") < section.index(note) < section.index("| HAProxy")
     assert "every one of 10 connections was closed within 0.3 ms" in note
     assert "2.2.9 (debian:bullseye), 3.0.11 (debian:trixie)" in note
-    page = plots.html_report(tmp_path, records, [], RUN, text)
+    page = render.html(tmp_path, records, [], RUN, text)
     assert '<p class="not-shown"><strong>Not shown here.</strong>' in page
 
 
@@ -210,9 +212,9 @@ def test_chunk_table_counts_every_connection_of_every_repetition(two_repetitions
 
 
 def test_all_sizes_on_request(two_repetitions):
-    records = [results.read_json(p) for p in sorted(two_repetitions.glob("*/cell.json"))]
-    table, note = report._chunk_table(records, "github", two_repetitions, all_sizes=True)
-    assert note == "" and table.count("\n") == 49 + 1
+    cells = [load_cell(p) for p in sorted(two_repetitions.glob("*/cell.json"))]
+    headers, rows, note = report.chunk_rows(cells, two_repetitions, all_sizes=True)
+    assert note == "" and len(rows) == 49 and headers[0] == "chunk size"
 
 
 def test_two_versions_with_one_label_keep_two_columns(tmp_path):
@@ -239,10 +241,10 @@ def test_backend_closes_first_note_follows_the_census(tmp_path):
     # A recorded backend-closes-first cell: FIN-WAIT-2 towards the client rose.
     [cell] = (RECORDED.parent / "report").glob("*backend-closes-first*")
     shutil.copytree(cell, tmp_path / cell.name)
-    record = results.read_json(tmp_path / cell.name / "cell.json")
+    record = load_cell(tmp_path / cell.name / "cell.json")
     assert report.phenomenon_note(tmp_path, "backend-closes-first", [record]) is None
-    for entry in record["metrics"]["census"]["haproxy"]["states"].values():
-        entry["peak"] = entry["baseline"]  # nothing lingered
+    for entry in (record.m.census or {})["haproxy"].states.values():
+        entry.peak = entry.baseline  # nothing lingered
     note = report.phenomenon_note(tmp_path, "backend-closes-first", [record])
     assert note and "neither FIN-WAIT-2 towards the client nor CLOSE-WAIT" in note
 

@@ -45,11 +45,12 @@ def test_a_cell_folder_with_wrk_json_has_its_load_latency_and_client_limit(tmp_p
     _write(tmp_path, latency_us=[[300, 1000]])
     (tmp_path / "timing.json").write_text(json.dumps({"load_start": 10.0, "load_end": 12.0,
                                                        "drain_end": 13.0}))  # fmt: skip
-    metrics = cell_metrics.compute(tmp_path, "haproxy")
-    assert metrics["load"]["latency_source"] == wrk.SOURCE_WRK
-    assert metrics["load"]["p99_ms"] == 0.3 and metrics["load"]["latency_count"] == 1000
-    assert metrics["client_errors"] == {"read": 1, "timeout": 2}
-    assert metrics["client_status_codes"] == {"<400": 997, ">=400": 3}
+    metrics = cell_metrics.compute(tmp_path, "haproxy")  # through the typed record
+    assert metrics.load is not None and metrics.load.latency_source == wrk.SOURCE_WRK
+    assert metrics.load.p99_ms == 0.3 and metrics.load.latency_count == 1000
+    assert metrics.load.generator == "wrk" and metrics.load.threads == 2
+    assert metrics.client_errors == {"read": 1, "timeout": 2}
+    assert metrics.client_status_codes == {"<400": 997, ">=400": 3}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,551 @@
+"""The cell record (``cell.json``) and the run manifest (``run.json``), typed and versioned.
+
+The analysis and the runner write these models; the report, compare, rerun, tidy,
+publish and bisect read them back through :func:`load_cell` / :func:`load_run`, never
+through string paths into a dict. ``cell.json`` is ``CellRecord.model_dump_json`` (keys
+sorted, two-space indent: :func:`dump`), ``run.json`` likewise.
+
+A run folder may come from someone else, so reading is validation: unknown keys, a
+string where a number goes, a bool where a count goes, NaN or infinity, an integer
+beyond 64 bits or a float beyond 1e15 are refused with a :class:`RecordError` (exit 2)
+naming the file, the key and what was expected. Reading is strict (no "5" for 5).
+
+Versions: ``schema_version`` is :data:`SCHEMA_VERSION`. A record from before it (no
+``schema_version``: harness commits up to b9e2d8f) is *migrated*, in one function,
+:func:`migrate`, which says exactly what it changes; a record with a schema_version
+this harness does not know (a newer harness wrote it) is refused.
+
+Fields that a cell did not measure are absent from the file, not null (``exclude_unset``
+on writing): a cell's record says exactly what was measured. A null that is written is
+a measured "none" (a census state that never drained, an empty distribution).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from harness import results
+from harness.errors import HarnessError
+from harness.plan.spec import Verdicts
+from harness.quote import shown
+
+SCHEMA_VERSION = 1
+
+# Bounds of a number in a record. An int beyond 64 bits is no measurement (and a hostile
+# one costs time in every str()); a float beyond 1e15 has lost integer precision (2**53 is
+# about 9e15) and no quantity the harness measures (ms, s, bytes, counts) comes near it.
+INT_MAX = 2**63 - 1
+FLOAT_MAX = 1e15
+# Longest text in a record: an error message with a command line, its output and a log
+# path is a few kB; the runner cuts a longer one to this (harness.runner._write_record).
+TEXT_MAX = 1_000_000
+
+Count = Annotated[int, Field(ge=0, le=INT_MAX)]
+Int = Annotated[int, Field(ge=-INT_MAX, le=INT_MAX)]
+_Float = Annotated[float, Field(ge=-FLOAT_MAX, le=FLOAT_MAX)]
+# A measured quantity: ints stay ints on a round trip (a timer's 4128 ms is not written
+# back as 4128.0), floats stay floats.
+Number = Int | _Float
+Text = Annotated[str, Field(max_length=TEXT_MAX)]
+Name = Annotated[str, Field(max_length=200)]
+# A scenario parameter as the plan dumps it (harness.plan.scenarios): None where a
+# parameter is unset (chunk_min when chunk_sizes is given), a list for chunk_sizes.
+ParamValue = None | bool | Number | Text | list[bool | Number | Text]
+
+
+class RecordError(HarnessError):
+    """A cell.json or run.json that is not what this harness writes (exit 2)."""
+
+
+class _Model(BaseModel):
+    # Strict: a record is read back exactly as written, so "5" for 5 or 1 for true is an
+    # edit, not a harness's output. No NaN or infinity (they pass every bound).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+# --- distributions ---------------------------------------------------------------------
+
+
+class Distribution(_Model):
+    """Nearest-rank percentiles of a sample (harness.analyse.distribution.summary and the
+    log's timer percentiles): ``count`` values, statistics None when there are none.
+    Units are the field's (``delay_ms``: ms; ``bytes``: bytes; HAProxy timers: ms)."""
+
+    count: Count | None = None
+    min: Number | None = None
+    p50: Number | None = None
+    p90: Number | None = None
+    p99: Number | None = None
+    max: Number | None = None
+
+
+# --- what the load generator measured ---------------------------------------------------
+
+
+class LoadMetrics(_Model):
+    """Locust's counts (requests, failures, req/s) and the request latency in ms: the
+    client's HDR histogram (``latency_source`` says which), else Locust's rounded one."""
+
+    requests: Count
+    failures: Count
+    rps: Number
+    mean_ms: Number | None = None
+    max_ms: Number | None = None
+    p50_ms: Number | None = None
+    p90_ms: Number | None = None
+    p99_ms: Number | None = None
+    latency_count: Count | None = None
+    latency_source: Text | None = None
+    source: Text | None = None  # set when Locust did not finish (its last periodic summary)
+    # wrk (harness.analyse.wrk.aggregated): its threads and socket errors by kind
+    generator: Literal["wrk"] | None = None
+    threads: Count | None = None
+    errors: dict[Name, Count] | None = None
+
+
+class ClientFailures(_Model):
+    """Failures the client saw, joined to HAProxy's log by unique id."""
+
+    count: Count
+    with_id: Count
+    matched_in_log: Count
+    flags: dict[Name, Count] = {}
+
+
+# --- the probe -------------------------------------------------------------------------
+
+
+class SweepPoint(_Model):
+    """One connection's result at one value of a swept parameter (e.g. chunk_size=20):
+    stalled (harness.analyse.probe_samples.stalled), bytes received, close delay (ms),
+    how it ended and HAProxy's termination state for it."""
+
+    name: Name
+    value: bool | Number | Name
+    stalled: bool
+    bytes: Count | None = None
+    delay_ms: Number | None = None
+    end: Name
+    flag: Name
+
+
+class ProbeMetrics(_Model):
+    """harness.analyse.probe_samples.summarise: close delays (ms), end types, stalls."""
+
+    connections: Count
+    delay_ms: Distribution
+    ends: dict[Name, Count]
+    complete: Count
+    incomplete: Count
+    stalled: Count
+    bytes: Distribution
+    flags: dict[Name, Count]
+    # one point per swept value (the last connection with it), in sweep order
+    sweep: list[SweepPoint] = []
+
+
+# --- the wire --------------------------------------------------------------------------
+
+
+class WireMetrics(_Model):
+    """harness.analyse.wire.summarise: closes seen in the pcap (ms)."""
+
+    connections: Count
+    end: dict[Name, Count]
+    first_closer: dict[Name, Count]
+    close_sequence: dict[Name, dict[Name, Count]] = {}
+    delay_ms: Distribution
+
+
+class ProbeVsWire(_Model):
+    """harness.analyse.wire.agreement: probe against wire, joined by client port."""
+
+    joined: Count
+    probe_only: Count
+    wire_only: Count
+    compared: Count
+    abs_diff_ms: Distribution
+    tolerance_ms: Number
+    within_tolerance: Count
+    end_mismatch: Count
+
+
+# --- the census ------------------------------------------------------------------------
+
+
+class StateSeries(_Model):
+    """One TCP state and direction in one namespace (harness.analyse.census.analyse):
+    counts; times in s relative to the load's start; timeline ``[[t, count], ...]``."""
+
+    baseline: Count
+    peak: Count
+    peak_at_s: Number | None
+    final: Count
+    drain_s: Number | None
+    timeline: list[Annotated[list[Number], Field(min_length=2, max_length=2)]]
+
+
+class StateTotal(_Model):
+    """One TCP state, both directions summed."""
+
+    peak: Count
+    peak_at_s: Number | None
+    final: Count
+
+
+class CensusSide(_Model):
+    """The census of one namespace (client, haproxy, backend): ``states`` keyed
+    "STATE/in" or "STATE/out", ``totals`` keyed by state."""
+
+    samples: Count
+    rate_hz: Number | None
+    max_gap_s: Number | None
+    captured_s: Annotated[list[Number], Field(min_length=2, max_length=2)] | None
+    states: dict[Name, StateSeries]
+    totals: dict[Name, StateTotal]
+
+
+# --- HAProxy ---------------------------------------------------------------------------
+
+
+class HaproxyLog(_Model):
+    """harness.analyse.haproxy_log.summarise: counts and timer percentiles (ms)."""
+
+    total: Count
+    termination_states: dict[Name, Count]
+    status_codes: dict[Name, Count]
+    status_classes: dict[Name, Count]
+    retries_total: Count
+    redispatches: Count
+    timers: dict[Name, Distribution]
+
+
+class HaproxyCounters(_Model):
+    """``show info`` / ``show stat`` after the load (harness.analyse.cell_metrics)."""
+
+    info: dict[Name, Int]
+    servers: dict[Name, dict[Name, Int]]
+    frontend_responses: dict[Name, Int]
+
+
+class BackendTotals(_Model):
+    """The backend's own counts over the load (minus the /_stats request)."""
+
+    connections: Int
+    requests: Int
+    connections_per_s: Number
+
+
+class Resources(_Model):
+    """One container over the load window: CPU seconds, average cores, peak memory."""
+
+    cpu_seconds: Number
+    cores: Number
+    memory_peak_mb: Number
+
+
+class ClientLimit(_Model):
+    """The numbers behind client_bound / host_saturated (cell_metrics.client_limit)."""
+
+    client_cores: Number
+    client_ceiling_cores: Number
+    bound_fraction: Number
+    host_saturated_below_idle_cores: Number
+    used_of_ceiling: Number | None = None
+    could_use_cores: Number | None = None
+    used_of_could_use: Number | None = None
+    host_online_cpus: Number | None = None
+    host_busy_cores: Number | None = None
+    host_idle_cores: Number | None = None
+    host_busy_fraction: Number | None = None
+    host_steal_cores: Number | None = None
+    host_busy_outside_stack_cores: Number | None = None
+
+
+class Metrics(_Model):
+    """Everything measured in one cell (harness.analyse.cell_metrics.compute); a field
+    is set only when its raw file was there."""
+
+    load: LoadMetrics | None = None
+    client_errors: dict[Text, Count] | None = None
+    client_status_codes: dict[Name, Count] = {}
+    haproxy: HaproxyLog | None = None
+    flags_explained: dict[Name, Text] | None = None
+    haproxy_unparsed_lines: Count | None = None
+    client_failures: ClientFailures | None = None
+    probe: ProbeMetrics | None = None
+    wire: WireMetrics | None = None
+    probe_vs_wire: ProbeVsWire | None = None
+    # calibration cells: [probe ms, wire ms] per joined connection
+    calibration_pairs: (
+        list[Annotated[list[Number | None], Field(min_length=2, max_length=2)]] | None
+    ) = None
+    fault_at_s: Number | None = None
+    census: dict[Name, CensusSide] | None = None
+    backend: BackendTotals | None = None
+    haproxy_counters: HaproxyCounters | None = None
+    resources: dict[Name, Resources] | None = None
+    client_bound: bool | None = None
+    host_saturated: bool | None = None
+    client_limit: ClientLimit | None = None
+
+
+# --- the cell record -------------------------------------------------------------------
+
+
+class VersionRecord(_Model):
+    """The HAProxy a cell ran: its spec, label, origin and the image's reported version."""
+
+    spec: Name
+    label: Text
+    origin: Text
+    custom: bool
+    reported: Name
+    image: Text
+    image_id: Text
+
+
+class LoadRecord(_Model):
+    """The load settings of the cell (harness.plan.spec.Load) and its mode as run:
+    ``probe``, ``closed-loop`` or ``open-loop``."""
+
+    mode: Name
+    users: Int | None = None
+    spawn_rate: Number | None = None
+    rate: Number | None = None
+    duration_s: Number | None = None
+    generator: Literal["locust", "wrk"] = "locust"  # absent in records before wrk
+    threads: Int | None = None
+    workers: Int | None = None
+
+
+Status = Literal["ok", "failed", "interrupted"]
+
+
+class CellRecord(_Model):
+    """One cell: what ran (version, scenario, parameters, load, images, rendered files'
+    sha256), how it went (status, error, phases in s, timestamps in ISO 8601 UTC) and
+    what it measured (``metrics``, absent for a cell that measured nothing)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    cell: Name
+    index: Int
+    run: Name
+    version: VersionRecord
+    scenario: Name
+    params: dict[Name, ParamValue] = {}
+    project: Name | None = None
+    load_args: list[Text] = []
+    rendered: dict[Name, Name] | None = None
+    repetition: Int
+    target: Name = "haproxy"
+    load: LoadRecord
+    images: dict[Name, Text] = {}
+    started: Name
+    phases: dict[Name, Number] = {}
+    status: Status
+    error: Text | None = None
+    finished: Name | None = None
+    metrics: Metrics | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The cell ran to its end and was analysed."""
+        return self.status == "ok"
+
+    @property
+    def m(self) -> Metrics:
+        """The metrics, or an empty :class:`Metrics` for a cell that measured nothing."""
+        return self.metrics or Metrics()
+
+
+# --- the run manifest ------------------------------------------------------------------
+
+
+class ImageRecord(_Model):
+    """An image a run used: its tag, and for HAProxy its id and reported version."""
+
+    tag: Text
+    id: Text | None = None
+    reported: Name | None = None
+
+
+class Stopped(_Model):
+    """Where a run stopped early: the cell, and the signal or the error."""
+
+    cell: Name
+    by: Text | None = None
+    error: Text | None = None
+
+
+class RunManifest(_Model):
+    """run.json: what was asked (the matrix as validated, its file and sha256), where it
+    ran (images, environment), and how it ended (finished, interrupted or failed)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    run: Name
+    # The matrix as harness.plan.spec.Matrix dumped it; a resume validates it again.
+    matrix: dict[Name, JsonValue]
+    matrix_file: Text | None = None
+    matrix_sha256: Name | None = None
+    baseline: Name
+    cells: Count
+    images: dict[Name, ImageRecord] = {}
+    environment: dict[Name, JsonValue] = {}
+    started: Name
+    finished: Name | None = None
+    resumed: list[Name] = []
+    interrupted: Stopped | None = None
+    failed: Stopped | None = None
+
+    @field_validator("matrix")
+    @classmethod
+    def _verdicts_are_valid(cls, matrix: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        # They reach the statistics (thresholds()): bounded as in a matrix file.
+        try:
+            Verdicts.model_validate(matrix.get("verdicts") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, ("verdicts", *first["loc"])))
+            raise ValueError(f"{where}: {first['msg']}") from None
+        return matrix
+
+    def thresholds(self) -> dict[str, float]:
+        """The matrix's ``verdicts:`` thresholds (harness.analyse.compare.Thresholds),
+        validated as a matrix file's (harness.plan.spec.Verdicts)."""
+        return Verdicts.model_validate(self.matrix.get("verdicts") or {}).model_dump()
+
+    def load(self) -> JsonValue:
+        """The matrix's ``load:`` settings, as recorded."""
+        return self.matrix.get("load")
+
+
+# --- reading and writing ---------------------------------------------------------------
+
+
+def dump(model: BaseModel) -> str:
+    """The file text of a record or manifest: JSON of the fields that were set, keys
+    sorted, two-space indent, ending in a newline."""
+    data = model.model_dump(mode="json", exclude_unset=True)
+    if isinstance(model, CellRecord | RunManifest):  # a default is still written
+        data["schema_version"] = SCHEMA_VERSION
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A cell.json written before records had a schema_version, as version 1.
+
+    What changed, and so what this does (nothing else is touched; a record that still
+    does not validate is refused like any other):
+
+    - ``metrics.probe.by_sweep`` (``{"chunk_size=20": {...}}``) becomes
+      ``metrics.probe.sweep``, a list of points with ``name`` and ``value`` (the value
+      parsed as an int where it is one);
+    - ``metrics.probe.incomplete``, where missing, is ``connections - complete`` (the
+      summariser counts every connection as one or the other);
+    - ``metrics.probe_vs_wire.within_2ms`` becomes ``within_tolerance`` with
+      ``tolerance_ms`` 2.0 (the tolerance was 2 ms then);
+    - ``schema_version`` 1 is set.
+    """
+    data = dict(data)
+    metrics = data.get("metrics")
+    if isinstance(metrics, dict):
+        metrics = data["metrics"] = dict(metrics)
+        probe = metrics.get("probe")
+        if isinstance(probe, dict) and isinstance(probe.get("by_sweep"), dict):
+            probe = metrics["probe"] = dict(probe)
+            points = []
+            for key, point in probe.pop("by_sweep").items():
+                name, _, value = str(key).partition("=")
+                parsed: Any = int(value) if value.lstrip("-").isdigit() else value
+                points.append({"name": name, "value": parsed, **point})
+            probe["sweep"] = points
+        if isinstance(probe, dict) and "incomplete" not in probe:
+            probe = metrics["probe"] = dict(probe)
+            connections, complete = probe.get("connections"), probe.get("complete")
+            if isinstance(connections, int) and isinstance(complete, int):
+                probe["incomplete"] = connections - complete
+        joined = metrics.get("probe_vs_wire")
+        if isinstance(joined, dict) and "within_2ms" in joined:
+            joined = metrics["probe_vs_wire"] = dict(joined)
+            joined["within_tolerance"] = joined.pop("within_2ms")
+            joined.setdefault("tolerance_ms", 2.0)
+    data["schema_version"] = SCHEMA_VERSION
+    return data
+
+
+def _versioned(data: Any, path: Path, what: str) -> Any:
+    if not isinstance(data, dict):
+        raise RecordError(
+            f"{path}: not the {what} the harness writes (it holds a {type(data).__name__}, "
+            "not a mapping). It was edited or damaged since; restore it, or measure that "
+            "cell or matrix again."
+        )
+    version = data.get("schema_version")
+    if version is None:
+        return migrate(data) if what == "cell.json" else {**data, "schema_version": 1}
+    if version != SCHEMA_VERSION:
+        raise RecordError(
+            f"{path}: schema_version {shown(version)}, but this harness reads "
+            f"{SCHEMA_VERSION}. A newer harness wrote it: read it with that one, or measure "
+            "the cell or matrix again with this one."
+        )
+    return data
+
+
+def _refused(exc: ValidationError, path: Path, what: str) -> RecordError:
+    first = exc.errors()[0]
+    where = ".".join(map(str, first["loc"])) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return RecordError(
+        f"{path}: not the {what} the harness writes: at {where}, {first['msg'].lower()} "
+        f"(got {shown(first.get('input'))}){more}. It was edited or damaged since, or "
+        "written by another program. `harness report` will not repair it: restore the "
+        "file from a copy, or measure that cell or matrix again."
+    )
+
+
+def parse_cell(data: Any, path: Path) -> CellRecord:
+    """A cell record from the JSON value read from ``path`` (migrated if it predates
+    schema_version). Raises RecordError naming ``path`` and the first bad key."""
+    try:
+        return CellRecord.model_validate(_versioned(data, path, "cell.json"))
+    except ValidationError as exc:
+        raise _refused(exc, path, "cell.json") from None
+
+
+def parse_run(data: Any, path: Path) -> RunManifest:
+    """A run manifest from the JSON value read from ``path``. Raises RecordError."""
+    try:
+        return RunManifest.model_validate(_versioned(data, path, "run.json"))
+    except ValidationError as exc:
+        raise _refused(exc, path, "run.json") from None
+
+
+def load_cell(path: Path) -> CellRecord:
+    """Read and validate one cell.json. Raises HarnessError (RecordError) naming it."""
+    return parse_cell(results.read_json(path), path)
+
+
+def load_run(path: Path) -> RunManifest:
+    """Read and validate one run.json. Raises HarnessError (RecordError) naming it."""
+    return parse_run(results.read_json(path), path)
+
+
+def cells(run_dir: Path) -> list[CellRecord]:
+    """Every cell record of a run, in cell order. Raises RecordError on the first bad one."""
+    return [load_cell(p) for p in sorted(run_dir.glob("*/cell.json"))]
+
+
+def write_cell(path: Path, record: CellRecord) -> None:
+    """Write cell.json atomically (harness.results.write_text). Raises ResultsError."""
+    results.write_text(path, dump(record))
+
+
+def write_run(path: Path, manifest: RunManifest) -> None:
+    """Write run.json atomically (harness.results.write_text). Raises ResultsError."""
+    results.write_text(path, dump(manifest))

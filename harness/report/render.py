@@ -1,0 +1,126 @@
+"""report.md and report.html: Jinja2 templates (templates/report.md.j2, report.html.j2)
+over the one report model (harness.report.model.Report).
+
+Markdown has no autoescape: its filters escape what data could break (a "|" ending a
+table cell, a backtick closing a code span, a newline ending a list item). HTML is
+autoescaped; the only markup that reaches the page unescaped is the plots' SVG (drawn
+here by matplotlib from numbers and escaped labels) and tabulate's HTML tables (which
+escape every cell).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+from tabulate import tabulate
+
+from harness.analyse.compare import Comparison
+from harness.analyse.record import CellRecord, RunManifest
+from harness.report import model, plots, tables
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+def _inline(text: str) -> Markup:
+    """Escape first, then turn the sentence's own Markdown `code` and **bold** into tags."""
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text)))
+    return Markup(re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out))
+
+
+def _html_table(rows: list[list[Any]], headers: list[str], stall: bool = False) -> Markup:
+    """tabulate's "html" format, which escapes every cell and header; ``stall``: cells
+    that read "STALL ..." get their class."""
+    text = tabulate(rows, headers, tablefmt="html")
+    if stall:
+        text = text.replace("<td>STALL ", '<td class="stall">STALL ')
+    return Markup(f'<div class="scroll">{text}</div>')
+
+
+@cache
+def _environment(kind: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=kind == "html",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["config_intro"] = tables.CONFIG_INTRO
+    if kind == "md":
+        env.filters.update(
+            table=lambda rows, headers: tables._md_table(rows, headers),
+            code=tables._code,
+            line=tables._one_line,
+            fenced=lambda lines: "\n".join(tables._fenced(lines)),
+        )
+    else:
+        env.filters.update(
+            inline=_inline,
+            table=_html_table,
+            slug=plots._slug,
+            verdict_class=lambda verdict: "v-" + plots._slug(verdict),
+        )
+    return env
+
+
+def markdown(
+    run_dir: Path, records: list[CellRecord], found: list[Comparison], run: RunManifest
+) -> str:
+    """report.md of a run (see :func:`harness.report.model.build` for the arguments)."""
+    return markdown_of(model.build(run_dir, records, found, run))
+
+
+def markdown_of(report: model.Report) -> str:
+    """report.md from its model: GitHub-flavoured, pasteable into an issue."""
+    template = _environment("md").get_template("report.md.j2")
+    return template.render(r=report, headers=model.VERDICT_HEADERS)
+
+
+# The report's stylesheet, shared with the published site (harness.report.site).
+CSS = (TEMPLATES / "report.css").read_text()
+
+
+def html(
+    run_dir: Path,
+    records: list[CellRecord],
+    found: list[Comparison],
+    run: RunManifest,
+    text: str | None = None,
+) -> str:
+    """report.html of a run: the same model as report.md, with plots, self-contained.
+    ``text``: report.md's text, attached escaped for pasting (rendered when None)."""
+    return html_of(model.build(run_dir, records, found, run), run_dir, text)
+
+
+def html_of(report: model.Report, run_dir: Path, text: str | None = None) -> str:
+    """report.html from its model; the plots are drawn from the model's records and
+    the raw files in ``run_dir``."""
+    everything = [r for s in report.scenarios for r in s.records]
+    palette = plots.Palette(everything)  # one colour per version across the page
+    figures = {
+        s.name: [Markup(f) for f in plots.figures(run_dir, s.name, s.records, palette)]
+        for s in report.scenarios
+    }
+    template = _environment("html").get_template("report.html.j2")
+    return template.render(
+        r=report,
+        headers=model.VERDICT_HEADERS,
+        rows=list(zip(report.found, report.verdict_rows, strict=True)),
+        figures=figures,
+        css=Markup(CSS),
+        text=markdown_of(report) if text is None else text,
+    )
+
+
+def write_index(results_dir: Path) -> None:
+    """results/index.md: every run with its verdicts (harness.report.model.index):
+    regressions, improvements, changes and small changes in words, then how many
+    comparisons show no significant change."""
+    template = _environment("md").get_template("index.md.j2")
+    (results_dir / "index.md").write_text(template.render(entries=model.index(results_dir)))

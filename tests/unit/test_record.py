@@ -1,0 +1,209 @@
+"""The typed cell record and run manifest (harness/analyse/record.py): what the harness
+wrote reads back unchanged; an older record is migrated; an edited or hostile one is
+refused with a message naming the file and the key, never a traceback."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT, cli
+from harness.analyse import record
+from harness.analyse.record import CellRecord, RecordError
+from harness.plan import spec
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+CELLS = sorted(DATA.glob("*/*/cell.json"))
+STALL = DATA / "run-chunked-stall" / "009-chunked-stall-2.6.12-debian-bookworm-5d2a4b-r1"
+
+
+@pytest.mark.parametrize("path", CELLS, ids=lambda p: p.parent.name)
+def test_every_recorded_cell_reads_back_as_written(path):
+    migrated = record.migrate(json.loads(path.read_text()))
+    assert json.loads(record.dump(record.load_cell(path))) == migrated
+
+
+def test_an_older_record_is_migrated_to_typed_sweep_points():
+    old = json.loads((STALL / "cell.json").read_text())
+    assert "schema_version" not in old and "chunk_size=32" in old["metrics"]["probe"]["by_sweep"]
+    cell = record.load_cell(STALL / "cell.json")
+    assert cell.schema_version == 1
+    points = {p.value: p for p in cell.m.probe.sweep}
+    assert points[32].name == "chunk_size" and isinstance(points[32].value, int)
+    assert points[32].stalled == old["metrics"]["probe"]["by_sweep"]["chunk_size=32"]["stalled"]
+    assert cell.m.probe_vs_wire.within_tolerance == old["metrics"]["probe_vs_wire"]["within_2ms"]
+
+
+def test_written_records_round_trip(tmp_path):
+    cell = record.load_cell(STALL / "cell.json")
+    record.write_cell(tmp_path / "cell.json", cell)
+    text = (tmp_path / "cell.json").read_text()
+    assert json.loads(text)["schema_version"] == 1
+    assert record.load_cell(tmp_path / "cell.json") == cell
+
+
+def _edited(tmp_path: Path, edit) -> Path:
+    data = record.migrate(json.loads((STALL / "cell.json").read_text()))
+    edit(data)
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+HOSTILE = {
+    "string for a number": (
+        lambda d: d["metrics"]["probe"].update(stalled="5"),
+        "metrics.probe.stalled",
+    ),
+    "bool for a count": (
+        lambda d: d["metrics"]["probe"].update(connections=True),
+        "metrics.probe.connections",
+    ),
+    "extra key": (lambda d: d["metrics"].update(surprise=1), "metrics.surprise"),
+    "extra top-level key": (lambda d: d.update(exploit="x"), "exploit"),
+    "huge integer": (
+        lambda d: d["metrics"]["probe"].update(stalled=10**400),
+        "metrics.probe.stalled",
+    ),
+    "huge float": (lambda d: d["metrics"]["load"].update(rps=1e300), "metrics.load.rps"),
+    "negative count": (lambda d: d["metrics"]["probe"].update(stalled=-1), "metrics.probe.stalled"),
+    "list for a mapping": (lambda d: d["metrics"].update(probe=[1, 2]), "metrics.probe"),
+    "wrong status": (lambda d: d.update(status="pwned"), "status"),
+    "missing version": (lambda d: d.pop("version"), "version"),
+    "newer schema": (lambda d: d.update(schema_version=2), "schema_version 2"),
+    "sweep point without value": (
+        lambda d: d["metrics"]["probe"]["sweep"][0].pop("value"),
+        "metrics.probe.sweep.0.value",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_a_hostile_cell_json_is_refused_naming_file_and_key(tmp_path, case):
+    edit, where = HOSTILE[case]
+    path = _edited(tmp_path, edit)
+    with pytest.raises(RecordError) as caught:
+        record.load_cell(path)
+    message = str(caught.value)
+    assert str(path) in message and where in message
+    assert len(message) < 1000  # a huge value is not echoed back
+
+
+def test_nan_and_infinity_are_refused(tmp_path):
+    for value in ("NaN", "Infinity", "1e400"):
+        text = (
+            (STALL / "cell.json")
+            .read_text()
+            .replace('"rps": 16.077323515924476', f'"rps": {value}')
+        )
+        assert value in text
+        path = tmp_path / "cell.json"
+        path.write_text(text)
+        with pytest.raises(RecordError, match=r"metrics\.load\.rps"):
+            record.load_cell(path)
+
+
+def test_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "cell.json"
+    path.write_text("[1, 2, 3]")
+    with pytest.raises(RecordError, match="not a mapping"):
+        record.load_cell(path)
+
+
+def test_a_hostile_run_json_is_refused(tmp_path):
+    data = json.loads((DATA / "run-chunked-stall" / "run.json").read_text())
+    data["cells"] = "three"
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=r"run.json.*at cells"):
+        record.load_run(path)
+
+
+@pytest.mark.parametrize("verb", ["report", "compare", "rerun"])
+def test_the_cli_exits_2_with_a_message_on_an_edited_cell_json(tmp_path, capsys, verb):
+    run_dir = tmp_path / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    path = run_dir / STALL.name / "cell.json"
+    data = json.loads(path.read_text())
+    data["repetition"] = "1; rm -rf /"
+    path.write_text(json.dumps(data))
+    argv = {
+        "report": ["report", str(run_dir)],
+        "compare": ["compare", str(run_dir), str(run_dir)],
+        "rerun": ["rerun", str(path.parent)],  # refused before anything is started
+    }[verb]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "repetition" in err and "Traceback" not in err
+
+
+def test_resume_of_an_edited_run_json_exits_2_before_anything_starts(tmp_path, capsys):
+    run_dir = tmp_path / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    data = json.loads((run_dir / "run.json").read_text())
+    data["cells"] = 1e300
+    (run_dir / "run.json").write_text(json.dumps(data))
+    assert cli.main(["matrix", "--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(run_dir / "run.json") in err and "cells" in err and "Traceback" not in err
+
+
+def test_publish_lists_a_run_with_an_edited_cell_json_as_unreadable(tmp_path):
+    results_dir = tmp_path / "results"
+    run_dir = results_dir / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    path = run_dir / STALL.name / "cell.json"
+    data = json.loads(path.read_text())
+    data["metrics"]["probe"]["stalled"] = "5"
+    path.write_text(json.dumps(data))
+    assert cli.main(["publish", str(results_dir), "--out", str(tmp_path / "site")]) == 0
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "unreadable: RecordError" in index
+
+
+def test_every_cell_of_the_default_matrix_makes_a_valid_record():
+    # The runner's record of each cell's parameters (None for an unset chunk_min, a list
+    # for chunk_sizes, ...) validates and reads back: a cell cannot be measured and then
+    # fail to be recorded.
+    plan = spec.load(ROOT / "matrices" / "default.yaml", "20261124T230400Z-default")
+    for cell in plan.cells:
+        data = {
+            "cell": cell.id, "index": cell.index, "run": cell.run_id,
+            "version": {"spec": cell.version.text, "label": cell.version.label,
+                        "origin": cell.version.origin, "custom": cell.version.custom,
+                        "reported": "", "image": "", "image_id": ""},
+            "scenario": cell.scenario, "params": cell.params, "repetition": cell.repetition,
+            "load": {**cell.load.model_dump(), "mode": "probe"}, "started": "", "status": "ok",
+        }  # fmt: skip
+        written = CellRecord.model_validate(data, strict=False)
+        back = record.parse_cell(json.loads(record.dump(written)), Path("cell.json"))
+        assert back == written, cell.id
+    assert any(c.params.get("chunk_min", 0) is None for c in plan.cells)
+
+
+@pytest.mark.parametrize("alpha", [5, -1, "NaN"])
+def test_verdict_thresholds_of_a_run_json_are_bounded_as_in_a_matrix_file(tmp_path, alpha):
+    data = json.loads((DATA / "run-chunked-stall" / "run.json").read_text())
+    data["matrix"]["verdicts"]["alpha"] = float(alpha) if alpha == "NaN" else alpha
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=r"at matrix.*verdicts\..*alpha"):
+        record.load_run(path)
+
+
+def test_thresholds_are_the_matrix_files_with_defaults():
+    run = record.load_run(DATA / "run-chunked-stall" / "run.json")
+    assert run.thresholds() == {
+        "alpha": 0.01, "min_effect": 0.3, "min_ratio": 1.2, "min_rate_diff": 0.05
+    }  # fmt: skip
+
+
+def test_an_error_longer_than_a_record_holds_is_cut_not_lost(tmp_path):
+    from harness import runner
+
+    data = record.migrate(json.loads((STALL / "cell.json").read_text()))
+    data.update(status="failed", error="x" * (record.TEXT_MAX + 10))
+    written = runner._write_record(tmp_path, data)
+    assert written.error is not None and written.error.endswith("(cut; see commands.log)")
+    assert record.load_cell(tmp_path / "cell.json") == written

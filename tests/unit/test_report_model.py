@@ -1,0 +1,81 @@
+"""One report model, two renderers (issue 12, point 4): report.md and report.html are
+Jinja2 templates over harness.report.model.Report; index.md comes from each run's
+verdict data; plots.py draws SVG only."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from harness import cli
+from harness.analyse.record import cells, load_run
+from harness.report import model, render, tables
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+
+
+def _reported(tmp_path: Path, run: str = "run-chunked-stall") -> Path:
+    run_dir = tmp_path / "results" / "20261124T230400Z-golden"
+    shutil.copytree(DATA / run, run_dir)
+    assert cli.main(["report", str(run_dir)]) in (0, 3)
+    return run_dir
+
+
+def test_both_reports_render_the_same_model(tmp_path):
+    run_dir = _reported(tmp_path, "run-half-close-keepalive")
+    report = model.build(
+        run_dir, cells(run_dir), tables.read_verdicts(run_dir), load_run(run_dir / "run.json")
+    )
+    text = render.markdown_of(report)
+    assert text == (run_dir / "report.md").read_text()
+    page = render.html_of(report, run_dir, text)
+    # every verdict sentence, scenario and flag of the model is on both
+    for c in report.found:
+        assert tables._one_line(c.words) in text
+    for s in report.scenarios:
+        assert f"## {s.name}" in text and f'id="s-{s.name}"' in page
+    for f in report.flags:
+        assert f"`{f.state}` ({f.count}×)" in text and f"<code>{f.state}</code>" in page
+    assert page.count("<svg") >= len(report.scenarios)
+
+
+def test_index_comes_from_the_verdicts_not_from_report_md(tmp_path):
+    run_dir = _reported(tmp_path)
+    index = run_dir.parent / "index.md"
+    assert "**verdicts: 0 regressions, 0 improvements, 0 small changes, 4 no change**" in (
+        index.read_text()
+    )
+    # a line in report.md that looks like a verdict is not one
+    with (run_dir / "report.md").open("a") as out:
+        out.write("- 9.9.9 vs 1.0.0: fake — regression\n")
+    render.write_index(run_dir.parent)
+    assert "fake" not in index.read_text()
+    # verdicts.json that this harness did not write: said, not guessed from report.md
+    (run_dir / "verdicts.json").write_text(json.dumps([{"surprise": 1}]))
+    render.write_index(run_dir.parent)
+    assert "verdicts.json unreadable" in index.read_text()
+
+
+def test_html_is_autoescaped_and_markdown_escapes_table_cells(tmp_path):
+    run_dir = _reported(tmp_path)
+    report = model.build(run_dir, cells(run_dir), [], load_run(run_dir / "run.json"))
+    evil = "<script>alert(1)</script> | `x`"
+    images = model.Table(["image", "tag", "id", "HAProxy reported"], [[evil, evil, "-", "-"]])
+    provenance = model.Provenance(**{**report.provenance.__dict__, "images": images})
+    hostile = model.Report(
+        **{**report.__dict__, "description": evil, "title": evil, "provenance": provenance}
+    )
+    page = render.html_of(hostile, run_dir, "")
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    text = render.markdown_of(hostile)
+    # the pipe cannot end the table cell it is in
+    [row] = [line for line in text.splitlines() if line.startswith("| <script>")]
+    assert len(re.split(r"(?<!\\)\|", row.strip().strip("|"))) == 4
+
+
+def test_plots_draw_svg_only():
+    source = (ROOT / "harness" / "report" / "plots.py").read_text()
+    # the page is the template's: no HTML sections are built in the plotting module
+    assert not re.search(r"<(h[1-6]|ul|li|nav|table|html|body|details)\b", source)
+    assert "def html_report" not in source and "CSS" not in source
