@@ -53,8 +53,10 @@ Number = Int | _Float
 Text = Annotated[str, Field(max_length=TEXT_MAX)]
 Name = Annotated[str, Field(max_length=200)]
 # A scenario parameter as the plan dumps it (harness.plan.scenarios): None where a
-# parameter is unset (chunk_min when chunk_sizes is given), a list for chunk_sizes.
-ParamValue = None | bool | Number | Text | list[bool | Number | Text]
+# parameter is unset (chunk_min when chunk_sizes is given), a list for chunk_sizes, and
+# for ``config`` (harness.plan.params) HAProxy config lines by section name.
+ConfigLines = dict[Name, Annotated[list[Text], Field(max_length=1000)]]
+ParamValue = None | bool | Number | Text | list[bool | Number | Text] | ConfigLines
 
 
 class RecordError(HarnessError):
