@@ -143,7 +143,9 @@ def test_fin_without_delay_is_immediate(backends: dict[str, int]) -> None:
         assert s["end"] == "fin" and s["error"] is None
         assert s["complete"] and s["statuses"] == [200] and s["bytes"] == 128
         assert s["expected_bytes"] == 128 and s["truncated_at"] is None
-        assert 0 <= s["delay_ms"] < 5
+        # immediate: well under any delay the backend can inject (the smallest other
+        # test uses 100 ms); not < 5 ms, which a busy shared host's scheduler can exceed
+        assert 0 <= s["delay_ms"] < 50
 
 
 def test_fin_delay_200ms_is_measured_to_10ms(backends: dict[str, int]) -> None:
@@ -191,7 +193,9 @@ def test_fin_with_request_counts_the_response_that_comes_after_our_fin(
     cfg = cfg_for(backends["http"], path="/?delay_ms=100&size=3000", variant="fin-with-request")
     s = probe_once(cfg)
     assert s["end"] == "fin" and s["complete"] and s["bytes"] == s["expected_bytes"] == 3000
-    assert 95 <= s["delay_ms"] < 150
+    # the response's 100 ms, never before it; the upper bound leaves a busy shared host
+    # room and still tells it apart from a wait for a timeout (seconds)
+    assert 95 <= s["delay_ms"] < 400
 
 
 @pytest.mark.parametrize(("query", "requests"), [("keepalive=off&", 1), ("", 3)])
