@@ -626,47 +626,24 @@ class BackendProtocol(asyncio.Protocol):
             size -= n
 
     async def _write_chunks_paced(self, size: int, chunk_size: int, pause: float) -> None:
-        """One chunk per pause, on a fixed schedule: chunk k is due `k * pause` after the
-        first. A chunk up to PIECE bytes goes out in one write, so one segment: written as
-        size line, data and CRLF, the three could leave as three segments (TCP_NODELAY),
-        and a proxy reading between them would see a partial chunk, at moments that depend
-        on the machine's load.
-
-        The schedule is absolute: a wake-up that comes late (a busy event loop, a CPU hog)
-        writes every chunk that is due by then, each whole, in one write, instead of
-        pushing every later chunk back by the delay. Sleeping `pause` after each write
-        made a 1 ms pace 2-3 ms on two busy cores, so the body took twice as long and
-        reached the proxy after the reader woke up: chunked-stall's trigger (HAProxy's
-        buffer filling, whole chunk by whole chunk, while the reader sleeps) then did not
-        happen for those connections."""
-        start = self.loop.time()
-        written = 0  # chunks written so far
+        """One chunk per pause. A chunk up to PIECE bytes goes out in one write, so one
+        segment: written as size line, data and CRLF, the three could leave as three
+        segments (TCP_NODELAY), and a proxy reading between them would see a partial
+        chunk, at moments that depend on the machine's load."""
+        first = True
         while size > 0:
-            if written:
-                wait = start + written * pause - self.loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            if not first:
+                await asyncio.sleep(pause)
+            first = False
+            n = min(size, chunk_size)
             await self._drain()
-            if chunk_size > PIECE:
-                n = min(size, chunk_size)
+            if n <= PIECE:
+                self._write(b"%x\r\n%s\r\n" % (n, FILLER_VIEW[:n]))
+            else:
                 self._write(b"%x\r\n" % n)
                 await self._write_filler(n)
                 self._write(b"\r\n")
-                size -= n
-                written += 1
-                continue
-            # Every chunk due by now (at least one), at most PIECE bytes of payload.
-            due = int((self.loop.time() - start) / pause) + 1 - written if pause else 1
-            count = max(1, min(due, PIECE // chunk_size))
-            parts = []
-            for _ in range(count):
-                if size <= 0:
-                    break
-                n = min(size, chunk_size)
-                parts.append(b"%x\r\n%s\r\n" % (n, FILLER_VIEW[:n]))
-                size -= n
-                written += 1
-            self._write(b"".join(parts))
+            size -= n
         await self._drain()
         self._write(LAST_CHUNK)
 
