@@ -508,8 +508,8 @@ class ChunkedStallParams(TypedParams):
     # fill. A faster pace does not help: HAProxy must take the chunks one at a time.
     read_pause_ms: Count(0, 600_000, "how long the probe reads nothing, in ms") = 6000
     stall_ms: Count(0, 600_000, "silence that counts as a stall, in ms") = 1000
-    # Beyond read_pause_ms + stall_ms, so that a stalled stream still holds the client's
-    # FIN when it arrives (timeout server runs from the backend's last byte read).
+    # At least read_pause_ms + stall_ms: a stalled stream must still be open when the
+    # probe gives up and sends its FIN, so that HAProxy's timeout, not the probe, ends it.
     timeout_server_s: Count(1, 3600, "HAProxy's timeout server in seconds") = 7
     bufsize: Count(1024, 1_048_576, "HAProxy's tune.bufsize in bytes") = 16384
     sndbuf_client: Count(0, 16_777_216, "tune.sndbuf.client in bytes (0: unset)") = 4096
