@@ -500,7 +500,12 @@ ChunkSizes = Annotated[
 
 class ChunkedStallParams(TypedParams):
     tls: Tls = "off"
-    size: Count(1, 100_000_000, "response size in bytes", 50000) = 50000
+    # The stall happens when HAProxy's buffer first fills, chunk by chunk, while the
+    # reader sleeps (read_pause_ms). Before that the client side (the probe's receive
+    # buffer, HAProxy's socket and output buffers) takes 33-38 KB (the stalled
+    # connections' bytes) and the buffer about 15 KB more: with a 50000-byte body some
+    # connections ended before it filled, and escaped. 100000 leaves room for both.
+    size: Count(1, 100_000_000, "response size in bytes", 100000) = 100000
     # Sizes that stall 2.6.12 (32, 40) next to neighbours that never do (31, 39): the
     # controls show that a stall is the chunk arithmetic, not the machine. Which sizes
     # stall depends on bufsize (16384: 24, 32, 40, 48, 64, not 56; 4096: 24, 32, 48, not
@@ -519,9 +524,15 @@ class ChunkedStallParams(TypedParams):
     concurrency: Count(1, 200, "probe connections open at once, over all chunk sizes", 20) = 20
     chunk_pause_ms: Count(0, 10_000, "pause between chunks in ms") = 1
     rcvbuf: Count(0, 16_777_216, "the probe's SO_RCVBUF in bytes (0: the kernel's)") = 2048
-    read_pause_ms: Count(0, 600_000, "how long the probe reads nothing, in ms") = 4000
+    # Those ~50 KB arrive one chunk per 1 ms pause plus the backend's event-loop delay:
+    # 1.6-2.5 ms per chunk with 20 responses at once, more for a cell's first connections
+    # on a busy machine, where 4 s of sleep were sometimes too short for the buffer to
+    # fill. A faster pace does not help: HAProxy must take the chunks one at a time.
+    read_pause_ms: Count(0, 600_000, "how long the probe reads nothing, in ms") = 6000
     stall_ms: Count(0, 600_000, "silence that counts as a stall, in ms") = 1000
-    timeout_server_s: Count(1, 3600, "HAProxy's timeout server in seconds") = 5
+    # At least read_pause_ms + stall_ms: a stalled stream must still be open when the
+    # probe gives up and sends its FIN, so that HAProxy's timeout, not the probe, ends it.
+    timeout_server_s: Count(1, 3600, "HAProxy's timeout server in seconds") = 7
     bufsize: Count(1024, 1_048_576, "HAProxy's tune.bufsize in bytes") = 16384
     sndbuf_client: Count(0, 16_777_216, "tune.sndbuf.client in bytes (0: unset)") = 4096
 

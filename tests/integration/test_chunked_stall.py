@@ -1,11 +1,13 @@
-"""The chunked-stall trigger: on Debian's 2.6.12 a stalling chunk size stalls most of its
-connections and its control size none; 2.2.9 never stalls.
+"""The chunked-stall trigger: on Debian's 2.6.12 a stalling chunk size stalls nearly all
+of its connections and its control size none; 2.2.9 never stalls.
 
 One small cell per version, the scenario's defaults but for two sizes: 32 (stalls on
-2.6.12 with tune.bufsize 16384) and 31 (never does), 20 connections each. A stalling
-size stalls 10 of 10 in most runs, but not always: fresh clones have shown 8 of 10, and
-5 of 10 with a CPU hog on one core (the connections that got through were the first to
-start). So the bound here is 14 of 20, where the verdict is a regression at p < 0.001.
+2.6.12 with tune.bufsize 16384) and 31 (never does), 20 connections each. Measured with
+the defaults (make verdict-stability, 5 runs, 2 with a CPU hog): sizes 32 and 40 stalled
+193 of 200 connections, each connection on its own (the ones that got through were
+spread over the cells), one cell of 10 at 8/10. At 96.5 % per connection, 17 of 20
+fails about 1 run in 200; the issue's 18 of 20 (90 %) would fail about 1 in 30, so the
+bound here is 17.
 """
 
 import json
@@ -50,7 +52,7 @@ def test_a_stalling_size_stalls_on_2_6_12_and_its_control_never(harness, tmp_pat
     assert counts["2.2.9"] == {31: (0, 20), 32: (0, 20)}, counts
     assert counts["2.6.12"][31] == (0, 20), counts
     hit, total = counts["2.6.12"][32]
-    assert total == 20 and hit >= 14, counts  # >= 70 % of its connections
+    assert total == 20 and hit >= 17, counts  # >= 85 % of its connections
     # every stall is HAProxy waiting for timeout server, logged sD--
     probe = cells["2.6.12"]["metrics"]["probe"]
     assert probe["stalled"] == hit

@@ -165,3 +165,16 @@ def test_a_sweep_interleaves_its_sizes_within_the_cells_concurrency(tmp_path: Pa
     assert set(sizes[:4]) == {"31", "32", "39"}
     assert server.peak == 2
     assert len(samples) == 12 and all(s["end"] == "fin" for s in samples)
+
+
+def test_defaults_let_a_stalled_stream_outlast_the_probes_wait() -> None:
+    """The probe sleeps, reads until stall_ms of silence, then sends its FIN: HAProxy's
+    timeout server must not have ended the stalled stream by then, or the stall would
+    read as a prompt close. The timeout runs from HAProxy's last read from the backend,
+    which comes after the request, so equal is enough."""
+    params = STALL.resolve({}, "t")
+    waited_ms = params["read_pause_ms"] + params["stall_ms"]
+    assert params["timeout_server_s"] * 1000 >= waited_ms
+    # HAProxy's buffer fills after ~50 KB (the client side takes 33-38 KB, the buffer
+    # ~15 KB): the body must be longer than that, or a connection can end before it.
+    assert params["size"] >= 2 * 50_000
