@@ -299,6 +299,7 @@ def summarise(entries: Iterable[LogEntry]) -> dict[str, Any]:
         "redispatches": sum(e.redispatched for e in entries),
         # -1 means "never happened": excluded rather than counted as 0 ms.
         "timers": {
+            "Tw": _percentiles([e.tw for e in entries if e.tw >= 0]),
             "Tc": _percentiles([e.tc for e in entries if e.tc >= 0]),
             "Tr": _percentiles([e.tresp for e in entries if e.tresp >= 0]),
             "Ta": _percentiles([e.ta for e in entries if e.ta >= 0]),

@@ -742,7 +742,17 @@ SCENARIOS: dict[str, Scenario] = {
             params=ConnectTimeoutParams,
             knobs=_connect_timeout,
             shows=Shows(
-                ("version", "requests-logged", "status", "flags", "tc-p50", "retries", "econ"),
+                (
+                    "version",
+                    "requests-logged",
+                    "status",
+                    "flags",
+                    "tw-p50",
+                    "tc-p50",
+                    "ta-p50",
+                    "retries",
+                    "econ",
+                ),
                 Verdict("counts", "requests answered 5xx"),
                 phenomenon="connect-timeouts",
             ),

@@ -297,7 +297,11 @@ CATALOGUE: dict[str, Column] = {
         "on the backend", lambda r: _census_peak(r, "backend", "TIME-WAIT", "in")
     ),
     "requests-logged": ("requests", _log_field("total")),
+    # HAProxy's timers (manual 8.4 "Timing events"): Tw queue wait, Tc connect (-1, so
+    # "-", when no connection was made), Ta the whole request: retries show in Ta
+    "tw-p50": ("Tw p50", lambda r: _ms(_timer(r, "Tw").p50)),
     "tc-p50": ("Tc p50", lambda r: _ms(_timer(r, "Tc").p50)),
+    "ta-p50": ("Ta p50", lambda r: _ms(_timer(r, "Ta").p50)),
     "retries": ("retries", _log_field("retries_total")),
     "econ": ("econ", lambda r: _sum_servers(r, "econ")),
     "closed-after": ("closed after", _probe_delay("p50")),

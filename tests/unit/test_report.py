@@ -168,3 +168,18 @@ def test_config_lines_are_shown_under_their_parameters():
     assert (
         "```\nglobal\n    nbthread 2\nbackend\n    option abortonclose\n    retries 3\n```" in text
     )
+
+
+def test_connect_timeout_table_shows_the_queue_connect_and_total_timers():
+    # A 503 after timeout connect: Tc never happened (-1 in the log, so no Tc sample),
+    # and the retries' time is visible only in Ta (issue: Tc alone showed "-").
+    timers = {"Tw": {"count": 3, "p50": 0}, "Ta": {"count": 3, "p50": 402}}
+    record = records.make({
+        "scenario": "connect-timeout", "status": "ok",
+        "metrics": {"haproxy": {"total": 3, "termination_states": {"sC--": 3},
+                                "timers": timers}},
+    })  # fmt: skip
+    cells = {name: fn(record) for name, fn in report.columns("connect-timeout")}
+    assert cells["Tw p50"] == report._ms(0)
+    assert cells["Tc p50"] == "-"
+    assert cells["Ta p50"] == report._ms(402)
