@@ -262,7 +262,8 @@ def test_summarise_counts_and_percentiles() -> None:
         "retries_total": 9,
         "redispatches": 1,
         "timers": {
-            # -1 (never connected / no response) is excluded, not counted as 0 ms.
+            # -1 (never queued / never connected / no response) is excluded, not 0 ms.
+            "Tw": {"count": 5, "p50": 0, "p90": 0, "p99": 0, "max": 0},
             "Tc": {"count": 3, "p50": 1, "p90": 2, "p99": 2, "max": 2},
             "Tr": {"count": 3, "p50": 3, "p90": 5, "p99": 5, "max": 5},
             "Ta": {"count": 6, "p50": 4, "p90": 30003, "p99": 30003, "max": 30003},
