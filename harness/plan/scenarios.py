@@ -195,6 +195,16 @@ class Shows:
     phenomenon: Phenomenon | None = None
 
 
+# What the report shows of a scenario it does not know (a run recorded with a scenario
+# since removed or renamed): the load columns every load scenario has.
+UNKNOWN_SHOWS = Shows(("version", "rps", "latency-p50", "latency-p99", "failures"))
+
+
+def reproduced_by(phenomenon: Phenomenon) -> str | None:
+    """The scenario whose numbers show ``phenomenon`` (its ``Shows.phenomenon``), if any."""
+    return next((s.name for s in SCENARIOS.values() if s.shows.phenomenon == phenomenon), None)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A named experiment: its typed parameters (a ``params.Params`` model, with defaults,

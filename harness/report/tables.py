@@ -330,9 +330,9 @@ CATALOGUE: dict[str, Column] = {
 
 def shows(name: str) -> scenarios.Shows:
     """What the report shows of scenario ``name`` (a run recorded with a scenario since
-    removed is shown as smoke is)."""
-    scenario = scenarios.SCENARIOS.get(name) or scenarios.SCENARIOS["smoke"]
-    return scenario.shows
+    removed: its load columns, ``scenarios.UNKNOWN_SHOWS``)."""
+    scenario = scenarios.SCENARIOS.get(name)
+    return scenario.shows if scenario else scenarios.UNKNOWN_SHOWS
 
 
 def columns(name: str) -> list[Column]:
@@ -912,9 +912,15 @@ def _late_closes(run_dir: Path, rows: list[Record]) -> str | None:
         f"{len(samples)} connections was closed within {_ms(max(delays, default=0))} of the "
         f"client's FIN (a close the proxy did not notice takes "
         f"{probe_samples.LATE_CLOSE_MS:g} ms or more). What would show it: a HAProxy that "
-        "misses the client's FIN, as `chunked-stall` reproduces (a full buffer at a chunk "
-        "boundary) on the versions its field note names."
+        f"misses the client's FIN{_as_reproduced('stalls')} on the versions its field note "
+        "names."
     )
+
+
+def _as_reproduced(phenomenon: scenarios.Phenomenon) -> str:
+    """ ", as `<scenario>` reproduces" for the scenario that shows ``phenomenon``."""
+    name = scenarios.reproduced_by(phenomenon)
+    return f", as `{name}` reproduces" if name else ""
 
 
 def _no_stalls(run_dir: Path, rows: list[Record]) -> str | None:
