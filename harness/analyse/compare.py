@@ -113,6 +113,26 @@ class Comparison:
     verdict: Verdict
     words: str
 
+    @classmethod
+    def inconclusive(
+        cls,
+        metric: str,
+        labels: tuple[str, str],
+        effect_name: str,
+        summaries: tuple[str, str],
+        delta: str,
+        words: str,
+    ) -> Comparison:
+        """No test could run (too few samples, nothing observed on a side): no p-value,
+        no effect, verdict "inconclusive". ``labels`` and ``summaries``: (baseline,
+        candidate)."""
+        return cls(
+            metric=metric, baseline_label=labels[0], candidate_label=labels[1],
+            test=TOO_FEW, p_value=None, effect=None, effect_name=effect_name,
+            baseline_summary=summaries[0], candidate_summary=summaries[1], delta=delta,
+            verdict="inconclusive", words=words,
+        )  # fmt: skip
+
 
 # ---------------------------------------------------------------------------------------
 # Formatting
@@ -282,20 +302,11 @@ def compare_samples(
         return f"{cand_label} vs {base_label}: {metric} p50 {c} vs {b} — {tail}."
 
     if len(base) < MIN_SAMPLES or len(cand) < MIN_SAMPLES:
-        return Comparison(
-            metric=metric,
-            baseline_label=base_label,
-            candidate_label=cand_label,
-            test=TOO_FEW,
-            p_value=None,
-            effect=None,
-            effect_name=CLIFFS_DELTA,
-            baseline_summary=base_summary,
-            candidate_summary=cand_summary,
-            delta=_sample_delta(base, cand, unit),
-            verdict="inconclusive",
-            words=sentence(f"inconclusive (too few samples: need at least {MIN_SAMPLES} per side)"),
-        )
+        return Comparison.inconclusive(
+            metric, labels, CLIFFS_DELTA, (base_summary, cand_summary),
+            _sample_delta(base, cand, unit),
+            sentence(f"inconclusive (too few samples: need at least {MIN_SAMPLES} per side)"),
+        )  # fmt: skip
 
     if np.all(base == base[0]) and np.all(cand == base[0]):
         # Every value is tied, so the normal approximation has zero variance. SciPy
@@ -457,20 +468,10 @@ def compare_counts(
             for lab, t in ((base_label, baseline_total), (cand_label, candidate_total))
             if t == 0
         ]
-        return Comparison(
-            metric=metric,
-            baseline_label=base_label,
-            candidate_label=cand_label,
-            test=TOO_FEW,
-            p_value=None,
-            effect=None,
-            effect_name=PROPORTION_DIFF,
-            baseline_summary=base_summary,
-            candidate_summary=cand_summary,
-            delta="n/a",
-            verdict="inconclusive",
-            words=sentence(f"inconclusive (nothing observed on {' and '.join(empty)})"),
-        )
+        return Comparison.inconclusive(
+            metric, (base_label, cand_label), PROPORTION_DIFF, (base_summary, cand_summary),
+            "n/a", sentence(f"inconclusive (nothing observed on {' and '.join(empty)})"),
+        )  # fmt: skip
 
     table = [
         [candidate_hits, candidate_total - candidate_hits],
@@ -572,10 +573,10 @@ def compare_categories(
     )  # fmt: skip
     if b_total == 0 or c_total == 0:
         empty = [lab for lab, t in ((base_label, b_total), (cand_label, c_total)) if t == 0]
-        return Comparison(
-            **common, test=TOO_FEW, p_value=None, effect=None, delta="n/a",
-            verdict="inconclusive",
-            words=sentence(f"inconclusive (nothing observed on {' and '.join(empty)})"),
+        return Comparison.inconclusive(
+            metric, (base_label, cand_label), TOTAL_VARIATION,
+            (common["baseline_summary"], common["candidate_summary"]),
+            "n/a", sentence(f"inconclusive (nothing observed on {' and '.join(empty)})"),
         )  # fmt: skip
     shares = {k: c_mix[k] / c_total - b_mix[k] / b_total for k in kinds}
     effect = sum(abs(v) for v in shares.values()) / 2
