@@ -230,3 +230,81 @@ def test_an_error_longer_than_a_record_holds_is_cut_not_lost(tmp_path):
     written = runner._write_record(tmp_path, data)
     assert written.error is not None and written.error.endswith("(cut; see commands.log)")
     assert record.load_cell(tmp_path / "cell.json") == written
+
+
+# Every short string a record names (cell, scenario, spec, label, baseline, a parameter)
+# reaches report.md, the terminal `report` prints to and the tables: a control
+# character there is an edit, and ESC would drive the reader's terminal.
+CONTROL = {
+    "ESC in the scenario": (lambda d: d.update(scenario="x\x1b]2;pwned\x07"), "scenario"),
+    "newline in the spec": (lambda d: d["version"].update(spec="debian:bookworm\n# x"), "spec"),
+    "C1 CSI in the label": (lambda d: d["version"].update(label="2.6.12\x9b2J"), "label"),
+    "ESC in a parameter": (lambda d: d["params"].update(tls="\x1b[31moff"), "params.tls"),
+    "ESC in a parameter's name": (lambda d: d["params"].update({"\x1b[2J": 1}), "params"),
+    "config line not allow-listed": (
+        lambda d: d["params"].update(config={"backend": ["retries 3", "bind :80"]}),
+        "params",
+    ),
+    "config line with a newline": (
+        lambda d: d["params"].update(config={"backend": ["retries 3\nlisten x"]}),
+        "params",
+    ),
+    "config section unknown": (
+        lambda d: d["params"].update(config={"listen": ["retries 3"]}),
+        "params",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CONTROL, ids=list(CONTROL))
+def test_control_characters_and_unlisted_config_lines_in_a_cell_json_are_refused(tmp_path, case):
+    edit, where = CONTROL[case]
+    path = _edited(tmp_path, edit)
+    with pytest.raises(RecordError) as caught:
+        record.load_cell(path)
+    message = str(caught.value)
+    assert str(path) in message and where in message
+    assert "\x1b" not in message and "\x9b" not in message  # not echoed to the terminal
+
+
+def test_an_allow_listed_config_line_in_a_cell_json_reads_back(tmp_path):
+    config = {"global": ["nbthread 2"], "backend": ["retries 3", "option redispatch"]}
+    path = _edited(tmp_path, lambda d: d["params"].update(config=config))
+    assert record.load_cell(path).params["config"] == config
+
+
+def test_a_run_json_with_a_control_character_in_its_baseline_is_refused(tmp_path, capsys):
+    run_dir = tmp_path / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    data = json.loads((run_dir / "run.json").read_text())
+    data["baseline"] = "debian:bullseye\x1b[2J"
+    (run_dir / "run.json").write_text(json.dumps(data))
+    assert cli.main(["report", str(run_dir)]) == 2
+    out = capsys.readouterr()
+    assert "baseline" in out.err and "\x1b" not in out.out + out.err
+    assert not (run_dir / "report.md").exists() or "\x1b" not in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("version", ["1", 1.5, True, 0, -3, None])
+def test_a_schema_version_that_is_no_version_number_is_called_damaged_not_newer(tmp_path, version):
+    path = _edited(tmp_path, lambda d: d.update(schema_version=version))
+    if version is None:  # written before schema_version: migrated... unless it says null
+        path.write_text(path.read_text().replace('"schema_version": null', '"schema_version": "x"'))
+    with pytest.raises(RecordError) as caught:
+        record.load_cell(path)
+    assert "is not a schema version" in str(caught.value)
+    assert "newer harness" not in str(caught.value)
+
+
+def test_a_deeply_nested_location_is_cut_in_the_message(tmp_path):
+    data = json.loads((DATA / "run-chunked-stall" / "run.json").read_text())
+    deep: object = 1
+    for _ in range(500):
+        deep = [deep]
+    data["matrix"] = {"a": deep}
+    data["baseline"] = 5
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError) as caught:
+        record.load_run(path)
+    assert len(str(caught.value)) < 1000
