@@ -308,3 +308,33 @@ def test_a_deeply_nested_location_is_cut_in_the_message(tmp_path):
     with pytest.raises(RecordError) as caught:
         record.load_run(path)
     assert len(str(caught.value)) < 1000
+
+
+# Raw files of a cell (locust.json here) edited so that the analysis overflows or a
+# number lands outside what a record holds: `report` and `compare` say which run, in one
+# line, exit 2; never a traceback or a pydantic error dump.
+RAW_EDITS = {
+    "count beyond int64": lambda entry: entry["response_times"].update({"1": 10**30}),
+    "count beyond a record": lambda entry: entry.update(num_requests=10**30),
+    "NaN latency": lambda entry: entry["response_times"].update({"nan": 5}),
+}
+
+
+@pytest.mark.parametrize("verb", ["report", "compare"])
+@pytest.mark.parametrize("case", RAW_EDITS, ids=list(RAW_EDITS))
+def test_raw_numbers_no_record_holds_exit_2_in_one_line(tmp_path, capsys, verb, case):
+    run_dir = tmp_path / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-half-close-keepalive", run_dir)
+    cell = run_dir / "003-keepalive-vs-close-2.2.9-debian-bullseye-17b307-r1"
+    entries = json.loads((cell / "locust.json").read_text())
+    for entry in entries:
+        RAW_EDITS[case](entry)
+    (cell / "locust.json").write_text(json.dumps(entries))
+    argv = {"report": ["report", str(run_dir)], "compare": ["compare", str(run_dir), str(run_dir)]}
+    try:
+        code = cli.main(argv[verb])
+    except Exception as exc:  # the failure this test exists for
+        pytest.fail(f"{type(exc).__name__} escaped: {exc}"[:300])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "pydantic" not in err, err
