@@ -79,3 +79,19 @@ def test_plots_draw_svg_only():
     # the page is the template's: no HTML sections are built in the plotting module
     assert not re.search(r"<(h[1-6]|ul|li|nav|table|html|body|details)\b", source)
     assert "def html_report" not in source and "CSS" not in source
+
+
+def test_a_run_without_a_matrix_file_says_so_instead_of_none(tmp_path):
+    # `run` and `reproduce` plan from the command line: their run.json has no matrix file
+    run_dir = tmp_path / "results" / "20261124T230400Z-single"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    manifest = json.loads((run_dir / "run.json").read_text())
+    del manifest["matrix_file"], manifest["matrix_sha256"]
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+    assert cli.main(["report", str(run_dir)]) in (0, 3)
+    md = (run_dir / "report.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    for text, start in ((md, "- Matrix"), (html, "<li>Matrix")):
+        [line] = [ln for ln in text.splitlines() if ln.startswith(start)]
+        assert "None" not in line and "?" not in line, line
+        assert "from the command line" in line, line
