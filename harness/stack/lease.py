@@ -87,6 +87,9 @@ def held(run: str) -> Iterator[None]:
         with suppress(PermissionError):  # another user made it: theirs to chmod
             LEASE_DIR.chmod(0o1777)  # shared by every user of the engine, like /tmp itself
         fd = _open(path, os.O_CREAT)
+        # readable by every user whatever the umask: their alive() opens it to ask
+        with suppress(PermissionError):  # another user's lease file: theirs to chmod
+            os.fchmod(fd, 0o644)
     except OSError as e:
         raise LeaseError(
             f"cannot take run {run}'s lease {path}: {e.strerror or e}. A run holds it so "
@@ -104,7 +107,8 @@ def held(run: str) -> Iterator[None]:
 def alive(run: str) -> bool:
     """True while a process holds ``run``'s lease; False when none does, when no lease
     was ever taken on this host, for a label that is not a run id, or where the lease path
-    is no regular file (which :func:`held` refuses, so no process holds it)."""
+    is no regular file (which :func:`held` refuses, so no process holds it). True, too,
+    for a lease this user may not open: a run that cannot be told dead is left alone."""
     path = _path(run)
     if path is None:
         return False
@@ -112,6 +116,8 @@ def alive(run: str) -> bool:
         fd = _open(path)
     except (FileNotFoundError, NotALease):
         return False
+    except PermissionError:  # another user's, unreadable: cannot tell, so leave it alone
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -102,3 +102,45 @@ def test_a_lease_path_that_is_no_regular_file_is_refused_not_followed(tmp_path, 
         assert not target.exists()
     finally:
         path.rmdir() if kind == "directory" else path.unlink()
+
+
+UMASK_HOLD = """
+import os, sys, time
+os.umask(0o077)  # a hardened login: new files are owner-only
+from harness.stack import lease
+with lease.held(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_lease_taken_under_a_strict_umask_is_readable_by_every_user(tmp_path):
+    # another user's alive() opens the file to ask for its lock: owner-only, that open
+    # failed with EACCES (a traceback in their `clean` or run start)
+    run = f"20261129T000000Z-lease-umask-{os.getpid()}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", UMASK_HOLD, run], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        assert (lease.LEASE_DIR / f"{run}.lease").stat().st_mode & 0o777 == 0o644
+        assert lease.alive(run)
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+        (lease.LEASE_DIR / f"{run}.lease").unlink(missing_ok=True)
+
+
+def test_a_lease_this_user_cannot_open_counts_as_alive(monkeypatch):
+    # Cannot tell, so leave it alone: a live run's stack is never touched. (Root opens any
+    # file, and the test runs as root here: the open's EACCES is simulated.)
+    run = f"20261129T000000Z-lease-unreadable-{os.getpid()}"
+    real_open = os.open
+
+    def denied(path, *args, **kwargs):
+        if str(path).endswith(f"{run}.lease"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(lease.os, "open", denied)
+    assert lease.alive(run)
