@@ -496,6 +496,9 @@ def dump(model: BaseModel) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+_INT_TEXT = re.compile(r"-?[0-9]{1,18}")
+
+
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """A cell.json written before records had a schema_version, as version 1.
 
@@ -504,7 +507,8 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
 
     - ``metrics.probe.by_sweep`` (``{"chunk_size=20": {...}}``) becomes
       ``metrics.probe.sweep``, a list of points with ``name`` and ``value`` (the value
-      parsed as an int where it is one);
+      parsed as an int where it is one, a point that is no mapping left for validation
+      to refuse); migrating never raises: what is wrong is refused by validation;
     - ``metrics.probe.incomplete``, where missing, is ``connections - complete`` (the
       summariser counts every connection as one or the other);
     - ``metrics.probe_vs_wire.within_2ms`` becomes ``within_tolerance`` with
@@ -521,8 +525,13 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
             points = []
             for key, point in probe.pop("by_sweep").items():
                 name, _, value = str(key).partition("=")
-                parsed: Any = int(value) if value.lstrip("-").isdigit() else value
-                points.append({"name": name, "value": parsed, **point})
+                # ASCII digits only, and within int64: str.isdigit() takes "²", which
+                # int() refuses; what is no integer stays text
+                parsed: Any = int(value) if _INT_TEXT.fullmatch(value) else value
+                # not a mapping: left as it is, for validation to refuse by its key
+                points.append(
+                    {"name": name, "value": parsed, **point} if isinstance(point, dict) else point
+                )
             probe["sweep"] = points
         if isinstance(probe, dict) and "incomplete" not in probe:
             probe = metrics["probe"] = dict(probe)

@@ -338,3 +338,27 @@ def test_raw_numbers_no_record_holds_exit_2_in_one_line(tmp_path, capsys, verb, 
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert err.startswith("error: ") and "\n" not in err and "pydantic" not in err, err
+
+
+# An old record (no schema_version) is migrated before it is validated: whatever its
+# content, the migration must leave the refusal to validation, naming file and key.
+OLD_EDITS = {
+    "superscript digit": {"chunk_size=²": {"stalled": 1}},
+    "two minus signs": {"chunk_size=--5": {"stalled": 1}},
+    "5000 digits": {"chunk_size=" + "9" * 5000: {"stalled": 1}},
+    "point not a mapping": {"chunk_size=3": 5},
+    "point a list": {"chunk_size=3": [1, 2]},
+}
+
+
+@pytest.mark.parametrize("case", OLD_EDITS, ids=list(OLD_EDITS))
+def test_an_edited_old_record_is_refused_naming_file_and_key(tmp_path, case):
+    old = json.loads((STALL / "cell.json").read_text())
+    assert "schema_version" not in old
+    old["metrics"]["probe"]["by_sweep"] = OLD_EDITS[case]
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps(old))
+    with pytest.raises(RecordError) as caught:
+        record.load_cell(path)
+    assert str(path) in str(caught.value) and "metrics.probe.sweep" in str(caught.value)
+    assert len(str(caught.value)) < 1000
