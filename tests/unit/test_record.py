@@ -3,6 +3,7 @@ wrote reads back unchanged; an older record is migrated; an edited or hostile on
 refused with a message naming the file and the key, never a traceback."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -362,3 +363,55 @@ def test_an_edited_old_record_is_refused_naming_file_and_key(tmp_path, case):
         record.load_cell(path)
     assert str(path) in str(caught.value) and "metrics.probe.sweep" in str(caught.value)
     assert len(str(caught.value)) < 1000
+
+
+# A shared run folder (a tarball unpacked) may hold what the harness never writes: a
+# symlink to /dev/zero made `report` read until memory ran out, a FIFO blocks a read for
+# ever, a symlink elsewhere reads another user's file into a report.
+PLANTED = {
+    "vv to /dev/zero": lambda cell: _replace(cell / "haproxy-vv.txt", "/dev/zero"),
+    "cell.json to a file elsewhere": lambda cell: _replace(cell / "cell.json", "/etc/hostname"),
+    "a FIFO for locust.json": lambda cell: (
+        (cell / "locust.json").unlink(),
+        os.mkfifo(cell / "locust.json"),
+    ),
+    "a cell folder that is a link": lambda cell: (
+        shutil.move(cell, cell.with_name("elsewhere")),
+        cell.symlink_to(cell.with_name("elsewhere")),
+    ),
+}
+
+
+def _replace(path: Path, target: str) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("verb", ["report", "compare", "publish"])
+@pytest.mark.parametrize("case", PLANTED, ids=list(PLANTED))
+def test_a_run_folder_holding_anything_but_files_and_folders_is_refused(
+    tmp_path, capsys, verb, case
+):
+    run_dir = tmp_path / "results" / "20261124T230400Z-planted"
+    shutil.copytree(DATA / "run-half-close-keepalive", run_dir)
+    PLANTED[case](run_dir / "003-keepalive-vs-close-2.2.9-debian-bullseye-17b307-r1")
+    argv = {
+        "report": ["report", str(run_dir)],
+        "compare": ["compare", str(DATA / "run-half-close-keepalive"), str(run_dir)],
+        "publish": ["publish", str(run_dir.parent), "--out", str(tmp_path / "site")],
+    }[verb]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    if verb == "publish":  # the site goes on; the run is listed as unreadable
+        assert code == 0
+        assert "unreadable" in (tmp_path / "site" / "index.html").read_text()
+    else:
+        assert code == 2 and "003-keepalive" in err and "regular files" in err, err
+
+
+def test_a_run_folder_reached_through_a_link_is_read(tmp_path):
+    # results/latest -> <run>: the link is the user's own way in, not inside the run
+    run_dir = tmp_path / "results" / "20261124T230400Z-linked"
+    shutil.copytree(DATA / "run-half-close-keepalive", run_dir)
+    (tmp_path / "results" / "latest").symlink_to(run_dir)
+    assert cli.main(["report", str(tmp_path / "results" / "latest")]) in (0, 3)
