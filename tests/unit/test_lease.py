@@ -84,6 +84,7 @@ def test_a_process_with_another_tmpdir_still_sees_the_run_alive(tmp_path):
     finally:
         child.kill()
         child.wait(timeout=10)
+        (lease.LEASE_DIR / f"{run}.lease").unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "symlink"])
