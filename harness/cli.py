@@ -40,6 +40,7 @@ from typing import Any
 
 import docker
 import requests
+from pydantic import ValidationError
 
 from harness import ROOT, bisect, results, runner
 from harness.analyse import calibration, record
@@ -47,6 +48,7 @@ from harness.analyse.record import CellRecord
 from harness.errors import CellError, HarnessError, ResultsError
 from harness.plan import scenarios, spec, versions
 from harness.progress import Progress
+from harness.quote import shown
 from harness.stack import images
 from harness.stack.compose import CommandLog
 from harness.stack.project import (
@@ -301,10 +303,21 @@ def _damaged(path: Path | str) -> Iterator[None]:
     """Files the harness wrote but someone changed: say which, not where Python tripped."""
     try:
         yield
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+    except ValidationError as exc:  # a number no record holds: its first error, one line
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "(top level)"
+        raise HarnessError(
+            f"{path} (or a file beside it) is not what the harness wrote: its numbers give "
+            f"{exc.title} {shown(where, 200)} = {shown(first.get('input'))}, but "
+            f"{first['msg'].lower()}. "
+            "Restore it from a copy, or run that cell or matrix again."
+        ) from exc
+    # ArithmeticError: an edited count beyond int64 overflows numpy (OverflowError)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, ArithmeticError) as exc:
+        said = str(exc) if len(str(exc)) <= 300 and str(exc).isprintable() else shown(str(exc), 300)
         raise HarnessError(
             f"{path} (or a file beside it) is not what the harness wrote: {type(exc).__name__} "
-            f"{exc}. Restore it from a copy, or run that cell or matrix again."
+            f"{said}. Restore it from a copy, or run that cell or matrix again."
         ) from exc
 
 

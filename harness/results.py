@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -220,18 +221,50 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def require_run(path: Path) -> None:
-    """``report RUN_DIR``: the folder of a run (it has run.json)."""
+    """``report RUN_DIR``: the folder of a run (it has run.json), holding only regular
+    files and folders (:func:`require_plain`). Raises HarnessError otherwise."""
     if not (path / "run.json").is_file():
         inside = " (it is one cell of a run: give its parent folder)" if _is_cell(path) else ""
         raise HarnessError(
             f"{path}: not a run folder (no run.json in it){inside}. Give the folder a run "
             f"printed as 'results in ...', e.g. {RESULTS_DIR}/<run>."
         )
+    require_plain(path)
+
+
+def require_plain(folder: Path) -> None:
+    """Everything in ``folder`` is a regular file or folder, as the harness
+    writes them; raises HarnessError naming the first entry that is not (a symlink, a
+    FIFO, a socket, a device).
+
+    A run folder may come from someone else (a tarball): a symlink to /dev/zero would
+    make a reader read until memory runs out, a FIFO would block it for ever, and a
+    symlink elsewhere would copy another file into a report. Checked with lstat, so
+    nothing is followed or opened.
+    """
+    kinds = {stat.S_IFLNK: "a symlink", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+             stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}  # fmt: skip
+    # the folder itself may be a link (results/latest -> a run): what is in it may not
+    pending = list(folder.iterdir())
+    while pending:
+        here = pending.pop()
+        mode = here.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            pending.extend(here.iterdir())
+        elif not stat.S_ISREG(mode):
+            raise HarnessError(
+                f"{here}: {kinds.get(stat.S_IFMT(mode), 'not a file')}, in a run folder that "
+                "the harness fills with regular files and folders only. It was put there "
+                "since (a copied or unpacked run?) and is not read: remove it, or copy the "
+                "run again without links (e.g. cp -rL, or tar without -h)."
+            )
 
 
 def require_cell(path: Path) -> None:
-    """``rerun CELL_DIR``: one cell's folder (it has cell.json)."""
+    """``rerun CELL_DIR``: one cell's folder (it has cell.json), holding only regular
+    files and folders (:func:`require_plain`). Raises HarnessError otherwise."""
     if _is_cell(path):
+        require_plain(path)
         return
     cells = sorted(p.parent.name for p in path.glob("*/cell.json"))
     hint = (

@@ -23,13 +23,23 @@ a measured "none" (a census state that never drained, an empty distribution).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+)
 
 from harness import results
 from harness.errors import HarnessError
+from harness.plan.params import HaproxyConfig
 from harness.plan.spec import Verdicts
 from harness.quote import shown
 
@@ -50,13 +60,35 @@ _Float = Annotated[float, Field(ge=-FLOAT_MAX, le=FLOAT_MAX)]
 # A measured quantity: ints stay ints on a round trip (a timer's 4128 ms is not written
 # back as 4128.0), floats stay floats.
 Number = Int | _Float
+# C0 and C1 control characters (Unicode category Cc): none of the short strings a
+# record names is written with one, and ESC or CSI (0x9b) in a name would drive the
+# terminal that `report` prints it to (ECMA-48), a newline would break a table row.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` unchanged; ValueError when it holds a control character."""
+    if found := _CONTROL.search(text):
+        raise ValueError(f"a control character ({hex(ord(found.group()))}) in the text")
+    return text
+
+
+# Free text the harness copies from elsewhere (an error with a command's output, a
+# client's exception text): any character, bounded.
 Text = Annotated[str, Field(max_length=TEXT_MAX)]
-Name = Annotated[str, Field(max_length=200)]
+# What a record names (a cell, run, scenario, spec, label, parameter, baseline): the
+# plan's validated input, or the harness's own; printable.
+Name = Annotated[str, Field(max_length=200), AfterValidator(_printable)]
+# A key of a measured mapping (an end type, a flag, a state): from the raw files, which
+# a report escapes where it shows them (harness.report.tables, Jinja2 autoescape).
+Key = Annotated[str, Field(max_length=200)]
+Line = Annotated[str, Field(max_length=TEXT_MAX), AfterValidator(_printable)]
 # A scenario parameter as the plan dumps it (harness.plan.scenarios): None where a
 # parameter is unset (chunk_min when chunk_sizes is given), a list for chunk_sizes, and
-# for ``config`` (harness.plan.params) HAProxy config lines by section name.
-ConfigLines = dict[Name, Annotated[list[Text], Field(max_length=1000)]]
-ParamValue = None | bool | Number | Text | list[bool | Number | Text] | ConfigLines
+# for ``config`` (harness.plan.params) HAProxy config lines by section name, which
+# CellRecord holds to the plan's allow-list.
+ConfigLines = dict[Name, Annotated[list[Line], Field(max_length=1000)]]
+ParamValue = None | bool | Number | Line | list[bool | Number | Line] | ConfigLines
 
 
 class RecordError(HarnessError):
@@ -106,7 +138,7 @@ class LoadMetrics(_Model):
     # wrk (harness.analyse.wrk.aggregated): its threads and socket errors by kind
     generator: Literal["wrk"] | None = None
     threads: Count | None = None
-    errors: dict[Name, Count] | None = None
+    errors: dict[Key, Count] | None = None
 
 
 class ClientFailures(_Model):
@@ -115,7 +147,7 @@ class ClientFailures(_Model):
     count: Count
     with_id: Count
     matched_in_log: Count
-    flags: dict[Name, Count] = {}
+    flags: dict[Key, Count] = {}
 
 
 # --- the probe -------------------------------------------------------------------------
@@ -126,13 +158,13 @@ class SweepPoint(_Model):
     stalled (harness.analyse.probe_samples.stalled), bytes received, close delay (ms),
     how it ended and HAProxy's termination state for it."""
 
-    name: Name
-    value: bool | Number | Name
+    name: Key
+    value: bool | Number | Key
     stalled: bool
     bytes: Count | None = None
     delay_ms: Number | None = None
-    end: Name
-    flag: Name
+    end: Key
+    flag: Key
 
 
 class ProbeMetrics(_Model):
@@ -140,12 +172,12 @@ class ProbeMetrics(_Model):
 
     connections: Count
     delay_ms: Distribution
-    ends: dict[Name, Count]
+    ends: dict[Key, Count]
     complete: Count
     incomplete: Count
     stalled: Count
     bytes: Distribution
-    flags: dict[Name, Count]
+    flags: dict[Key, Count]
     # one point per swept value (the last connection with it), in sweep order
     sweep: list[SweepPoint] = []
 
@@ -157,9 +189,9 @@ class WireMetrics(_Model):
     """harness.analyse.wire.summarise: closes seen in the pcap (ms)."""
 
     connections: Count
-    end: dict[Name, Count]
-    first_closer: dict[Name, Count]
-    close_sequence: dict[Name, dict[Name, Count]] = {}
+    end: dict[Key, Count]
+    first_closer: dict[Key, Count]
+    close_sequence: dict[Key, dict[Key, Count]] = {}
     delay_ms: Distribution
 
 
@@ -207,8 +239,8 @@ class CensusSide(_Model):
     rate_hz: Number | None
     max_gap_s: Number | None
     captured_s: Annotated[list[Number], Field(min_length=2, max_length=2)] | None
-    states: dict[Name, StateSeries]
-    totals: dict[Name, StateTotal]
+    states: dict[Key, StateSeries]
+    totals: dict[Key, StateTotal]
 
 
 # --- HAProxy ---------------------------------------------------------------------------
@@ -218,20 +250,20 @@ class HaproxyLog(_Model):
     """harness.analyse.haproxy_log.summarise: counts and timer percentiles (ms)."""
 
     total: Count
-    termination_states: dict[Name, Count]
-    status_codes: dict[Name, Count]
-    status_classes: dict[Name, Count]
+    termination_states: dict[Key, Count]
+    status_codes: dict[Key, Count]
+    status_classes: dict[Key, Count]
     retries_total: Count
     redispatches: Count
-    timers: dict[Name, Distribution]
+    timers: dict[Key, Distribution]
 
 
 class HaproxyCounters(_Model):
     """``show info`` / ``show stat`` after the load (harness.analyse.cell_metrics)."""
 
-    info: dict[Name, Int]
-    servers: dict[Name, dict[Name, Int]]
-    frontend_responses: dict[Name, Int]
+    info: dict[Key, Int]
+    servers: dict[Key, dict[Key, Int]]
+    frontend_responses: dict[Key, Int]
 
 
 class BackendTotals(_Model):
@@ -274,9 +306,9 @@ class Metrics(_Model):
 
     load: LoadMetrics | None = None
     client_errors: dict[Text, Count] | None = None
-    client_status_codes: dict[Name, Count] = {}
+    client_status_codes: dict[Key, Count] = {}
     haproxy: HaproxyLog | None = None
-    flags_explained: dict[Name, Text] | None = None
+    flags_explained: dict[Key, Text] | None = None
     haproxy_unparsed_lines: Count | None = None
     client_failures: ClientFailures | None = None
     probe: ProbeMetrics | None = None
@@ -287,10 +319,10 @@ class Metrics(_Model):
         list[Annotated[list[Number | None], Field(min_length=2, max_length=2)]] | None
     ) = None
     fault_at_s: Number | None = None
-    census: dict[Name, CensusSide] | None = None
+    census: dict[Key, CensusSide] | None = None
     backend: BackendTotals | None = None
     haproxy_counters: HaproxyCounters | None = None
-    resources: dict[Name, Resources] | None = None
+    resources: dict[Key, Resources] | None = None
     client_bound: bool | None = None
     host_saturated: bool | None = None
     client_limit: ClientLimit | None = None
@@ -303,12 +335,12 @@ class VersionRecord(_Model):
     """The HAProxy a cell ran: its spec, label, origin and the image's reported version."""
 
     spec: Name
-    label: Text
-    origin: Text
+    label: Line
+    origin: Line
     custom: bool
     reported: Name
-    image: Text
-    image_id: Text
+    image: Line
+    image_id: Line
 
 
 class LoadRecord(_Model):
@@ -354,6 +386,14 @@ class CellRecord(_Model):
     finished: Name | None = None
     metrics: Metrics | None = None
 
+    @field_validator("params")
+    @classmethod
+    def _config_is_allow_listed(cls, params: dict[str, Any]) -> dict[str, Any]:
+        # The report shows them as the cell's haproxy.cfg lines: only what the plan takes.
+        if "config" in params:
+            HaproxyConfig.model_validate(params["config"])
+        return params
+
     @property
     def ok(self) -> bool:
         """The cell ran to its end and was analysed."""
@@ -371,8 +411,8 @@ class CellRecord(_Model):
 class ImageRecord(_Model):
     """An image a run used: its tag, and for HAProxy its id and reported version."""
 
-    tag: Text
-    id: Text | None = None
+    tag: Line
+    id: Line | None = None
     reported: Name | None = None
 
 
@@ -392,7 +432,7 @@ class RunManifest(_Model):
     run: Name
     # The matrix as harness.plan.spec.Matrix dumped it; a resume validates it again.
     matrix: dict[Name, JsonValue]
-    matrix_file: Text | None = None
+    matrix_file: Line | None = None
     matrix_sha256: Name | None = None
     baseline: Name
     cells: Count
@@ -403,6 +443,24 @@ class RunManifest(_Model):
     resumed: list[Name] = []
     interrupted: Stopped | None = None
     failed: Stopped | None = None
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_is_printable(cls, env: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        # Shown under Provenance (kernel, CPU model, sysctls): printable like a Name.
+        def walk(value: JsonValue) -> None:
+            if isinstance(value, str):
+                _printable(value)
+            elif isinstance(value, list):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    _printable(key)
+                    walk(item)
+
+        walk(env)
+        return env
 
     @field_validator("matrix")
     @classmethod
@@ -438,6 +496,9 @@ def dump(model: BaseModel) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+_INT_TEXT = re.compile(r"-?[0-9]{1,18}")
+
+
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """A cell.json written before records had a schema_version, as version 1.
 
@@ -446,7 +507,8 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
 
     - ``metrics.probe.by_sweep`` (``{"chunk_size=20": {...}}``) becomes
       ``metrics.probe.sweep``, a list of points with ``name`` and ``value`` (the value
-      parsed as an int where it is one);
+      parsed as an int where it is one, a point that is no mapping left for validation
+      to refuse); migrating never raises: what is wrong is refused by validation;
     - ``metrics.probe.incomplete``, where missing, is ``connections - complete`` (the
       summariser counts every connection as one or the other);
     - ``metrics.probe_vs_wire.within_2ms`` becomes ``within_tolerance`` with
@@ -463,8 +525,13 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
             points = []
             for key, point in probe.pop("by_sweep").items():
                 name, _, value = str(key).partition("=")
-                parsed: Any = int(value) if value.lstrip("-").isdigit() else value
-                points.append({"name": name, "value": parsed, **point})
+                # ASCII digits only, and within int64: str.isdigit() takes "²", which
+                # int() refuses; what is no integer stays text
+                parsed: Any = int(value) if _INT_TEXT.fullmatch(value) else value
+                # not a mapping: left as it is, for validation to refuse by its key
+                points.append(
+                    {"name": name, "value": parsed, **point} if isinstance(point, dict) else point
+                )
             probe["sweep"] = points
         if isinstance(probe, dict) and "incomplete" not in probe:
             probe = metrics["probe"] = dict(probe)
@@ -490,6 +557,12 @@ def _versioned(data: Any, path: Path, what: str) -> Any:
     version = data.get("schema_version")
     if version is None:
         return migrate(data) if what == "cell.json" else {**data, "schema_version": 1}
+    if type(version) is not int or version < 1:  # "1", 1.5, true: no harness writes these
+        raise RecordError(
+            f"{path}: schema_version {shown(version)} is not a schema version (an integer "
+            f"from 1; this harness writes {SCHEMA_VERSION}). It was edited or damaged since; "
+            "restore it, or measure that cell or matrix again."
+        )
     if version != SCHEMA_VERSION:
         raise RecordError(
             f"{path}: schema_version {shown(version)}, but this harness reads "
@@ -499,9 +572,18 @@ def _versioned(data: Any, path: Path, what: str) -> Any:
     return data
 
 
+def _plain(text: str) -> bool:
+    return len(text) <= 60 and not _CONTROL.search(text)
+
+
 def _refused(exc: ValidationError, path: Path, what: str) -> RecordError:
     first = exc.errors()[0]
-    where = ".".join(map(str, first["loc"])) or "(top level)"
+    # A key is the file's own text: quoted safely where it is not a plain printable word.
+    where = ".".join(
+        str(part) if isinstance(part, int) or _plain(part) else shown(part, 40)
+        for part in first["loc"]
+    )
+    where = (where if len(where) <= 300 else f"{where[:150]}...{where[-150:]}") or "(top level)"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return RecordError(
         f"{path}: not the {what} the harness writes: at {where}, {first['msg'].lower()} "

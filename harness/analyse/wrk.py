@@ -15,7 +15,7 @@ ValueError naming it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +24,17 @@ WRK_FILE = "wrk.json"
 SOURCE_WRK = "wrk's histogram (µs)"
 US_PER_MS = 1000
 _COUNT = Field(ge=0, le=10**15)
+# The bounds the analysis and the cell record hold (harness.analyse.record: floats up to
+# 1e15, counts within int64): a latency of up to 10^12 µs (11.6 days; wrk's histogram
+# stops at its --timeout), and at most 10^15 samples in all, so that no count or sum of
+# counts overflows numpy's int64.
+MAX_LATENCY_US = 10**12
+MAX_SAMPLES = 10**15
+# And at most 10^9 responses per second over the run (about 1000 times what a 2-core host
+# pushes through HAProxy here), so that req/s stays a number a record holds.
+MAX_RPS = 10**9
+Micros = Annotated[int, Field(ge=0, le=MAX_LATENCY_US)]
+Samples = Annotated[int, Field(ge=0, le=MAX_SAMPLES)]
 
 
 class _Strict(BaseModel):
@@ -48,13 +59,20 @@ class WrkResult(_Strict):
     bytes: int = Field(ge=0, le=10**18)
     threads: int = Field(ge=1, le=64)
     errors: Errors
-    latency_us: list[tuple[int, int]] | None = Field(None, max_length=100_000_000)
-    latency_quantiles_us: list[int] | None = Field(None, min_length=1, max_length=10_000_000)
+    latency_us: list[tuple[Micros, Samples]] | None = Field(None, max_length=100_000_000)
+    latency_quantiles_us: list[Micros] | None = Field(None, min_length=1, max_length=10_000_000)
 
     @model_validator(mode="after")
     def _one_latency_form(self) -> WrkResult:
         if (self.latency_us is None) == (self.latency_quantiles_us is None):
             raise ValueError("exactly one of latency_us and latency_quantiles_us")
+        if self.latency_us is not None and sum(c for _, c in self.latency_us) > MAX_SAMPLES:
+            raise ValueError(f"more than {MAX_SAMPLES} latency samples in all")
+        if self.requests > self.duration_us * MAX_RPS // 10**6:
+            raise ValueError(f"more than {MAX_RPS} requests per second over duration_us")
+        # wrk counts a status > 399 in response_complete, with the request (src/wrk.c)
+        if self.errors.status > self.requests:
+            raise ValueError("errors.status counts more responses than requests")
         return self
 
 

@@ -67,6 +67,10 @@ class Load(_Strict):
     loop with wrk, more Locust users than one process holds, or threads with Locust.
     """
 
+    # Strict, as scenario parameters are (harness.plan.params.Params): "2" or a YAML 1.1
+    # boolean (yes, on) is refused where a number goes, not read as 2 or 1.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
     generator: Literal["locust", "wrk"] = "locust"
     mode: Literal["closed", "open"] = "closed"
     users: int = Field(

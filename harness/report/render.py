@@ -24,6 +24,17 @@ from harness.analyse.record import CellRecord, RunManifest
 from harness.report import model, plots, tables
 
 TEMPLATES = Path(__file__).with_name("templates")
+# C0 and C1 control characters but tab and newline: an ESC or CSI from a run folder's
+# free text (a failed cell's error, a raw file's line) would drive the terminal that
+# `report` prints report.md to (ECMA-48); shown as a \xNN escape instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(value: Any) -> Any:
+    """Every value a Markdown template prints, with control characters made visible."""
+    if isinstance(value, str):
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return value
 
 
 def _inline(text: str) -> Markup:
@@ -50,6 +61,7 @@ def _environment(kind: str) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
+        finalize=_visible if kind == "md" else None,
     )
     env.globals["config_intro"] = tables.CONFIG_INTRO
     if kind == "md":

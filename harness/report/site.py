@@ -128,6 +128,7 @@ def collect(results_dir: Path) -> tuple[list[RunEntry], list[Group]]:
     groups: dict[tuple[str, str], Group] = {}
     for run_dir in runs(results_dir):
         try:
+            results.require_plain(run_dir)  # nothing read through a planted link or FIFO
             run = load_run(run_dir / "run.json")
             found = report.read_verdicts(run_dir)
             records = report.unique_labels([r for r in cells(run_dir) if r.ok])

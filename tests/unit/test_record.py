@@ -3,6 +3,7 @@ wrote reads back unchanged; an older record is migrated; an edited or hostile on
 refused with a message naming the file and the key, never a traceback."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -230,3 +231,187 @@ def test_an_error_longer_than_a_record_holds_is_cut_not_lost(tmp_path):
     written = runner._write_record(tmp_path, data)
     assert written.error is not None and written.error.endswith("(cut; see commands.log)")
     assert record.load_cell(tmp_path / "cell.json") == written
+
+
+# Every short string a record names (cell, scenario, spec, label, baseline, a parameter)
+# reaches report.md, the terminal `report` prints to and the tables: a control
+# character there is an edit, and ESC would drive the reader's terminal.
+CONTROL = {
+    "ESC in the scenario": (lambda d: d.update(scenario="x\x1b]2;pwned\x07"), "scenario"),
+    "newline in the spec": (lambda d: d["version"].update(spec="debian:bookworm\n# x"), "spec"),
+    "C1 CSI in the label": (lambda d: d["version"].update(label="2.6.12\x9b2J"), "label"),
+    "ESC in a parameter": (lambda d: d["params"].update(tls="\x1b[31moff"), "params.tls"),
+    "ESC in a parameter's name": (lambda d: d["params"].update({"\x1b[2J": 1}), "params"),
+    "config line not allow-listed": (
+        lambda d: d["params"].update(config={"backend": ["retries 3", "bind :80"]}),
+        "params",
+    ),
+    "config line with a newline": (
+        lambda d: d["params"].update(config={"backend": ["retries 3\nlisten x"]}),
+        "params",
+    ),
+    "config section unknown": (
+        lambda d: d["params"].update(config={"listen": ["retries 3"]}),
+        "params",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CONTROL, ids=list(CONTROL))
+def test_control_characters_and_unlisted_config_lines_in_a_cell_json_are_refused(tmp_path, case):
+    edit, where = CONTROL[case]
+    path = _edited(tmp_path, edit)
+    with pytest.raises(RecordError) as caught:
+        record.load_cell(path)
+    message = str(caught.value)
+    assert str(path) in message and where in message
+    assert "\x1b" not in message and "\x9b" not in message  # not echoed to the terminal
+
+
+def test_an_allow_listed_config_line_in_a_cell_json_reads_back(tmp_path):
+    config = {"global": ["nbthread 2"], "backend": ["retries 3", "option redispatch"]}
+    path = _edited(tmp_path, lambda d: d["params"].update(config=config))
+    assert record.load_cell(path).params["config"] == config
+
+
+def test_a_run_json_with_a_control_character_in_its_baseline_is_refused(tmp_path, capsys):
+    run_dir = tmp_path / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    data = json.loads((run_dir / "run.json").read_text())
+    data["baseline"] = "debian:bullseye\x1b[2J"
+    (run_dir / "run.json").write_text(json.dumps(data))
+    assert cli.main(["report", str(run_dir)]) == 2
+    out = capsys.readouterr()
+    assert "baseline" in out.err and "\x1b" not in out.out + out.err
+    assert not (run_dir / "report.md").exists() or "\x1b" not in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("version", ["1", 1.5, True, 0, -3, None])
+def test_a_schema_version_that_is_no_version_number_is_called_damaged_not_newer(tmp_path, version):
+    path = _edited(tmp_path, lambda d: d.update(schema_version=version))
+    if version is None:  # written before schema_version: migrated... unless it says null
+        path.write_text(path.read_text().replace('"schema_version": null', '"schema_version": "x"'))
+    with pytest.raises(RecordError) as caught:
+        record.load_cell(path)
+    assert "is not a schema version" in str(caught.value)
+    assert "newer harness" not in str(caught.value)
+
+
+def test_a_deeply_nested_location_is_cut_in_the_message(tmp_path):
+    data = json.loads((DATA / "run-chunked-stall" / "run.json").read_text())
+    deep: object = 1
+    for _ in range(500):
+        deep = [deep]
+    data["matrix"] = {"a": deep}
+    data["baseline"] = 5
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError) as caught:
+        record.load_run(path)
+    assert len(str(caught.value)) < 1000
+
+
+# Raw files of a cell (locust.json here) edited so that the analysis overflows or a
+# number lands outside what a record holds: `report` and `compare` say which run, in one
+# line, exit 2; never a traceback or a pydantic error dump.
+RAW_EDITS = {
+    "count beyond int64": lambda entry: entry["response_times"].update({"1": 10**30}),
+    "count beyond a record": lambda entry: entry.update(num_requests=10**30),
+    "NaN latency": lambda entry: entry["response_times"].update({"nan": 5}),
+}
+
+
+@pytest.mark.parametrize("verb", ["report", "compare"])
+@pytest.mark.parametrize("case", RAW_EDITS, ids=list(RAW_EDITS))
+def test_raw_numbers_no_record_holds_exit_2_in_one_line(tmp_path, capsys, verb, case):
+    run_dir = tmp_path / "20261124T230400Z-edited"
+    shutil.copytree(DATA / "run-half-close-keepalive", run_dir)
+    cell = run_dir / "003-keepalive-vs-close-2.2.9-debian-bullseye-17b307-r1"
+    entries = json.loads((cell / "locust.json").read_text())
+    for entry in entries:
+        RAW_EDITS[case](entry)
+    (cell / "locust.json").write_text(json.dumps(entries))
+    argv = {"report": ["report", str(run_dir)], "compare": ["compare", str(run_dir), str(run_dir)]}
+    try:
+        code = cli.main(argv[verb])
+    except Exception as exc:  # the failure this test exists for
+        pytest.fail(f"{type(exc).__name__} escaped: {exc}"[:300])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "pydantic" not in err, err
+
+
+# An old record (no schema_version) is migrated before it is validated: whatever its
+# content, the migration must leave the refusal to validation, naming file and key.
+OLD_EDITS = {
+    "superscript digit": {"chunk_size=²": {"stalled": 1}},
+    "two minus signs": {"chunk_size=--5": {"stalled": 1}},
+    "5000 digits": {"chunk_size=" + "9" * 5000: {"stalled": 1}},
+    "point not a mapping": {"chunk_size=3": 5},
+    "point a list": {"chunk_size=3": [1, 2]},
+}
+
+
+@pytest.mark.parametrize("case", OLD_EDITS, ids=list(OLD_EDITS))
+def test_an_edited_old_record_is_refused_naming_file_and_key(tmp_path, case):
+    old = json.loads((STALL / "cell.json").read_text())
+    assert "schema_version" not in old
+    old["metrics"]["probe"]["by_sweep"] = OLD_EDITS[case]
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps(old))
+    with pytest.raises(RecordError) as caught:
+        record.load_cell(path)
+    assert str(path) in str(caught.value) and "metrics.probe.sweep" in str(caught.value)
+    assert len(str(caught.value)) < 1000
+
+
+# A shared run folder (a tarball unpacked) may hold what the harness never writes: a
+# symlink to /dev/zero made `report` read until memory ran out, a FIFO blocks a read for
+# ever, a symlink elsewhere reads another user's file into a report.
+PLANTED = {
+    "vv to /dev/zero": lambda cell: _replace(cell / "haproxy-vv.txt", "/dev/zero"),
+    "cell.json to a file elsewhere": lambda cell: _replace(cell / "cell.json", "/etc/hostname"),
+    "a FIFO for locust.json": lambda cell: (
+        (cell / "locust.json").unlink(),
+        os.mkfifo(cell / "locust.json"),
+    ),
+    "a cell folder that is a link": lambda cell: (
+        shutil.move(cell, cell.with_name("elsewhere")),
+        cell.symlink_to(cell.with_name("elsewhere")),
+    ),
+}
+
+
+def _replace(path: Path, target: str) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("verb", ["report", "compare", "publish"])
+@pytest.mark.parametrize("case", PLANTED, ids=list(PLANTED))
+def test_a_run_folder_holding_anything_but_files_and_folders_is_refused(
+    tmp_path, capsys, verb, case
+):
+    run_dir = tmp_path / "results" / "20261124T230400Z-planted"
+    shutil.copytree(DATA / "run-half-close-keepalive", run_dir)
+    PLANTED[case](run_dir / "003-keepalive-vs-close-2.2.9-debian-bullseye-17b307-r1")
+    argv = {
+        "report": ["report", str(run_dir)],
+        "compare": ["compare", str(DATA / "run-half-close-keepalive"), str(run_dir)],
+        "publish": ["publish", str(run_dir.parent), "--out", str(tmp_path / "site")],
+    }[verb]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    if verb == "publish":  # the site goes on; the run is listed as unreadable
+        assert code == 0
+        assert "unreadable" in (tmp_path / "site" / "index.html").read_text()
+    else:
+        assert code == 2 and "003-keepalive" in err and "regular files" in err, err
+
+
+def test_a_run_folder_reached_through_a_link_is_read(tmp_path):
+    # results/latest -> <run>: the link is the user's own way in, not inside the run
+    run_dir = tmp_path / "results" / "20261124T230400Z-linked"
+    shutil.copytree(DATA / "run-half-close-keepalive", run_dir)
+    (tmp_path / "results" / "latest").symlink_to(run_dir)
+    assert cli.main(["report", str(tmp_path / "results" / "latest")]) in (0, 3)

@@ -79,3 +79,38 @@ def test_plots_draw_svg_only():
     # the page is the template's: no HTML sections are built in the plotting module
     assert not re.search(r"<(h[1-6]|ul|li|nav|table|html|body|details)\b", source)
     assert "def html_report" not in source and "CSS" not in source
+
+
+def test_a_run_without_a_matrix_file_says_so_instead_of_none(tmp_path):
+    # `run` and `reproduce` plan from the command line: their run.json has no matrix file
+    run_dir = tmp_path / "results" / "20261124T230400Z-single"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    manifest = json.loads((run_dir / "run.json").read_text())
+    del manifest["matrix_file"], manifest["matrix_sha256"]
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+    assert cli.main(["report", str(run_dir)]) in (0, 3)
+    md = (run_dir / "report.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    for text, start in ((md, "- Matrix"), (html, "<li>Matrix")):
+        [line] = [ln for ln in text.splitlines() if ln.startswith(start)]
+        assert "None" not in line and "?" not in line, line
+        assert "from the command line" in line, line
+
+
+def test_control_characters_in_free_text_never_reach_the_terminal(tmp_path, capsys):
+    # a failed cell's error and a raw file's head are any text: ESC / CSI in them would
+    # drive the terminal `report` prints report.md to
+    run_dir = tmp_path / "results" / "20261124T230400Z-esc"
+    shutil.copytree(DATA / "run-half-close-keepalive", run_dir)
+    cell = run_dir / "003-keepalive-vs-close-2.2.9-debian-bullseye-17b307-r1"
+    data = json.loads((cell / "cell.json").read_text())
+    data.update(status="failed", error="boom \x1b]2;pwned\x07\x1b[31mred \x9b2J")
+    (cell / "cell.json").write_text(json.dumps(data))
+    vv = run_dir / "001-half-close-2.2.9-debian-bullseye-fd300d-r1" / "haproxy-vv.txt"
+    vv.write_text("HAProxy \x1b[2J version\r\n" + vv.read_text())
+    assert cli.main(["report", str(run_dir)]) in (0, 3)
+    out = capsys.readouterr().out
+    md = (run_dir / "report.md").read_text()
+    for text in (out, md):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)
+    assert "boom \\x1b]2;pwned\\x07\\x1b[31mred \\x9b2J" in md  # shown, not dropped

@@ -344,11 +344,13 @@ def hostile_run(tmp_path_factory) -> Path:
     ok = run_dir / CELL_OK
 
     def params(record: dict[str, Any]) -> None:
-        record["params"]["evil"] = HOSTILE  # on every cell: they still compare
+        # on every cell: they still compare. A record refuses control characters in what
+        # it names (tests/unit/test_record.py), so the newline is a space here.
+        record["params"]["evil"] = HOSTILE.replace("\n", " ")
 
     for cell in (CELL_OK, CELL_BASE, CELL_FAILED):
         _edit_json(run_dir / cell / "cell.json", params)
-    _edit_json(ok / "cell.json", lambda r: r["version"].update(label=f"2.6.12 {SCRIPT} | x\n{IMG}"))
+    _edit_json(ok / "cell.json", lambda r: r["version"].update(label=f"2.6.12 {SCRIPT} | x {IMG}"))
 
     def failed(record: dict[str, Any]) -> None:
         record["status"] = "failed"
@@ -462,6 +464,6 @@ def test_csv_and_json_keep_hostile_values_intact(hostile_run: Path) -> None:
     # machine-readable outputs are data, not markup: exact values, properly quoted
     rows = list(csv.DictReader((hostile_run / "results.csv").open()))
     assert len(rows) == 3
-    assert rows[1]["param_evil"] == HOSTILE
+    assert rows[1]["param_evil"] == HOSTILE.replace("\n", " ")
     records = json.loads((hostile_run / "results.json").read_text())
     assert records[2]["error"].startswith(SCRIPT)

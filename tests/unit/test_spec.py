@@ -257,3 +257,27 @@ def test_workers_run_the_users_under_one_master_with_typed_arguments(tmp_path):
     assert args[:3] == ["locust-distributed", "3", "/locustfiles/http_load.py"]
     assert args[args.index("--users") + 1] == "3"  # one open-loop user per worker
     assert args[-1] == "OpenLoop"
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        "{generator: wrk, threads: '2'}",  # a string where a count goes
+        "{generator: wrk, threads: true}",  # YAML 1.1: yes/on/true are booleans
+        "{workers: yes}",
+        "{users: on}",
+        "{duration_s: '10'}",
+        "{mode: open, rate: true}",
+    ],
+)
+def test_a_load_value_of_the_wrong_type_is_refused_not_coerced(tmp_path, load):
+    # as scenario parameters are (harness.plan.params.Params is strict): `workers: yes`
+    # meant something, and it was not "1 worker"
+    path = write(tmp_path, f"""
+        name: t
+        load: {load}
+        versions: [debian:bookworm]
+        scenarios: [{{name: smoke}}]
+        """)  # fmt: skip
+    with pytest.raises(SpecError, match=r"load\.\w+ \(line 3\): Input should be a valid"):
+        spec.load(path, "run1")

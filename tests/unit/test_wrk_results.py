@@ -81,3 +81,46 @@ def test_a_wrk_json_without_a_latency_form_is_refused(tmp_path):
     path = _write(tmp_path)
     with pytest.raises(ValueError, match=r"not the wrk\.json"):
         wrk.read(path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"latency_us": [[300, -5]]},  # a negative count
+        {"latency_us": [[300, 10**20]]},  # beyond int64: an OverflowError in numpy
+        {"latency_us": [[300, 2**62], [400, 2**62]]},  # each fits, their sum wraps around
+        {"latency_us": [[-300, 1]]},  # a negative latency
+        {"latency_us": [[10**20, 1]]},  # beyond any record's float
+        {"latency_quantiles_us": [-5, 3]},
+        {"latency_quantiles_us": [10**30]},
+        {"errors": {"connect": 0, "read": 0, "write": 0, "status": 5000, "timeout": 0}},
+        {"requests": 10**15, "duration_us": 1},  # 10^21 req/s: beyond any record's float
+    ],
+)
+def test_a_wrk_json_the_analysis_cannot_hold_is_refused_by_name_not_a_traceback(tmp_path, change):
+    # wrk's own bounds: counts and µs are non-negative, a status error is a completed
+    # request (src/wrk.c counts it in response_complete), so errors.status <= requests.
+    body = {**BASE, "latency_us": [[300, 1]], **change}
+    if "latency_quantiles_us" in change:
+        del body["latency_us"]
+    (tmp_path / wrk.WRK_FILE).write_text(json.dumps(body))
+    with pytest.raises(ValueError, match=r"wrk\.json: not the wrk\.json"):
+        wrk.read(tmp_path / wrk.WRK_FILE)
+
+
+def test_a_wrk_json_at_every_bound_still_makes_a_valid_record(tmp_path):
+    # whatever wrk.read accepts, the typed cell record holds (no overflow, no refusal)
+    top = wrk.MAX_LATENCY_US
+    _write(
+        tmp_path,
+        requests=10**15, duration_us=10**15 * 10**6 // wrk.MAX_RPS,
+        errors={"connect": 10**15, "read": 10**15, "write": 10**15, "status": 10**15,
+                "timeout": 10**15},
+        latency_us=[[0, wrk.MAX_SAMPLES - 1], [top, 1]],
+    )  # fmt: skip
+    (tmp_path / "timing.json").write_text(json.dumps({"load_start": 10.0, "load_end": 12.0,
+                                                       "drain_end": 13.0}))  # fmt: skip
+    metrics = cell_metrics.compute(tmp_path, "haproxy")
+    assert metrics.load is not None and metrics.load.max_ms == top / 1000
+    (tmp_path / wrk.WRK_FILE).write_text(json.dumps({**BASE, "latency_quantiles_us": [0, top]}))
+    assert cell_metrics.compute(tmp_path, "haproxy").load.max_ms == top / 1000
