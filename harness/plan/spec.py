@@ -864,7 +864,7 @@ def single(
     # Checked here first, so an error names the option the user typed.
     versions.parse(version, "--haproxy")
     scenarios.get(scenario, "--scenario")
-    return expand(
+    plan = expand(
         {
             "name": "single",
             "versions": [version],
@@ -874,6 +874,17 @@ def single(
         run_id,
         where="the command line (--param)",
     )
+    load = plan.cells[0].load
+    asked = "--generator wrk" if load.generator == "wrk" else "--workers" if load.workers else ""
+    if asked and isinstance(plan.cells[0].knobs.load, scenarios.Probe):
+        # In a matrix the load setting is the load scenarios'; asked for one probe
+        # scenario, it would be ignored without a word.
+        raise SpecError(
+            f"{asked}: scenario {scenario!r} drives its own close-delay probe (one "
+            "connection per sample), not a load generator. Leave the option out, or pick a "
+            "load scenario (python -m harness scenarios lists them)."
+        )
+    return plan
 
 
 # The option of ``python -m harness run`` behind each Load field.

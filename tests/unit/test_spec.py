@@ -281,3 +281,12 @@ def test_a_load_value_of_the_wrong_type_is_refused_not_coerced(tmp_path, load):
         """)  # fmt: skip
     with pytest.raises(SpecError, match=r"load\.\w+ \(line 3\): Input should be a valid"):
         spec.load(path, "run1")
+
+
+@pytest.mark.parametrize(
+    "load", [spec.Load(generator="wrk"), spec.Load(workers=2)], ids=["wrk", "workers"]
+)
+def test_run_refuses_a_load_generator_a_probe_scenario_would_ignore(load):
+    with pytest.raises(SpecError, match=r"scenario 'half-close' drives its own close-delay"):
+        spec.single("debian:bookworm", "half-close", "run1", load)
+    assert spec.single("debian:bookworm", "smoke", "run1", load).cells[0].load == load
