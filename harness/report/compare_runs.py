@@ -1,7 +1,9 @@
 """Two runs side by side: ``python -m harness compare RUN_A RUN_B``.
 
 A cell of run B is compared with the cell of run A that has the same HAProxy version
-spec, scenario and parameters (repetitions pooled, as inside one run). Each pair gets
+spec, scenario, parameters and load shape (generator, loop, users or connections,
+workers, threads, and the open loop's rate: what a latency or a req/s is measured
+under; a probe cell's load is its probe), repetitions pooled, as inside one run. Each pair gets
 the verdicts a single run gives a candidate version against its baseline
 (:func:`harness.report.comparisons`: Mann-Whitney U on samples, Fisher's exact test on
 counts, end types as a contingency table), with run A as the baseline. Cells found in
@@ -28,8 +30,9 @@ from harness.plan.spec import params_text
 from harness.report import tables as report
 
 Record = CellRecord
-# (version spec, scenario, parameters as canonical JSON): what makes two cells comparable.
-Key = tuple[str, str, str]
+# (version spec, scenario, parameters as canonical JSON, load shape): what makes two
+# cells comparable.
+Key = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,31 @@ class RunComparison:
     notes: list[str]
 
 
+def _load_shape(record: Record) -> str:
+    """The load settings a cell's numbers depend on, as text ("probe" for a probe cell:
+    its connections are its parameters). A latency measured by wrk and one measured by
+    Locust, or at 20 users and at 200, are different quantities: never compared."""
+    load = record.load
+    if load.mode == "probe":
+        return "probe"
+    shape = f"{load.generator} {load.mode}, {load.users} users"
+    if load.workers:
+        shape += f", {load.workers} workers"
+    if load.threads:
+        shape += f", {load.threads} threads"
+    if load.mode == "open-loop":
+        shape += f", {load.rate:g} req/s"
+    return shape
+
+
 def _key(record: Record) -> Key:
     params = json.dumps(record.params, sort_keys=True, default=str)
-    return record.version.spec, record.scenario, params
+    return record.version.spec, record.scenario, params, _load_shape(record)
 
 
 def _describe(record: Record) -> str:
     params = params_text(record.params) or "defaults"
-    return f"{record.version.label} · {record.scenario} · {params}"
+    return f"{record.version.label} · {record.scenario} · {params} · {_load_shape(record)}"
 
 
 def _cells(run_dir: Path) -> list[Record]:
@@ -93,7 +113,11 @@ def _notes(run_a: RunManifest, run_b: RunManifest) -> list[str]:
     notes = []
     load_a, load_b = run_a.load(), run_b.load()
     if load_a != load_b:
-        notes.append(f"the load settings differ: A {load_a}, B {load_b}")
+        notes.append(
+            f"the load settings differ: A {load_a}, B {load_b}; load cells whose generator, "
+            "loop, users, workers, threads or open-loop rate differ are not compared "
+            "(listed below)"
+        )
     th_a, th_b = run_a.thresholds(), run_b.thresholds()
     if th_a != th_b:
         notes.append(f"the verdict thresholds differ: A {th_a}, B {th_b}; A's are used")

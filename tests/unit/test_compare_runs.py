@@ -151,3 +151,26 @@ def test_bad_folders_exit_2_with_a_message(tmp_path, capsys, damage):
     assert cli.main(["compare", str(a), str(b)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_cells_measured_under_different_loads_are_listed_not_judged(tmp_path):
+    # The same version, scenario and parameters, but run B drove its load cells with wrk:
+    # a latency from wrk against one from Locust is no verdict about HAProxy. Probe cells
+    # (their load is their probe) are still compared.
+    mixed = Path(__file__).resolve().parents[1] / "data" / "run-half-close-keepalive"
+    a, b = tmp_path / "20261124T230400Z-a", tmp_path / "20261124T230500Z-b"
+    shutil.copytree(mixed, a)
+    shutil.copytree(mixed, b)
+    changed = 0
+    for path in b.glob("*/cell.json"):
+        cell = json.loads(path.read_text())
+        if cell["load"]["mode"] != "probe":
+            cell["load"] |= {"generator": "wrk", "threads": 1}
+            path.write_text(json.dumps(cell))
+            changed += 1
+    assert changed
+    outcome = compare_runs.compare(a, b)
+    assert outcome.found and all(c.metric.startswith("half-close") for c in outcome.found)
+    assert len(outcome.only_a) == len(outcome.only_b) == changed
+    assert all("locust closed-loop" in cell for cell in outcome.only_a)
+    assert all("wrk closed-loop" in cell for cell in outcome.only_b)
