@@ -432,7 +432,9 @@ class RunManifest(_Model):
     run: Name
     # The matrix as harness.plan.spec.Matrix dumped it; a resume validates it again.
     matrix: dict[Name, JsonValue]
-    matrix_file: Line | None = None
+    # A path as the file system has it: any character but NUL may be in a file name
+    # (a newline too); the report shows control characters escaped.
+    matrix_file: Text | None = None
     matrix_sha256: Name | None = None
     baseline: Name
     cells: Count

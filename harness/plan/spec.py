@@ -431,6 +431,28 @@ class _MatrixLoader(yaml.SafeLoader):
 
 _MatrixLoader.add_constructor("tag:yaml.org,2002:int", _MatrixLoader.construct_yaml_int)
 
+# Floats as YAML 1.2 reads them: PyYAML follows YAML 1.1, where "1e3" and "1.0e9" (no
+# sign after the e) are strings, so `duration_s: 1.0e9` reached the model as text and was
+# refused as "not a valid number" instead of "must be <= 600". The resolver lists are
+# copied first: add_implicit_resolver would append to SafeLoader's own.
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MatrixLoader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != _FLOAT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_MatrixLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
 
 def _check_expanded_size(root: yaml.Node) -> None:
     """Count the document's values as if every alias were written out (memoised per

@@ -168,7 +168,8 @@ def _provenance(run: RunManifest, run_dir: Path) -> Provenance:
         run=run.run,
         started=run.started,
         finished=run.finished or "?",
-        matrix_file=run.matrix_file,
+        # a newline in a file name would end the Markdown line: shown as \n
+        matrix_file=run.matrix_file.replace("\n", "\\n") if run.matrix_file else None,
         matrix_sha256=run.matrix_sha256 or "?",
         harness_commit=env.get("harness_commit"),
         harness_dirty=bool(env.get("harness_dirty")),

@@ -227,12 +227,12 @@ MATRICES = [
     ),
     pytest.param(
         OK_HEAD + "load: {users: 0}\nscenarios: [{name: smoke}]\n",
-        ["load.users (line 3): Input should be greater than or equal to 1", ">= 1 and <= 1000"],
+        ["load.users (line 3): Input should be greater than or equal to 1", ">= 1 and <= 20000"],
         id="zero-users",
     ),
     pytest.param(
         OK_HEAD + "load:\n  users: -3\nscenarios: [{name: smoke}]\n",
-        ["load.users (line 4)", "(got -3)", "must be >= 1 and <= 1000"],
+        ["load.users (line 4)", "(got -3)", "must be >= 1 and <= 20000"],
         id="negative-users",
     ),
     pytest.param(
@@ -417,7 +417,7 @@ OPTIONS = [
     ),
     pytest.param(
         ["--users", "0"],
-        ["--users 0: concurrent Locust users", "must be >= 1 and <= 1000", "default --users"],
+        ["--users 0: concurrent Locust users", "must be >= 1 and <= 20000", "default --users"],
         id="zero-users",
     ),
     pytest.param(

@@ -415,3 +415,17 @@ def test_a_run_folder_reached_through_a_link_is_read(tmp_path):
     shutil.copytree(DATA / "run-half-close-keepalive", run_dir)
     (tmp_path / "results" / "latest").symlink_to(run_dir)
     assert cli.main(["report", str(tmp_path / "results" / "latest")]) in (0, 3)
+
+
+def test_a_matrix_file_named_with_any_character_is_recorded_and_shown_escaped(tmp_path):
+    # A file name may hold a newline or an ESC: the run must record the path it was
+    # given (a run died after its images on 'same matrix: twice\nat once.yaml'), and the
+    # report must show it without driving the terminal or breaking its line.
+    from harness.report import render
+    from tests import records
+
+    name = str(tmp_path / "same matrix: twice\nat once\x1b[2J.yaml")
+    run = records.manifest({"matrix_file": name})
+    assert record.parse_run(json.loads(record.dump(run)), Path("run.json")) == run
+    text = render.markdown(tmp_path, [], [], run)
+    assert "twice\\nat once\\x1b[2J.yaml" in text and "\x1b" not in text
