@@ -87,7 +87,7 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         }
         metrics["haproxy_unparsed_lines"] = len(unparsed)
 
-    failure_files = _client_parts(folder, "client_failures", "jsonl")
+    failure_files = latency.client_parts(folder, "client_failures", "jsonl")
     if failure_files:
         by_id = haproxy_log.index_by_id(entries)
         seen = [
@@ -154,7 +154,7 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
     if (folder / "locust.json").exists():
         window = locust_stats.window(folder / "locust.json")  # first to last request
         # each Locust process that runs users can use a core (distributed: its workers)
-        ceiling_cores *= max(len(_client_parts(folder, "client_status", "json")), 1)
+        ceiling_cores *= max(len(latency.client_parts(folder, "client_status", "json")), 1)
     elif (folder / wrk.WRK_FILE).exists() and timing:
         # wrk keeps no timestamps: the load's window is the exec's, and each of its
         # threads is an event loop that can keep one core busy.
@@ -176,15 +176,9 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
     return metrics
 
 
-def _client_parts(folder: Path, name: str, ext: str) -> list[Path]:
-    """The client's own file, or one per Locust worker (``<name>.w<pid>.<ext>``)."""
-    alone = folder / f"{name}.{ext}"
-    return [alone] if alone.exists() else sorted(folder.glob(f"{name}.w*.{ext}"))
-
-
 def _client_status(folder: Path) -> dict[str, int]:
     total: Counter[str] = Counter()
-    for path in _client_parts(folder, "client_status", "json"):
+    for path in latency.client_parts(folder, "client_status", "json"):
         total.update(_json(path) or {})
     return dict(total)
 

@@ -54,12 +54,16 @@ def read_hdr(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return values, counts
 
 
+def client_parts(folder: Path, name: str, ext: str) -> list[Path]:
+    """The client's own ``<name>.<ext>``, or one per Locust worker process
+    (``<name>.w<pid>.<ext>``, distributed mode: clients/locustfiles/http_load.py)."""
+    alone = folder / f"{name}.{ext}"
+    return [alone] if alone.exists() else sorted(folder.glob(f"{name}.w*.{ext}"))
+
+
 def hdr_files(folder: Path) -> list[Path]:
-    """The cell's HDR files: ``latency.hdr``, or one per Locust worker process
-    (``latency.w<pid>.hdr``, distributed mode: clients/locustfiles/http_load.py)."""
-    if (folder / HDR_FILE).exists():
-        return [folder / HDR_FILE]
-    return sorted(folder.glob("latency.w*.hdr"))
+    """The cell's HDR files: ``latency.hdr``, or one per Locust worker process."""
+    return client_parts(folder, "latency", "hdr")
 
 
 def merged(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ ValueError naming it.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -77,9 +78,18 @@ class WrkResult(_Strict):
 
 
 def read(path: Path) -> WrkResult:
-    """The validated contents of a wrk.json. Raises ValueError naming the file."""
+    """The validated contents of a wrk.json. Raises ValueError naming the file.
+
+    One cell's analysis asks three times (load summary, latency histogram, statuses):
+    the file is parsed once per version of it (path, size, mtime)."""
+    info = path.stat()
+    return _read(str(path), info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read(path: str, size: int, mtime_ns: int) -> WrkResult:
     try:
-        return WrkResult.model_validate_json(path.read_bytes())
+        return WrkResult.model_validate_json(Path(path).read_bytes())
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "(top level)"
