@@ -38,7 +38,14 @@ if ! engine_up; then
     if ! pgrep -x dockerd >/dev/null; then
         say "starting dockerd in the background (log: $ENGINE_LOG)"
         mkdir -p "$(dirname "$ENGINE_LOG")"
-        nohup setsid dockerd >>"$ENGINE_LOG" 2>&1 </dev/null &
+        # Only stdin/out/err reach the daemon: a descriptor inherited from the caller (a
+        # `flock LOCK make engine`'s lock) would otherwise stay held for the engine's life.
+        (
+            for fd in $(ls /proc/$BASHPID/fd); do
+                ((fd > 2)) && eval "exec $fd>&-"
+            done 2>/dev/null
+            exec nohup setsid dockerd >>"$ENGINE_LOG" 2>&1 </dev/null
+        ) &
     fi
     for _ in $(seq 1 60); do
         engine_up && break

@@ -4,6 +4,7 @@ Each test runs the real CLI in its own process group, as a terminal would, and e
 checking that Docker holds nothing of the harness's.
 """
 
+import fcntl
 import json
 import os
 import random
@@ -137,6 +138,17 @@ def _dockerd_pid() -> int:
     return int(Path("/var/run/docker.pid").read_text())
 
 
+def _open_files(pid: int) -> set[str]:
+    """What the process's descriptors point at (one closed meanwhile is skipped)."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            found.add(os.readlink(fd))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 @pytest.fixture
 def engine_restorer():
     """Whatever a test does to the engine, it answers again afterwards."""
@@ -165,11 +177,19 @@ def test_engine_stopping_mid_load_fails_the_cell_in_one_line_and_leaks_nothing(
     while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
         time.sleep(0.5)
     time.sleep(5)  # the harness finds it gone
-    subprocess.run(
-        ["bash", str(ROOT / "scripts" / "engine.sh")],
-        env={**os.environ, "VENV": str(ROOT / ".venv")}, check=True, timeout=180,
-        capture_output=True,
-    )  # fmt: skip
+    # Restarted by a caller that holds a lock (e.g. `flock LOCK make engine`): the daemon
+    # must not inherit it, or the lock stays held for as long as the engine runs.
+    lock = tmp_path / "caller.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "engine.sh")], pass_fds=(held.fileno(),),
+            env={**os.environ, "VENV": str(ROOT / ".venv")}, check=True, timeout=180,
+            capture_output=True,
+        )  # fmt: skip
+    with lock.open("w") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if inherited
+    assert str(lock) not in _open_files(_dockerd_pid())
     code, err = finish(proc)
     assert "Traceback" not in err, err[-3000:]
     assert "the Docker engine stopped answering" in err
