@@ -102,10 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=20, help="Locust users, closed loop [20]")
     p.add_argument("--rate", type=float, help="open loop instead: requests per second")
     p.add_argument(
-        "--generator", choices=["locust", "wrk"], default="locust",
-        help="load generator of load scenarios [locust]; wrk: --users connections, closed loop",
+        "--generator", choices=["locust", "wrk", "h2load"], default="locust",
+        help="load generator of load scenarios [locust]; wrk: --users connections, closed "
+        "loop; h2load: the same over HTTP/2 (with --param http2=h2c or h2)",
     )  # fmt: skip
-    p.add_argument("--threads", type=int, help="wrk's threads [1]")
+    p.add_argument("--threads", type=int, help="wrk's or h2load's threads [1]")
+    p.add_argument("--streams", type=int, help="h2load's concurrent streams per connection [1]")
+    p.add_argument("--requests", type=int, help="h2load's requests in all, instead of --duration")
     p.add_argument("--workers", type=int, help="Locust worker processes (distributed mode)")
     _plan_options(p, params=True)
     _json_option(p)
@@ -422,7 +425,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.verb == "run":
             load = spec.load_options(
-                args.users, args.rate, args.duration, args.generator, args.threads, args.workers
+                args.users,
+                args.rate,
+                args.duration,
+                args.generator,
+                args.threads,
+                args.workers,
+                args.streams,
+                args.requests,
             )
             params = spec.param_options(args.param, for_scenarios=(args.scenario,))
             plan = spec.single(args.haproxy, args.scenario, _run_id(args, args.scenario), load,

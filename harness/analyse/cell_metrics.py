@@ -11,7 +11,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.analyse import census, haproxy_log, latency, locust_stats, probe_samples, wire, wrk
+from harness.analyse import (
+    census,
+    h2load,
+    haproxy_log,
+    latency,
+    locust_stats,
+    probe_samples,
+    wire,
+    wrk,
+)
 from harness.analyse.haproxy_stats import parse_info, parse_stat
 from harness.analyse.record import Metrics
 from harness.analyse.resources import could_use, cpu_usage, host_usage
@@ -57,6 +66,8 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         metrics["load"] = locust_stats.from_csv(folder / "locust_stats.csv")
     elif (folder / wrk.WRK_FILE).exists():
         metrics["load"] = wrk.aggregated(folder / wrk.WRK_FILE)
+    elif (folder / h2load.REQUESTS_FILE).exists():
+        metrics["load"] = h2load.aggregated(folder / h2load.SUMMARY_FILE)
     found = latency.histogram(folder) if "load" in metrics else None
     if found is not None and found[2] != latency.SOURCE_LOCUST:
         # The client's µs histogram replaces Locust's rounded latencies; Locust still
@@ -75,6 +86,10 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         errors = metrics["load"]["errors"]
         metrics["client_errors"] = {k: v for k, v in errors.items() if v and k != "status"}
         metrics["client_status_codes"] = wrk.status_counts(folder / wrk.WRK_FILE)
+    elif (folder / h2load.REQUESTS_FILE).exists():
+        errors = metrics["load"]["errors"]
+        metrics["client_errors"] = {k: v for k, v in errors.items() if v}
+        metrics["client_status_codes"] = h2load.status_counts(folder / h2load.REQUESTS_FILE)
 
     entries: list[haproxy_log.LogEntry] = []
     if target == "haproxy" and (folder / "haproxy.log").exists():
@@ -160,6 +175,11 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         # threads is an event loop that can keep one core busy.
         window = (timing["load_start"], timing["load_end"])
         ceiling_cores = float(metrics["load"]["threads"])
+    elif (folder / h2load.REQUESTS_FILE).exists():
+        # first request to last response, as Locust's; each h2load thread is an event
+        # loop that can keep one core busy
+        window = h2load.window(folder / h2load.REQUESTS_FILE)
+        ceiling_cores = float(metrics["load"]["threads"])
     if cpu_samples and window:
         resources = cpu_usage(cpu_samples, *window)
         metrics["resources"] = resources
@@ -196,7 +216,7 @@ def client_limit(
     ``could``: :func:`harness.analyse.resources.could_use`, what the client could have used, sample
     interval by interval: min(``ceiling_cores``, its cores + the host's idle cores);
     when None, the same over the window's averages. ``ceiling_cores``: the most the
-    generator can use (Locust: CLIENT_CEILING_CORES; wrk: its threads). ``client_bound``
+    generator can use (Locust: CLIENT_CEILING_CORES; wrk, h2load: its threads). ``client_bound``
     when it used
     >= CLIENT_BOUND_FRACTION of that, ``host_saturated`` when the host's average idle
     was < HOST_SATURATED_IDLE_CORES.

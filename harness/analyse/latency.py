@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.analyse import distribution, wrk
+from harness.analyse import distribution, h2load, wrk
 
 HDR_FILE = "latency.hdr"
 SOURCE_HDR = "HDR histogram (µs)"
@@ -97,13 +97,16 @@ def histogram(folder: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
     """The cell's latency histogram (values in ms, counts, source), or None if unmeasured.
 
     ``latency.hdr`` when the Locust client wrote it, ``wrk.json`` when wrk drove the
-    load, else Locust's ``locust.json`` (a folder recorded before the HDR file existed).
+    load, ``h2load-requests.tsv`` when h2load did, else Locust's ``locust.json`` (a
+    folder recorded before the HDR file existed).
     """
     parts = hdr_files(folder)
     if parts:
         return (*merged(read_hdr(p) for p in parts), SOURCE_HDR)
     if (folder / wrk.WRK_FILE).exists():
         return (*wrk.histogram(folder / wrk.WRK_FILE), wrk.SOURCE_WRK)
+    if (folder / h2load.REQUESTS_FILE).exists():
+        return (*h2load.histogram(folder / h2load.REQUESTS_FILE), h2load.SOURCE_H2LOAD)
     if (folder / "locust.json").exists():
         return (*read_locust(folder / "locust.json"), SOURCE_LOCUST)
     return None

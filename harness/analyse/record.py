@@ -135,8 +135,9 @@ class LoadMetrics(_Model):
     latency_count: Count | None = None
     latency_source: Text | None = None
     source: Text | None = None  # set when Locust did not finish (its last periodic summary)
-    # wrk (harness.analyse.wrk.aggregated): its threads and socket errors by kind
-    generator: Literal["wrk"] | None = None
+    # wrk (harness.analyse.wrk.aggregated): its threads and socket errors by kind;
+    # h2load (harness.analyse.h2load.aggregated): its threads and failures by kind
+    generator: Literal["wrk", "h2load"] | None = None
     threads: Count | None = None
     errors: dict[Key, Count] | None = None
 
@@ -352,9 +353,11 @@ class LoadRecord(_Model):
     spawn_rate: Number | None = None
     rate: Number | None = None
     duration_s: Number | None = None
-    generator: Literal["locust", "wrk"] = "locust"  # absent in records before wrk
+    generator: Literal["locust", "wrk", "h2load"] = "locust"  # absent in records before wrk
     threads: Int | None = None
     workers: Int | None = None
+    streams: Int | None = None  # h2load's concurrent streams per connection
+    requests: Int | None = None  # h2load's request count, instead of the duration
 
 
 Status = Literal["ok", "failed", "interrupted"]

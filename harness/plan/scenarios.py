@@ -50,16 +50,23 @@ class HaproxyKnobs:
     defaults_lines: tuple[str, ...] = ()
     frontend_lines: tuple[str, ...] = ()
     backend_lines: tuple[str, ...] = ()
+    # HTTP/2 on the frontend (an Http2 value): "h2c" makes the plain bind HTTP/2 only
+    # (`proto h2`: prior knowledge, RFC 9113 section 3.3); "h2" adds `alpn h2,http/1.1`
+    # to the TLS bind (RFC 7301), so a client that offers h2 gets it.
+    http2: str = "off"
 
 
 @dataclass(frozen=True)
 class HttpLoad:
-    """Locust closed-loop load (clients/locustfiles/http_load.py)."""
+    """The load of the load scenarios: Locust's users, wrk's or h2load's connections
+    sending GETs (clients/locustfiles/http_load.py, clients/wrk/harness.lua)."""
 
     path: str = "/"
     keepalive: Flag = True
     wait_ms: int = 0
     via: str = "haproxy"  # "backend": the direct baseline, no proxy in the path
+    # The HTTP/2 the frontend speaks (HaproxyKnobs.http2): "h2" is over TLS.
+    http2: str = "off"
 
     def env(self, host: str) -> dict[str, str]:
         return {
@@ -152,7 +159,10 @@ class Knobs:
 
     @property
     def tls(self) -> bool:
-        return isinstance(self.load, Probe) and self.load.tls != "off"
+        """Whether haproxy gets a TLS bind: a probe over TLS, or HTTP/2 over TLS."""
+        if isinstance(self.load, HttpLoad):
+            return self.load.http2 == "h2"
+        return self.load.tls != "off"
 
 
 # The columns most tables share: who, and what the load did.
@@ -351,9 +361,9 @@ def _chunked_stall(p: Params) -> Knobs:
 
 def _keepalive_vs_close(p: Params) -> Knobs:
     return Knobs(
-        haproxy=HaproxyKnobs(mode=p["mode"]),
+        haproxy=HaproxyKnobs(mode=p["mode"], http2=p["http2"]),
         backend_env={"BACKEND_SIZE": str(p["size"])},
-        load=HttpLoad(keepalive=p["keepalive"], via=p["via"]),
+        load=HttpLoad(keepalive=p["keepalive"], via=p["via"], http2=p["http2"]),
         drain_s=1.0,
     )
 
@@ -451,6 +461,9 @@ def _fault(p: Params) -> Knobs:
 
 
 Tls = Literal["off", "1.2", "1.3"]
+# HTTP/2 on HAProxy's frontend: off (HTTP/1.1), h2c (cleartext, prior knowledge: the
+# plain bind with `proto h2`) or h2 (TLS with ALPN h2). Driven by generator: h2load.
+Http2 = Literal["off", "h2c", "h2"]
 # HAProxy's proxy mode (manual 4.2, "mode"): L7 HTTP, or L4 TCP.
 Mode = Literal["http", "tcp"]
 Variant = Literal["fin", "tls-fin-no-notify", "tls-notify", "conn-close", "fin-with-request"]
@@ -592,6 +605,23 @@ class KeepaliveVsCloseParams(TypedParams):
     keepalive: Flag = True
     via: Literal["haproxy", "backend"] = "haproxy"
     size: Bytes = 128
+    http2: Http2 = "off"
+
+    @model_validator(mode="after")
+    def _http2_is_haproxys(self) -> KeepaliveVsCloseParams:
+        if self.http2 == "off":
+            return self
+        if self.mode != "http" or self.via != "haproxy":
+            raise ValueError(
+                f"http2: {self.http2} is HAProxy's HTTP frontend: it needs mode: http and "
+                "via: haproxy (the backend and mode tcp speak HTTP/1.1 only)"
+            )
+        if not self.keepalive:
+            raise ValueError(
+                f"http2: {self.http2} needs keepalive: true (HTTP/2 has no Connection: close; "
+                "its streams share one connection)"
+            )
+        return self
 
 
 class ServerPoolParams(TypedParams):

@@ -59,30 +59,44 @@ class Load(_Strict):
     per request, so it runs out before HAProxy does on a small host; ``workers: N`` runs
     them in N processes under a master, Locust's distributed mode) or ``wrk`` (Debian's
     wrk 4.1: ``users`` connections over ``threads`` event-loop threads, about 17 µs per
-    request). wrk is closed loop only: its latency is measured from each request's actual
-    send, so a stall delays the requests behind it instead of showing as their latency
-    (coordinated omission, Tene 2013); the open loop's intended-time latency needs Locust.
+    request) or ``h2load`` (Debian's nghttp2-client 1.52: HTTP/2, ``users`` connections
+    over ``threads`` threads, each connection keeping ``streams`` requests in flight, for
+    ``duration_s`` or, given ``requests``, that many requests in all; the cell's
+    ``http2`` parameter says h2c prior knowledge or ALPN h2 on TLS). wrk and h2load are
+    closed loop only: their latency is measured from each request's actual send, so a
+    stall delays the requests behind it instead of showing as their latency (coordinated
+    omission, Tene 2013); the open loop's intended-time latency needs Locust.
 
     Raises pydantic's ValidationError (a SpecError where the matrix is read) for an open
-    loop with wrk, more Locust users than one process holds, or threads with Locust.
+    loop with wrk or h2load, more Locust users than one process holds, threads with
+    Locust, or streams / requests with anything but h2load.
     """
 
     # Strict, as scenario parameters are (harness.plan.params.Params): "2" or a YAML 1.1
     # boolean (yes, on) is refused where a number goes, not read as 2 or 1.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    generator: Literal["locust", "wrk"] = "locust"
+    generator: Literal["locust", "wrk", "h2load"] = "locust"
     mode: Literal["closed", "open"] = "closed"
     users: int = Field(
         20, ge=1, le=MAX_WRK_CONNECTIONS,
-        description=f"concurrent Locust users, or wrk connections (closed loop; Locust at "
-        f"most {MAX_LOCUST_USERS})",
+        description=f"concurrent Locust users, or wrk / h2load connections (closed loop; "
+        f"Locust at most {MAX_LOCUST_USERS})",
     )  # fmt: skip
     spawn_rate: float = Field(20, gt=0, le=1000, description="users started per second")
     rate: float = Field(200, gt=0, le=100000, description="requests per second (open loop)")
     duration_s: float = Field(10, gt=0, le=600, description="load duration per cell (seconds)")
     threads: int | None = Field(
-        None, ge=1, le=64, description="wrk's threads, each an event loop on one core"
+        None, ge=1, le=64, description="wrk's or h2load's threads, each an event loop on one core"
+    )
+    # h2load -m: HTTP/2 streams each connection keeps open at once (its default 1; HAProxy
+    # advertises SETTINGS_MAX_CONCURRENT_STREAMS 100, tune.h2.max-concurrent-streams).
+    streams: int | None = Field(
+        None, ge=1, le=1000, description="h2load's concurrent streams per connection"
+    )
+    # h2load -n: a request count instead of a duration; duration_s still bounds the cell.
+    requests: int | None = Field(
+        None, ge=1, le=10**9, description="h2load's requests in all, instead of duration_s"
     )
     workers: int | None = Field(
         None, ge=1, le=16,
@@ -92,10 +106,10 @@ class Load(_Strict):
 
     @model_validator(mode="after")
     def _fits_generator(self) -> Load:
-        if self.generator == "wrk" and self.mode == "open":
+        if self.generator != "locust" and self.mode == "open":
             raise ValueError(
-                "mode: open needs generator: locust (wrk sends closed loop; its latency "
-                "would hide a stall behind coordinated omission)"
+                f"mode: open needs generator: locust ({self.generator} sends closed loop; "
+                "its latency would hide a stall behind coordinated omission)"
             )
         if self.generator == "locust" and self.users > MAX_LOCUST_USERS:
             raise ValueError(
@@ -103,9 +117,14 @@ class Load(_Strict):
                 f"{MAX_LOCUST_USERS}); use generator: wrk for more connections"
             )
         if self.generator == "locust" and self.threads is not None:
-            raise ValueError("threads: applies to generator: wrk only")
-        if self.generator == "wrk" and self.workers is not None:
-            raise ValueError("workers: applies to generator: locust only (wrk has threads:)")
+            raise ValueError("threads: applies to generator: wrk or h2load only")
+        if self.generator != "locust" and self.workers is not None:
+            raise ValueError(
+                f"workers: applies to generator: locust only ({self.generator} has threads:)"
+            )
+        for key in ("streams", "requests"):
+            if self.generator != "h2load" and getattr(self, key) is not None:
+                raise ValueError(f"{key}: applies to generator: h2load only")
         if self.mode == "closed" and self.users < self.processes:
             raise ValueError(
                 f"users: {self.users} is fewer than workers: {self.processes}; a worker "
@@ -119,8 +138,9 @@ class Load(_Strict):
         return self.workers or 1
 
     @property
-    def wrk_threads(self) -> int:
-        """wrk's -t: the threads asked for, never more than the connections."""
+    def native_threads(self) -> int:
+        """wrk's or h2load's -t: the threads asked for, never more than the connections
+        (h2load refuses fewer clients than threads)."""
         return min(self.threads or 1, self.users)
 
 
@@ -728,7 +748,29 @@ def expand(
         Cell(run_id, i, len(planned), spec, name, params, rep, matrix.load)
         for i, (spec, name, params, rep) in enumerate(planned, start=1)
     ]
+    for cell in cells:
+        _speaks_the_frontends_http(cell, where)
     return Plan(matrix, source, specs, cells)
+
+
+def _speaks_the_frontends_http(cell: Cell, where: str) -> None:
+    """SpecError unless the load generator speaks the HTTP the cell's frontend does:
+    h2load HTTP/2 only (the cell's ``http2`` parameter on), Locust and wrk HTTP/1.1 only."""
+    load = cell.knobs.load
+    if not isinstance(load, scenarios.HttpLoad):
+        return  # a probe scenario drives its own client
+    if load.http2 != "off" and cell.load.generator != "h2load":
+        raise SpecError(
+            f"{where}: scenario {cell.scenario!r} with http2={load.http2} needs load "
+            f"generator: h2load; {cell.load.generator} speaks HTTP/1.1 only."
+        )
+    if load.http2 == "off" and cell.load.generator == "h2load":
+        takers = [n for n, s in scenarios.SCENARIOS.items() if "http2" in s.params.model_fields]
+        raise SpecError(
+            f"{where}: load generator h2load speaks HTTP/2, but scenario {cell.scenario!r} "
+            f"({cell.changed_params_text}) leaves HAProxy's frontend on HTTP/1.1. Set its "
+            f"http2 parameter to h2c or h2 (scenarios that take it: {', '.join(takers)})."
+        )
 
 
 class _RunFile(BaseModel):
@@ -897,7 +939,13 @@ def single(
         where="the command line (--param)",
     )
     load = plan.cells[0].load
-    asked = "--generator wrk" if load.generator == "wrk" else "--workers" if load.workers else ""
+    asked = (
+        f"--generator {load.generator}"
+        if load.generator != "locust"
+        else "--workers"
+        if load.workers
+        else ""
+    )
     if asked and isinstance(plan.cells[0].knobs.load, scenarios.Probe):
         # In a matrix the load setting is the load scenarios'; asked for one probe
         # scenario, it would be ignored without a word.
@@ -917,6 +965,8 @@ _OPTIONS = {
     "duration_s": "--duration",
     "threads": "--threads",
     "workers": "--workers",
+    "streams": "--streams",
+    "requests": "--requests",
 }
 _RULE_WORDS = {
     "mode: open": "--rate (the open loop)",
@@ -924,6 +974,8 @@ _RULE_WORDS = {
     "users: ": "--users ",
     "threads: ": "--threads ",
     "workers: ": "--workers ",
+    "streams: ": "--streams ",
+    "requests: ": "--requests ",
 }
 
 
@@ -934,13 +986,16 @@ def load_options(
     generator: str = "locust",
     threads: int | None = None,
     workers: int | None = None,
+    streams: int | None = None,
+    requests: int | None = None,
 ) -> Load:
     """The load of ``run --users N --duration S [--rate R] [--generator G --threads T]
-    [--workers W]``;
+    [--workers W] [--streams M --requests N]``;
     a value out of range is a SpecError naming the option, its bounds and its default."""
     values: dict[str, Any] = {
         "users": users, "spawn_rate": min(users, 1000), "duration_s": duration,
         "generator": generator, "threads": threads, "workers": workers,
+        "streams": streams, "requests": requests,
     }  # fmt: skip
     try:
         if rate is None:
@@ -958,7 +1013,7 @@ def load_options(
         option = _OPTIONS[field]
         given = {
             "--users": users, "--rate": rate, "--duration": duration, "--threads": threads,
-            "--workers": workers,
+            "--workers": workers, "--streams": streams, "--requests": requests,
         }[option]  # fmt: skip
         raise SpecError(
             f"{option} {given:g}: {info.description} must be {_bounds(info)} "

@@ -57,7 +57,8 @@ class RunComparison:
 def _load_shape(record: Record) -> str:
     """The load settings a cell's numbers depend on, as text ("probe" for a probe cell:
     its connections are its parameters). A latency measured by wrk and one measured by
-    Locust, or at 20 users and at 200, are different quantities: never compared."""
+    Locust, at 20 users and at 200, or by h2load at 1 stream per connection and at 10,
+    are different quantities: never compared."""
     load = record.load
     if load.mode == "probe":
         return "probe"
@@ -66,6 +67,10 @@ def _load_shape(record: Record) -> str:
         shape += f", {load.workers} workers"
     if load.threads:
         shape += f", {load.threads} threads"
+    if load.streams:  # h2load: requests in flight per connection
+        shape += f", {load.streams} streams"
+    if load.requests:
+        shape += f", {load.requests} requests"
     if load.mode == "open-loop":
         shape += f", {load.rate:g} req/s"
     return shape

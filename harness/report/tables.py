@@ -1038,6 +1038,12 @@ def verdict_lines(found: list[Comparison], bullet: str = "- ") -> list[str]:
     return lines
 
 
+H2LOAD_LIMIT_NOTE = LIMIT_NOTE.replace(
+    f"({cell_metrics.CLIENT_CEILING_CORES:g} core, one Locust process)",
+    "(one core per h2load thread)",
+)
+
+
 def _load_line(load: LoadRecord) -> str:
     if load.mode == "probe":
         return "Load: the close-delay probe (concurrent connections, one per sample)."
@@ -1055,6 +1061,21 @@ def _load_line(load: LoadRecord) -> str:
             f"thread{'s' if threads != 1 else ''}, {load.duration_s:g} s per cell; latency "
             "from each request's actual send (coordinated omission: a stall delays the "
             f"requests behind it rather than showing as their latency). {WRK_LIMIT_NOTE}"
+        )
+    if load.generator == "h2load":
+        threads = load.threads or 1
+        span = (
+            f"{load.requests} requests per cell"
+            if load.requests is not None
+            else f"{load.duration_s:g} s per cell"
+        )
+        return (
+            f"Load: h2load closed loop over HTTP/2 (the cell's http2: h2c prior knowledge or "
+            f"ALPN h2 on TLS), {load.users} connections of {load.streams or 1} concurrent "
+            f"stream{'s' if (load.streams or 1) != 1 else ''} over {threads} "
+            f"thread{'s' if threads != 1 else ''}, {span}; latency from each request's "
+            "actual send (coordinated omission, as wrk's), from h2load's per-request log. "
+            f"{H2LOAD_LIMIT_NOTE}"
         )
     return (
         f"Load: {locust} closed loop, {load.users} users, {load.duration_s:g} s per cell. "

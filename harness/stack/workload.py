@@ -4,7 +4,9 @@ Two kinds (``docker compose exec client ...``):
 - ``HttpLoad``: with Locust headless, closed-loop users sending GETs, or
   (``load.mode: open``) one user sending at a fixed arrival rate
   (clients/locustfiles/http_load.py); with ``load.generator: wrk``, Debian's wrk sending
-  the same GETs closed loop over ``users`` connections (clients/wrk/harness.lua);
+  the same GETs closed loop over ``users`` connections (clients/wrk/harness.lua); with
+  ``load.generator: h2load``, Debian's h2load sending them over HTTP/2 (``streams`` per
+  connection), to the frontend the cell's ``http2`` knob made speak it;
 - ``Probe``: the close-delay probe (clients/locustfiles/close_delay.py), one Locust
   user that runs every probe connection of the cell concurrently, fires one Locust
   request event per connection, and stops the run when the last one has ended.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from harness.plan.ports import HTTP_PORT
+from harness.plan.ports import HTTP_PORT, HTTPS_PORT
 from harness.plan.scenarios import HttpLoad, Knobs, Probe
 from harness.plan.spec import Cell
 from harness.stack.project import Stack
@@ -36,16 +38,48 @@ def run_time_s(cell: Cell, knobs: Knobs) -> float:
     return cell.load.duration_s
 
 
+# h2load's per-request log in the client container (--log-file), the cell folder's
+# h2load-requests.tsv (harness/analyse/h2load.py reads it).
+H2LOAD_LOG = "/out/h2load-requests.tsv"
+
+
 def generator(cell: Cell, knobs: Knobs) -> str:
-    """The program that drives this cell's load: "wrk" or "locust" (the probe's too)."""
-    return "wrk" if cell.load.generator == "wrk" and isinstance(knobs.load, HttpLoad) else "locust"
+    """The program that drives this cell's load: "wrk", "h2load" or "locust" (the
+    probe's too)."""
+    return cell.load.generator if isinstance(knobs.load, HttpLoad) else "locust"
 
 
 def load_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
     """The load's command line, run in the client container."""
-    if generator(cell, knobs) == "wrk":
-        return wrk_args(cell, knobs, net)
+    match generator(cell, knobs):
+        case "wrk":
+            return wrk_args(cell, knobs, net)
+        case "h2load":
+            return h2load_args(cell, knobs, net)
     return locust_args(cell, knobs, net)
+
+
+def h2load_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
+    """h2load (nghttp2 1.52), closed loop: ``users`` connections (-c) over ``threads``
+    threads (-t), each keeping ``streams`` requests in flight (-m), for the load's
+    duration (-D, whole seconds, at least 1) or ``requests`` in all (-n). Its per-request
+    log goes to H2LOAD_LOG. On an http URI h2load speaks HTTP/2 with prior knowledge
+    (h2c); on https it offers ALPN h2 only (--npn-list h2), so a frontend without h2
+    fails the cell instead of falling back to HTTP/1.1 (h2load(1))."""
+    assert isinstance(knobs.load, HttpLoad)
+    load = cell.load
+    if knobs.load.http2 == "h2":
+        url, alpn = f"https://{net.haproxy}:{HTTPS_PORT}{knobs.load.path}", ["--npn-list", "h2"]
+    else:
+        url, alpn = f"http://{net.haproxy}:{HTTP_PORT}{knobs.load.path}", []
+    span = (
+        ["--requests", str(load.requests)]
+        if load.requests is not None
+        else ["--duration", str(max(1, math.ceil(load.duration_s)))]
+    )
+    return ["h2load", "--clients", str(load.users), "--threads", str(load.native_threads),
+            "--max-concurrent-streams", str(load.streams or 1), *span, *alpn,
+            "--log-file", H2LOAD_LOG, url]  # fmt: skip
 
 
 def wrk_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
@@ -56,7 +90,7 @@ def wrk_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
     assert isinstance(knobs.load, HttpLoad)
     target = net.backend if knobs.load.via == "backend" else net.haproxy
     seconds = max(1, math.ceil(cell.load.duration_s))
-    return ["wrk", "--threads", str(cell.load.wrk_threads),
+    return ["wrk", "--threads", str(cell.load.native_threads),
             "--connections", str(cell.load.users), "--duration", f"{seconds}s",
             "--timeout", f"{seconds + 5}s", "--script", "/wrk/harness.lua",
             f"http://{target}:{HTTP_PORT}"]  # fmt: skip

@@ -174,3 +174,20 @@ def test_cells_measured_under_different_loads_are_listed_not_judged(tmp_path):
     assert len(outcome.only_a) == len(outcome.only_b) == changed
     assert all("locust closed-loop" in cell for cell in outcome.only_a)
     assert all("wrk closed-loop" in cell for cell in outcome.only_b)
+
+
+def test_h2load_cells_at_different_streams_per_connection_are_not_judged(tmp_path):
+    # 10 requests in flight per connection is another load than 1: its latency no verdict
+    mixed = Path(__file__).resolve().parents[1] / "data" / "run-half-close-keepalive"
+    a, b = tmp_path / "20261124T230400Z-a", tmp_path / "20261124T230500Z-b"
+    for run, streams in ((a, 1), (b, 10)):
+        shutil.copytree(mixed, run)
+        for path in run.glob("*/cell.json"):
+            cell = json.loads(path.read_text())
+            if cell["load"]["mode"] != "probe":
+                cell["load"] |= {"generator": "h2load", "threads": 1, "streams": streams}
+                path.write_text(json.dumps(cell))
+    outcome = compare_runs.compare(a, b)
+    assert outcome.only_a and all("h2load closed-loop" in c for c in outcome.only_a)
+    assert all(", 1 streams" in c for c in outcome.only_a)
+    assert all(", 10 streams" in c for c in outcome.only_b)

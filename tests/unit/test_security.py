@@ -62,8 +62,13 @@ def _cells() -> list[spec.Cell]:
     entries.append(
         {"name": "kernel-knobs", "params": {"port_range": "1024 65000", "nolinger": True}}
     )
-    raw = {"name": "security", "versions": ["debian:bookworm"], "scenarios": entries}
-    return cells + spec.expand(raw, "t").cells
+    # HTTP/2 cells need their generator, h2load (spec refuses Locust on an h2 frontend)
+    h2 = [e for e in entries if e["params"].get("http2", "off") != "off"]
+    raw = {"name": "security", "versions": ["debian:bookworm"],
+           "scenarios": [e for e in entries if e not in h2]}  # fmt: skip
+    h2_raw = {"name": "security-h2", "versions": ["debian:bookworm"], "scenarios": h2,
+              "load": {"generator": "h2load"}}  # fmt: skip
+    return cells + spec.expand(raw, "t").cells + spec.expand(h2_raw, "t").cells
 
 
 def _compose_doc(cell: spec.Cell) -> dict[str, Any]:

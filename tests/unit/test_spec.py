@@ -208,9 +208,16 @@ def test_numeric_parameters_accept_ints_for_floats_and_negatives_where_they_mean
         ("{generator: wrk, mode: open}", r"load \(line 3\): Value error, mode: open needs "
          r"generator: locust .*; change one of them"),
         ("{users: 2000}", r"users: 2000 is more than one Locust process holds .*generator: wrk"),
-        ("{threads: 2}", r"threads: applies to generator: wrk only"),
-        ("{generator: 'wrk; rm -rf /'}", r"load.generator \(line 3\): Input should be 'locust' "
-         r"or 'wrk'"),
+        ("{threads: 2}", r"threads: applies to generator: wrk or h2load only"),
+        ("{generator: 'wrk; rm -rf /'}", r"load.generator \(line 3\): Input should be 'locust', "
+         r"'wrk' or 'h2load'"),
+        ("{generator: h2load, mode: open}", r"mode: open needs generator: locust \(h2load"),
+        ("{generator: wrk, streams: 10}", r"streams: applies to generator: h2load only"),
+        ("{requests: 100}", r"requests: applies to generator: h2load only"),
+        ("{generator: h2load, streams: 1001}", r"load.streams \(line 3\): .*less than or equal "
+         r"to 1000"),
+        ("{generator: h2load, streams: '10 --h1'}", r"load.streams \(line 3\): Input should be "
+         r"a valid integer"),
         ("{generator: wrk, threads: '2 --latency'}", r"load.threads \(line 3\): Input should be "
          r"a valid integer"),
         ("{generator: wrk, users: 20001}", r"load.users \(line 3\): .*less than or equal to 20000"),
@@ -239,7 +246,7 @@ def test_wrk_takes_the_connections_locust_cannot(tmp_path):
         scenarios: [{name: smoke}]
         """)  # fmt: skip
     [cell] = spec.load(path, "run1").cells
-    assert (cell.load.users, cell.load.wrk_threads) == (5000, 2)
+    assert (cell.load.users, cell.load.native_threads) == (5000, 2)
 
 
 def test_workers_run_the_users_under_one_master_with_typed_arguments(tmp_path):
