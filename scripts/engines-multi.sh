@@ -63,8 +63,10 @@ engine_up() {
         # by the daemon for as long as it lives, blocking everyone who waits on that lock.
         # Like `ip netns exec`, a mount namespace with this network namespace's sysfs;
         # unlike it, the cgroup hierarchy stays mounted under it (dockerd needs it).
-        nsenter --net="/run/netns/$ns" unshare --mount --propagation slave \
-            setsid sh -c 'mkdir -p "$1/cg" && mount --rbind /sys/fs/cgroup "$1/cg" &&
+        # setsid first: the daemon and its helpers in a session of their own, whatever
+        # ends the shell that started them.
+        setsid nsenter --net="/run/netns/$ns" unshare --mount --propagation slave \
+            sh -c 'mkdir -p "$1/cg" && mount --rbind /sys/fs/cgroup "$1/cg" &&
                 mount -t sysfs sysfs /sys && mount --move "$1/cg" /sys/fs/cgroup &&
                 shift && exec "$@"' sh "$dir" dockerd \
             --host "unix://$dir/docker.sock" \
