@@ -106,3 +106,13 @@ def test_split_compose_files_hold_only_their_engines_services(tmp_path):
     ]
     assert set(parts["c1"]["services"]) == {"client", "census-client"}
     assert "ports" not in parts["c1"]["services"]["client"]
+
+
+@pytest.mark.parametrize("name", ["-Hx", "a b", "ctx;rm", ""])
+def test_clean_takes_only_context_names(name, capsys):
+    from harness import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["clean", f"--context={name}"])
+    assert exited.value.code == 2
+    assert "not a Docker context name" in capsys.readouterr().err
