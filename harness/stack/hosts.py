@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 
@@ -30,9 +31,6 @@ from harness.errors import CellError
 from harness.plan.ports import HTTP_PORT, HTTPS_PORT
 from harness.plan.spec import ROLES, Hosts
 from harness.stack.compose import LOCAL, CommandLog, docker_argv, engine
-
-# A role's service (the proxy under test may be the calibration target) and observers.
-OBSERVERS = {"client": ("census-client",), "backend": ("census-backend",)}
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,7 @@ def clock_offset(context: str, tries: int = 5) -> dict[str, float]:
     return best
 
 
-def split_compose(doc: dict, placement: Placement, project: str) -> dict[str, dict]:
+def split_compose(doc: dict[str, Any], placement: Placement) -> dict[str, dict[str, Any]]:
     """One compose document per engine: its services (published ports added) and the
     cell network. ``doc`` is the whole cell's (harness.stack.compose_file.build)."""
     out = {}

@@ -284,7 +284,7 @@ def compose_parts(
     doc = compose_file.build(spec)
     return {
         context: compose_file.dump_part(spec, part, context)
-        for context, part in hosts_.split_compose(doc, where, project).items()
+        for context, part in hosts_.split_compose(doc, where).items()
     }
 
 

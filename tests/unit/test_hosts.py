@@ -99,7 +99,7 @@ def test_split_compose_files_hold_only_their_engines_services(tmp_path):
     cell = plan.cells[0]
     where = render.placement(cell, cell.knobs, plan.matrix.hosts)
     doc = {"name": "p", "services": {s: {"image": s} for e in where.engines.values() for s in e}}
-    parts = hosts.split_compose(doc, where, "p")
+    parts = hosts.split_compose(doc, where)
     assert parts["c2"]["services"]["haproxy"]["ports"] == [
         "192.0.2.2:8080:8080",
         "192.0.2.2:8443:8443",
