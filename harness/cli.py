@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import signal
 import sys
 import traceback
@@ -67,6 +68,14 @@ FAIL_ON_HELP = (
     "exit with 3 when a verdict is a regression (regression), or a regression, an "
     "improvement or a changed outcome (change)"
 )
+
+
+def _context(text: str) -> str:
+    """A Docker context name as argparse takes it: Docker's own rule, narrowed
+    (harness.plan.spec.CONTEXT_NAME); anything else is refused before a command runs."""
+    if not re.fullmatch(spec.CONTEXT_NAME, text):
+        raise argparse.ArgumentTypeError(f"not a Docker context name: {text!r}")
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,7 +191,12 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("bisect", help="find the first bad release or commit between two")
     bisect.add_arguments(p)
 
-    verbs.add_parser("clean", help="remove what runs whose process died left in Docker")
+    clean = verbs.add_parser("clean", help="remove what runs whose process died left in Docker")
+    clean.add_argument(
+        "--context", action="append", default=[], type=_context, metavar="NAME",
+        help="also on the engine of this Docker context (repeatable): where a run's hosts: "
+        "placed services",
+    )  # fmt: skip
 
     p = verbs.add_parser("scenarios", help="list the scenarios and their typed parameters")
     p.add_argument("name", nargs="?", help="one scenario, with every parameter")
@@ -544,12 +558,17 @@ def main(argv: list[str] | None = None) -> int:
             print(scenarios.describe(args.name))
             return 0
         if args.verb == "clean":
-            removed = remove_stale(CommandLog(images.BUILD_DIR / "clean.log"))
-            print(describe_removed(removed) or "nothing left behind by a run that ended")
-            _, live = partition()
-            for run, found in live.items():
-                print(f"left alone: run {run} is still running ({len(found['containers'])} "
-                      "container(s)); it tears its own stack down when it ends")  # fmt: skip
+            for context in ["default", *dict.fromkeys(args.context)]:
+                on = "" if context == "default" else f" (context {context})"
+                removed = remove_stale(CommandLog(images.BUILD_DIR / "clean.log"), context)
+                print(
+                    (describe_removed(removed) + on) if removed
+                    else f"nothing left behind by a run that ended{on}"
+                )  # fmt: skip
+                _, live = partition(context)
+                for run, found in live.items():
+                    print(f"left alone: run {run} is still running ({len(found['containers'])} "
+                          "container(s)); it tears its own stack down when it ends")  # fmt: skip
             return 0
     except HarnessError as exc:
         if args.debug:

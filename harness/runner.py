@@ -9,6 +9,7 @@ analyse  cell.json per cell; a failed cell is recorded and the run goes on.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 
 import docker
 import requests
+import yaml
 
 from harness import results
 from harness.analyse import cell_metrics
@@ -32,11 +34,23 @@ from harness.analyse.record import CellRecord, RunManifest
 from harness.errors import CellError, HarnessError, ResultsError, SpecError
 from harness.plan import spec
 from harness.plan.scenarios import Fault, Knobs, Probe
-from harness.plan.spec import Cell, Plan
+from harness.plan.spec import ROLES, Cell, Hosts, Plan
 from harness.progress import Progress
-from harness.stack import checks, images, lease, observe, provenance, ready, render, workload
+from harness.stack import (
+    checks,
+    compose,
+    hosts,
+    images,
+    lease,
+    observe,
+    provenance,
+    ready,
+    render,
+    workload,
+)
 from harness.stack.compose import CommandLog
 from harness.stack.compose import client as docker_engine
+from harness.stack.hosts import Placement
 from harness.stack.images import ImageSet
 from harness.stack.project import (
     Stack,
@@ -59,13 +73,15 @@ class Prepared:
     load_args: list[str]
     timeout_s: float
     rendered: dict[str, str]  # file name -> sha256 of what was rendered
+    placement: Placement  # which engine runs each service (harness.stack.hosts)
+    hosts: Hosts | None = None  # the matrix's placement on Docker contexts, if any
 
 
 def prepare(
     plan: Plan, run_dir: Path, progress: Progress, cells: list[Cell] | None = None
 ) -> tuple[ImageSet, list[Prepared]]:
     cells = plan.cells if cells is None else cells
-    render.preflight(cells)  # before anything starts
+    render.preflight(cells, plan.matrix.hosts)  # before anything starts
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
     with results.writing(run_dir):  # images.log is in the run folder too
@@ -77,10 +93,35 @@ def prepare(
             prepared.append(
                 _prepare_cell(
                     cell, run_dir / cell.id, render.project_name(cell), image_set,
-                    run_dir / "certs", log, plan.matrix.cell_timeout_s,
+                    run_dir / "certs", log, plan.matrix.cell_timeout_s, plan.matrix.hosts,
                 )
             )  # fmt: skip
+    _ship_images(prepared, log, progress)
     return image_set, prepared
+
+
+def _ship_images(prepared: list[Prepared], log: CommandLog, progress: Progress) -> None:
+    """Every image a remote engine runs, copied there from the local engine once (no
+    registry: ``docker save | docker load``, skipped where the image id is there)."""
+    wanted: dict[str, set[str]] = {}
+    for item in prepared:
+        if len(item.placement.engines) == 1 and compose.LOCAL in item.placement.engines:
+            continue
+        for context, services in item.placement.engines.items():
+            name = (
+                "compose.yaml" if len(item.placement.engines) == 1 else hosts.compose_name(context)
+            )
+            doc = yaml.safe_load((item.folder / name).read_text())
+            wanted.setdefault(context, set()).update(doc["services"][s]["image"] for s in services)
+    if not wanted:
+        return
+    progress.step(f"images for the engines of contexts {', '.join(sorted(wanted))}")
+    # One engine at a time took 10-20 s each here, mostly waiting on `docker load`.
+    contexts = sorted(wanted)
+    copies = _parallel(*[lambda c=c: hosts.ship_images(wanted[c], c, log) for c in contexts])
+    for context, copied in zip(contexts, copies, strict=True):
+        for tag in copied:
+            progress.step(f"copied {tag} to {context}")
 
 
 # The rendered files a cell's stack runs from: their sha256 goes into cell.json, so a
@@ -96,25 +137,37 @@ def _prepare_cell(
     certs: Path,
     log: CommandLog,
     cell_timeout_s: float | None,
+    placed_on: Hosts | None = None,
 ) -> Prepared:
     """Render one cell's files into ``folder`` and check them with its own haproxy and
-    Compose. Raises SpecError when either rejects them (nothing has been started)."""
+    Compose. Raises SpecError when either rejects them (nothing has been started).
+    ``placed_on``: the engines of a stack that spans them; each gets compose.<context>.yaml
+    with its services, and the client and the proxy reach their peers across engines at
+    their hosts' addresses (harness.stack.hosts)."""
     knobs = cell.knobs
     net = render.Network.for_project(project)
+    where = render.placement(cell, knobs, placed_on)
+    peers = render.routed(net, where)
     hx = image_set.haproxy[cell.version.text]
-    args = workload.load_args(cell, knobs, net)
-    render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, net))
-    compose = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
-    render.write(folder, "compose.yaml", compose)
+    args = workload.load_args(cell, knobs, peers)
+    render.write(folder, "haproxy.cfg", render.haproxy_cfg(cell, knobs, peers))
+    compose_text = render.compose_yaml(cell, knobs, net, image_set, hx, project, args)
+    render.write(folder, "compose.yaml", compose_text)
+    parts = render.compose_parts(cell, knobs, net, image_set, hx, project, args, where)
+    for context, text in parts.items():
+        render.write(folder, hosts.compose_name(context), text)
     render.write(folder, "haproxy-vv.txt", hx.vv)
     _create_outputs(folder, knobs)
     if knobs.tls:
         shutil.copytree(certs, folder / "certs", dirs_exist_ok=True)
     checks.haproxy_config(hx.tag, folder, log)
     checks.compose_file(project, folder, log)
+    for context in parts:
+        checks.compose_file(project, folder, log, hosts.compose_name(context))
     timeout = timeout_s(cell_timeout_s, cell, knobs)
-    rendered = {name: provenance.sha256(folder / name) for name in RENDERED}
-    return Prepared(cell, folder, project, knobs, args, timeout, rendered)
+    names = [*RENDERED, *(hosts.compose_name(c) for c in parts)]
+    rendered = {name: provenance.sha256(folder / name) for name in names}
+    return Prepared(cell, folder, project, knobs, args, timeout, rendered, where, placed_on)
 
 
 def _create_outputs(folder: Path, knobs: Knobs) -> None:
@@ -150,7 +203,7 @@ def _measure(stack: Stack, item: Prepared, phases: dict[str, float]) -> int:
     folder, knobs = item.folder, item.knobs
     timing: dict[str, float] = {"load_start": time.time()}
     fault = _inject_later(stack, knobs.fault, timing) if knobs.fault else None
-    with observe.CpuSampler(item.project) as cpu:
+    with observe.CpuSampler(item.project, contexts=stack.contexts) as cpu:
         code, output = workload.drive(stack, item.cell, knobs, item.load_args)
     timing["load_end"] = time.time()
     phases["load"] = timing["load_end"] - timing["load_start"]
@@ -222,7 +275,9 @@ def _target_died(stack: Stack, item: Prepared, load_start: float) -> str | None:
         return None
     name = "HAProxy" if knobs.target == "haproxy" else f"the {knobs.target} target"
     try:
-        state = observe.container_state(item.project, knobs.target)
+        state = observe.container_state(
+            item.project, knobs.target, item.placement.context_of(knobs.target)
+        )
     except (docker.errors.DockerException, requests.exceptions.RequestException):
         # The engine itself stopped answering: the teardown waits for it and the cell is
         # recorded as failed for that reason (Stack.engine_lost_s), not for a dead target.
@@ -305,11 +360,27 @@ def run_cell(item: Prepared, image_set: ImageSet) -> CellRecord:
     record["phases"] = phases
     t0 = time.time()
 
+    if item.hosts is not None:
+        record["hosts"] = {
+            role: {"context": host.context, "address": str(host.address)}
+            for role in ROLES
+            for host in [getattr(item.hosts, role)]
+        }
+
     def wait_ready() -> None:
         phases["up"] = time.time() - t0
-        phases.update(ready.wait(item.project, folder, item.knobs.target))
+        phases.update(ready.wait(item.project, folder, item.knobs.target, contexts=contexts))
+        if item.hosts is not None:  # the observers' clocks, as the load starts
+            t_clocks = time.time()
+            record["clocks"] = {ctx: hosts.clock_offset(ctx) for ctx in contexts}
+            phases["clocks"] = time.time() - t_clocks
 
-    stack = Stack(item.project, folder / "compose.yaml", log, ready=wait_ready)
+    files = hosts.files(folder, item.placement)
+    contexts = tuple(files)
+    stack = Stack(
+        item.project, folder / "compose.yaml", log, ready=wait_ready,
+        placement=item.placement, files=files,
+    )  # fmt: skip
     try:
         # A file that cannot be written (a full disk) ends the run, once the stack is
         # down: the `with` has left by the time it is translated.
@@ -427,9 +498,17 @@ def execute(
         # dead runs left (below, and `harness clean`) must see this one alive.
         for run in sorted({run_dir.name} | {c.run_id for c in plan.cells}):
             leases.enter_context(lease.held(run))
-        if removed := remove_stale(CommandLog(images.BUILD_DIR / "clean.log")):
-            progress.step(describe_removed(removed))
+        for context in _contexts(plan):
+            if removed := remove_stale(CommandLog(images.BUILD_DIR / "clean.log"), context):
+                progress.step(describe_removed(removed))
         return _execute_leased(plan, run_dir, progress, resume)
+
+
+def _contexts(plan: Plan) -> list[str]:
+    """The engines a run uses: the local one, and those its ``hosts:`` name."""
+    placed = plan.matrix.hosts
+    named = {getattr(placed, role).context for role in ROLES} if placed else set()
+    return sorted({compose.LOCAL} | named)
 
 
 def _execute_leased(
@@ -562,7 +641,10 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[CellRecord, CellRecord]:
         image_set = images.ensure_images(recorded.versions, log, progress.step)
         render.write_certs(folder)
         project = f"{render.project_name(cell)}-rerun-{stamp}"
-        item = _prepare_cell(cell, folder, project, image_set, folder / "certs", log, None)
+        item = _prepare_cell(
+            cell, folder, project, image_set, folder / "certs", log, None, recorded.matrix.hosts
+        )
+        _ship_images([item], log, progress)
     progress.step(f"re-running {cell_dir.name} in {folder}")
     with lease.held(cell.run_id):  # its stack carries the old run's label
         return old, run_cell(item, image_set)
@@ -584,6 +666,8 @@ def _recorded_plan(old: CellRecord, cell_dir: Path) -> Plan:
         "load": load,
         "scenarios": [{"name": old.scenario, "params": old.params}],
     }
+    if old.hosts:  # the same engines (a placement the matrix validates again)
+        raw["hosts"] = old.hosts
     if not results.RUN_ID.fullmatch(old.run):
         raise SpecError(f"{where}: 'run' is not a run id the harness makes: {old.run!r}.")
     return spec.expand(raw, old.run, source=where)
@@ -592,9 +676,12 @@ def _recorded_plan(old: CellRecord, cell_dir: Path) -> Plan:
 def _check_rendered(old: CellRecord, cell_dir: Path) -> None:
     """Refuse a cell folder whose rendered files are not what its run rendered."""
     rendered = old.rendered
-    if rendered is None or set(rendered) != set(RENDERED):
+    parts = {
+        name for name in rendered or {} if re.fullmatch(r"compose\.[A-Za-z0-9_.-]+\.yaml", name)
+    }
+    if rendered is None or set(rendered) != set(RENDERED) | parts:
         raise SpecError(f"{cell_dir / 'cell.json'}: 'rendered' is damaged; run its matrix again.")
-    for name in RENDERED:
+    for name in [*RENDERED, *sorted(parts)]:
         path = cell_dir / name
         actual = provenance.sha256(path) if path.is_file() else "(missing)"
         if actual != rendered[name]:

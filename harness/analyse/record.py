@@ -388,6 +388,11 @@ class CellRecord(_Model):
     error: Text | None = None
     finished: Name | None = None
     metrics: Metrics | None = None
+    # A stack that spans engines: role -> {"context", "address"} as the matrix placed it,
+    # and per engine (context) its host's clock against the harness's: offset_s (ahead
+    # by), bound_s (±, half the round trip), rtt_s (harness.stack.hosts.clock_offset).
+    hosts: dict[Name, dict[Name, Name]] | None = None
+    clocks: dict[Name, dict[Name, Number]] | None = None
 
     @field_validator("params")
     @classmethod

@@ -24,11 +24,19 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from harness import ROOT
@@ -162,6 +170,62 @@ class ScenarioEntry(_Strict):
     versions: list[str] | None = Field(None, min_length=1)
 
 
+# Docker's own rule for a context name (cli/context/store: ``^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$``),
+# narrowed to what needs no quoting anywhere: it goes on a command line (``--context``).
+CONTEXT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+class Host(_Strict):
+    """Where one service of a cell runs: a Docker context (``docker context ls``; the
+    engine at ``DOCKER_HOST``, the local one, is ``default``) and the IPv4 address at which
+    the other hosts reach that engine's host (its ports are published there)."""
+
+    context: str = Field(pattern=CONTEXT_NAME)
+    address: IPv4Address
+
+    @field_serializer("address")
+    def _text(self, address: IPv4Address) -> str:
+        return str(address)  # run.json holds JSON values only
+
+
+class Hosts(_Strict):
+    """A stack that spans machines: the client, the proxy under test and the backend each
+    on a Docker engine of its own (all three given; two may share one). Without ``hosts:``
+    every service runs on the local engine, in one compose project, as before.
+
+    Raises pydantic's ValidationError when two services share a context but not an
+    address, or when a loopback or unspecified address is given (no other host reaches it).
+    """
+
+    client: Host
+    proxy: Host
+    backend: Host
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Hosts:
+        seen: dict[str, IPv4Address] = {}
+        for role in ROLES:
+            host: Host = getattr(self, role)
+            if host.address.is_loopback or host.address.is_unspecified:
+                raise ValueError(
+                    f"{role}.address {host.address} is not reachable from another host"
+                )
+            if seen.setdefault(host.context, host.address) != host.address:
+                raise ValueError(
+                    f"context {host.context} is given two addresses ({seen[host.context]} "
+                    f"and {host.address}): one engine runs on one host"
+                )
+        return self
+
+    @property
+    def spans(self) -> bool:
+        """More than one engine: the cell's services are split between them."""
+        return len({getattr(self, role).context for role in ROLES}) > 1
+
+
+ROLES = ("client", "proxy", "backend")
+
+
 class Matrix(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -178,6 +242,8 @@ class Matrix(_Strict):
     # writes it; run.json records it, so --resume finishes the same part). Each key must
     # be a parameter of one of the matrix's scenarios; a scenario without it is left out.
     select: dict[str, Any] = {}
+    # Which Docker engine runs each service (README: "Stacks that span machines").
+    hosts: Hosts | None = None
 
 
 def params_text(params: dict[str, Any], keys: list[str] | None = None) -> str:

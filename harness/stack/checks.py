@@ -52,14 +52,15 @@ def haproxy_config(tag: str, folder: Path, log: CommandLog) -> None:
         )
 
 
-def compose_file(project: str, folder: Path, log: CommandLog) -> None:
-    """``docker compose config`` on the cell's compose.yaml: SpecError when Compose
-    rejects it (the harness's own doing, never the user's input)."""
+def compose_file(project: str, folder: Path, log: CommandLog, name: str = "compose.yaml") -> None:
+    """``docker compose config`` on the cell's compose.yaml (or ``name``, one engine's
+    part): SpecError when Compose rejects it (the harness's own doing, never the user's
+    input)."""
     try:
-        Compose(project, folder / "compose.yaml", log).run("config", "--quiet", timeout=60)
+        Compose(project, folder / name, log).run("config", "--quiet", timeout=60)
     except CellError as exc:
         raise SpecError(
-            f"{folder / 'compose.yaml'}: Compose rejects the rendered file: {exc}\n"
+            f"{folder / name}: Compose rejects the rendered file: {exc}\n"
             "This is the harness's own doing (harness/stack/compose_file.py), not your input; "
             "please report it. Nothing has been started."
         ) from exc

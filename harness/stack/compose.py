@@ -49,6 +49,49 @@ def client() -> docker.DockerClient:
     return dc
 
 
+# The local engine: DOCKER_HOST, or the CLI's current context. Docker's name for it.
+LOCAL = "default"
+
+
+def docker_argv(context: str = LOCAL) -> list[str]:
+    """The Docker CLI aimed at one engine: ``docker`` for the local one, else
+    ``docker --context NAME``. ``context`` is a validated name (harness.plan.spec.Host)."""
+    return ["docker"] if context == LOCAL else ["docker", "--context", context]
+
+
+_engines: dict[str, docker.DockerClient] = {}
+_engines_lock = threading.Lock()
+
+
+def engine(context: str = LOCAL) -> docker.DockerClient:
+    """The Docker SDK client of one engine, by its Docker context (the CLI's own store:
+    ``docker context inspect NAME`` gives its endpoint; ssh:// endpoints go through the
+    ssh binary, as the CLI's do). Raises EngineError when it does not answer."""
+    if context == LOCAL:
+        return client()
+    with _engines_lock:
+        if context in _engines:
+            return _engines[context]
+        try:
+            proc = subprocess.run(
+                ["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}",
+                 context],
+                capture_output=True, timeout=30, check=True,
+            )  # fmt: skip
+            host = proc.stdout.decode().strip()
+            dc = docker.DockerClient(
+                base_url=host, timeout=120, use_ssh_client=host.startswith("ssh://")
+            )
+            dc.ping()
+        except (subprocess.SubprocessError, docker.errors.DockerException) as exc:
+            raise EngineError(
+                f"the Docker engine of context {context} does not answer ({exc}); "
+                f"'docker --context {context} info' should work before a run uses it"
+            ) from exc
+        _engines[context] = dc
+        return dc
+
+
 class CommandLog:
     """Appends each command, its duration and its output to one file."""
 
@@ -109,15 +152,24 @@ class CommandLog:
 class Compose:
     """``docker compose`` for one project (one cell, or one image build)."""
 
-    def __init__(self, project: str, file: Path, log: CommandLog) -> None:
+    def __init__(self, project: str, file: Path, log: CommandLog, context: str = LOCAL) -> None:
         self.project = project
         self.file = file
         self.log = log
+        self.context = context  # the engine it runs on (a Docker context)
 
     def run(
         self, *args: str, timeout: float, check: bool = True, log_output: bool = True
     ) -> subprocess.CompletedProcess[bytes]:
-        argv = ["docker", "compose", "-p", self.project, "-f", str(self.file), *args]
+        argv = [
+            *docker_argv(self.context),
+            "compose",
+            "-p",
+            self.project,
+            "-f",
+            str(self.file),
+            *args,
+        ]
         return self.log.run(
             argv, timeout=timeout, cwd=self.file.parent, check=check, log_output=log_output
         )

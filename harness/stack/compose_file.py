@@ -84,7 +84,7 @@ SERVICE_KEYS = frozenset(
     {
         "image", "labels", "environment", "sysctls", "networks", "entrypoint", "init",
         "volumes", "healthcheck", "depends_on", "cpu_shares", "network_mode", "cap_drop",
-        "cap_add", "command", "user", "security_opt", "read_only", "cgroup",
+        "cap_add", "command", "user", "security_opt", "read_only", "cgroup", "ports",
     }
 )  # fmt: skip
 
@@ -128,6 +128,20 @@ def dump(spec: StackSpec) -> str:
         f"  docker compose -p {spec.project} down -v --remove-orphans",
     ]
     body = yaml.safe_dump(build(spec), sort_keys=False, default_flow_style=False, width=1000)
+    return "".join(f"# {comment(line)}\n" for line in header) + body
+
+
+def dump_part(spec: StackSpec, doc: dict[str, Any], context: str) -> str:
+    """One engine's part of a cell that spans engines (harness.stack.hosts.split_compose),
+    with comments saying how to run it by hand on that engine."""
+    ctx = f"docker --context {context}"
+    header = [
+        f"Rendered by the harness for cell {spec.cell_id}: the services on the engine of "
+        f"Docker context {context}.",
+        f"  {ctx} compose -p {spec.project} -f {comment(f'compose.{context}.yaml')} up -d",
+        f"  {ctx} compose -p {spec.project} -f {comment(f'compose.{context}.yaml')} down -v",
+    ]
+    body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
     return "".join(f"# {comment(line)}\n" for line in header) + body
 
 

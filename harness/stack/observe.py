@@ -21,7 +21,7 @@ from typing import Any
 import docker.errors
 
 from harness.plan.ports import HTTP_PORT, STATS_PORT
-from harness.stack.compose import client
+from harness.stack.compose import LOCAL, engine
 from harness.stack.project import PROJECT_LABEL, Stack
 
 
@@ -34,17 +34,24 @@ class CpuSampler:
     the samples, so start-up and tear-down of the load generator do not dilute it.
     """
 
-    def __init__(self, project: str, interval: float = 0.5) -> None:
+    def __init__(
+        self, project: str, interval: float = 0.5, contexts: tuple[str, ...] = (LOCAL,)
+    ) -> None:
         self.project = project
+        self.contexts = contexts  # the engines the stack runs on
         self.interval = interval
         self.samples: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> CpuSampler:
-        self._containers = client().containers.list(
-            filters={"label": f"{PROJECT_LABEL}={self.project}"}
-        )
+        self._containers = [
+            c
+            for context in self.contexts
+            for c in engine(context).containers.list(
+                filters={"label": f"{PROJECT_LABEL}={self.project}"}
+            )
+        ]
         self._thread.start()
         return self
 
@@ -165,11 +172,11 @@ def backend_totals(stack: Stack) -> str | None:
     return body
 
 
-def container_state(project: str, service: str) -> dict[str, Any] | None:
+def container_state(project: str, service: str, context: str = LOCAL) -> dict[str, Any] | None:
     """Docker's ``State`` of a service's container (Status, ExitCode, OOMKilled, StartedAt,
     FinishedAt as RFC 3339 strings, ...) plus its ``RestartCount``; None when it is gone."""
     labels = [f"{PROJECT_LABEL}={project}", f"com.docker.compose.service={service}"]
-    found = client().containers.list(all=True, filters={"label": labels})
+    found = engine(context).containers.list(all=True, filters={"label": labels})
     if not found:
         return None
     attrs = found[0].attrs

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -28,7 +29,8 @@ import requests
 
 from harness.errors import EngineError
 from harness.stack import lease
-from harness.stack.compose import CommandLog, Compose, client
+from harness.stack.compose import LOCAL, CommandLog, Compose, engine
+from harness.stack.hosts import Placement
 
 PROJECT_LABEL = "com.docker.compose.project"
 ENGINE_WAIT_S = 90.0  # how long a teardown waits for an engine that stopped answering
@@ -49,13 +51,25 @@ class Stack:
         compose_file: Path,
         log: CommandLog,
         ready: Callable[[], object] | None = None,
+        placement: Placement | None = None,
+        files: dict[str, Path] | None = None,
     ) -> None:
         """``ready``: waits until the started stack can take its load, raising CellError
         if it cannot (``harness.stack.ready``); the stack is then started with ``up -d``.
-        Without it, ``up --wait`` waits on the services' Docker health checks."""
+        Without it, ``up --wait`` waits on the services' Docker health checks.
+
+        ``placement`` and ``files`` (context -> compose file): a stack that spans
+        engines, one compose project of the same name on each (harness.stack.hosts);
+        without them, ``compose_file`` on the local engine."""
         self.project = project
         self.ready = ready
-        self.compose = Compose(project, compose_file, log)
+        self.placement = placement
+        self.parts = (
+            {ctx: Compose(project, path, log, ctx) for ctx, path in files.items()}
+            if files
+            else {LOCAL: Compose(project, compose_file, log)}
+        )
+        self.compose = next(iter(self.parts.values()))
         self.log = log
         self.engine_lost_s: float | None = None  # the engine stopped answering this long
         self.up_at: float | None = None  # epoch seconds when `up --wait` returned
@@ -65,7 +79,7 @@ class Stack:
             if self.ready is None:
                 self.compose.run("up", "-d", "--wait", "--wait-timeout", "90", timeout=180)
             else:
-                self.compose.run("up", "-d", timeout=180)
+                self._each(lambda part: part.run("up", "-d", timeout=180))
                 self.ready()
         except BaseException as exc:
             try:
@@ -90,13 +104,38 @@ class Stack:
         finally:
             self.down()
 
+    @property
+    def contexts(self) -> tuple[str, ...]:
+        """The engines (Docker contexts) the stack runs on."""
+        return tuple(self.parts)
+
+    def _each(self, call: Callable[[Compose], object]) -> None:
+        """``call`` on every engine's part, at once when there are several."""
+        if len(self.parts) == 1:
+            call(next(iter(self.parts.values())))
+            return
+        with ThreadPoolExecutor(max_workers=len(self.parts)) as pool:
+            for future in [pool.submit(call, part) for part in self.parts.values()]:
+                future.result()
+
+    def part(self, service: str) -> Compose:
+        """The compose project (on its engine) that runs ``service``."""
+        if len(self.parts) == 1:
+            return next(iter(self.parts.values()))
+        assert self.placement is not None
+        return self.parts[self.placement.context_of(service)]
+
     def save_logs(self, path: Path) -> None:
         """Every service's output, for a cell that failed or timed out (best effort)."""
         try:
-            proc = self.compose.run(
-                "logs", "--no-color", "--timestamps", timeout=30, check=False, log_output=False
-            )
-            path.write_bytes(proc.stdout + proc.stderr)
+            out = b""
+            for part in self.parts.values():
+                proc = part.run(
+                    "logs", "--no-color", "--timestamps", timeout=30, check=False,
+                    log_output=False,
+                )  # fmt: skip
+                out += proc.stdout + proc.stderr
+            path.write_bytes(out)
         except Exception as exc:  # the failure being recorded matters more than its logs
             with suppress(OSError):  # e.g. the disk is full: the teardown comes first
                 path.write_text(f"could not collect the containers' logs: {exc}\n")
@@ -106,21 +145,27 @@ class Stack:
     ) -> subprocess.CompletedProcess[bytes]:
         """Run a command in a running service (the load, a stats query); never raises on exit."""
         flags = [f"--env={key}={value}" for key, value in (env or {}).items()]
-        return self.compose.run("exec", "-T", *flags, service, *args, timeout=timeout, check=False)
+        return self.part(service).run(
+            "exec", "-T", *flags, service, *args, timeout=timeout, check=False
+        )
 
     def inject(self, action: str, service: str) -> None:
         """A fault scenario's fault: SIGKILL a service, or restart it."""
         if action == "kill":
-            self.compose.run("kill", "-s", "KILL", service, timeout=60, check=False)
+            self.part(service).run("kill", "-s", "KILL", service, timeout=60, check=False)
         else:
-            self.compose.run("restart", service, timeout=60, check=False)
+            self.part(service).run("restart", service, timeout=60, check=False)
 
     def stop(self, *services: str) -> None:
         """Stop observers first, so their files are complete before anything is read."""
-        self.compose.run("stop", "--timeout", "5", *services, timeout=60, check=False)
+        by_part: dict[str, list[str]] = {}
+        for service in services:
+            by_part.setdefault(self.part(service).context, []).append(service)
+        for ctx, names in by_part.items():
+            self.parts[ctx].run("stop", "--timeout", "5", *names, timeout=60, check=False)
 
     def logs(self, service: str) -> str:
-        proc = self.compose.run(
+        proc = self.part(service).run(
             "logs", "--no-color", "--no-log-prefix", service,
             timeout=60, check=False, log_output=False,
         )  # fmt: skip
@@ -130,34 +175,37 @@ class Stack:
         # The cell's deadline (runner) must not fire inside the teardown.
         signal.setitimer(signal.ITIMER_REAL, 0)
         with signals_held(f"tearing down {self.project}"):
-            waited = wait_for_engine(ENGINE_WAIT_S)
-            if waited is None:
-                raise EngineError(
-                    f"the Docker engine stopped answering and did not come back within "
-                    f"{ENGINE_WAIT_S:.0f} s, so {self.project} may be left in Docker. Start "
-                    "it ('make engine'), then run 'python -m harness clean'."
-                )
-            if waited > 0:
-                self.engine_lost_s = waited
-            try:
-                self.compose.run(
-                    "down", "-v", "--remove-orphans", "--timeout", "5", timeout=120, check=False
-                )
-            finally:  # also when `down` timed out or its log could not be written
-                remove_leftovers(self.project, self.log)
+            self._each(self._down_part)
+
+    def _down_part(self, part: Compose) -> None:
+        """One engine's part down, and whatever carries its label removed there."""
+        waited = wait_for_engine(ENGINE_WAIT_S, part.context)
+        if waited is None:
+            on = "" if part.context == LOCAL else f" (context {part.context})"
+            raise EngineError(
+                f"the Docker engine{on} stopped answering and did not come back within "
+                f"{ENGINE_WAIT_S:.0f} s, so {self.project} may be left in Docker. Start "
+                "it ('make engine'), then run 'python -m harness clean'."
+            )
+        if waited > 0:
+            self.engine_lost_s = waited
+        try:
+            part.run("down", "-v", "--remove-orphans", "--timeout", "5", timeout=120, check=False)
+        finally:  # also when `down` timed out or its log could not be written
+            remove_leftovers(self.project, self.log, context=part.context)
 
 
-def engine_answers() -> bool:
+def engine_answers(context: str = LOCAL) -> bool:
     try:
-        return bool(client().ping())
+        return bool(engine(context).ping())
     except (docker.errors.DockerException, requests.exceptions.RequestException):
         return False
 
 
-def wait_for_engine(limit_s: float) -> float | None:
+def wait_for_engine(limit_s: float, context: str = LOCAL) -> float | None:
     """Seconds waited until the engine answered (0: at once), or None if it never did."""
     started = time.monotonic()
-    if engine_answers():
+    if engine_answers(context):
         return 0.0
     print(
         f"the Docker engine stopped answering; waiting up to {limit_s:.0f} s for it to "
@@ -167,7 +215,7 @@ def wait_for_engine(limit_s: float) -> float | None:
     )
     while time.monotonic() - started < limit_s:
         time.sleep(1)
-        if engine_answers():
+        if engine_answers(context):
             return time.monotonic() - started
     return None
 
@@ -203,25 +251,30 @@ def _label(project: str | None, run: str | None = None) -> str:
     return f"harness.run={run}" if run else "harness=1"
 
 
-def _containers(label: str) -> list[Any]:
+def _containers(label: str, context: str = LOCAL) -> list[Any]:
     # sparse: no inspect per container, which fails for one being removed meanwhile
-    return client().containers.list(all=True, filters={"label": label}, sparse=True)
+    return engine(context).containers.list(all=True, filters={"label": label}, sparse=True)
 
 
-def _labelled(project: str | None, run: str | None = None) -> dict[str, list[Any]]:
-    """Containers, networks and volumes of one harness project, one run, or any (both None)."""
+def _labelled(
+    project: str | None, run: str | None = None, context: str = LOCAL
+) -> dict[str, list[Any]]:
+    """Containers, networks and volumes of one harness project, one run, or any (both None),
+    on one engine."""
     label = _label(project, run)
-    dc = client()
+    dc = engine(context)
     return {
-        "containers": _containers(label),
+        "containers": _containers(label, context),
         "networks": dc.networks.list(filters={"label": label}),
         "volumes": dc.volumes.list(filters={"label": label}),
     }
 
 
-def leftovers(project: str | None = None) -> dict[str, list[str]]:
-    """Names of what a harness project (or any, when None) left in Docker."""
-    return {kind: [_name(o) for o in found] for kind, found in _labelled(project).items()}
+def leftovers(project: str | None = None, context: str = LOCAL) -> dict[str, list[str]]:
+    """Names of what a harness project (or any, when None) left in Docker (one engine)."""
+    return {
+        kind: [_name(o) for o in found] for kind, found in _labelled(project, None, context).items()
+    }
 
 
 def _name(obj: Any) -> str:
@@ -233,11 +286,12 @@ GONE_WITHIN_S = 15.0  # a container that `docker run --rm` is removing may linge
 
 
 def remove_leftovers(
-    project: str | None, log: CommandLog, run: str | None = None
+    project: str | None, log: CommandLog, run: str | None = None, context: str = LOCAL
 ) -> dict[str, list[str]]:
-    """Remove by label (never anything else): containers first, then networks and volumes."""
-    found = _labelled(project, run)
-    _remove(found, lambda: _containers(_label(project, run)))
+    """Remove by label (never anything else), on the engine of ``context``: containers
+    first, then networks and volumes."""
+    found = _labelled(project, run, context)
+    _remove(found, lambda: _containers(_label(project, run), context))
     names = {kind: [_name(o) for o in objs] for kind, objs in found.items()}
     if any(names.values()):
         with log.path.open("a") as out:
@@ -294,7 +348,9 @@ def _running(obj: Any) -> bool:
 NO_RUN = "(no run label)"
 
 
-def partition() -> tuple[dict[str, dict[str, list[Any]]], dict[str, dict[str, list[Any]]]]:
+def partition(
+    context: str = LOCAL,
+) -> tuple[dict[str, dict[str, list[Any]]], dict[str, dict[str, list[Any]]]]:
     """Every harness object in Docker, grouped by run label into (stale, live).
 
     A run is live while a process on this host holds its lease (:mod:`harness.stack.lease`);
@@ -305,7 +361,7 @@ def partition() -> tuple[dict[str, dict[str, list[Any]]], dict[str, dict[str, li
     """
     stale: dict[str, dict[str, list[Any]]] = {}
     live: dict[str, dict[str, list[Any]]] = {}
-    found = _labelled(None)
+    found = _labelled(None, None, context)
     unlabelled_running = any(_run_of(c) is None and _running(c) for c in found["containers"])
     for kind, objs in found.items():
         for obj in objs:
@@ -318,18 +374,21 @@ def partition() -> tuple[dict[str, dict[str, list[Any]]], dict[str, dict[str, li
     return stale, live
 
 
-def remove_stale(log: CommandLog) -> dict[str, dict[str, list[str]]]:
-    """Remove what dead runs left in Docker (by label, never anything else); a live run's
-    objects stay. Returns run -> kind -> names of what was removed."""
-    stale, _ = partition()
+def remove_stale(log: CommandLog, context: str = LOCAL) -> dict[str, dict[str, list[str]]]:
+    """Remove what dead runs left in Docker (by label, never anything else) on one engine;
+    a live run's objects stay. Returns run -> kind -> names of what was removed."""
+    stale, _ = partition(context)
     removed: dict[str, dict[str, list[str]]] = {}
     for run, found in stale.items():
         if run == NO_RUN:
             ids = {c.id for c in found["containers"]}
-            _remove(found, lambda ids=ids: [c for c in _containers("harness=1") if c.id in ids])
+            _remove(
+                found,
+                lambda ids=ids: [c for c in _containers("harness=1", context) if c.id in ids],
+            )
             removed[run] = {kind: [_name(o) for o in objs] for kind, objs in found.items()}
         elif not lease.alive(run):  # asked again: a run may have started meanwhile
-            removed[run] = remove_leftovers(None, log, run=run)
+            removed[run] = remove_leftovers(None, log, run=run, context=context)
     return {run: names for run, names in removed.items() if any(names.values())}
 
 

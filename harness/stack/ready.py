@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from harness.errors import CellError
-from harness.stack.compose import client
+from harness.stack.compose import LOCAL, engine
 from harness.stack.project import PROJECT_LABEL
 
 POLL_S = 0.02
@@ -55,10 +55,12 @@ def wait(
     *,
     bound_s: float = BOUND_S,
     baseline_samples: int = BASELINE_SAMPLES,
+    contexts: tuple[str, ...] = (LOCAL,),
 ) -> dict[str, float]:
     """Wait until the stack of ``project`` (files in ``folder``, the proxy under test
     ``target``: haproxy or calibration) is ready and has its baseline.
 
+    ``contexts``: the engines the stack runs on (each is asked for exited containers).
     Returns seconds spent: ``{"listen": ..., "baseline": ...}``, both from the call.
     Raises CellError when a container of the project exits or restarts, or when
     ``bound_s`` passes, naming what was still missing.
@@ -74,7 +76,8 @@ def wait(
     while True:
         now = time.monotonic()
         if now >= next_state:
-            _check_running(project)
+            for context in contexts:
+                _check_running(project, context)
             next_state = now + STATE_EVERY_S
         counts = {side: samples(path) for side, path in censuses.items()}
         if ready_at is None:
@@ -91,9 +94,9 @@ def wait(
         time.sleep(POLL_S)
 
 
-def _check_running(project: str) -> None:
+def _check_running(project: str, context: str = LOCAL) -> None:
     """CellError when a container of the project has exited or is restarting."""
-    down = client().containers.list(
+    down = engine(context).containers.list(
         all=True,
         filters={"label": f"{PROJECT_LABEL}={project}", "status": ["exited", "restarting", "dead"]},
         sparse=True,

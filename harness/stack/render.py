@@ -6,6 +6,7 @@ self-describing: comments say which cell they belong to and how to run them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import itertools
@@ -25,9 +26,11 @@ from harness.errors import HarnessError, SpecError
 from harness.plan import ports
 from harness.plan.log_format import LOG_FORMATS
 from harness.plan.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
-from harness.plan.spec import Cell
+from harness.plan.spec import Cell, Hosts
 from harness.stack import compose_file
-from harness.stack.compose import client as docker_client
+from harness.stack import hosts as hosts_
+from harness.stack.compose import engine
+from harness.stack.hosts import Placement
 from harness.stack.images import SUPPORT_IMAGES, HaproxyImage, ImageSet
 
 _ENV = jinja2.Environment(
@@ -73,10 +76,14 @@ class Network:
         return cls(str(net), str(host + 10), str(host + 20), str(host + 30), str(host + 99))
 
 
-def preflight(cells: list[Cell]) -> None:
-    """What can be checked of every cell before any image is built or stack started."""
+def preflight(cells: list[Cell], hosts: Hosts | None = None) -> None:
+    """What can be checked of every cell before any image is built or stack started:
+    templates, placements on ``hosts``, and subnets on every engine a cell uses."""
     check_templates(cells)
-    check_subnets(cells)
+    contexts = {"default"}
+    for cell in cells:
+        contexts |= set(placement(cell, cell.knobs, hosts).contexts)
+    check_subnets(cells, sorted(contexts))
 
 
 def check_templates(cells: list[Cell]) -> dict[str, tuple[str, str]]:
@@ -98,13 +105,15 @@ def check_templates(cells: list[Cell]) -> dict[str, tuple[str, str]]:
     return rendered
 
 
-def check_subnets(cells: Iterable[Cell]) -> None:
+def check_subnets(cells: Iterable[Cell], contexts: Iterable[str] = ("default",)) -> None:
     """Before anything starts: a cell whose subnet overlaps an existing Docker network
-    would fail at 'compose up' ("Pool overlaps with other one on this address space")."""
+    would fail at 'compose up' ("Pool overlaps with other one on this address space"),
+    on any of the engines (``contexts``) the cells use."""
     wanted = {
         c.id: ipaddress.ip_network(Network.for_project(project_name(c)).subnet) for c in cells
     }
-    for network in docker_client().networks.list():
+    networks = [n for context in contexts for n in engine(context).networks.list()]
+    for network in networks:
         for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
             try:
                 theirs = ipaddress.ip_network(config.get("Subnet") or "", strict=False)
@@ -229,6 +238,85 @@ def compose_yaml(
             load_args=tuple(load_args),
             probe=isinstance(knobs.load, Probe),
         )
+    )
+
+
+def placement(cell: Cell, knobs: Knobs, hosts: Hosts | None) -> Placement:
+    """Which engine runs each of the cell's services (every one the local engine's
+    without ``hosts``). Raises SpecError for a placement that cannot work."""
+    services = tuple(
+        compose_file.build(_spec(cell, knobs, Network.for_project("x"), None, "x", "x", []))[
+            "services"
+        ]
+    )
+    via_backend = isinstance(knobs.load, HttpLoad) and knobs.load.via == "backend"
+    try:
+        return hosts_.place(hosts, services, knobs.target, knobs.server, via_backend)
+    except ValueError as exc:
+        raise SpecError(f"cell {cell.id}: hosts: {exc}. Nothing has been started.") from None
+
+
+def routed(net: Network, where: Placement) -> Network:
+    """The addresses the client and the proxy reach their peers at: a peer's host address
+    where it runs on another engine (its ports published there), else its own."""
+    return dataclasses.replace(
+        net,
+        haproxy=where.reach.get("proxy") or net.haproxy,
+        backend=where.reach.get("backend") or net.backend,
+    )
+
+
+def compose_parts(
+    cell: Cell,
+    knobs: Knobs,
+    net: Network,
+    images: ImageSet,
+    haproxy_image: HaproxyImage,
+    project: str,
+    load_args: list[str],
+    where: Placement,
+) -> dict[str, str]:
+    """Context -> the compose file of the services that engine runs, for a cell that
+    spans engines (empty for one engine: compose.yaml is the whole stack)."""
+    if len(where.engines) == 1:
+        return {}
+    spec = _spec(cell, knobs, net, images, project, haproxy_image.tag, load_args, where)
+    doc = compose_file.build(spec)
+    return {
+        context: compose_file.dump_part(spec, part, context)
+        for context, part in hosts_.split_compose(doc, where).items()
+    }
+
+
+def _spec(
+    cell: Cell,
+    knobs: Knobs,
+    net: Network,
+    images: ImageSet | None,
+    project: str,
+    haproxy_tag: str,
+    load_args: list[str],
+    where: Placement | None = None,
+) -> compose_file.StackSpec:
+    support = images.support if images else dict.fromkeys(("backend", "client", "observer"), "x")
+    peers = routed(net, where) if where else net
+    return compose_file.StackSpec(
+        cell_id=cell.id,
+        run_id=cell.run_id,
+        project=project,
+        net=net,
+        haproxy_image=haproxy_tag,
+        backend_image=support["backend"],
+        client_image=support["client"],
+        observer_image=support["observer"],
+        target=knobs.target,
+        tls=knobs.tls,
+        fin_delay_ms=knobs.fin_delay_ms,
+        sysctls={side: knobs.sysctls.get(side, {}) for side in ("client", "haproxy", "backend")},
+        backend_env=knobs.backend_env,
+        load_env=_load_env(cell, knobs, peers),
+        load_args=tuple(load_args),
+        probe=isinstance(knobs.load, Probe),
     )
 
 

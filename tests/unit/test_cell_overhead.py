@@ -58,7 +58,7 @@ def _sample(listen: bool) -> str:
 
 
 def test_ready_waits_for_listeners_capture_and_baseline_samples(tmp_path, monkeypatch):
-    monkeypatch.setattr(ready, "_check_running", lambda project: None)
+    monkeypatch.setattr(ready, "_check_running", lambda project, context="default": None)
     sides = ("client", "haproxy", "backend")
     for side in sides:
         (tmp_path / f"census-{side}.txt").write_text(CENSUS_HEAD)
@@ -92,7 +92,7 @@ def test_ready_waits_for_listeners_capture_and_baseline_samples(tmp_path, monkey
 
 
 def test_ready_names_what_is_missing_when_its_bound_passes(tmp_path, monkeypatch):
-    monkeypatch.setattr(ready, "_check_running", lambda project: None)
+    monkeypatch.setattr(ready, "_check_running", lambda project, context="default": None)
     for side in ("client", "haproxy", "backend"):
         listen = side == "backend"
         (tmp_path / f"census-{side}.txt").write_text(CENSUS_HEAD + _sample(listen))
@@ -101,7 +101,7 @@ def test_ready_names_what_is_missing_when_its_bound_passes(tmp_path, monkeypatch
 
 
 def test_ready_stops_at_once_when_a_container_exits(tmp_path, monkeypatch):
-    def exited(project: str) -> None:
+    def exited(project: str, context: str = "default") -> None:
         raise CellError("haproxy stopped while the stack was starting")
 
     monkeypatch.setattr(ready, "_check_running", exited)
