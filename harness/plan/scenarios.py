@@ -349,6 +349,7 @@ def _chunked_stall(p: Params) -> Knobs:
             # `concurrency` open at once over the whole cell.
             connections=p["per_size"],
             concurrency=p["concurrency"],
+            requests=p["requests"],
             rcvbuf=p["rcvbuf"],
             read_pause_ms=p["read_pause_ms"],
             stall_ms=p["stall_ms"],
@@ -553,6 +554,12 @@ class ChunkedStallParams(TypedParams):
     # fill. A faster pace does not help: HAProxy must take the chunks one at a time.
     read_pause_ms: Count(0, 600_000, "how long the probe reads nothing, in ms") = 6000
     stall_ms: Count(0, 600_000, "silence that counts as a stall, in ms") = 1000
+    # Slow-read responses per connection, one after another on the keep-alive connection:
+    # the next request goes only when a response got through. Whether a filling buffer
+    # stops on a chunk boundary was decided anew for each response (about 1 in 30 got
+    # through at random, spread over a cell); a second response makes a connection that
+    # got through once take a second chance, as a slow client asking again would.
+    requests: Count(1, 10, "slow-read responses per connection", 2) = 2
     # At least read_pause_ms + stall_ms: a stalled stream must still be open when the
     # probe gives up and sends its FIN, so that HAProxy's timeout, not the probe, ends it.
     timeout_server_s: Count(1, 3600, "HAProxy's timeout server in seconds") = 7

@@ -33,7 +33,8 @@ def run_time_s(cell: Cell, knobs: Knobs) -> float:
     if isinstance(knobs.load, Probe):
         probe = knobs.load
         waves = -(-probe.total_connections // probe.concurrency)
-        per_connection = probe.read_pause_ms / 1000 + probe.deadline_s + 30
+        # Each response may take its pause and its deadline: requests of them in a row.
+        per_connection = probe.requests * (probe.read_pause_ms / 1000 + probe.deadline_s) + 30
         return waves * per_connection
     return cell.load.duration_s
 

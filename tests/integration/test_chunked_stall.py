@@ -2,12 +2,11 @@
 of its connections and its control size none; 2.2.9 never stalls.
 
 One small cell per version, the scenario's defaults but for two sizes: 32 (stalls on
-2.6.12 with tune.bufsize 16384) and 31 (never does), 20 connections each. Measured with
-the defaults (make verdict-stability, 5 runs, 2 with a CPU hog): sizes 32 and 40 stalled
-193 of 200 connections, each connection on its own (the ones that got through were
-spread over the cells), one cell of 10 at 8/10. At 96.5 % per connection, 17 of 20
-fails about 1 run in 200; the issue's 18 of 20 (90 %) would fail about 1 in 30, so the
-bound here is 17.
+2.6.12 with tune.bufsize 16384) and 31 (never does), 20 connections each. One slow-read
+response at a time, about 1 in 30 got through at random (193 of 200 stalled over five
+runs of the default matrix's cells); each connection now asks for a second response when
+the first got through (`requests: 2`), and the issue's bound holds: at least 18 of 20
+(90 %) in the cell.
 """
 
 import json
@@ -52,7 +51,7 @@ def test_a_stalling_size_stalls_on_2_6_12_and_its_control_never(harness, tmp_pat
     assert counts["2.2.9"] == {31: (0, 20), 32: (0, 20)}, counts
     assert counts["2.6.12"][31] == (0, 20), counts
     hit, total = counts["2.6.12"][32]
-    assert total == 20 and hit >= 17, counts  # >= 85 % of its connections
+    assert total == 20 and hit >= 18, counts  # >= 90 % of its connections, in this cell
     # every stall is HAProxy waiting for timeout server, logged sD--
     probe = cells["2.6.12"]["metrics"]["probe"]
     assert probe["stalled"] == hit

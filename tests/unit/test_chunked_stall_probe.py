@@ -56,8 +56,17 @@ def test_concurrency_bounds_the_whole_cell_and_its_time() -> None:
     k = knobs(chunk_sizes=[31, 32, 39, 40], per_size=10, concurrency=8)
     probe = k.load
     assert (probe.connections, probe.concurrency, probe.total_connections) == (10, 8, 40)
-    one = probe.read_pause_ms / 1000 + probe.deadline_s + 30
+    # a connection may read `requests` responses, each with its pause and deadline
+    assert probe.requests == 2
+    one = 2 * (probe.read_pause_ms / 1000 + probe.deadline_s) + 30
     assert run_time_s(None, k) == 5 * one  # 40 connections, 8 at once: 5 waves
+
+
+@pytest.mark.parametrize(("overrides", "requests"), [({}, "2"), ({"requests": 1}, "1")])
+def test_each_connection_asks_again_when_a_response_got_through(overrides, requests) -> None:
+    """A second slow-read response is a second chance for the buffer to fill on a chunk
+    boundary: one response at a time, about 1 in 30 got through at random."""
+    assert knobs(**overrides).load.env("haproxy")["PROBE_REQUESTS"] == requests
 
 
 @pytest.mark.parametrize(
