@@ -11,7 +11,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.analyse import census, haproxy_log, latency, locust_stats, probe_samples, wire, wrk
+from harness.analyse import (
+    census,
+    haproxy_log,
+    latency,
+    locust_stats,
+    native,
+    probe_samples,
+    wire,
+    wrk,
+)
 from harness.analyse.haproxy_stats import parse_info, parse_stat
 from harness.analyse.record import Metrics
 from harness.analyse.resources import could_use, cpu_usage, host_usage
@@ -57,6 +66,8 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         metrics["load"] = locust_stats.from_csv(folder / "locust_stats.csv")
     elif (folder / wrk.WRK_FILE).exists():
         metrics["load"] = wrk.aggregated(folder / wrk.WRK_FILE)
+    elif (folder / native.NATIVE_FILE).exists():
+        metrics["load"] = native.aggregated(folder / native.NATIVE_FILE)
     found = latency.histogram(folder) if "load" in metrics else None
     if found is not None and found[2] != latency.SOURCE_LOCUST:
         # The client's µs histogram replaces Locust's rounded latencies; Locust still
@@ -75,6 +86,9 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         errors = metrics["load"]["errors"]
         metrics["client_errors"] = {k: v for k, v in errors.items() if v and k != "status"}
         metrics["client_status_codes"] = wrk.status_counts(folder / wrk.WRK_FILE)
+    if (folder / native.NATIVE_FILE).exists():
+        metrics["client_errors"] = dict(metrics["load"]["errors"])
+        metrics["client_status_codes"] = native.status_counts(folder / native.NATIVE_FILE)
 
     entries: list[haproxy_log.LogEntry] = []
     if target == "haproxy" and (folder / "haproxy.log").exists():
@@ -160,6 +174,13 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         # threads is an event loop that can keep one core busy.
         window = (timing["load_start"], timing["load_end"])
         ceiling_cores = float(metrics["load"]["threads"])
+    elif (folder / native.NATIVE_FILE).exists() and timing:
+        # the exec's window again; Python's threads share one GIL and Node has one event
+        # loop (a core each at most); Go's goroutines run on every core (GOMAXPROCS)
+        window = (timing["load_start"], timing["load_end"])
+        if metrics["load"]["generator"] == "go" and cpu_samples:
+            online = host_usage(cpu_samples, *window).get("online_cpus")
+            ceiling_cores = float(online or CLIENT_CEILING_CORES)
     if cpu_samples and window:
         resources = cpu_usage(cpu_samples, *window)
         metrics["resources"] = resources

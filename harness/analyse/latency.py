@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.analyse import distribution, wrk
+from harness.analyse import distribution, native, wrk
 
 HDR_FILE = "latency.hdr"
 SOURCE_HDR = "HDR histogram (µs)"
@@ -97,13 +97,16 @@ def histogram(folder: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
     """The cell's latency histogram (values in ms, counts, source), or None if unmeasured.
 
     ``latency.hdr`` when the Locust client wrote it, ``wrk.json`` when wrk drove the
-    load, else Locust's ``locust.json`` (a folder recorded before the HDR file existed).
+    load, ``client.json`` when a native client did, else Locust's ``locust.json`` (a
+    folder recorded before the HDR file existed).
     """
     parts = hdr_files(folder)
     if parts:
         return (*merged(read_hdr(p) for p in parts), SOURCE_HDR)
     if (folder / wrk.WRK_FILE).exists():
         return (*wrk.histogram(folder / wrk.WRK_FILE), wrk.SOURCE_WRK)
+    if (folder / native.NATIVE_FILE).exists():
+        return (*native.histogram(folder / native.NATIVE_FILE), native.SOURCE_NATIVE)
     if (folder / "locust.json").exists():
         return (*read_locust(folder / "locust.json"), SOURCE_LOCUST)
     return None

@@ -68,6 +68,8 @@ def _load_shape(record: Record) -> str:
         shape += f", {load.threads} threads"
     if load.mode == "open-loop":
         shape += f", {load.rate:g} req/s"
+    # a native client's settings (session, agent, pool sizes) are the experiment itself
+    shape += "".join(f", {k}={v}" for k, v in load.client_settings.items())
     return shape
 
 

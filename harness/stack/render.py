@@ -25,7 +25,7 @@ from harness.errors import HarnessError, SpecError
 from harness.plan import ports
 from harness.plan.log_format import LOG_FORMATS
 from harness.plan.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
-from harness.plan.spec import Cell
+from harness.plan.spec import NATIVE_GENERATORS, Cell
 from harness.stack import compose_file
 from harness.stack.compose import client as docker_client
 from harness.stack.images import SUPPORT_IMAGES, HaproxyImage, ImageSet
@@ -216,7 +216,12 @@ def compose_yaml(
             net=net,
             haproxy_image=haproxy_image.tag,
             backend_image=images.support["backend"],
-            client_image=images.support["client"],
+            # the field notes' clients have an image of their own (clients-native/)
+            client_image=images.support[
+                "client-native"
+                if cell.load.generator in NATIVE_GENERATORS and isinstance(knobs.load, HttpLoad)
+                else "client"
+            ],
             observer_image=images.support["observer"],
             target=knobs.target,
             tls=knobs.tls,

@@ -4,7 +4,8 @@ Two kinds (``docker compose exec client ...``):
 - ``HttpLoad``: with Locust headless, closed-loop users sending GETs, or
   (``load.mode: open``) one user sending at a fixed arrival rate
   (clients/locustfiles/http_load.py); with ``load.generator: wrk``, Debian's wrk sending
-  the same GETs closed loop over ``users`` connections (clients/wrk/harness.lua);
+  the same GETs closed loop over ``users`` connections (clients/wrk/harness.lua); with
+  ``requests`` / ``node`` / ``go``, the field notes' own clients (clients-native/);
 - ``Probe``: the close-delay probe (clients/locustfiles/close_delay.py), one Locust
   user that runs every probe connection of the cell concurrently, fires one Locust
   request event per connection, and stops the run when the last one has ended.
@@ -18,10 +19,12 @@ import math
 
 from harness.plan.ports import HTTP_PORT
 from harness.plan.scenarios import HttpLoad, Knobs, Probe
-from harness.plan.spec import Cell
+from harness.plan.spec import NATIVE_GENERATORS, Cell
 from harness.stack.project import Stack
 from harness.stack.render import Network
 
+# What the native clients write (harness.analyse.native.NATIVE_FILE reads it).
+NATIVE_FILE = "client.json"
 # Locust gets this long past its run time to stop its users and write its files.
 GRACE_S = 60
 
@@ -37,15 +40,49 @@ def run_time_s(cell: Cell, knobs: Knobs) -> float:
 
 
 def generator(cell: Cell, knobs: Knobs) -> str:
-    """The program that drives this cell's load: "wrk" or "locust" (the probe's too)."""
-    return "wrk" if cell.load.generator == "wrk" and isinstance(knobs.load, HttpLoad) else "locust"
+    """The program that drives this cell's load: the matrix's ``load.generator`` for a
+    load scenario, "locust" for a probe scenario (the probe is a locustfile)."""
+    return cell.load.generator if isinstance(knobs.load, HttpLoad) else "locust"
 
 
 def load_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
     """The load's command line, run in the client container."""
-    if generator(cell, knobs) == "wrk":
+    chosen = generator(cell, knobs)
+    if chosen == "wrk":
         return wrk_args(cell, knobs, net)
+    if chosen in NATIVE_GENERATORS:
+        return native_args(cell, knobs, net)
     return locust_args(cell, knobs, net)
+
+
+def native_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
+    """One of the field notes' clients (clients-native/), closed loop: ``users`` at once
+    until ``duration_s`` or ``max_requests``, writing /out/client.json. Every value is a
+    typed field of the cell's load (harness.plan.spec.Load): numbers, on/off, a Literal."""
+    assert isinstance(knobs.load, HttpLoad)
+    load = cell.load
+    target = net.backend if knobs.load.via == "backend" else net.haproxy
+    common = ["--url", f"http://{target}:{HTTP_PORT}{knobs.load.path}",
+              "--users", str(load.users), "--duration", f"{load.duration_s:g}",
+              "--max-requests", str(load.max_requests or 0),
+              "--out", f"/out/{NATIVE_FILE}"]  # fmt: skip
+    if load.generator == "requests":
+        session = "on" if load.session else "off"
+        return ["python3", "/native/requests_load.py", *common, "--session", session]
+    if load.generator == "node":
+        agent = ["--agent", load.agent or "none"]
+        if load.max_sockets:
+            agent += ["--max-sockets", str(load.max_sockets)]
+        return ["node", "/native/node_load.js", *common, *agent]
+    # Go's flag package: -name value; unset settings keep http.DefaultTransport's
+    go = ["go-load", *(a.replace("--", "-", 1) if a.startswith("--") else a for a in common)]
+    if load.max_idle_conns is not None:
+        go += ["-max-idle-conns", str(load.max_idle_conns)]
+    if load.max_idle_conns_per_host is not None:
+        go += ["-max-idle-conns-per-host", str(load.max_idle_conns_per_host)]
+    if load.disable_keepalives:
+        go.append("-disable-keepalives")
+    return go
 
 
 def wrk_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
