@@ -3,11 +3,12 @@
 // set from the command line, the pool settings the note's gateway got wrong.
 //
 //	go-load -url URL -users N -duration S [-max-requests N] [-max-idle-conns N]
-//	        [-max-idle-conns-per-host N] [-disable-keepalives] -out /out/client.json
+//	        [-max-idle-conns-per-host N] [-disable-keepalives] [-pause-ms N]
+//	        -out /out/client.json
 //
-// -users goroutines send GETs back to back (the body read to its end and closed, so a
-// connection can go back to the pool) until -duration has passed or -max-requests were
-// sent in all. Writes the harness's native-client JSON (harness/analyse/native.py):
+// -users goroutines send GETs (the body read to its end and closed, so a connection
+// can go back to the pool), -pause-ms apart, until -duration has passed or
+// -max-requests were sent in all. Writes the harness's native-client JSON (harness/analyse/native.py):
 // responses by status, errors by kind, every request's latency in whole µs, the
 // connections dialled and their distinct local ports (recorded in DialContext).
 package main
@@ -66,6 +67,7 @@ func main() {
 	maxIdle := flag.Int("max-idle-conns", 100, "Transport.MaxIdleConns")
 	maxIdlePerHost := flag.Int("max-idle-conns-per-host", 0, "Transport.MaxIdleConnsPerHost")
 	disable := flag.Bool("disable-keepalives", false, "Transport.DisableKeepAlives")
+	pause := flag.Int("pause-ms", 0, "pause after each response before the next request")
 	out := flag.String("out", "", "where the JSON goes")
 	flag.Parse()
 
@@ -115,6 +117,11 @@ func main() {
 					myStatus[strconv.Itoa(resp.StatusCode)]++
 				}
 				myLatency[time.Since(start).Microseconds()]++
+				if *pause > 0 {
+					// seed 002's gateway answering its own client: the connection
+					// waits in the idle pool meanwhile
+					time.Sleep(time.Duration(*pause) * time.Millisecond)
+				}
 			}
 			mu.Lock()
 			for k, v := range myStatus {

@@ -368,6 +368,7 @@ class LoadRecord(_Model):
     max_idle_conns: Int | None = None
     max_idle_conns_per_host: Int | None = None
     disable_keepalives: bool | None = None
+    pause_ms: Int | None = None
 
     @property
     def client_settings(self) -> dict[str, Any]:

@@ -61,6 +61,7 @@ CLIENT_SETTINGS = {
     "max_idle_conns": "go",
     "max_idle_conns_per_host": "go",
     "disable_keepalives": "go",
+    "pause_ms": "go",
 }
 # A thread (requests) or pending request (node, go) each; their ports come from one
 # ephemeral range (28,232 on Linux's default 32768-60999).
@@ -94,7 +95,9 @@ class Load(_Strict):
     - ``go`` (seed 002: a stdlib-only program built with Debian's golang-go): an
       ``http.Transport`` with ``max_idle_conns``, ``max_idle_conns_per_host``,
       ``disable_keepalives`` (Go's MaxIdleConns, MaxIdleConnsPerHost,
-      DisableKeepAlives; Go's defaults 100, 2, false).
+      DisableKeepAlives; Go's defaults 100, 2, false), and ``pause_ms`` between a
+      response and the next request (the time seed 002's gateway held a connection
+      idle while it answered its own client).
 
     ``max_requests`` caps their requests in all (the load ends at that count or at
     ``duration_s``, whichever comes first).
@@ -146,6 +149,13 @@ class Load(_Strict):
         description="go: Transport.MaxIdleConnsPerHost (0: Go's default, 2)",
     )  # fmt: skip
     disable_keepalives: bool | None = Field(None, description="go: Transport.DisableKeepAlives")
+    # Seed 002's gateway holds each backend connection idle while it answers its own
+    # client and waits for the next request; a client sending back to back never has
+    # more connections idle than its pool keeps, so its pool never overflows.
+    pause_ms: int | None = Field(
+        None, ge=0, le=60_000,
+        description="go: pause after each response before the goroutine's next request (ms)",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _fits_generator(self) -> Load:

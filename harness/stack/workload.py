@@ -82,6 +82,8 @@ def native_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
         go += ["-max-idle-conns-per-host", str(load.max_idle_conns_per_host)]
     if load.disable_keepalives:
         go.append("-disable-keepalives")
+    if load.pause_ms:
+        go += ["-pause-ms", str(load.pause_ms)]
     return go
 
 

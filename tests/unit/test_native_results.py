@@ -89,9 +89,10 @@ NET = Network(subnet="172.30.9.0/24", client="172.30.9.2", haproxy="172.30.9.3",
          ["go-load", "-url", "http://172.30.9.3:8080/", "-users", "20", "-duration", "2.5",
           "-max-requests", "0", "-out", "/out/client.json", "-max-idle-conns", "100",
           "-max-idle-conns-per-host", "200"]),
-        ({"generator": "go", "disable_keepalives": True},
+        ({"generator": "go", "disable_keepalives": True, "pause_ms": 5},
          ["go-load", "-url", "http://172.30.9.3:8080/", "-users", "20", "-duration", "10",
-          "-max-requests", "0", "-out", "/out/client.json", "-disable-keepalives"]),
+          "-max-requests", "0", "-out", "/out/client.json", "-disable-keepalives",
+          "-pause-ms", "5"]),
     ],
 )  # fmt: skip
 def test_each_client_gets_its_typed_settings_on_its_command_line(load, tail):

@@ -215,6 +215,8 @@ def test_numeric_parameters_accept_ints_for_floats_and_negatives_where_they_mean
         ("{generator: wrk, session: true}", r"session: applies to generator: requests only"),
         ("{generator: node, max_idle_conns: 100}", r"max_idle_conns: applies to generator: go"),
         ("{generator: go, agent: keepalive}", r"agent: applies to generator: node only"),
+        ("{generator: requests, pause_ms: 5}", r"pause_ms: applies to generator: go only"),
+        ("{generator: go, pause_ms: -1}", r"load.pause_ms \(line 3\): .*greater than or equal"),
         ("{generator: node, agent: none, max_sockets: 5}",
          r"max_sockets: applies to agent: keepalive only"),
         ("{generator: node, agent: 'false; rm'}", r"load.agent \(line 3\): Input should be"),
