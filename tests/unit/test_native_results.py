@@ -183,3 +183,23 @@ def test_claims_in_run_json_are_validated_like_the_matrixs():
     with pytest.raises(ValueError, match=r"claims\.0\.metric"):
         manifest({"matrix": {"name": "t", "claims": [
             {"note": "x", "metric": "rm -rf", "where": {"a": 1}, "at_least": 1}]}})  # fmt: skip
+
+
+def test_proxy_overhead_pairs_a_native_clients_cell_only_with_its_own_client():
+    def cell(via, load):
+        return make({
+            "scenario": "keepalive-vs-close", "params": {"keepalive": True, "via": via},
+            "load": {"mode": "closed-loop", "users": 4, **load},
+            "metrics": {"load": {"requests": 100, "failures": 0, "rps": 100.0,
+                                 "mean_ms": 1.0}},
+        })  # fmt: skip
+
+    locust_via, locust_direct = cell("haproxy", {}), cell("backend", {})
+    go_via = cell("haproxy", {"generator": "go", "max_idle_conns": 100})
+    # before: keyed by version and keep-alive alone, the go cell took the locust cell's
+    # place and was measured against Locust's direct cell
+    lines = tables._proxy_overhead([locust_via, locust_direct, go_via])
+    assert len(lines) == 1 and "(go" not in lines[0], lines
+    go_direct = cell("backend", {"generator": "go", "max_idle_conns": 100})
+    lines = tables._proxy_overhead([locust_via, locust_direct, go_via, go_direct])
+    assert len(lines) == 2 and "(go, 4 users, max_idle_conns=100): proxy overhead" in lines[1]
