@@ -117,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--threads", type=int, help="wrk's or h2load's threads [1]")
     p.add_argument("--streams", type=int, help="h2load's concurrent streams per connection [1]")
-    p.add_argument("--requests", type=int, help="h2load's requests in all, instead of --duration")
+    p.add_argument(
+        "--requests", type=int, help="h2load's requests in all (max_requests), not --duration"
+    )
     p.add_argument("--workers", type=int, help="Locust worker processes (distributed mode)")
     _plan_options(p, params=True)
     _json_option(p)

@@ -17,6 +17,7 @@ from harness.analyse import (
     haproxy_log,
     latency,
     locust_stats,
+    native,
     probe_samples,
     wire,
     wrk,
@@ -68,6 +69,8 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         metrics["load"] = wrk.aggregated(folder / wrk.WRK_FILE)
     elif (folder / h2load.REQUESTS_FILE).exists():
         metrics["load"] = h2load.aggregated(folder / h2load.SUMMARY_FILE)
+    elif (folder / native.NATIVE_FILE).exists():
+        metrics["load"] = native.aggregated(folder / native.NATIVE_FILE)
     found = latency.histogram(folder) if "load" in metrics else None
     if found is not None and found[2] != latency.SOURCE_LOCUST:
         # The client's µs histogram replaces Locust's rounded latencies; Locust still
@@ -90,6 +93,9 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         errors = metrics["load"]["errors"]
         metrics["client_errors"] = {k: v for k, v in errors.items() if v}
         metrics["client_status_codes"] = h2load.status_counts(folder / h2load.REQUESTS_FILE)
+    elif (folder / native.NATIVE_FILE).exists():
+        metrics["client_errors"] = dict(metrics["load"]["errors"])
+        metrics["client_status_codes"] = native.status_counts(folder / native.NATIVE_FILE)
 
     entries: list[haproxy_log.LogEntry] = []
     if target == "haproxy" and (folder / "haproxy.log").exists():
@@ -180,6 +186,13 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         # loop that can keep one core busy
         window = h2load.window(folder / h2load.REQUESTS_FILE)
         ceiling_cores = float(metrics["load"]["threads"])
+    elif (folder / native.NATIVE_FILE).exists() and timing:
+        # the exec's window again; Python's threads share one GIL and Node has one event
+        # loop (a core each at most); Go's goroutines run on every core (GOMAXPROCS)
+        window = (timing["load_start"], timing["load_end"])
+        if metrics["load"]["generator"] == "go" and cpu_samples:
+            online = host_usage(cpu_samples, *window).get("online_cpus")
+            ceiling_cores = float(online or CLIENT_CEILING_CORES)
     if cpu_samples and window:
         resources = cpu_usage(cpu_samples, *window)
         metrics["resources"] = resources

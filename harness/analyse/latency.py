@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.analyse import distribution, h2load, wrk
+from harness.analyse import distribution, h2load, native, wrk
 
 HDR_FILE = "latency.hdr"
 SOURCE_HDR = "HDR histogram (µs)"
@@ -97,8 +97,8 @@ def histogram(folder: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
     """The cell's latency histogram (values in ms, counts, source), or None if unmeasured.
 
     ``latency.hdr`` when the Locust client wrote it, ``wrk.json`` when wrk drove the
-    load, ``h2load-requests.tsv`` when h2load did, else Locust's ``locust.json`` (a
-    folder recorded before the HDR file existed).
+    load, ``h2load-requests.tsv`` when h2load did, ``client.json`` when a native client
+    did, else Locust's ``locust.json`` (a folder recorded before the HDR file existed).
     """
     parts = hdr_files(folder)
     if parts:
@@ -107,6 +107,8 @@ def histogram(folder: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
         return (*wrk.histogram(folder / wrk.WRK_FILE), wrk.SOURCE_WRK)
     if (folder / h2load.REQUESTS_FILE).exists():
         return (*h2load.histogram(folder / h2load.REQUESTS_FILE), h2load.SOURCE_H2LOAD)
+    if (folder / native.NATIVE_FILE).exists():
+        return (*native.histogram(folder / native.NATIVE_FILE), native.SOURCE_NATIVE)
     if (folder / "locust.json").exists():
         return (*read_locust(folder / "locust.json"), SOURCE_LOCUST)
     return None

@@ -33,6 +33,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    TypeAdapter,
     ValidationError,
     field_validator,
 )
@@ -40,7 +41,7 @@ from pydantic import (
 from harness import results
 from harness.errors import HarnessError
 from harness.plan.params import HaproxyConfig
-from harness.plan.spec import Verdicts
+from harness.plan.spec import CLIENT_SETTINGS, Claim, Generator, Verdicts
 from harness.quote import shown
 
 SCHEMA_VERSION = 1
@@ -137,9 +138,13 @@ class LoadMetrics(_Model):
     source: Text | None = None  # set when Locust did not finish (its last periodic summary)
     # wrk (harness.analyse.wrk.aggregated): its threads and socket errors by kind;
     # h2load (harness.analyse.h2load.aggregated): its threads and failures by kind
-    generator: Literal["wrk", "h2load"] | None = None
+    generator: Literal["wrk", "h2load", "requests", "node", "go"] | None = None
     threads: Count | None = None
     errors: dict[Key, Count] | None = None
+    # the native clients (harness.analyse.native): new connections they opened, and the
+    # distinct local (source) ports those used
+    connections: Count | None = None
+    ports: Count | None = None
 
 
 class ClientFailures(_Model):
@@ -353,11 +358,26 @@ class LoadRecord(_Model):
     spawn_rate: Number | None = None
     rate: Number | None = None
     duration_s: Number | None = None
-    generator: Literal["locust", "wrk", "h2load"] = "locust"  # absent in records before wrk
+    generator: Generator = "locust"  # absent in records before wrk
     threads: Int | None = None
     workers: Int | None = None
     streams: Int | None = None  # h2load's concurrent streams per connection
-    requests: Int | None = None  # h2load's request count, instead of the duration
+    # the request cap (h2load, the native clients) and the native clients' own settings
+    # (harness.plan.spec.Load), None for the others
+    max_requests: Int | None = None
+    session: bool | None = None
+    agent: Literal["none", "keepalive"] | None = None
+    max_sockets: Int | None = None
+    max_idle_conns: Int | None = None
+    max_idle_conns_per_host: Int | None = None
+    disable_keepalives: bool | None = None
+    pause_ms: Int | None = None
+
+    @property
+    def client_settings(self) -> dict[str, Any]:
+        """The native client's settings that were given ({} for locust, wrk and h2load)."""
+        names = ("max_requests", *CLIENT_SETTINGS)
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
 Status = Literal["ok", "failed", "interrupted"]
@@ -481,6 +501,13 @@ class RunManifest(_Model):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(map(str, ("verdicts", *first["loc"])))
+            raise ValueError(f"{where}: {first['msg']}") from None
+        # The claims reach the report's table: typed and bounded as in a matrix file.
+        try:
+            TypeAdapter(list[Claim]).validate_python(matrix.get("claims") or [])
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, ("claims", *first["loc"])))
             raise ValueError(f"{where}: {first['msg']}") from None
         return matrix
 

@@ -58,6 +58,27 @@ MAX_LOCUST_USERS = 1000
 MAX_WRK_CONNECTIONS = 20000
 
 
+Generator = Literal["locust", "wrk", "h2load", "requests", "node", "go"]
+# The field notes' own clients (clients-native/): one program each, one output format.
+NATIVE_GENERATORS: tuple[str, ...] = ("requests", "node", "go")
+# The generators that stop at a request count (max_requests).
+REQUEST_CAPPED: tuple[str, ...] = ("h2load", *NATIVE_GENERATORS)
+# Each client's own settings, and the generator they belong to.
+CLIENT_SETTINGS = {
+    "session": "requests",
+    "agent": "node",
+    "max_sockets": "node",
+    "max_idle_conns": "go",
+    "max_idle_conns_per_host": "go",
+    "disable_keepalives": "go",
+    "pause_ms": "go",
+}
+# A thread (requests) or pending request (node, go) each; their ports come from one
+# ephemeral range (28,232 on Linux's default 32768-60999).
+MAX_NATIVE_USERS = 2000
+MAX_NATIVE_REQUESTS = 10_000_000
+
+
 class Load(_Strict):
     """Load shape of the load scenarios (the close-delay probe scenarios drive their own
     probe client). ``closed``: ``users`` send back to back. ``open``: a fixed arrival
@@ -75,16 +96,37 @@ class Load(_Strict):
     stall delays the requests behind it instead of showing as their latency (coordinated
     omission, Tene 2013); the open loop's intended-time latency needs Locust.
 
+    The field notes' own clients (``clients-native/``), closed loop, ``users`` at once
+    (threads of ``requests``, concurrent requests of Node's ``http`` and of Go's
+    ``net/http``), each request timed in µs and its local port recorded:
+
+    - ``requests`` (seed 004, seed 000's test script: Debian's python3-requests, a
+      thread per user): ``session: false`` calls ``requests.get`` (a new Session, so a
+      new connection, per request); ``true``: one ``requests.Session`` per thread;
+    - ``node`` (seed 003: Debian's nodejs): ``agent: none`` is ``agent: false`` (a new
+      connection per request), ``keepalive`` an ``http.Agent({keepAlive: true,
+      maxSockets})``;
+    - ``go`` (seed 002: a stdlib-only program built with Debian's golang-go): an
+      ``http.Transport`` with ``max_idle_conns``, ``max_idle_conns_per_host``,
+      ``disable_keepalives`` (Go's MaxIdleConns, MaxIdleConnsPerHost,
+      DisableKeepAlives; Go's defaults 100, 2, false), and ``pause_ms`` between a
+      response and the next request (the time seed 002's gateway held a connection
+      idle while it answered its own client).
+
+    ``max_requests`` caps their requests in all (the load ends at that count or at
+    ``duration_s``, whichever comes first).
+
     Raises pydantic's ValidationError (a SpecError where the matrix is read) for an open
-    loop with wrk or h2load, more Locust users than one process holds, threads with
-    Locust, or streams / requests with anything but h2load.
+    loop with wrk, h2load or a native client, more Locust users than one process
+    holds, threads with Locust, streams with anything but h2load, or a
+    client's setting given to another generator.
     """
 
     # Strict, as scenario parameters are (harness.plan.params.Params): "2" or a YAML 1.1
     # boolean (yes, on) is refused where a number goes, not read as 2 or 1.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    generator: Literal["locust", "wrk", "h2load"] = "locust"
+    generator: Generator = "locust"
     mode: Literal["closed", "open"] = "closed"
     users: int = Field(
         20, ge=1, le=MAX_WRK_CONNECTIONS,
@@ -102,18 +144,67 @@ class Load(_Strict):
     streams: int | None = Field(
         None, ge=1, le=1000, description="h2load's concurrent streams per connection"
     )
-    # h2load -n: a request count instead of a duration; duration_s still bounds the cell.
-    requests: int | None = Field(
-        None, ge=1, le=10**9, description="h2load's requests in all, instead of duration_s"
-    )
     workers: int | None = Field(
         None, ge=1, le=16,
         description="Locust worker processes under one master (distributed mode), each "
         "able to use one core",
     )  # fmt: skip
 
+    # h2load -n, the native clients' cap: the load ends at this count or at duration_s,
+    # whichever comes first (h2load: duration_s + 60 s bounds the cell).
+    max_requests: int | None = Field(
+        None, ge=1, le=MAX_NATIVE_REQUESTS,
+        description="requests in all, then the load ends (h2load, the native clients)",
+    )  # fmt: skip
+    session: bool | None = Field(None, description="requests: one Session per thread")
+    agent: Literal["none", "keepalive"] | None = Field(
+        None, description="node: agent: false (none) or a keep-alive http.Agent"
+    )
+    max_sockets: int | None = Field(
+        None, ge=1, le=MAX_NATIVE_USERS, description="node: the keep-alive agent's maxSockets"
+    )
+    max_idle_conns: int | None = Field(
+        None, ge=0, le=100_000, description="go: Transport.MaxIdleConns (0: no limit)"
+    )
+    max_idle_conns_per_host: int | None = Field(
+        None, ge=0, le=100_000,
+        description="go: Transport.MaxIdleConnsPerHost (0: Go's default, 2)",
+    )  # fmt: skip
+    disable_keepalives: bool | None = Field(None, description="go: Transport.DisableKeepAlives")
+    # Seed 002's gateway holds each backend connection idle while it answers its own
+    # client and waits for the next request; a client sending back to back never has
+    # more connections idle than its pool keeps, so its pool never overflows.
+    pause_ms: int | None = Field(
+        None, ge=0, le=60_000,
+        description="go: pause after each response before the goroutine's next request (ms)",
+    )  # fmt: skip
+
     @model_validator(mode="after")
     def _fits_generator(self) -> Load:
+        for name, owner in CLIENT_SETTINGS.items():
+            if getattr(self, name) is not None and self.generator != owner:
+                raise ValueError(f"{name}: applies to generator: {owner} only")
+        if self.max_requests is not None and self.generator not in REQUEST_CAPPED:
+            raise ValueError(
+                f"max_requests: applies to generator: {' / '.join(REQUEST_CAPPED)} only"
+            )
+        if self.generator in NATIVE_GENERATORS:
+            if self.mode == "open":
+                raise ValueError(
+                    f"mode: open needs generator: locust ({self.generator} sends closed loop)"
+                )
+            if self.users > MAX_NATIVE_USERS:
+                raise ValueError(
+                    f"users: {self.users} is more than the native clients run at once (at "
+                    f"most {MAX_NATIVE_USERS}); use generator: wrk for more connections"
+                )
+            if self.threads is not None or self.workers is not None:
+                raise ValueError(
+                    f"threads: / workers: apply to wrk or h2load / locust; {self.generator} runs "
+                    "users: at once"
+                )
+        if self.agent != "keepalive" and self.max_sockets is not None:
+            raise ValueError("max_sockets: applies to agent: keepalive only")
         if self.generator != "locust" and self.mode == "open":
             raise ValueError(
                 f"mode: open needs generator: locust ({self.generator} sends closed loop; "
@@ -130,15 +221,20 @@ class Load(_Strict):
             raise ValueError(
                 f"workers: applies to generator: locust only ({self.generator} has threads:)"
             )
-        for key in ("streams", "requests"):
-            if self.generator != "h2load" and getattr(self, key) is not None:
-                raise ValueError(f"{key}: applies to generator: h2load only")
+        if self.generator != "h2load" and self.streams is not None:
+            raise ValueError("streams: applies to generator: h2load only")
         if self.mode == "closed" and self.users < self.processes:
             raise ValueError(
                 f"users: {self.users} is fewer than workers: {self.processes}; a worker "
                 "without a user sends nothing"
             )
         return self
+
+    @property
+    def client_settings(self) -> dict[str, Any]:
+        """The native client's own settings that were given ({} for locust and wrk)."""
+        names = ("max_requests", *CLIENT_SETTINGS)
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
     @property
     def processes(self) -> int:
@@ -168,6 +264,57 @@ class ScenarioEntry(_Strict):
     # Run this entry on these versions only (default: all); e.g. a calibration cell once.
     # An empty list would run it nowhere: refused, not silently dropped.
     versions: list[str] | None = Field(None, min_length=1)
+    # This entry's load settings over the matrix's load: (e.g. {generator: requests,
+    # session: true}), so one matrix holds a client's settings side by side.
+    load: dict[str, Any] = {}
+
+
+Scalar = bool | int | float | str
+ClaimMetric = Literal[
+    "requests",
+    "failures",
+    "rps",
+    "ports-used",
+    "ports-per-request",
+    "connections-per-request",
+    "time-wait-client",
+    "time-wait-client-per-request",
+]
+
+
+class Claim(_Strict):
+    """A field note's claim, as a check on measured numbers ("field note vs measured").
+
+    The cells ``where`` names (scenario parameters and load settings, e.g. ``{generator:
+    requests, session: false}``) are measured on ``metric`` (harness.report.claims says
+    how each is read from a cell record); with ``relative_to``, as a ratio to the same
+    metric of the cells it names. The claim holds for a version when every cell's value
+    (or the ratio of the two groups' medians) is ``at_least`` / ``at_most`` ``value``.
+    ``note`` is the note's claim in words: shown in the report, used for nothing else.
+    """
+
+    note: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]*$")
+    metric: ClaimMetric
+    where: dict[str, Scalar] = Field(min_length=1, max_length=20)
+    relative_to: dict[str, Scalar] | None = Field(None, min_length=1, max_length=20)
+    at_least: float | None = Field(None, ge=-1e12, le=1e12)
+    at_most: float | None = Field(None, ge=-1e12, le=1e12)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Claim:
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("a claim takes exactly one of at_least: and at_most:")
+        return self
+
+
+def selects(selector: dict[str, Any], params: dict[str, Any], load: dict[str, Any]) -> bool:
+    """Does a cell (its parameters, its load settings as a dict) have every value of
+    ``selector``? A key is looked up in the parameters first, then the load."""
+    for key, want in selector.items():
+        have = params[key] if key in params else load.get(key, _ABSENT)
+        if have is _ABSENT or type(have) is not type(want) or have != want:
+            return False
+    return True
 
 
 # Docker's own rule for a context name (cli/context/store: ``^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$``),
@@ -244,6 +391,9 @@ class Matrix(_Strict):
     select: dict[str, Any] = {}
     # Which Docker engine runs each service (README: "Stacks that span machines").
     hosts: Hosts | None = None
+    # The field note's claims, checked against the measured cells (report: "Field note
+    # vs measured"). Each one's where: / relative_to: must name cells of the matrix.
+    claims: list[Claim] = Field([], max_length=100)
 
 
 def params_text(params: dict[str, Any], keys: list[str] | None = None) -> str:
@@ -280,10 +430,16 @@ class Cell:
     @property
     def changed_params_text(self) -> str:
         """The parameters that differ from the scenario's defaults ("defaults" if none):
-        what sets this cell apart, without the dozen defaults beside it."""
+        what sets this cell apart, without the dozen defaults beside it; then a native
+        client and its settings (a matrix entry's own load may be all that differs)."""
         defaults = scenarios.get(self.scenario, self.scenario).defaults
         changed = {k: v for k, v in self.params.items() if defaults.get(k) != v}
-        return params_text(changed) or "defaults"
+        text = params_text(changed) or "defaults"
+        if self.load.generator in NATIVE_GENERATORS and isinstance(self.knobs.load,
+                                                                   scenarios.HttpLoad):  # fmt: skip
+            settings = self.load.client_settings
+            text += f" · {self.load.generator} {params_text(settings)}".rstrip()
+        return text
 
     @property
     def id(self) -> str:
@@ -762,10 +918,11 @@ def expand(
             "cell is a stack started, measured and torn down: days of running). Shorten "
             "its grids, versions or repetitions, or split it into several matrices."
         )
-    combos: list[tuple[str, dict[str, Any], list[str] | None]] = []
+    combos: list[tuple[str, dict[str, Any], list[str] | None, Load]] = []
     for i, entry in enumerate(matrix.scenarios):
         at = f"{where}{_line(text, ['scenarios', i])}: scenarios[{i}]"
         scenario = scenarios.get(entry.name, at)
+        entry_load = _entry_load(matrix.load, entry.load, f"{at}.load")
         clash = sorted(set(entry.params) & set(entry.grid))
         if clash:
             raise SpecError(f"{at}: {', '.join(clash)} is in both params and grid; keep one.")
@@ -790,11 +947,13 @@ def expand(
             overrides = {**entry.params, **dict(zip(keys, values, strict=True))}
             params = scenario.resolve(overrides, at, locate)
             if all(params.get(k, _ABSENT) == v for k, v in selected.get(entry.name, {}).items()):
-                combos.append((entry.name, params, entry.versions))
+                combos.append((entry.name, params, entry.versions, entry_load))
 
     planned = [
-        (spec, name, params, rep)
-        for (name, params, only), rep in itertools.product(combos, range(1, matrix.repetitions + 1))
+        (spec, name, params, rep, cell_load)
+        for (name, params, only, cell_load), rep in itertools.product(
+            combos, range(1, matrix.repetitions + 1)
+        )
         # Versions innermost, so a half-finished run still compares versions like for like.
         for spec, text in zip(specs, matrix.versions, strict=True)
         if only is None or text in only
@@ -811,11 +970,14 @@ def expand(
             "of the matrix's versions (or drop its versions: to run it on all)."
         )
     cells = [
-        Cell(run_id, i, len(planned), spec, name, params, rep, matrix.load)
-        for i, (spec, name, params, rep) in enumerate(planned, start=1)
+        Cell(run_id, i, len(planned), spec, name, params, rep, cell_load)
+        for i, (spec, name, params, rep, cell_load) in enumerate(planned, start=1)
     ]
     for cell in cells:
         _speaks_the_frontends_http(cell, where)
+    _check_native(cells, where)
+    if not (only and (only.scenarios or only.versions or only.params)):
+        _check_claims(matrix, cells, where, text)  # a part may leave a claim's cells out
     return Plan(matrix, source, specs, cells)
 
 
@@ -837,6 +999,52 @@ def _speaks_the_frontends_http(cell: Cell, where: str) -> None:
             f"({cell.changed_params_text}) leaves HAProxy's frontend on HTTP/1.1. Set its "
             f"http2 parameter to h2c or h2 (scenarios that take it: {', '.join(takers)})."
         )
+
+
+def _entry_load(base: Load, overrides: dict[str, Any], at: str) -> Load:
+    """The matrix's load with a scenario entry's ``load:`` over it. Raises SpecError."""
+    if not overrides:
+        return base
+    try:
+        return Load.model_validate({**base.model_dump(exclude_unset=True), **overrides})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(map(str, error["loc"]))
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        raise SpecError(f"{at}{'.' + key if key else ''}: {msg}.") from None
+
+
+def _check_native(cells: list[Cell], where: str) -> None:
+    """A native client sends back to back with its own connection settings: a load
+    scenario whose Locust load closes each connection or paces requests would have it
+    ignored without a word, so it is refused."""
+    for cell in cells:
+        load = cell.knobs.load
+        if cell.load.generator not in NATIVE_GENERATORS or not isinstance(load, scenarios.HttpLoad):
+            continue
+        if not load.keepalive or load.wait_ms:
+            raise SpecError(
+                f"{where}: scenario {cell.scenario!r} with {cell.params_text}: its load "
+                f"{'paces requests' if load.wait_ms else 'sends Connection: close'}, which "
+                f"generator: {cell.load.generator} does not do (it reuses connections or not "
+                "by its own settings: session, agent, disable_keepalives). Use generator: "
+                "locust or wrk for it."
+            )
+
+
+def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> None:
+    """Every claim names cells of the matrix (a typo would leave it never checked)."""
+    for i, claim in enumerate(matrix.claims):
+        for part in ("where", "relative_to"):
+            selector = getattr(claim, part)
+            if selector is None:
+                continue
+            if not any(selects(selector, c.params, c.load.model_dump()) for c in cells):
+                raise SpecError(
+                    f"{where}{_line(text, ['claims', i, part])}: claims[{i}].{part} "
+                    f"{shown(selector)} matches no cell of the matrix. Name scenario "
+                    "parameters or load settings with a value some cell has."
+                )
 
 
 class _RunFile(BaseModel):
@@ -1032,7 +1240,7 @@ _OPTIONS = {
     "threads": "--threads",
     "workers": "--workers",
     "streams": "--streams",
-    "requests": "--requests",
+    "max_requests": "--requests",
 }
 _RULE_WORDS = {
     "mode: open": "--rate (the open loop)",
@@ -1041,7 +1249,7 @@ _RULE_WORDS = {
     "threads: ": "--threads ",
     "workers: ": "--workers ",
     "streams: ": "--streams ",
-    "requests: ": "--requests ",
+    "max_requests: ": "--requests ",
 }
 
 
@@ -1061,7 +1269,7 @@ def load_options(
     values: dict[str, Any] = {
         "users": users, "spawn_rate": min(users, 1000), "duration_s": duration,
         "generator": generator, "threads": threads, "workers": workers,
-        "streams": streams, "requests": requests,
+        "streams": streams, "max_requests": requests,
     }  # fmt: skip
     try:
         if rate is None:

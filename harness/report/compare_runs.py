@@ -69,10 +69,10 @@ def _load_shape(record: Record) -> str:
         shape += f", {load.threads} threads"
     if load.streams:  # h2load: requests in flight per connection
         shape += f", {load.streams} streams"
-    if load.requests:
-        shape += f", {load.requests} requests"
     if load.mode == "open-loop":
         shape += f", {load.rate:g} req/s"
+    # a native client's settings (session, agent, pool sizes) are the experiment itself
+    shape += "".join(f", {k}={v}" for k, v in load.client_settings.items())
     return shape
 
 

@@ -19,7 +19,7 @@ from harness.analyse.compare import Comparison
 from harness.analyse.record import CellRecord, RunManifest
 from harness.errors import HarnessError
 from harness.plan import scenarios
-from harness.report import tables
+from harness.report import claims, tables
 
 VERDICT_HEADERS = ["comparison", "version", "delta", "test", "p", "effect", "verdict"]
 # Verdict groups, in the order a reader needs them.
@@ -146,6 +146,8 @@ class Report:
     same: list[Comparison]
     verdict_counts: dict[str, int]
     scenarios: list[ScenarioSection]
+    # the matrix's field-note claims against the measured numbers (harness.report.claims)
+    claims: Table | None
     failed: list[FailedCell]
     flags: list[Flag]
     provenance: Provenance
@@ -223,6 +225,13 @@ def _scenario(run_dir: Path, name: str, rows: list[CellRecord]) -> ScenarioSecti
     )
 
 
+def _claims(run: RunManifest, records: list[CellRecord]) -> Table | None:
+    found = claims.read(run.matrix)
+    if not found:
+        return None
+    return Table(claims.HEADERS, [row.row() for row in claims.evaluate(found, records)])
+
+
 def build(
     run_dir: Path, records: list[CellRecord], found: list[Comparison], run: RunManifest
 ) -> Report:
@@ -259,6 +268,7 @@ def build(
         same=[c for c in found if c.verdict == SAME],
         verdict_counts=dict(counts),
         scenarios=[_scenario(run_dir, name, rows) for name, rows in by_scenario.items()],
+        claims=_claims(run, records),
         failed=[_failed(r) for r in records if not r.ok],
         flags=[Flag(s, n, haproxy_log.explain(s)) for s, n in sorted(seen.items())],
         provenance=_provenance(run, run_dir),

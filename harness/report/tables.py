@@ -44,7 +44,7 @@ from harness.analyse.record import (
     StateSeries,
 )
 from harness.plan import scenarios
-from harness.plan.spec import params_text
+from harness.plan.spec import NATIVE_GENERATORS, params_text
 
 Record = CellRecord
 Column = tuple[str, Callable[[Record], Any]]
@@ -328,6 +328,14 @@ CATALOGUE: dict[str, Column] = {
 }  # fmt: skip
 
 
+# The native clients' own counts (harness.analyse.native), added to any table of theirs.
+NATIVE_COLUMNS: list[Column] = [
+    ("connections opened", lambda r: r.m.load.connections if r.m.load else None),
+    ("ports used", lambda r: r.m.load.ports if r.m.load else None),
+    ("client errors", _client_errors),
+]
+
+
 def shows(name: str) -> scenarios.Shows:
     """What the report shows of scenario ``name`` (a run recorded with a scenario since
     removed: its load columns, ``scenarios.UNKNOWN_SHOWS``)."""
@@ -351,8 +359,21 @@ def _sum_servers(record: Record, counter: str) -> Any:
     return sum(s.get(counter, 0) for s in servers.values()) if servers else "-"
 
 
+def client_text(load: LoadRecord) -> str:
+    """A native client and its settings as words ("requests, 4 users, session=False");
+    "" for locust and wrk, whose load is the run's and said once per scenario."""
+    if load.generator not in NATIVE_GENERATORS:
+        return ""
+    return f"{load.generator}, {load.users} users" + "".join(
+        f", {k}={v}" for k, v in load.client_settings.items()
+    )
+
+
 def _params(record: Record) -> str:
-    return params_text(record.params)
+    """The cell's parameter set as a table's title: its parameters, and the native
+    client's settings when one drove it (two cells that differ only there are apart)."""
+    client = client_text(record.load)
+    return params_text(record.params) + (f" · {client}" if client else "")
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -448,7 +469,8 @@ def varying(rows: list[Record]) -> list[str]:
 
 
 def _short_params(record: Record, keys: list[str]) -> str:
-    return params_text(record.params, keys)
+    client = client_text(record.load)
+    return params_text(record.params, keys) + (f" · {client}" if client else "")
 
 
 def bypasses_proxy(record: Record) -> bool:
@@ -691,13 +713,16 @@ def _proxy_overhead(records: list[Record]) -> list[str]:
     proxy only where neither cell's load was limited by the client or by the host's CPU
     (cell_metrics.client_limit); elsewhere the line says why there is no number."""
     lines = []
-    by_key: dict[tuple[str, Any], dict[str, Record]] = defaultdict(dict)
+    by_key: dict[tuple[str, Any, str], dict[str, Record]] = defaultdict(dict)
     for r in records:
         if "proxy-overhead" in shows(r.scenario).sections and r.ok:
-            by_key[(r.version.label, r.params["keepalive"])][str(r.params["via"])] = r
-    for (label, keepalive), pair in sorted(by_key.items()):
+            # same client: a native client's cells pair only with its own settings
+            key = (r.version.label, r.params["keepalive"], client_text(r.load))
+            by_key[key][str(r.params["via"])] = r
+    for (label, keepalive, client), pair in sorted(by_key.items()):
         if {"haproxy", "backend"} <= set(pair):
             head = f"- {label}, keep-alive {'on' if keepalive else 'off'}: proxy overhead"
+            head = head.replace(": proxy", f" ({client}): proxy") if client else head
             if why := _overhead_not_measured(pair["haproxy"], pair["backend"]):
                 lines.append(f"{head} not measured: {why}.")
                 continue
@@ -1001,8 +1026,11 @@ def cell_tables(
     columns = columns_for(name, run_dir)
     tables = []
     for params, group in _by_params(unique_labels(rows)).items():
-        headers = [h for h, _ in columns]
-        table = [[_cell(r, fn) for _, fn in columns] for r in group]
+        shown = columns
+        if any(r.m.load and r.m.load.ports is not None for r in group):
+            shown = [*columns, *NATIVE_COLUMNS]  # what a native client counted itself
+        headers = [h for h, _ in shown]
+        table = [[_cell(r, fn) for _, fn in shown] for r in group]
         if len(group) > len({r.version.label for r in group}) or any(
             r.repetition != 1 for r in group
         ):
@@ -1054,6 +1082,14 @@ def _load_line(load: LoadRecord) -> str:
             "per cell; latency from each request's intended send time (no coordinated "
             f"omission). {LIMIT_NOTE}"
         )
+    if load.generator in NATIVE_GENERATORS:
+        return (
+            "Load: the field notes' own clients (Python requests, Node's http, Go's "
+            f"net/http), closed loop, at most {load.duration_s:g} s per cell (or their "
+            "max_requests); each table's title names the client and its settings. Latency "
+            "is each request's, from its send to its body's end, in µs; `ports used` counts "
+            "the distinct local ports of the connections the client opened."
+        )
     if load.generator == "wrk":
         threads = load.threads or 1
         return (
@@ -1065,8 +1101,8 @@ def _load_line(load: LoadRecord) -> str:
     if load.generator == "h2load":
         threads = load.threads or 1
         span = (
-            f"{load.requests} requests per cell"
-            if load.requests is not None
+            f"{load.max_requests} requests per cell"
+            if load.max_requests is not None
             else f"{load.duration_s:g} s per cell"
         )
         return (

@@ -48,6 +48,8 @@ DEBIAN_MIRROR = os.environ.get("HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/d
 SUPPORT_IMAGES = {
     "backend": ROOT / "backends",
     "client": ROOT / "clients",
+    # Python requests, Node's http and Go's net/http (the field notes' own clients)
+    "client-native": ROOT / "clients-native",
     "observer": ROOT / "observers",
 }
 

@@ -26,7 +26,7 @@ from harness.errors import HarnessError, SpecError
 from harness.plan import ports
 from harness.plan.log_format import LOG_FORMATS
 from harness.plan.scenarios import HaproxyKnobs, HttpLoad, Knobs, Probe
-from harness.plan.spec import Cell, Hosts
+from harness.plan.spec import NATIVE_GENERATORS, Cell, Hosts
 from harness.stack import compose_file
 from harness.stack import hosts as hosts_
 from harness.stack.compose import engine
@@ -225,7 +225,12 @@ def compose_yaml(
             net=net,
             haproxy_image=haproxy_image.tag,
             backend_image=images.support["backend"],
-            client_image=images.support["client"],
+            # the field notes' clients have an image of their own (clients-native/)
+            client_image=images.support[
+                "client-native"
+                if cell.load.generator in NATIVE_GENERATORS and isinstance(knobs.load, HttpLoad)
+                else "client"
+            ],
             observer_image=images.support["observer"],
             target=knobs.target,
             tls=knobs.tls,

@@ -7,6 +7,7 @@ Two kinds (``docker compose exec client ...``):
   the same GETs closed loop over ``users`` connections (clients/wrk/harness.lua); with
   ``load.generator: h2load``, Debian's h2load sending them over HTTP/2 (``streams`` per
   connection), to the frontend the cell's ``http2`` knob made speak it;
+  ``requests`` / ``node`` / ``go``, the field notes' own clients (clients-native/);
 - ``Probe``: the close-delay probe (clients/locustfiles/close_delay.py), one Locust
   user that runs every probe connection of the cell concurrently, fires one Locust
   request event per connection, and stops the run when the last one has ended.
@@ -20,10 +21,12 @@ import math
 
 from harness.plan.ports import HTTP_PORT, HTTPS_PORT
 from harness.plan.scenarios import HttpLoad, Knobs, Probe
-from harness.plan.spec import Cell
+from harness.plan.spec import NATIVE_GENERATORS, Cell
 from harness.stack.project import Stack
 from harness.stack.render import Network
 
+# What the native clients write (harness.analyse.native.NATIVE_FILE reads it).
+NATIVE_FILE = "client.json"
 # Locust gets this long past its run time to stop its users and write its files.
 GRACE_S = 60
 
@@ -45,8 +48,8 @@ H2LOAD_LOG = "/out/h2load-requests.tsv"
 
 
 def generator(cell: Cell, knobs: Knobs) -> str:
-    """The program that drives this cell's load: "wrk", "h2load" or "locust" (the
-    probe's too)."""
+    """The program that drives this cell's load: the matrix's ``load.generator`` for a
+    load scenario, "locust" for a probe scenario (the probe is a locustfile)."""
     return cell.load.generator if isinstance(knobs.load, HttpLoad) else "locust"
 
 
@@ -57,13 +60,15 @@ def load_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
             return wrk_args(cell, knobs, net)
         case "h2load":
             return h2load_args(cell, knobs, net)
+        case chosen if chosen in NATIVE_GENERATORS:
+            return native_args(cell, knobs, net)
     return locust_args(cell, knobs, net)
 
 
 def h2load_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
     """h2load (nghttp2 1.52), closed loop: ``users`` connections (-c) over ``threads``
     threads (-t), each keeping ``streams`` requests in flight (-m), for the load's
-    duration (-D, whole seconds, at least 1) or ``requests`` in all (-n). Its per-request
+    duration (-D, whole seconds, at least 1) or ``max_requests`` in all (-n). Its per-request
     log goes to H2LOAD_LOG. On an http URI h2load speaks HTTP/2 with prior knowledge
     (h2c); on https it offers ALPN h2 only (--npn-list h2), so a frontend without h2
     fails the cell instead of falling back to HTTP/1.1 (h2load(1))."""
@@ -74,13 +79,45 @@ def h2load_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
     else:
         url, alpn = f"http://{net.haproxy}:{HTTP_PORT}{knobs.load.path}", []
     span = (
-        ["--requests", str(load.requests)]
-        if load.requests is not None
+        ["--requests", str(load.max_requests)]
+        if load.max_requests is not None
         else ["--duration", str(max(1, math.ceil(load.duration_s)))]
     )
     return ["h2load", "--clients", str(load.users), "--threads", str(load.native_threads),
             "--max-concurrent-streams", str(load.streams or 1), *span, *alpn,
             "--log-file", H2LOAD_LOG, url]  # fmt: skip
+
+
+def native_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
+    """One of the field notes' clients (clients-native/), closed loop: ``users`` at once
+    until ``duration_s`` or ``max_requests``, writing /out/client.json. Every value is a
+    typed field of the cell's load (harness.plan.spec.Load): numbers, on/off, a Literal."""
+    assert isinstance(knobs.load, HttpLoad)
+    load = cell.load
+    target = net.backend if knobs.load.via == "backend" else net.haproxy
+    common = ["--url", f"http://{target}:{HTTP_PORT}{knobs.load.path}",
+              "--users", str(load.users), "--duration", f"{load.duration_s:g}",
+              "--max-requests", str(load.max_requests or 0),
+              "--out", f"/out/{NATIVE_FILE}"]  # fmt: skip
+    if load.generator == "requests":
+        session = "on" if load.session else "off"
+        return ["python3", "/native/requests_load.py", *common, "--session", session]
+    if load.generator == "node":
+        agent = ["--agent", load.agent or "none"]
+        if load.max_sockets:
+            agent += ["--max-sockets", str(load.max_sockets)]
+        return ["node", "/native/node_load.js", *common, *agent]
+    # Go's flag package: -name value; unset settings keep http.DefaultTransport's
+    go = ["go-load", *(a.replace("--", "-", 1) if a.startswith("--") else a for a in common)]
+    if load.max_idle_conns is not None:
+        go += ["-max-idle-conns", str(load.max_idle_conns)]
+    if load.max_idle_conns_per_host is not None:
+        go += ["-max-idle-conns-per-host", str(load.max_idle_conns_per_host)]
+    if load.disable_keepalives:
+        go.append("-disable-keepalives")
+    if load.pause_ms:
+        go += ["-pause-ms", str(load.pause_ms)]
+    return go
 
 
 def wrk_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:

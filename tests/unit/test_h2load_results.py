@@ -119,7 +119,7 @@ def test_http2_renders_into_the_frontend_and_h2load_speaks_it(tmp_path):
     args = workload.load_args(h2, h2.knobs, net)
     assert args[-5:] == ["--npn-list", "h2", "--log-file", workload.H2LOAD_LOG,
                          f"https://{net.haproxy}:8443/"]  # fmt: skip
-    [cell] = _cell(tmp_path, "{generator: h2load, requests: 5000}", "{http2: [h2c]}")
+    [cell] = _cell(tmp_path, "{generator: h2load, max_requests: 5000}", "{http2: [h2c]}")
     args = workload.load_args(cell, cell.knobs, net)
     assert "--requests" in args and "--duration" not in args
 

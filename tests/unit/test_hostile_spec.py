@@ -241,7 +241,9 @@ def matrices(draw: st.DrawFn) -> dict[str, Any]:
     return {"name": "fuzz", "versions": ["debian:bookworm"], "scenarios": entries}
 
 
-_SUPPORT = {name: f"harness-{name}:latest" for name in ("backend", "client", "observer")}
+_SUPPORT = {
+    name: f"harness-{name}:latest" for name in ("backend", "client", "client-native", "observer")
+}
 
 
 def _render(cell: spec.Cell) -> tuple[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ def _images(cell):
     hx = HaproxyImage(
         cell.version, "harness-haproxy:2.6.12-debian-bookworm", "sha256:x", "2.6.12", ""
     )
-    support = {n: f"harness-{n}:latest" for n in ("backend", "client", "observer")}
+    support = {n: f"harness-{n}:latest" for n in ("backend", "client", "client-native", "observer")}
     return ImageSet({cell.version.text: hx}, support), hx
 
 

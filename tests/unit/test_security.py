@@ -75,7 +75,7 @@ def _compose_doc(cell: spec.Cell) -> dict[str, Any]:
     project = render.project_name(cell)
     net = render.Network.for_project(project)
     hx = HaproxyImage(cell.version, "harness-haproxy:x", "sha256:x", "x", "")
-    support = {n: f"harness-{n}:latest" for n in ("backend", "client", "observer")}
+    support = {n: f"harness-{n}:latest" for n in ("backend", "client", "client-native", "observer")}
     knobs = SCENARIOS[cell.scenario].knobs(cell.params)
     text = render.compose_yaml(
         cell, knobs, net, ImageSet({cell.version.text: hx}, support), hx, project, ["locust"]

@@ -210,14 +210,30 @@ def test_numeric_parameters_accept_ints_for_floats_and_negatives_where_they_mean
         ("{users: 2000}", r"users: 2000 is more than one Locust process holds .*generator: wrk"),
         ("{threads: 2}", r"threads: applies to generator: wrk or h2load only"),
         ("{generator: 'wrk; rm -rf /'}", r"load.generator \(line 3\): Input should be 'locust', "
-         r"'wrk' or 'h2load'"),
+         r"'wrk', 'h2load', 'requests', 'node' or 'go'"),
         ("{generator: h2load, mode: open}", r"mode: open needs generator: locust \(h2load"),
         ("{generator: wrk, streams: 10}", r"streams: applies to generator: h2load only"),
-        ("{requests: 100}", r"requests: applies to generator: h2load only"),
         ("{generator: h2load, streams: 1001}", r"load.streams \(line 3\): .*less than or equal "
          r"to 1000"),
         ("{generator: h2load, streams: '10 --h1'}", r"load.streams \(line 3\): Input should be "
          r"a valid integer"),
+        ("{generator: requests, mode: open}", r"mode: open needs generator: locust \(requests"),
+        ("{generator: wrk, session: true}", r"session: applies to generator: requests only"),
+        ("{generator: node, max_idle_conns: 100}", r"max_idle_conns: applies to generator: go"),
+        ("{generator: go, agent: keepalive}", r"agent: applies to generator: node only"),
+        ("{generator: requests, pause_ms: 5}", r"pause_ms: applies to generator: go only"),
+        ("{generator: go, pause_ms: -1}", r"load.pause_ms \(line 3\): .*greater than or equal"),
+        ("{generator: node, agent: none, max_sockets: 5}",
+         r"max_sockets: applies to agent: keepalive only"),
+        ("{generator: node, agent: 'false; rm'}", r"load.agent \(line 3\): Input should be"),
+        ("{generator: requests, users: 2001}", r"more than the native clients run at once"),
+        ("{generator: requests, threads: 2}", r"threads: / workers: apply to wrk or h2load "
+         r"/ locust"),
+        ("{max_requests: 100}", r"max_requests: applies to generator: h2load / requests / "
+         r"node / go"),
+        ("{generator: go, max_requests: 0}", r"load.max_requests \(line 3\): .*greater than"),
+        ("{generator: requests, session: 'yes'}", r"load.session \(line 3\): Input should be "
+         r"a valid boolean"),
         ("{generator: wrk, threads: '2 --latency'}", r"load.threads \(line 3\): Input should be "
          r"a valid integer"),
         ("{generator: wrk, users: 20001}", r"load.users \(line 3\): .*less than or equal to 20000"),
@@ -297,3 +313,75 @@ def test_run_refuses_a_load_generator_a_probe_scenario_would_ignore(load):
     with pytest.raises(SpecError, match=r"scenario 'half-close' drives its own close-delay"):
         spec.single("debian:bookworm", "half-close", "run1", load)
     assert spec.single("debian:bookworm", "smoke", "run1", load).cells[0].load == load
+
+
+def test_an_entry_sets_its_own_load_and_claims_name_its_cells(tmp_path):
+    path = write(tmp_path, """
+        name: t
+        versions: [debian:bookworm]
+        load: {users: 4, duration_s: 3}
+        scenarios:
+          - {name: keepalive-vs-close, load: {generator: requests, session: false}}
+          - {name: keepalive-vs-close, load: {generator: requests, session: true}}
+          - name: keepalive-vs-close
+            load: {generator: go, max_idle_conns: 100, max_idle_conns_per_host: 200}
+        claims:
+          - note: "no Session: a TIME-WAIT per request"
+            metric: time-wait-client-per-request
+            where: {session: false}
+            at_least: 0.9
+          - note: "pool 100 under 200 per host: 10x the TIME-WAIT"
+            metric: time-wait-client
+            where: {max_idle_conns: 100}
+            relative_to: {session: true}
+            at_least: 10
+        """)  # fmt: skip
+    plan = spec.load(path, "run1")
+    loads = [c.load for c in plan.cells]
+    assert [(x.generator, x.session, x.users) for x in loads] == [
+        ("requests", False, 4),
+        ("requests", True, 4),
+        ("go", None, 4),
+    ]
+    assert loads[2].client_settings == {"max_idle_conns": 100, "max_idle_conns_per_host": 200}
+    assert len(plan.matrix.claims) == 2 and plan.matrix.claims[1].relative_to == {"session": True}
+
+
+@pytest.mark.parametrize(
+    ("claim", "message"),
+    [
+        ("{note: x, metric: ports-used, where: {session: true}, at_least: 1}",
+         r"claims\[0\].where \{'session': True\} matches no cell"),
+        ("{note: x, metric: ports-used, where: {session: false}, at_least: 1, "
+         "relative_to: {keepalive: false}}", r"claims\[0\].relative_to .* matches no cell"),
+        ("{note: x, metric: 'ports; rm', where: {session: false}, at_least: 1}",
+         r"claims.0.metric \(line \d+\): Input should be"),
+        ("{note: x, metric: ports-used, where: {session: false}}", r"exactly one of at_least"),
+        ("{note: x, metric: ports-used, where: {session: false}, at_least: 1, at_most: 2}",
+         r"exactly one of at_least"),
+        ("{note: \"a\\nb\", metric: ports-used, where: {session: false}, at_least: 1}",
+         r"claims.0.note .*should match pattern"),
+        ("{note: x, metric: ports-used, where: {}, at_least: 1}", r"claims.0.where .*at least 1"),
+    ],
+)  # fmt: skip
+def test_a_claim_that_names_no_cell_or_no_bound_is_refused(tmp_path, claim, message):
+    path = write(tmp_path, f"""
+        name: t
+        versions: [debian:bookworm]
+        scenarios:
+          - {{name: keepalive-vs-close, load: {{generator: requests, session: false}}}}
+        claims: [{claim}]
+        """)  # fmt: skip
+    with pytest.raises(SpecError, match=message):
+        spec.load(path, "run1")
+
+
+def test_an_entry_load_the_generator_cannot_drive_names_the_entry(tmp_path):
+    path = write(tmp_path, """
+        name: t
+        versions: [debian:bookworm]
+        scenarios:
+          - {name: smoke, load: {generator: wrk, session: true}}
+        """)  # fmt: skip
+    with pytest.raises(SpecError, match=r"scenarios\[0\].load: session: applies to generator"):
+        spec.load(path, "run1")

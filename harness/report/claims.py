@@ -1,0 +1,145 @@
+"""Field note vs measured: each claim of a matrix's field note (``claims:``,
+harness.plan.spec.Claim) next to the number measured and whether it held.
+
+A claim names its cells by parameters and load settings, never by scenario, and its
+metric by one of ``spec.ClaimMetric``, read from the cell record as :data:`METRICS`
+says. It is judged per HAProxy version: every cell's value within the bound (or, with
+``relative_to``, the ratio of the two groups' medians).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from harness.analyse.record import CellRecord
+from harness.plan.spec import Claim, ClaimMetric, selects
+
+HELD, NOT_HELD, UNMEASURED = "held", "did not hold", "not measured"
+HEADERS = ["field note says", "HAProxy", "cells", "measured", "claim", "result"]
+
+
+def _per_request(count: Callable[[CellRecord], float | None]) -> Callable[[CellRecord], Any]:
+    def ratio(record: CellRecord) -> float | None:
+        value, load = count(record), record.m.load
+        return value / load.requests if value is not None and load and load.requests else None
+
+    return ratio
+
+
+def _load(name: str) -> Callable[[CellRecord], float | None]:
+    return lambda r: getattr(r.m.load, name) if r.m.load else None
+
+
+def _time_wait_client(record: CellRecord) -> float | None:
+    """The client namespace's TIME-WAIT peak over the cell (census, 10 Hz)."""
+    side = (record.m.census or {}).get("client")
+    if side is None:
+        return None
+    total = side.totals.get("TIME-WAIT")
+    return total.peak if total else 0
+
+
+METRICS: dict[str, Callable[[CellRecord], float | None]] = {
+    "requests": _load("requests"),
+    "failures": _load("failures"),
+    "rps": _load("rps"),
+    "ports-used": _load("ports"),
+    "ports-per-request": _per_request(_load("ports")),
+    "connections-per-request": _per_request(_load("connections")),
+    "time-wait-client": _time_wait_client,
+    "time-wait-client-per-request": _per_request(_time_wait_client),
+}
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    note: str
+    version: str
+    cells: int
+    measured: str
+    bound: str
+    result: str
+
+    def row(self) -> list[Any]:
+        return [self.note, self.version, self.cells, self.measured, self.bound, self.result]
+
+
+def read(matrix: dict[str, Any]) -> list[Claim]:
+    """The claims of a run's matrix (run.json: untrusted, so validated again). Raises
+    ValueError when they are not what the plan takes."""
+    try:
+        return TypeAdapter(list[Claim]).validate_python(matrix.get("claims") or [])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise ValueError(f"run.json matrix.claims.{where}: {first['msg']}") from None
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer():
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def _within(value: float, claim: Claim) -> bool:
+    if claim.at_least is not None:
+        return value >= claim.at_least
+    return claim.at_most is not None and value <= claim.at_most
+
+
+def _bound(claim: Claim) -> str:
+    what = claim.metric + (" ratio" if claim.relative_to else "")
+    if claim.at_least is not None:
+        return f"{what} ≥ {_number(claim.at_least)}"
+    return f"{what} ≤ {_number(claim.at_most or 0)}"
+
+
+def _values(claim: Claim, selector: dict[str, Any], rows: list[CellRecord]) -> list[float]:
+    metric = METRICS[claim.metric]
+    picked = [r for r in rows if r.ok and selects(selector, r.params, r.load.model_dump())]
+    return [v for v in map(metric, picked) if v is not None]
+
+
+def evaluate(claims: list[Claim], records: list[CellRecord]) -> list[ClaimRow]:
+    """One row per claim and version (versions in the records' order)."""
+    versions = list(dict.fromkeys(r.version.label for r in records))
+    out = []
+    for claim in claims:
+        for version in versions:
+            rows = [r for r in records if r.version.label == version]
+            values = _values(claim, claim.where, rows)
+            if claim.relative_to is None:
+                if not values:
+                    out.append(ClaimRow(claim.note, version, 0, "-", _bound(claim), UNMEASURED))
+                    continue
+                low, high = min(values), max(values)
+                text = _number(low) if low == high else f"{_number(low)}-{_number(high)}"
+                held = all(_within(v, claim) for v in values)
+                out.append(ClaimRow(claim.note, version, len(values), text, _bound(claim),
+                                    HELD if held else NOT_HELD))  # fmt: skip
+                continue
+            base = _values(claim, claim.relative_to, rows)
+            if not values or not base:
+                out.append(ClaimRow(claim.note, version, len(values) + len(base), "-",
+                                    _bound(claim), UNMEASURED))  # fmt: skip
+                continue
+            top, bottom = statistics.median(values), statistics.median(base)
+            ratio = top / bottom if bottom else (math.inf if top > 0 else 1.0)
+            shown = "∞" if math.isinf(ratio) else f"{ratio:.3g}"
+            text = f"{shown}× ({_number(top)} / {_number(bottom)})"
+            result = HELD if _within(ratio, claim) else NOT_HELD
+            cells = len(values) + len(base)
+            out.append(ClaimRow(claim.note, version, cells, text, _bound(claim), result))
+    return out
+
+
+def claim_metric_names() -> tuple[str, ...]:
+    """Every metric a claim may name (the plan's ClaimMetric), for the test that each
+    has a reader in :data:`METRICS`."""
+    return ClaimMetric.__args__  # type: ignore[attr-defined]

@@ -1,0 +1,205 @@
+"""The native clients' client.json read back into the load record, their settings on
+the command line (typed values only), and the field-note claims judged on records."""
+
+import json
+
+import pytest
+
+from harness.analyse import cell_metrics, latency, native
+from harness.plan import spec
+from harness.report import claims, tables
+from harness.stack import workload
+from harness.stack.render import Network
+from tests.records import make, manifest
+
+GOOD = {
+    "generator": "requests", "requests": 100, "duration_us": 2_000_000,
+    "status": {"200": 97, "503": 3}, "errors": {"ConnectionError": 2},
+    "latency_us": [[250, 60], [900, 40], [40_000, 2]], "connections": 102, "ports": 102,
+}  # fmt: skip
+
+
+def _write(tmp_path, **changes):
+    (tmp_path / native.NATIVE_FILE).write_text(json.dumps({**GOOD, **changes}))
+    return tmp_path / native.NATIVE_FILE
+
+
+def test_client_json_gives_the_load_numbers_in_locusts_keys(tmp_path):
+    _write(tmp_path)
+    load = native.aggregated(tmp_path / native.NATIVE_FILE)
+    assert load["requests"] == 102  # 100 responses and 2 requests without one
+    assert load["failures"] == 5  # the 503s and the errors
+    assert load["rps"] == 51.0
+    assert (load["connections"], load["ports"]) == (102, 102)
+    values, counts, source = latency.histogram(tmp_path)
+    assert values.tolist() == [0.25, 0.9, 40.0] and counts.tolist() == [60, 40, 2]
+    assert source == native.SOURCE_NATIVE
+    m = cell_metrics.compute(tmp_path)
+    assert m.load is not None and m.load.generator == "requests" and m.load.ports == 102
+    assert m.load.p50_ms == 0.25 and m.load.latency_count == 102
+    assert m.client_status_codes == {"200": 97, "503": 3}
+    assert m.client_errors == {"ConnectionError": 2}
+
+
+@pytest.mark.parametrize(
+    ("changes", "where"),
+    [
+        ({"generator": "curl"}, "generator"),
+        ({"status": {"200": 99, "503": 3}}, "status counts do not add up"),
+        ({"status": {"200 | x": 97, "503": 3}}, "status.200 | x"),
+        ({"errors": {"a\nb": 1}}, "errors.a\nb"),
+        ({"ports": 103}, "more distinct ports than connections"),
+        ({"latency_us": [[-1, 2]]}, "latency_us.0.0"),
+        ({"requests": 10**16}, "requests"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_a_client_json_not_as_the_clients_write_it_is_refused_naming_it(tmp_path, changes, where):
+    path = _write(tmp_path, **changes)
+    with pytest.raises(ValueError, match=r"not the client\.json") as info:
+        native.read(path)
+    assert where in str(info.value) and str(path) in str(info.value)
+
+
+def _cell(load):
+    plan = spec.expand(
+        {"name": "t", "versions": ["debian:bookworm"], "load": load,
+         "scenarios": [{"name": "keepalive-vs-close"}]}, "run1",
+    )  # fmt: skip
+    return plan.cells[0]
+
+
+NET = Network(subnet="172.30.9.0/24", client="172.30.9.2", haproxy="172.30.9.3",
+              backend="172.30.9.4", nowhere="172.30.9.9")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("load", "tail"),
+    [
+        ({"generator": "requests", "session": True, "users": 3},
+         ["python3", "/native/requests_load.py", "--url", "http://172.30.9.3:8080/",
+          "--users", "3", "--duration", "10", "--max-requests", "0",
+          "--out", "/out/client.json", "--session", "on"]),
+        ({"generator": "node", "agent": "keepalive", "max_sockets": 5, "max_requests": 100},
+         ["node", "/native/node_load.js", "--url", "http://172.30.9.3:8080/",
+          "--users", "20", "--duration", "10", "--max-requests", "100",
+          "--out", "/out/client.json", "--agent", "keepalive", "--max-sockets", "5"]),
+        ({"generator": "go", "max_idle_conns": 100, "max_idle_conns_per_host": 200,
+          "duration_s": 2.5},
+         ["go-load", "-url", "http://172.30.9.3:8080/", "-users", "20", "-duration", "2.5",
+          "-max-requests", "0", "-out", "/out/client.json", "-max-idle-conns", "100",
+          "-max-idle-conns-per-host", "200"]),
+        ({"generator": "go", "disable_keepalives": True, "pause_ms": 5},
+         ["go-load", "-url", "http://172.30.9.3:8080/", "-users", "20", "-duration", "10",
+          "-max-requests", "0", "-out", "/out/client.json", "-disable-keepalives",
+          "-pause-ms", "5"]),
+    ],
+)  # fmt: skip
+def test_each_client_gets_its_typed_settings_on_its_command_line(load, tail):
+    cell = _cell(load)
+    assert workload.NATIVE_FILE == native.NATIVE_FILE
+    assert workload.load_args(cell, cell.knobs, NET) == tail
+
+
+def test_a_native_client_is_refused_where_its_load_would_ignore_the_scenarios():
+    with pytest.raises(spec.SpecError, match="sends Connection: close, which generator: node"):
+        spec.expand(
+            {"name": "t", "versions": ["debian:bookworm"], "load": {"generator": "node"},
+             "scenarios": [{"name": "keepalive-vs-close", "params": {"keepalive": False}}]},
+            "run1",
+        )  # fmt: skip
+    with pytest.raises(spec.SpecError, match="paces requests"):
+        spec.expand(
+            {"name": "t", "versions": ["debian:bookworm"], "load": {"generator": "go"},
+             "scenarios": [{"name": "connect-timeout"}]}, "run1",
+        )  # fmt: skip
+
+
+def _record(load, tw, requests, ports, label="2.6.12 (debian:bookworm)"):
+    return make({
+        "scenario": "keepalive-vs-close", "params": {"keepalive": True},
+        "version": {"spec": label},
+        "load": {"mode": "closed-loop", "users": 4, **load},
+        "metrics": {
+            "load": {"requests": requests, "failures": 0, "rps": 100.0, "ports": ports,
+                     "connections": ports, "generator": load["generator"]},
+            "census": {"client": {"totals": {"TIME-WAIT": {"peak": tw}}}},
+        },
+    })  # fmt: skip
+
+
+def test_claims_are_judged_per_version_on_the_cells_they_name():
+    records = [
+        _record({"generator": "requests", "session": False}, tw=480, requests=500, ports=500),
+        _record({"generator": "requests", "session": True}, tw=0, requests=900, ports=4),
+        _record({"generator": "go", "max_idle_conns": 100}, tw=3000, requests=9000, ports=3000),
+        _record({"generator": "go", "max_idle_conns": 200}, tw=12, requests=9000, ports=200),
+    ]
+    found = [
+        spec.Claim(note="no Session: a TIME-WAIT per request",
+                   metric="time-wait-client-per-request", where={"session": False},
+                   at_least=0.9),
+        spec.Claim(note="Session: none", metric="time-wait-client-per-request",
+                   where={"session": True}, at_most=0.01),
+        spec.Claim(note="Session: as many ports as threads", metric="ports-used",
+                   where={"session": True}, at_most=3),
+        spec.Claim(note="pool 100: 10x", metric="time-wait-client",
+                   where={"max_idle_conns": 100}, relative_to={"max_idle_conns": 200},
+                   at_least=10),
+        spec.Claim(note="node", metric="ports-used", where={"generator": "node"}, at_least=1),
+    ]  # fmt: skip
+    rows = [r.row() for r in claims.evaluate(found, records)]
+    assert [r[3:] for r in rows] == [
+        ["0.96", "time-wait-client-per-request ≥ 0.9", "held"],
+        ["0", "time-wait-client-per-request ≤ 0.01", "held"],
+        ["4", "ports-used ≤ 3", "did not hold"],
+        ["250× (3000 / 12)", "time-wait-client ratio ≥ 10", "held"],
+        ["-", "ports-used ≥ 1", "not measured"],
+    ]
+    assert set(claims.claim_metric_names()) == set(claims.METRICS)
+
+
+def test_a_claim_against_no_time_wait_at_all_is_infinitely_many_times_it():
+    records = [
+        _record({"generator": "go", "max_idle_conns": 100}, tw=30, requests=90, ports=30),
+        _record({"generator": "go", "max_idle_conns": 200}, tw=0, requests=90, ports=20),
+    ]
+    claim = spec.Claim(note="x", metric="time-wait-client", where={"max_idle_conns": 100},
+                       relative_to={"max_idle_conns": 200}, at_least=10)  # fmt: skip
+    [row] = claims.evaluate([claim], records)
+    assert (row.measured, row.result) == ("∞× (30 / 0)", "held")
+
+
+def test_tables_name_the_client_settings_so_cells_that_differ_there_are_apart():
+    a = _record({"generator": "requests", "session": False}, tw=1, requests=1, ports=1)
+    b = _record({"generator": "requests", "session": True}, tw=1, requests=1, ports=1)
+    assert tables._params(a) != tables._params(b)
+    assert tables._params(b).endswith("· requests, 4 users, session=True")
+    [(_, _, headers, _)] = tables.cell_tables(None, "keepalive-vs-close", [a])
+    assert headers[-3:] == ["connections opened", "ports used", "client errors"]
+
+
+def test_claims_in_run_json_are_validated_like_the_matrixs():
+    with pytest.raises(ValueError, match=r"claims\.0\.metric"):
+        manifest({"matrix": {"name": "t", "claims": [
+            {"note": "x", "metric": "rm -rf", "where": {"a": 1}, "at_least": 1}]}})  # fmt: skip
+
+
+def test_proxy_overhead_pairs_a_native_clients_cell_only_with_its_own_client():
+    def cell(via, load):
+        return make({
+            "scenario": "keepalive-vs-close", "params": {"keepalive": True, "via": via},
+            "load": {"mode": "closed-loop", "users": 4, **load},
+            "metrics": {"load": {"requests": 100, "failures": 0, "rps": 100.0,
+                                 "mean_ms": 1.0}},
+        })  # fmt: skip
+
+    locust_via, locust_direct = cell("haproxy", {}), cell("backend", {})
+    go_via = cell("haproxy", {"generator": "go", "max_idle_conns": 100})
+    # before: keyed by version and keep-alive alone, the go cell took the locust cell's
+    # place and was measured against Locust's direct cell
+    lines = tables._proxy_overhead([locust_via, locust_direct, go_via])
+    assert len(lines) == 1 and "(go" not in lines[0], lines
+    go_direct = cell("backend", {"generator": "go", "max_idle_conns": 100})
+    lines = tables._proxy_overhead([locust_via, locust_direct, go_via, go_direct])
+    assert len(lines) == 2 and "(go, 4 users, max_idle_conns=100): proxy overhead" in lines[1]
