@@ -508,6 +508,61 @@ def test_stats_counts_connections_and_requests(backend: Callable[..., int]) -> N
     assert stats["connections"] in (3, 4)
 
 
+def test_stats_count_requests_by_connection_header_and_reuse(
+    backend: Callable[..., int],
+) -> None:
+    """What a proxy sent the server, counted by the server: the Connection header's
+    tokens (case, spaces and order aside; unknown tokens as "other") and whether the
+    request reused a connection; the stack's own /health and /_stats are not counted."""
+    port = backend()
+    conn = Conn(port)
+    conn.get()  # no Connection header, first on its connection
+    conn.read_response()
+    conn.get(headers="Connection: Keep-Alive\r\n")
+    conn.read_response()
+    conn.get(headers="Connection: X-Foo, close\r\n")  # reused; closes it
+    conn.read_response()
+    conn.close()
+    fetch(port, headers="Connection: close\r\n")
+    fetch(port, "/health", headers="Connection: close\r\n")
+    stats = json.loads(fetch(port, "/_stats").body)
+    assert stats["by_header"] == {
+        "none new": 1, "keep-alive reused": 1, "close,other reused": 1, "close new": 1,
+    }  # fmt: skip
+    assert stats["by_port"] == {str(port): 4}
+    assert stats["requests"] == 4
+
+
+def test_extra_ports_serve_like_the_main_one(backend: Callable[..., int]) -> None:
+    """BACKEND_EXTRA_PORTS: one listener per server of a multi-server backend, each
+    counted under its own port."""
+    spare = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        spare.append(s)
+    extra = [s.getsockname()[1] for s in spare]
+    for s in spare:
+        s.close()
+    port = backend(EXTRA_PORTS=",".join(map(str, extra)), SIZE="7")
+    for p, n in ((port, 1), (extra[0], 2), (extra[1], 3)):
+        for _ in range(n):
+            assert fetch(p).body == b"x" * 7
+    stats = json.loads(fetch(port, "/_stats").body)
+    assert stats["by_port"] == {str(port): 1, str(extra[0]): 2, str(extra[1]): 3}
+
+
+@pytest.mark.parametrize("raw", ["8080,8080", "0", "70000", "a", ",".join(["1"] * 17)])
+def test_extra_ports_refuse_bad_lists(raw: str) -> None:
+    proc = subprocess.run(
+        [PYTHON, str(SERVER)],
+        env={**os.environ, "BACKEND_PORT": "0", "BACKEND_EXTRA_PORTS": raw},
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "BACKEND_EXTRA_PORTS" in proc.stderr
+
+
 def test_blackhole_port_never_accepts(backend: Callable[..., int]) -> None:
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
