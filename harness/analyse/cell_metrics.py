@@ -137,12 +137,15 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
     totals = _json(folder / "backend-stats.json")
     if totals and timing:
         seconds = max(timing["load_end"] - timing["load_start"], 1e-9)
-        # minus the /_stats request itself
-        connections = totals["connections"] - 1
+        # The backend leaves its own /_stats query (and health checks) out of these
+        # counts (backends/server.py MACHINERY): nothing to subtract.
+        connections = totals["connections"]
         metrics["backend"] = {
             "connections": connections,
-            "requests": totals["requests"] - 1,
+            "requests": totals["requests"],
             "connections_per_s": round(connections / seconds, 1),
+            "requests_by_header": totals.get("by_header", {}),
+            "requests_by_port": totals.get("by_port", {}),
         }
 
     info, stat = folder / "haproxy-info.txt", folder / "haproxy-stat.csv"

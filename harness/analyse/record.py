@@ -256,6 +256,8 @@ class HaproxyLog(_Model):
     retries_total: Count
     redispatches: Count
     timers: dict[Key, Distribution]
+    # server name -> status class -> requests (absent from records made before it)
+    servers: dict[Key, dict[Key, Count]] = {}
 
 
 class HaproxyCounters(_Model):
@@ -267,11 +269,15 @@ class HaproxyCounters(_Model):
 
 
 class BackendTotals(_Model):
-    """The backend's own counts over the load (minus the /_stats request)."""
+    """The backend's own counts over the load (its /_stats query not among them):
+    requests by the Connection header it received and reuse ("close new", "none
+    reused": backends/server.py ``by_header``), and by listening port (one per server)."""
 
     connections: Int
     requests: Int
     connections_per_s: Number
+    requests_by_header: dict[Key, Count] = {}
+    requests_by_port: dict[Key, Count] = {}
 
 
 class Resources(_Model):

@@ -13,7 +13,7 @@ error message quotes.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -307,9 +307,16 @@ class Params(BaseModel):
         examples=[{"backend": ["option abortonclose"]}],
     )
 
+    # Parameters added after records existed: dumped only when not at their default, so a
+    # cell that leaves them alone records (and is identified by) what it did before.
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
+        for key in self.OMITTED_AT_DEFAULT:
+            if data.get(key) == type(self).model_fields[key].default:
+                data.pop(key, None)
         if self.config:
             data["config"] = {
                 s: list(self.config.section(s)) for s in SECTIONS if self.config.section(s)
@@ -317,6 +324,26 @@ class Params(BaseModel):
         else:
             data.pop("config", None)
         return data
+
+
+# HAProxy's HTTP connection modes (manual 4 "Proxies", "option http-keep-alive",
+# "option http-server-close", "option httpclose"): keep-alive on both sides (the default
+# since 1.5), the server side closed after each response, or both sides closed.
+ConnectionMode = Annotated[
+    Literal["keep-alive", "http-server-close", "httpclose"],
+    Field(description="HAProxy's HTTP connection mode: 'keep-alive' (the default), "
+          "'http-server-close' (option http-server-close) or 'httpclose' (option httpclose)",
+          examples=["http-server-close"]),
+]  # fmt: skip
+
+
+class HttpLoadParams(Params):
+    """Base of the HTTP load scenarios' parameters: every one takes ``connection_mode``,
+    rendered as the defaults section's ``option http-server-close`` / ``option httpclose``
+    (nothing for keep-alive), left out of the dumped parameters at its default."""
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("connection_mode",)
+    connection_mode: ConnectionMode = "keep-alive"
 
 
 def allowed_form(model: type[BaseModel], key: str) -> str:
@@ -336,11 +363,13 @@ __all__ = [
     "CONFIG_DIRECTIVES",
     "SECTIONS",
     "Bytes",
+    "ConnectionMode",
     "Count",
     "Flag",
     "HaproxyConfig",
     "HaproxyTime",
     "HaproxyTimeOrOff",
+    "HttpLoadParams",
     "Params",
     "PortRange",
     "Seconds",

@@ -20,13 +20,14 @@ from harness.plan.params import (
     Flag,
     HaproxyTime,
     HaproxyTimeOrOff,
+    HttpLoadParams,
     PortRange,
     Seconds,
     allowed_form,
     describe_directives,
 )
 from harness.plan.params import Params as TypedParams
-from harness.plan.ports import HTTP_PORT, frontend_port
+from harness.plan.ports import HTTP_PORT, MAX_SERVERS, SERVER_PORTS, frontend_port
 from harness.quote import shown
 
 Params = Mapping[str, Any]
@@ -45,6 +46,9 @@ class HaproxyKnobs:
     timeout_server: str = "30s"
     timeout_http_keep_alive: str = "10s"
     http_reuse: str = "safe"
+    # HAProxy's HTTP connection mode (params.ConnectionMode): "keep-alive" renders
+    # nothing, the others their option in defaults.
+    connection_mode: str = "keep-alive"
     server_options: str = ""
     global_lines: tuple[str, ...] = ()
     defaults_lines: tuple[str, ...] = ()
@@ -148,6 +152,9 @@ class Knobs:
     drain_s: float = 2.0
     # Where haproxy's server line points: a service name (or "nowhere") and a port.
     server: tuple[str, int] = ("backend", HTTP_PORT)
+    # More servers in the backend, on the same service as ``server``: their ports
+    # (ports.SERVER_PORTS), named app2, app3, ... (ports.server_name).
+    extra_server_ports: tuple[int, ...] = ()
     fault: Fault | None = None
 
     @property
@@ -420,6 +427,28 @@ def _backend_closes_first(p: Params) -> Knobs:
     )
 
 
+def _servers(p: Params) -> Knobs:
+    up = p["servers"] - p["servers_down"]
+    # The backend has no `check`: a down server is found by connecting to it, each
+    # refused connect costs a retry, and with option redispatch the retries may go to
+    # another server (manual 4.2, "retries", "option redispatch"; the log's %rc is then
+    # prefixed with '+').
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            timeout_connect=p["timeout_connect"],
+            backend_lines=(f"retries {p['retries']}",)
+            + (("option redispatch",) if p["redispatch"] else ()),
+        ),
+        backend_env={
+            "BACKEND_SIZE": str(p["size"]),
+            "BACKEND_EXTRA_PORTS": ",".join(map(str, SERVER_PORTS[1:up])),
+        },
+        load=HttpLoad(keepalive=True),
+        extra_server_ports=SERVER_PORTS[1 : p["servers"]],
+        drain_s=0.5,
+    )
+
+
 def _kernel_knobs(p: Params) -> Knobs:
     sysctls = {"net.ipv4.tcp_tw_reuse": str(p["tw_reuse"])}
     if p["port_range"]:
@@ -459,7 +488,7 @@ HttpReuse = Literal["never", "safe", "aggressive", "always"]
 MAX_PROBE_CONNECTIONS = 2000
 
 
-class SmokeParams(TypedParams):
+class SmokeParams(HttpLoadParams):
     size: Bytes = 128
     keepalive: Flag = True
     http_reuse: HttpReuse = "safe"
@@ -587,21 +616,30 @@ class ChunkedStallParams(TypedParams):
         return self
 
 
-class KeepaliveVsCloseParams(TypedParams):
+class KeepaliveVsCloseParams(HttpLoadParams):
     mode: Mode = "http"
     keepalive: Flag = True
     via: Literal["haproxy", "backend"] = "haproxy"
     size: Bytes = 128
 
+    @model_validator(mode="after")
+    def _connection_mode_needs_http(self) -> KeepaliveVsCloseParams:
+        if self.mode == "tcp" and self.connection_mode != "keep-alive":
+            raise ValueError(
+                f"connection_mode {self.connection_mode!r} is an HTTP option: it needs "
+                "mode 'http' (mode tcp relays bytes and parses no request)"
+            )
+        return self
 
-class ServerPoolParams(TypedParams):
+
+class ServerPoolParams(HttpLoadParams):
     http_reuse: HttpReuse = "safe"
     server_close: Flag = False
     pool_max_conn: Count(-1, 100_000, "pool-max-conn (-1: unlimited)", 10) = -1
     maxconn: Count(0, 100_000, "the server's maxconn (0: unset)", 10) = 0
 
 
-class ConnectTimeoutParams(TypedParams):
+class ConnectTimeoutParams(HttpLoadParams):
     backend: Literal["refused", "unreachable", "blackhole"] = "blackhole"
     timeout_connect: HaproxyTime = "500ms"
     retries: Count(0, 100, "HAProxy's retries") = 1
@@ -619,13 +657,32 @@ class BackendClosesFirstParams(TypedParams):
     watch_s: Seconds(600, "how long observers watch after the load", 2.0) = 2.0
 
 
-class KernelKnobsParams(TypedParams):
+class ServersParams(HttpLoadParams):
+    servers: Count(1, MAX_SERVERS, "servers in the backend, each its own backend listener", 2) = 2
+    # The last servers_down servers' ports have no listener: a connect is refused at once.
+    servers_down: Count(0, MAX_SERVERS - 1, "servers without a listener (refused)", 1) = 1
+    retries: Count(0, 10, "HAProxy's retries after a failed connect", 3) = 3
+    redispatch: Flag = False
+    timeout_connect: HaproxyTime = "200ms"
+    size: Bytes = 128
+
+    @model_validator(mode="after")
+    def _one_server_up(self) -> ServersParams:
+        if self.servers_down >= self.servers:
+            raise ValueError(
+                f"servers_down ({self.servers_down}) must leave at least one of the "
+                f"{self.servers} servers up"
+            )
+        return self
+
+
+class KernelKnobsParams(HttpLoadParams):
     tw_reuse: Literal[0, 1, 2] = 2
     port_range: PortRange = ""
     nolinger: Flag = False
 
 
-class FaultParams(TypedParams):
+class FaultParams(HttpLoadParams):
     fault: Literal["backend-killed", "haproxy-restarted", "client-killed"] = "backend-killed"
     at_s: Seconds(600, "seconds into the load", 3.0, True) = 3.0
     delay_ms: Count(0, 60_000, "the backend's delay per response in ms", 50) = 50
@@ -738,6 +795,7 @@ SCENARIOS: dict[str, Scenario] = {
                     "time-wait-haproxy-out",
                     "time-wait-backend-in",
                     "backend-conn-rate",
+                    "server-requests",
                     "bound",
                 ),
                 Verdict("samples", "latency"),
@@ -792,6 +850,27 @@ SCENARIOS: dict[str, Scenario] = {
             ),
         ),
         Scenario(
+            name="servers",
+            summary="Several servers in one backend, some down (nothing listens): retries, "
+            "option redispatch, and which server answered each request.",
+            field_note="public bug reports of 503s with one server down: retries onto the "
+            "same server or redispatched to another",
+            params=ServersParams,
+            knobs=_servers,
+            shows=Shows(
+                (
+                    *LOAD_COLUMNS,
+                    "per-server",
+                    "status",
+                    "retries",
+                    "redispatches",
+                    "flags",
+                    "server-requests",
+                ),
+                Verdict("counts", "requests answered 5xx"),
+            ),
+        ),
+        Scenario(
             name="kernel-knobs",
             summary="Connection: close load under per-container sysctls and option nolinger.",
             field_note="seed 004: tcp_tw_reuse, ip_local_port_range, SO_LINGER 0",
@@ -832,6 +911,15 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     ]
 }
+
+
+def with_common(knobs: Knobs, params: Params) -> Knobs:
+    """The scenario's knobs with the parameters every scenario (``config``) or every HTTP
+    load scenario (``connection_mode``, ``params.HttpLoadParams``) takes."""
+    mode = params.get("connection_mode", "keep-alive")
+    if mode != "keep-alive":
+        knobs = replace(knobs, haproxy=replace(knobs.haproxy, connection_mode=mode))
+    return with_config(knobs, params.get("config"))
 
 
 def with_config(knobs: Knobs, config: Mapping[str, list[str]] | None) -> Knobs:
@@ -894,6 +982,10 @@ def describe(name: str | None = None) -> str:
         allowed = allowed_form(scenario.params, key).removeprefix("Allowed: ")
         shown = str(default).lower() if isinstance(default, bool) else repr(default)
         lines.append(f"  {key} (default {shown}): {allowed}")
+    for key in scenario.params.OMITTED_AT_DEFAULT:
+        default = scenario.params.model_fields[key].default
+        allowed = allowed_form(scenario.params, key).removeprefix("Allowed: ")
+        lines.append(f"  {key} (default {default!r}): {allowed}")
     config = allowed_form(scenario.params, "config").removeprefix("Allowed: ")
     lines.append(f"  config (default none): {config}")
     return "\n".join(lines)

@@ -189,7 +189,7 @@ class Cell:
         """What the scenario makes of the parameters (built once per cell: the render,
         the runner and the load's time bound all read it)."""
         knobs = scenarios.get(self.scenario, self.id).knobs(self.params)
-        return scenarios.with_config(knobs, self.params.get("config"))
+        return scenarios.with_common(knobs, self.params)
 
     @property
     def changed_params_text(self) -> str:

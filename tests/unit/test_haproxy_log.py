@@ -261,6 +261,8 @@ def test_summarise_counts_and_percentiles() -> None:
         "status_classes": {"1xx": 0, "2xx": 3, "3xx": 0, "4xx": 1, "5xx": 2, "none": 0},
         "retries_total": 9,
         "redispatches": 1,
+        # the server each request was logged on, by status class (the 400 had none)
+        "servers": {"<NOSRV>": {"4xx": 1}, "s1": {"2xx": 2, "5xx": 2}, "s2": {"2xx": 1}},
         "timers": {
             # -1 (never queued / never connected / no response) is excluded, not 0 ms.
             "Tw": {"count": 5, "p50": 0, "p90": 0, "p99": 0, "max": 0},

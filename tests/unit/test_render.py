@@ -176,3 +176,54 @@ def test_the_ports_are_defined_once_and_every_rendered_file_uses_them(monkeypatc
 def test_a_cells_knobs_are_built_once():
     cell = _cell()
     assert cell.knobs is cell.knobs
+
+
+def test_servers_render_one_line_per_server_and_the_backend_listens_for_those_up():
+    cell = spec.single(
+        "debian:bookworm", "servers", "20260101T000000Z-t",
+        params={"servers": 4, "servers_down": 2, "redispatch": True, "retries": 2},
+    ).cells[0]  # fmt: skip
+    net = render.Network.for_project("p")
+    cfg = render.haproxy_cfg(cell, cell.knobs, net)
+    backend = cfg.split("\nbackend be_app\n")[1].splitlines()
+    servers = [line.split()[1:3] for line in backend if line.strip().startswith("server ")]
+    assert servers == [
+        ["app", f"{net.backend}:8080"], ["app2", f"{net.backend}:8083"],
+        ["app3", f"{net.backend}:8084"], ["app4", f"{net.backend}:8085"],
+    ]  # fmt: skip
+    assert "    retries 2" in backend and "    option redispatch" in backend
+    # Servers 3 and 4 are down: nothing listens on their ports.
+    assert cell.knobs.backend_env["BACKEND_EXTRA_PORTS"] == "8083"
+    images, hx = _images(cell)
+    compose = yaml.safe_load(render.compose_yaml(cell, cell.knobs, net, images, hx, "p", []))
+    census = compose["services"]["census-backend"]["environment"]["CENSUS_LISTEN_PORTS"]
+    assert census == "8080 8083 8084 8085"
+
+
+@pytest.mark.parametrize("scenario", ["smoke", "server-pool", "connect-timeout", "kernel-knobs",
+                                      "fault", "keepalive-vs-close", "servers"])  # fmt: skip
+def test_connection_mode_renders_its_option_in_every_http_load_scenario(scenario):
+    net = render.Network.for_project("p")
+    for mode, line in (("http-server-close", "option http-server-close"),
+                       ("httpclose", "option httpclose"), ("keep-alive", None)):  # fmt: skip
+        params = {} if mode == "keep-alive" else {"connection_mode": mode}
+        cell = spec.single("debian:bookworm", scenario, "20260101T000000Z-t", params=params)
+        cfg = render.haproxy_cfg(cell.cells[0], cell.cells[0].knobs, net)
+        defaults = cfg.split("\ndefaults\n")[1].split("\nfrontend ")[0].splitlines()
+        options = [x.strip() for x in defaults if x.strip() in
+                   ("option http-server-close", "option httpclose")]  # fmt: skip
+        assert options == ([line] if line else []), (scenario, mode, cfg)
+        # At its default the parameter is not recorded: the cell is what it was before.
+        assert ("connection_mode" in cell.cells[0].params) == (line is not None)
+
+
+def test_connection_mode_is_refused_in_mode_tcp():
+    with pytest.raises(spec.SpecError, match="connection_mode 'httpclose' is an HTTP option"):
+        spec.single("debian:bookworm", "keepalive-vs-close", "20260101T000000Z-t",
+                    params={"mode": "tcp", "connection_mode": "httpclose"})  # fmt: skip
+
+
+def test_servers_down_must_leave_one_up():
+    with pytest.raises(spec.SpecError, match=r"servers_down \(2\) must leave at least one"):
+        spec.single("debian:bookworm", "servers", "20260101T000000Z-t",
+                    params={"servers": 2, "servers_down": 2})  # fmt: skip
