@@ -241,6 +241,8 @@ def client_limit(
 
 SERVER_COUNTERS = ("stot", "econ", "eresp", "cli_abrt", "srv_abrt", "wretr", "wredis", "dresp")
 INFO_COUNTERS = ("CumConns", "CumReq", "DroppedLogs", "ConnRate", "MaxConnRate")
+# The frontend's sessions (manual 9.1 "CSV format"): current, max at once, limit, total.
+FRONTEND_COUNTERS = ("scur", "smax", "slim", "stot")
 
 
 def haproxy_counters(info_text: str, stat_text: str) -> dict[str, Any]:
@@ -258,5 +260,8 @@ def haproxy_counters(info_text: str, stat_text: str) -> dict[str, Any]:
         "servers": servers,
         "frontend_responses": {
             k.removeprefix("hrsp_"): int(v) for k, v in frontend.items() if k.startswith("hrsp_")
+        },
+        "frontend": {
+            k: int(frontend[k]) for k in FRONTEND_COUNTERS if frontend.get(k, "").isdigit()
         },
     }

@@ -258,6 +258,8 @@ class HaproxyLog(_Model):
     timers: dict[Key, Distribution]
     # server name -> status class -> requests (absent from records made before it)
     servers: dict[Key, dict[Key, Count]] = {}
+    # the largest %ac %fc %bc %sc %sq %bq of any line (absent from older records)
+    peaks: dict[Key, Count] = {}
 
 
 class HaproxyCounters(_Model):
@@ -266,6 +268,8 @@ class HaproxyCounters(_Model):
     info: dict[Key, Int]
     servers: dict[Key, dict[Key, Int]]
     frontend_responses: dict[Key, Int]
+    # the frontend's sessions: current, most at once, its limit, total (show stat)
+    frontend: dict[Key, Int] = {}
 
 
 class BackendTotals(_Model):

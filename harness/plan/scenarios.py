@@ -449,6 +449,26 @@ def _servers(p: Params) -> Knobs:
     )
 
 
+def _maxconn(p: Params) -> Knobs:
+    # Above the global or the frontend's maxconn HAProxy stops accepting: connections
+    # wait in the listener's accept queue, which the kernel completes (the census counts
+    # them ESTAB) and HAProxy has not taken (its own counters do not). Above the server's,
+    # accepted requests wait in HAProxy's queue (the log's Tw and %sq) until timeout
+    # queue (503, sQ--). Manual 3.2 and 4.2, "maxconn", "timeout queue".
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            maxconn=p["global_maxconn"],
+            defaults_lines=(f"timeout queue {p['timeout_queue']}",),
+            frontend_lines=(f"maxconn {p['frontend_maxconn']}",) if p["frontend_maxconn"] else (),
+            server_options=f"maxconn {p['server_maxconn']}" if p["server_maxconn"] else "",
+        ),
+        # Slow responses, so that every connection is busy and the limits are reached.
+        backend_env={"BACKEND_SIZE": "128", "BACKEND_DELAY_MS": str(p["delay_ms"])},
+        load=HttpLoad(keepalive=True),
+        drain_s=0.5,
+    )
+
+
 def _kernel_knobs(p: Params) -> Knobs:
     sysctls = {"net.ipv4.tcp_tw_reuse": str(p["tw_reuse"])}
     if p["port_range"]:
@@ -676,6 +696,14 @@ class ServersParams(HttpLoadParams):
         return self
 
 
+class MaxconnParams(HttpLoadParams):
+    global_maxconn: Count(1, 100_000, "the global section's maxconn", 10) = 4096
+    frontend_maxconn: Count(0, 100_000, "the frontend's maxconn (0: unset)", 5) = 0
+    server_maxconn: Count(0, 100_000, "the server's maxconn (0: unset)", 5) = 0
+    timeout_queue: HaproxyTime = "5s"
+    delay_ms: Count(0, 60_000, "the backend's delay per response in ms", 100) = 100
+
+
 class KernelKnobsParams(HttpLoadParams):
     tw_reuse: Literal[0, 1, 2] = 2
     port_range: PortRange = ""
@@ -868,6 +896,28 @@ SCENARIOS: dict[str, Scenario] = {
                     "server-requests",
                 ),
                 Verdict("counts", "requests answered 5xx"),
+            ),
+        ),
+        Scenario(
+            name="maxconn",
+            summary="More clients than the global, frontend or server maxconn: accepted or "
+            "left in the listener's queue, queued in HAProxy (Tw), or refused after "
+            "timeout queue.",
+            field_note="public bug reports of stalls and CLOSE_WAIT on the listener at maxconn",
+            params=MaxconnParams,
+            knobs=_maxconn,
+            shows=Shows(
+                (
+                    *LOAD_COLUMNS,
+                    "client-conns",
+                    "fe-conn-max",
+                    "queue-max",
+                    "tw-p50",
+                    "tw-p99",
+                    "status",
+                    "flags",
+                ),
+                Verdict("samples", "latency"),
             ),
         ),
         Scenario(

@@ -206,6 +206,14 @@ def _per_server(record: Record) -> str:
     return "; ".join(f"{name} {_counts(classes)}" for name, classes in log.servers.items())
 
 
+def _queue_peaks(record: Record) -> str:
+    """The most requests any log line saw queued, for the server and the backend."""
+    peaks = record.m.haproxy.peaks if record.m.haproxy else {}
+    if not peaks:
+        return "-"
+    return f"{peaks.get('srv_queue', 0)}/{peaks.get('backend_queue', 0)}"
+
+
 def _server_requests(record: Record) -> str:
     """What the backend received: its requests by Connection header and whether they
     came on a reused connection ("close new×500 none reused×9500")."""
@@ -321,6 +329,19 @@ CATALOGUE: dict[str, Column] = {
     "tw-p50": ("Tw p50", lambda r: _ms(_timer(r, "Tw").p50)),
     "tc-p50": ("Tc p50", lambda r: _ms(_timer(r, "Tc").p50)),
     "ta-p50": ("Ta p50", lambda r: _ms(_timer(r, "Ta").p50)),
+    "tw-p99": ("Tw p99", lambda r: _ms(_timer(r, "Tw").p99)),
+    # every client connection the kernel completed, accepted by HAProxy or still in its
+    # listener's accept queue, against the most HAProxy itself held at once
+    "client-conns": (
+        "client conns (census)", lambda r: _census_peak(r, "haproxy", "ESTAB", "in")
+    ),
+    "fe-conn-max": (
+        "accepted max (stats)",
+        lambda r: r.m.haproxy_counters.frontend.get("smax", "-") if r.m.haproxy_counters else "-",
+    ),
+    # a request waits in its server's queue (%sq) once assigned to it, else in the
+    # backend's (%bq): round robin without persistence queues in the backend's
+    "queue-max": ("queued max (log %sq/%bq)", _queue_peaks),
     "retries": ("retries", _log_field("retries_total")),
     # '+' before %rc: the request went to another server than its first (redispatch)
     "redispatches": ("redispatched", _log_field("redispatches")),

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -227,3 +229,31 @@ def test_servers_down_must_leave_one_up():
     with pytest.raises(spec.SpecError, match=r"servers_down \(2\) must leave at least one"):
         spec.single("debian:bookworm", "servers", "20260101T000000Z-t",
                     params={"servers": 2, "servers_down": 2})  # fmt: skip
+
+
+def test_maxconn_renders_each_limit_in_its_section_and_leaves_unset_ones_out():
+    net = render.Network.for_project("p")
+    cell = spec.single(
+        "debian:bookworm", "maxconn", "20260101T000000Z-t",
+        params={"global_maxconn": 50, "frontend_maxconn": 7, "server_maxconn": 3,
+                "timeout_queue": "150ms"},
+    ).cells[0]  # fmt: skip
+    cfg = render.haproxy_cfg(cell, cell.knobs, net)
+    sections = {
+        name: body.splitlines()
+        for name, body in zip(
+            ("global", "defaults", "frontend", "backend"),
+            re.split(
+                r"\n(?:defaults|frontend fe_http|backend be_app)\n", cfg.split("\nglobal\n")[1]
+            ),
+            strict=True,
+        )
+    }
+    assert "    maxconn 50" in sections["global"]
+    assert "    timeout queue 150ms" in sections["defaults"]
+    assert "    maxconn 7" in sections["frontend"]
+    assert f"    server app {net.backend}:8080 maxconn 3" in sections["backend"]
+    plain = spec.single("debian:bookworm", "maxconn", "20260101T000000Z-t").cells[0]
+    cfg = render.haproxy_cfg(plain, plain.knobs, net)
+    lines = [line.strip() for line in cfg.splitlines() if not line.startswith("#")]
+    assert [line for line in lines if "maxconn" in line] == ["maxconn 4096"]  # global
