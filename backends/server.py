@@ -27,7 +27,10 @@ own machinery, is not counted, nor are those requests). ``by_header`` counts the
 requests by the Connection header they came with and whether they came on a connection
 that had carried a request before: "close new", "none reused" ("none": no Connection
 header; tokens other than close, keep-alive, upgrade read "other"), so what a proxy
-sent the server is measurable. ``by_port`` counts requests per listening port.
+sent the server is measurable. ``by_port`` counts requests per listening port,
+``by_body`` the requests with a body by framing ("content-length", "chunked"), and
+``body_bytes`` the request body bytes read (chunked: the chunks' data). A request body
+is read whole and discarded before the response.
 
 Query parameters with other names are ignored (so cache busters pass); a bad
 value, or a per-run knob given as a query parameter, gets a 400 naming it.
@@ -54,6 +57,7 @@ from urllib.parse import unquote_plus
 FRAMINGS = ("content-length", "chunked", "close")
 MODES = ("http", "fin-delay")
 MAX_HEAD = 64 * 1024  # request line + headers; larger is a 400
+MAX_CHUNK_LINE = 4096  # a chunk-size line (with extensions) or a trailer line
 MAX_INPUT = 1024 * 1024  # buffered input before reading is paused
 FAST_LIMIT = 256 * 1024  # responses up to this are built and written in one call
 PIECE = 64 * 1024  # unit of body writes on the streaming path
@@ -104,7 +108,10 @@ FIN_TIMER_EXACT_S = 0.02
 FIN_TIMER_SPIN_S = 0.002
 
 # Totals since start, for GET /_stats (one event loop: no locking needed).
-TOTALS: dict[str, Any] = {"connections": 0, "requests": 0, "by_header": {}, "by_port": {}}
+TOTALS: dict[str, Any] = {
+    "connections": 0, "requests": 0, "by_header": {}, "by_port": {},
+    "body_bytes": 0, "by_body": {},
+}  # fmt: skip
 # The Connection tokens told apart in by_header; any other token reads "other", so a
 # client cannot grow the table without bound.
 CONNECTION_TOKENS = (b"close", b"keep-alive", b"upgrade")
@@ -253,7 +260,7 @@ class Request(NamedTuple):
     http10: bool
     close: bool  # client asked to close (or HTTP/1.0 without keep-alive)
     request_id: bytes | None
-    body_len: int
+    body_len: int  # Content-Length's; -1 with chunked (the length is in the chunks)
     expect_continue: bool
     connection: str  # the Connection header's tokens as by_header counts them ("none")
 
@@ -291,6 +298,7 @@ def parse_request(data: bytes, start: int, end: int) -> Request:
     request_id = None
     body_len = -1
     expect_continue = False
+    chunked = False
     connection: bytes | None = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
@@ -311,13 +319,19 @@ def parse_request(data: bytes, start: int, end: int) -> Request:
                 raise BadRequest("bad content-length")
             body_len = int(value)
         elif name == b"transfer-encoding":
-            raise BadRequest("transfer-encoding request bodies are not supported")
+            # Only "chunked", alone: any other coding, or chunked beside Content-Length,
+            # is refused (RFC 9112 6.1 and 6.3: the request smuggling cases).
+            if value.strip().lower() != b"chunked" or chunked:
+                raise BadRequest("only Transfer-Encoding: chunked request bodies are supported")
+            chunked = True
         elif name == b"x-request-id":
             request_id = value.strip()
         elif name == b"expect":
             expect_continue = value.strip().lower() == b"100-continue"
     path, _, query = target.partition(b"?")
-    body_len = max(body_len, 0)
+    if chunked and body_len >= 0:
+        raise BadRequest("both Transfer-Encoding and Content-Length")
+    body_len = -1 if chunked else max(body_len, 0)
     return Request(
         method == b"HEAD", path, query, http10, close, request_id, body_len, expect_continue,
         connection_key(connection),
@@ -406,6 +420,9 @@ class BackendProtocol(asyncio.Protocol):
         self.buf = b""  # unparsed input
         self.body_left = 0  # bytes of the current request body still to discard
         self.pending: Request | None = None  # request waiting for its body
+        # Reading a chunked request body: "size" (a chunk-size line), "data" (body_left
+        # bytes: the chunk and its CRLF), "trailer" (lines up to an empty one); else None.
+        self.chunk_state: str | None = None
         self.count = 0  # requests seen on this connection
         self.busy = False  # a streamed/delayed response is being written
         self.closing = False  # no more responses: lingering or closed
@@ -501,6 +518,16 @@ class BackendProtocol(asyncio.Protocol):
         end_all = len(data)
         try:
             while not self.closing:
+                if self.chunk_state is not None:
+                    done, pos = self._read_chunked(data, pos, end_all)
+                    if not done:
+                        break
+                    req = self.pending
+                    assert req is not None
+                    self.pending = None
+                    if not self._answer(req):
+                        break
+                    continue
                 if self.body_left:
                     take = min(self.body_left, end_all - pos)
                     pos += take
@@ -524,7 +551,17 @@ class BackendProtocol(asyncio.Protocol):
                     break
                 req = parse_request(data, pos, end)
                 pos = end + 4
+                if req.body_len < 0:
+                    self.chunk_state = "size"
+                    self.pending = req
+                    TOTALS["by_body"]["chunked"] = TOTALS["by_body"].get("chunked", 0) + 1
+                    if req.expect_continue:
+                        self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    continue
                 if req.body_len:
+                    TOTALS["body_bytes"] += req.body_len
+                    by_body = TOTALS["by_body"]
+                    by_body["content-length"] = by_body.get("content-length", 0) + 1
                     self.body_left = req.body_len
                     self.pending = req
                     if req.expect_continue and end_all - pos < req.body_len:
@@ -548,6 +585,43 @@ class BackendProtocol(asyncio.Protocol):
             self._maybe_close_after_eof()
         elif self.idle_handle is None and self.idle_timeout:
             self._arm_idle()
+
+    def _read_chunked(self, data: bytes, pos: int, end: int) -> tuple[bool, int]:
+        """Consume a chunked request body from data[pos:end] (RFC 9112 7.1): (True, pos
+        after it) once its last chunk and trailers are read, else (False, where to go on
+        from when more input comes). Raises BadRequest for a malformed chunk."""
+        while True:
+            if self.chunk_state == "data":
+                take = min(self.body_left, end - pos)
+                pos += take
+                self.body_left -= take
+                if self.body_left:
+                    return False, pos
+                if data[pos - 2 : pos] != b"\r\n" and take >= 2:
+                    raise BadRequest("chunk data not followed by CRLF")
+                self.chunk_state = "size"
+                continue
+            eol = data.find(b"\r\n", pos, end)
+            if eol < 0:
+                if end - pos > MAX_CHUNK_LINE:
+                    raise BadRequest("chunk line too long")
+                return False, pos
+            line, pos = data[pos:eol], eol + 2
+            if self.chunk_state == "trailer":
+                if not line:  # the empty line that ends the body
+                    self.chunk_state = None
+                    return True, pos
+                continue
+            digits = line.split(b";", 1)[0].strip()  # chunk extensions are ignored
+            if not digits or len(digits) > 15 or digits.strip(b"0123456789abcdefABCDEF"):
+                raise BadRequest("bad chunk size")
+            size = int(digits, 16)
+            if size == 0:
+                self.chunk_state = "trailer"
+                continue
+            TOTALS["body_bytes"] += size
+            self.body_left = size + 2  # and its CRLF
+            self.chunk_state = "data"
 
     def _answer(self, req: Request) -> bool:
         """Respond to one request. True if the caller may go on to the next one."""

@@ -146,6 +146,8 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
             "connections_per_s": round(connections / seconds, 1),
             "requests_by_header": totals.get("by_header", {}),
             "requests_by_port": totals.get("by_port", {}),
+            "requests_by_body": totals.get("by_body", {}),
+            "request_body_bytes": totals.get("body_bytes", 0),
         }
 
     info, stat = folder / "haproxy-info.txt", folder / "haproxy-stat.csv"

@@ -282,6 +282,9 @@ class BackendTotals(_Model):
     connections_per_s: Number
     requests_by_header: dict[Key, Count] = {}
     requests_by_port: dict[Key, Count] = {}
+    # requests with a body by framing ("content-length", "chunked"), and its bytes read
+    requests_by_body: dict[Key, Count] = {}
+    request_body_bytes: Count = 0
 
 
 class Resources(_Model):

@@ -563,6 +563,43 @@ def test_extra_ports_refuse_bad_lists(raw: str) -> None:
     assert "BACKEND_EXTRA_PORTS" in proc.stderr
 
 
+def test_chunked_request_bodies_are_read_whole_in_any_pieces(backend: Callable[..., int]) -> None:
+    """A chunked upload (RFC 9112 7.1: extensions, trailers), sent a few bytes at a time,
+    is read to its end before the answer; the request pipelined behind it is answered
+    next; /_stats counts the body's bytes and its framing."""
+    port = backend(SIZE="5")
+    body = b"a;ext=1\r\n0123456789\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"
+    head = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    conn = Conn(port)
+    wire = head + body + b"POST /cl HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nwxyz"
+    for i in range(0, len(wire), 7):
+        conn.send(wire[i : i + 7])
+        time.sleep(0.002)
+    first, second = conn.read_response(), conn.read_response()
+    assert (first.status, first.body, second.status) == (200, b"xxxxx", 200)
+    assert first.headers["x-backend-conn"] == "1" and second.headers["x-backend-conn"] == "2"
+    conn.close()
+    stats = json.loads(fetch(port, "/_stats").body)
+    assert stats["body_bytes"] == 13 + 4
+    assert stats["by_body"] == {"chunked": 1, "content-length": 1}
+
+
+@pytest.mark.parametrize(
+    "headers, body",
+    [
+        ("Transfer-Encoding: chunked\r\n", "zz\r\nab\r\n0\r\n\r\n"),  # not hex
+        ("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n"),
+    ],
+    ids=["bad-size", "other-coding", "with-content-length"],
+)
+def test_malformed_chunked_uploads_get_a_400(default_port: int, headers: str, body: str) -> None:
+    conn = Conn(default_port)
+    conn.send(f"POST / HTTP/1.1\r\nHost: t\r\n{headers}\r\n{body}".encode())
+    assert conn.read_response().status == 400
+    conn.close()
+
+
 def test_blackhole_port_never_accepts(backend: Callable[..., int]) -> None:
     free = socket.socket()
     free.bind(("127.0.0.1", 0))
