@@ -337,13 +337,36 @@ ConnectionMode = Annotated[
 ]  # fmt: skip
 
 
+MAX_BODY_BYTES = 10_000_000
+
+
 class HttpLoadParams(Params):
     """Base of the HTTP load scenarios' parameters: every one takes ``connection_mode``,
     rendered as the defaults section's ``option http-server-close`` / ``option httpclose``
-    (nothing for keep-alive), left out of the dumped parameters at its default."""
+    (nothing for keep-alive), and a request body for Locust's requests (``body_bytes``: a
+    POST of that many bytes, ``chunked_upload``: sent chunked rather than with
+    Content-Length); each left out of the dumped parameters at its default."""
 
-    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("connection_mode",)
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = (
+        "connection_mode", "body_bytes", "chunked_upload",
+    )  # fmt: skip
     connection_mode: ConnectionMode = "keep-alive"
+    body_bytes: Annotated[
+        int,
+        Field(ge=0, le=MAX_BODY_BYTES, examples=[10000],
+              description=f"request body in bytes (0: GETs), 0 to {MAX_BODY_BYTES}"),
+    ] = 0  # fmt: skip
+    chunked_upload: Annotated[
+        bool,
+        Field(description="true: the body goes with Transfer-Encoding: chunked, false: with "
+              "Content-Length (YAML booleans)", examples=[True]),
+    ] = False  # fmt: skip
+
+    @model_validator(mode="after")
+    def _chunked_needs_a_body(self) -> HttpLoadParams:
+        if self.chunked_upload and not self.body_bytes:
+            raise ValueError("chunked_upload needs a body: set body_bytes above 0")
+        return self
 
 
 def allowed_form(model: type[BaseModel], key: str) -> str:

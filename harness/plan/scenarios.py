@@ -64,12 +64,17 @@ class HttpLoad:
     keepalive: Flag = True
     wait_ms: int = 0
     via: str = "haproxy"  # "backend": the direct baseline, no proxy in the path
+    # A POST body per request (0: GETs), chunked or with Content-Length (Locust only).
+    body_bytes: int = 0
+    chunked: bool = False
 
     def env(self, host: str) -> dict[str, str]:
         return {
             "LOAD_PATH": self.path,
             "LOAD_KEEPALIVE": "on" if self.keepalive else "off",
             "LOAD_WAIT_MS": str(self.wait_ms),
+            "LOAD_BODY_BYTES": str(self.body_bytes),
+            "LOAD_CHUNKED": "on" if self.chunked else "off",
         }
 
 
@@ -965,10 +970,15 @@ SCENARIOS: dict[str, Scenario] = {
 
 def with_common(knobs: Knobs, params: Params) -> Knobs:
     """The scenario's knobs with the parameters every scenario (``config``) or every HTTP
-    load scenario (``connection_mode``, ``params.HttpLoadParams``) takes."""
+    load scenario (``connection_mode``, ``body_bytes``, ``chunked_upload``:
+    ``params.HttpLoadParams``) takes."""
     mode = params.get("connection_mode", "keep-alive")
     if mode != "keep-alive":
         knobs = replace(knobs, haproxy=replace(knobs.haproxy, connection_mode=mode))
+    if params.get("body_bytes") and isinstance(knobs.load, HttpLoad):
+        load = replace(knobs.load, body_bytes=params["body_bytes"],
+                       chunked=bool(params.get("chunked_upload")))  # fmt: skip
+        knobs = replace(knobs, load=load)
     return with_config(knobs, params.get("config"))
 
 

@@ -728,6 +728,13 @@ def expand(
         Cell(run_id, i, len(planned), spec, name, params, rep, matrix.load)
         for i, (spec, name, params, rep) in enumerate(planned, start=1)
     ]
+    bodies = [c for c in cells if c.params.get("body_bytes")]
+    if bodies and matrix.load.generator == "wrk":
+        # wrk's script sends GETs: the body would be dropped without a word.
+        raise SpecError(
+            f"{where}: {bodies[0].id} asks for a request body (body_bytes), which only "
+            "generator: locust sends; use Locust for those cells, or drop body_bytes."
+        )
     return Plan(matrix, source, specs, cells)
 
 

@@ -257,3 +257,21 @@ def test_maxconn_renders_each_limit_in_its_section_and_leaves_unset_ones_out():
     cfg = render.haproxy_cfg(plain, plain.knobs, net)
     lines = [line.strip() for line in cfg.splitlines() if not line.startswith("#")]
     assert [line for line in lines if "maxconn" in line] == ["maxconn 4096"]  # global
+
+
+def test_a_request_body_reaches_locusts_environment_and_wrk_is_refused():
+    cell = spec.single(
+        "debian:bookworm", "smoke", "20260101T000000Z-t",
+        params={"body_bytes": 5000, "chunked_upload": True},
+    ).cells[0]  # fmt: skip
+    env = render._load_env(cell, cell.knobs, render.Network.for_project("p"))
+    assert (env["LOAD_BODY_BYTES"], env["LOAD_CHUNKED"]) == ("5000", "on")
+    plain = spec.single("debian:bookworm", "smoke", "20260101T000000Z-t").cells[0]
+    assert "body_bytes" not in plain.params and "chunked_upload" not in plain.params
+    env = render._load_env(plain, plain.knobs, render.Network.for_project("p"))
+    assert (env["LOAD_BODY_BYTES"], env["LOAD_CHUNKED"]) == ("0", "off")
+    with pytest.raises(spec.SpecError, match="chunked_upload needs a body"):
+        spec.single("debian:bookworm", "smoke", "t", params={"chunked_upload": True})
+    with pytest.raises(spec.SpecError, match="only generator: locust sends"):
+        spec.single("debian:bookworm", "smoke", "t", params={"body_bytes": 10},
+                    load=spec.Load(generator="wrk"))  # fmt: skip
