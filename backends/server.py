@@ -11,17 +11,26 @@ Per-run only:   BACKEND_HOST [0.0.0.0], BACKEND_PORT [8080, 0 = ephemeral],
                 BACKEND_BACKLOG [1024], BACKEND_ACCEPT_DELAY_MS [0],
                 BACKEND_MODE [http | fin-delay],
                 BACKEND_BLACKHOLE_PORT [0 = none]: a second port that listens
-                with a backlog of 1 and never accepts (a saturated server)
+                with a backlog of 1 and never accepts (a saturated server),
+                BACKEND_EXTRA_PORTS [none]: more ports served like BACKEND_PORT,
+                comma-separated (one listener per server of a multi-server backend)
 Per request too: BACKEND_SIZE [128], BACKEND_FRAMING [content-length |
                 chunked | close], BACKEND_CHUNK_SIZE [8192],
                 BACKEND_CHUNK_PAUSE_MS [0], BACKEND_DELAY_MS [0],
                 BACKEND_KEEPALIVE [on | off], BACKEND_IDLE_TIMEOUT_MS [0],
                 BACKEND_MAX_REQUESTS [0], BACKEND_FIN_DELAY_MS [0]
 
-GET /_stats answers {"connections": N, "requests": N} since start (JSON), so a
-cell can count the connections a proxy opened towards the backend (a connection whose
-first request is /health or /_stats, the stack's own machinery, is not counted, nor
-are those requests).
+GET /_stats answers {"connections": N, "requests": N, "by_header": {...},
+"by_port": {...}} since start (JSON), so a cell can count the connections a proxy opened
+towards the backend (a connection whose first request is /health or /_stats, the stack's
+own machinery, is not counted, nor are those requests). ``by_header`` counts the
+requests by the Connection header they came with and whether they came on a connection
+that had carried a request before: "close new", "none reused" ("none": no Connection
+header; tokens other than close, keep-alive, upgrade read "other"), so what a proxy
+sent the server is measurable. ``by_port`` counts requests per listening port,
+``by_body`` the requests with a body by framing ("content-length", "chunked"), and
+``body_bytes`` the request body bytes read (chunked: the chunks' data). A request body
+is read whole and discarded before the response.
 
 Query parameters with other names are ignored (so cache busters pass); a bad
 value, or a per-run knob given as a query parameter, gets a 400 naming it.
@@ -42,12 +51,13 @@ import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import unquote_plus
 
 FRAMINGS = ("content-length", "chunked", "close")
 MODES = ("http", "fin-delay")
 MAX_HEAD = 64 * 1024  # request line + headers; larger is a 400
+MAX_CHUNK_LINE = 4096  # a chunk-size line (with extensions) or a trailer line
 MAX_INPUT = 1024 * 1024  # buffered input before reading is paused
 FAST_LIMIT = 256 * 1024  # responses up to this are built and written in one call
 PIECE = 64 * 1024  # unit of body writes on the streaming path
@@ -90,6 +100,7 @@ class Config:
     mode: str
     knobs: Knobs
     blackhole_port: int = 0
+    extra_ports: tuple[int, ...] = ()
 
 
 # A timer this short is late by microseconds at most (the kernel's slack is 0.1 %).
@@ -97,7 +108,13 @@ FIN_TIMER_EXACT_S = 0.02
 FIN_TIMER_SPIN_S = 0.002
 
 # Totals since start, for GET /_stats (one event loop: no locking needed).
-TOTALS = {"connections": 0, "requests": 0}
+TOTALS: dict[str, Any] = {
+    "connections": 0, "requests": 0, "by_header": {}, "by_port": {},
+    "body_bytes": 0, "by_body": {},
+}  # fmt: skip
+# The Connection tokens told apart in by_header; any other token reads "other", so a
+# client cannot grow the table without bound.
+CONNECTION_TOKENS = (b"close", b"keep-alive", b"upgrade")
 # Paths of the stack's own machinery (health check, stats query): not counted in TOTALS.
 MACHINERY = (b"/health", b"/_stats")
 
@@ -163,7 +180,9 @@ KNOB_PARSERS = {
     "fin_delay_ms": _ms,
 }
 assert set(KNOB_PARSERS) == {f.name for f in fields(Knobs)}
-RUN_ONLY = ("host", "port", "backlog", "accept_delay_ms", "mode", "blackhole_port")
+RUN_ONLY = (
+    "host", "port", "backlog", "accept_delay_ms", "mode", "blackhole_port", "extra_ports"
+)  # fmt: skip
 # fin-delay mode pins these; overriding them per request would void calibration.
 FIN_DELAY_PINNED = ("framing", "keepalive", "idle_timeout_ms")
 
@@ -192,7 +211,17 @@ def load_config(env: Mapping[str, str]) -> Config:
         mode=mode,
         knobs=knobs,
         blackhole_port=_int(0, 65535)("BACKEND_BLACKHOLE_PORT", get("blackhole_port") or "0"),
+        extra_ports=_ports("BACKEND_EXTRA_PORTS", get("extra_ports") or ""),
     )
+
+
+def _ports(name: str, raw: str) -> tuple[int, ...]:
+    """Comma-separated ports 1..65535 (at most 16, none twice); raises ValueError."""
+    words = [w.strip() for w in raw.split(",") if w.strip()]
+    ports = tuple(_int(1, 65535)(name, w) for w in words)
+    if len(ports) > 16 or len(set(ports)) != len(ports):
+        raise ValueError(f"invalid {name}: {raw!r} (at most 16 distinct ports)")
+    return ports
 
 
 def apply_query(base: Knobs, query: str, mode: str) -> Knobs | str:
@@ -231,8 +260,19 @@ class Request(NamedTuple):
     http10: bool
     close: bool  # client asked to close (or HTTP/1.0 without keep-alive)
     request_id: bytes | None
-    body_len: int
+    body_len: int  # Content-Length's; -1 with chunked (the length is in the chunks)
     expect_continue: bool
+    connection: str  # the Connection header's tokens as by_header counts them ("none")
+
+
+def connection_key(value: bytes | None) -> str:
+    """A Connection header as ``by_header`` names it: "none" when absent, else its
+    tokens (close, keep-alive, upgrade; anything else "other") sorted, joined by ","."""
+    if value is None:
+        return "none"
+    tokens = {t for t in value.lower().replace(b"\t", b"").replace(b" ", b"").split(b",") if t}
+    named = {t.decode() if t in CONNECTION_TOKENS else "other" for t in tokens}
+    return ",".join(sorted(named)) or "none"
 
 
 def parse_request(data: bytes, start: int, end: int) -> Request:
@@ -258,6 +298,8 @@ def parse_request(data: bytes, start: int, end: int) -> Request:
     request_id = None
     body_len = -1
     expect_continue = False
+    chunked = False
+    connection: bytes | None = None
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         # Reject obs-fold and whitespace around names (request smuggling hygiene).
@@ -265,6 +307,7 @@ def parse_request(data: bytes, start: int, end: int) -> Request:
             raise BadRequest("malformed header")
         name = name.lower()
         if name == b"connection":
+            connection = value if connection is None else connection + b"," + value
             tokens = value.lower().replace(b" ", b"").replace(b"\t", b"").split(b",")
             if b"close" in tokens:
                 close = True
@@ -276,16 +319,23 @@ def parse_request(data: bytes, start: int, end: int) -> Request:
                 raise BadRequest("bad content-length")
             body_len = int(value)
         elif name == b"transfer-encoding":
-            raise BadRequest("transfer-encoding request bodies are not supported")
+            # Only "chunked", alone: any other coding, or chunked beside Content-Length,
+            # is refused (RFC 9112 6.1 and 6.3: the request smuggling cases).
+            if value.strip().lower() != b"chunked" or chunked:
+                raise BadRequest("only Transfer-Encoding: chunked request bodies are supported")
+            chunked = True
         elif name == b"x-request-id":
             request_id = value.strip()
         elif name == b"expect":
             expect_continue = value.strip().lower() == b"100-continue"
     path, _, query = target.partition(b"?")
-    body_len = max(body_len, 0)
+    if chunked and body_len >= 0:
+        raise BadRequest("both Transfer-Encoding and Content-Length")
+    body_len = -1 if chunked else max(body_len, 0)
     return Request(
-        method == b"HEAD", path, query, http10, close, request_id, body_len, expect_continue
-    )
+        method == b"HEAD", path, query, http10, close, request_id, body_len, expect_continue,
+        connection_key(connection),
+    )  # fmt: skip
 
 
 # --- response templates ----------------------------------------------------------
@@ -363,12 +413,16 @@ class BackendProtocol(asyncio.Protocol):
 
     def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.cfg = cfg
+        self.port = "?"  # the listening port it came in on (by_port's key)
         self.loop = loop
         self.fin_mode = cfg.mode == "fin-delay"
         self.transport: asyncio.Transport | None = None
         self.buf = b""  # unparsed input
         self.body_left = 0  # bytes of the current request body still to discard
         self.pending: Request | None = None  # request waiting for its body
+        # Reading a chunked request body: "size" (a chunk-size line), "data" (body_left
+        # bytes: the chunk and its CRLF), "trailer" (lines up to an empty one); else None.
+        self.chunk_state: str | None = None
         self.count = 0  # requests seen on this connection
         self.busy = False  # a streamed/delayed response is being written
         self.closing = False  # no more responses: lingering or closed
@@ -390,6 +444,8 @@ class BackendProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sockname = transport.get_extra_info("sockname")
+        self.port = str(sockname[1]) if sockname else "?"
         TOTALS["connections"] += 1
         if self.cfg.accept_delay_ms > 0:
             # Python 3.11 transports register their reader in a callback queued
@@ -462,6 +518,16 @@ class BackendProtocol(asyncio.Protocol):
         end_all = len(data)
         try:
             while not self.closing:
+                if self.chunk_state is not None:
+                    done, pos = self._read_chunked(data, pos, end_all)
+                    if not done:
+                        break
+                    req = self.pending
+                    assert req is not None
+                    self.pending = None
+                    if not self._answer(req):
+                        break
+                    continue
                 if self.body_left:
                     take = min(self.body_left, end_all - pos)
                     pos += take
@@ -485,7 +551,17 @@ class BackendProtocol(asyncio.Protocol):
                     break
                 req = parse_request(data, pos, end)
                 pos = end + 4
+                if req.body_len < 0:
+                    self.chunk_state = "size"
+                    self.pending = req
+                    TOTALS["by_body"]["chunked"] = TOTALS["by_body"].get("chunked", 0) + 1
+                    if req.expect_continue:
+                        self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    continue
                 if req.body_len:
+                    TOTALS["body_bytes"] += req.body_len
+                    by_body = TOTALS["by_body"]
+                    by_body["content-length"] = by_body.get("content-length", 0) + 1
                     self.body_left = req.body_len
                     self.pending = req
                     if req.expect_continue and end_all - pos < req.body_len:
@@ -509,6 +585,43 @@ class BackendProtocol(asyncio.Protocol):
             self._maybe_close_after_eof()
         elif self.idle_handle is None and self.idle_timeout:
             self._arm_idle()
+
+    def _read_chunked(self, data: bytes, pos: int, end: int) -> tuple[bool, int]:
+        """Consume a chunked request body from data[pos:end] (RFC 9112 7.1): (True, pos
+        after it) once its last chunk and trailers are read, else (False, where to go on
+        from when more input comes). Raises BadRequest for a malformed chunk."""
+        while True:
+            if self.chunk_state == "data":
+                take = min(self.body_left, end - pos)
+                pos += take
+                self.body_left -= take
+                if self.body_left:
+                    return False, pos
+                if data[pos - 2 : pos] != b"\r\n" and take >= 2:
+                    raise BadRequest("chunk data not followed by CRLF")
+                self.chunk_state = "size"
+                continue
+            eol = data.find(b"\r\n", pos, end)
+            if eol < 0:
+                if end - pos > MAX_CHUNK_LINE:
+                    raise BadRequest("chunk line too long")
+                return False, pos
+            line, pos = data[pos:eol], eol + 2
+            if self.chunk_state == "trailer":
+                if not line:  # the empty line that ends the body
+                    self.chunk_state = None
+                    return True, pos
+                continue
+            digits = line.split(b";", 1)[0].strip()  # chunk extensions are ignored
+            if not digits or len(digits) > 15 or digits.strip(b"0123456789abcdefABCDEF"):
+                raise BadRequest("bad chunk size")
+            size = int(digits, 16)
+            if size == 0:
+                self.chunk_state = "trailer"
+                continue
+            TOTALS["body_bytes"] += size
+            self.body_left = size + 2  # and its CRLF
+            self.chunk_state = "data"
 
     def _answer(self, req: Request) -> bool:
         """Respond to one request. True if the caller may go on to the next one."""
@@ -542,6 +655,9 @@ class BackendProtocol(asyncio.Protocol):
                 self.counted = False
         else:
             TOTALS["requests"] += 1
+            key = f"{req.connection} {'reused' if self.count > 1 else 'new'}"
+            TOTALS["by_header"][key] = TOTALS["by_header"].get(key, 0) + 1
+            TOTALS["by_port"][self.port] = TOTALS["by_port"].get(self.port, 0) + 1
         if req.path == b"/health":
             self._write(simple_response(b"200 OK", b"ok", self.count, close, req.http10))
             return self._after_response(close)
@@ -800,7 +916,8 @@ def describe(cfg: Config, port: int) -> str:
         f"chunk_pause_ms={k.chunk_pause_ms:g} delay_ms={k.delay_ms:g} "
         f"keepalive={'on' if k.keepalive else 'off'} idle_timeout_ms={k.idle_timeout_ms:g} "
         f"max_requests={k.max_requests} accept_delay_ms={cfg.accept_delay_ms:g} "
-        f"fin_delay_ms={k.fin_delay_ms:g}"
+        f"fin_delay_ms={k.fin_delay_ms:g} "
+        f"extra_ports={','.join(map(str, cfg.extra_ports)) or '-'}"
     )
 
 
@@ -814,6 +931,17 @@ async def serve(cfg: Config) -> None:
         reuse_address=True,
     )
     port = server.sockets[0].getsockname()[1]
+    # One listener per server of a multi-server backend: same behaviour, own port.
+    extra = [
+        await loop.create_server(
+            lambda: BackendProtocol(cfg, loop),
+            host=cfg.host,
+            port=p,
+            backlog=cfg.backlog,
+            reuse_address=True,
+        )
+        for p in cfg.extra_ports
+    ]
     if cfg.blackhole_port:
         # Listening but never accepting: once its queue is full, SYNs go unanswered.
         blackhole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -827,6 +955,8 @@ async def serve(cfg: Config) -> None:
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     async with server:
         await stop
+    for other in extra:
+        other.close()
 
 
 def main() -> int:

@@ -14,6 +14,9 @@ Knobs (environment, set per cell by the harness):
   LOAD_RATE        open loop: requests per second                     [100]
   LOAD_MAX_CONNECTIONS  open loop: connection pool size               [100]
   LOAD_MODE        "open" or "closed": which requests' latency is recorded [closed]
+  LOAD_BODY_BYTES  >0: each request is a POST with a body of this many bytes [0]
+  LOAD_CHUNKED     "on": that body goes chunked (Transfer-Encoding: chunked),
+                   "off": with Content-Length                         [off]
 
 Latency at microsecond resolution: every request's latency, in whole microseconds, goes
 into an HdrHistogram (1 us .. 1 h, 3 significant digits), written to /out/latency.hdr in
@@ -52,7 +55,14 @@ PATH = os.environ.get("LOAD_PATH", "/")
 KEEPALIVE = os.environ.get("LOAD_KEEPALIVE", "on") == "on"
 WAIT_S = float(os.environ.get("LOAD_WAIT_MS", "0")) / 1000
 RATE = float(os.environ.get("LOAD_RATE", "100"))
+BODY_BYTES = int(os.environ.get("LOAD_BODY_BYTES", "0"))
+CHUNKED = os.environ.get("LOAD_CHUNKED", "off") == "on"
 HEADERS = {} if KEEPALIVE else {"Connection": "close"}
+if BODY_BYTES and CHUNKED:
+    # geventhttpclient sends a body chunked when the request says so (its user agent
+    # takes no iterable body): the whole body in one chunk.
+    HEADERS["Transfer-Encoding"] = "chunked"
+BODY = b"x" * BODY_BYTES if BODY_BYTES else None
 STATUS: Counter[str] = Counter()
 FAILURES: list[dict] = []
 # harness/analyse/latency.py reads this shape back (LOWEST_US, HIGHEST_US, digits).
@@ -67,7 +77,11 @@ PART: dict[str, str | None] = {"suffix": ""}
 
 
 def _get(user: FastHttpUser) -> None:
-    with user.client.get(PATH, headers=HEADERS, catch_response=True, name="GET") as resp:
+    # Named "GET" whatever the method: the latency hook and the analysis key on it.
+    method = "GET" if BODY is None else "POST"
+    with user.client.request(
+        method, PATH, data=BODY, headers=HEADERS, catch_response=True, name="GET"
+    ) as resp:
         STATUS[str(resp.status_code)] += 1
         if resp.status_code != 200:
             uid = resp.headers.get("X-Unique-ID") if resp.headers else None

@@ -158,12 +158,17 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
     totals = _json(folder / "backend-stats.json")
     if totals and timing:
         seconds = max(timing["load_end"] - timing["load_start"], 1e-9)
-        # minus the /_stats request itself
-        connections = totals["connections"] - 1
+        # The backend leaves its own /_stats query (and health checks) out of these
+        # counts (backends/server.py MACHINERY): nothing to subtract.
+        connections = totals["connections"]
         metrics["backend"] = {
             "connections": connections,
-            "requests": totals["requests"] - 1,
+            "requests": totals["requests"],
             "connections_per_s": round(connections / seconds, 1),
+            "requests_by_header": totals.get("by_header", {}),
+            "requests_by_port": totals.get("by_port", {}),
+            "requests_by_body": totals.get("by_body", {}),
+            "request_body_bytes": totals.get("body_bytes", 0),
         }
 
     info, stat = folder / "haproxy-info.txt", folder / "haproxy-stat.csv"
@@ -271,6 +276,8 @@ def client_limit(
 
 SERVER_COUNTERS = ("stot", "econ", "eresp", "cli_abrt", "srv_abrt", "wretr", "wredis", "dresp")
 INFO_COUNTERS = ("CumConns", "CumReq", "DroppedLogs", "ConnRate", "MaxConnRate")
+# The frontend's sessions (manual 9.1 "CSV format"): current, max at once, limit, total.
+FRONTEND_COUNTERS = ("scur", "smax", "slim", "stot")
 
 
 def haproxy_counters(info_text: str, stat_text: str) -> dict[str, Any]:
@@ -288,5 +295,8 @@ def haproxy_counters(info_text: str, stat_text: str) -> dict[str, Any]:
         "servers": servers,
         "frontend_responses": {
             k.removeprefix("hrsp_"): int(v) for k, v in frontend.items() if k.startswith("hrsp_")
+        },
+        "frontend": {
+            k: int(frontend[k]) for k in FRONTEND_COUNTERS if frontend.get(k, "").isdigit()
         },
     }

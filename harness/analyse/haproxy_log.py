@@ -288,6 +288,11 @@ def summarise(entries: Iterable[LogEntry]) -> dict[str, Any]:
     for e in entries:
         cls = _status_class(e.status)
         classes[cls] = classes.get(cls, 0) + 1
+    # Requests per server the log names (the one that answered, after any redispatch;
+    # "<NOSRV>" when none was chosen), by status class.
+    servers: dict[str, Counter[str]] = {}
+    for e in entries:
+        servers.setdefault(e.server, Counter())[_status_class(e.status)] += 1
     return {
         "total": len(entries),
         "termination_states": {
@@ -297,6 +302,13 @@ def summarise(entries: Iterable[LogEntry]) -> dict[str, Any]:
         "status_classes": classes,
         "retries_total": sum(max(e.retries, 0) for e in entries),
         "redispatches": sum(e.redispatched for e in entries),
+        "servers": {name: dict(sorted(c.items())) for name, c in sorted(servers.items())},
+        # The most at once any line saw: connections (process, frontend, backend, server)
+        # and queued requests (the server's, the backend's): %ac %fc %bc %sc %sq %bq.
+        "peaks": {
+            key: max((getattr(e, key) for e in entries), default=0)
+            for key in ("actconn", "feconn", "beconn", "srv_conn", "srv_queue", "backend_queue")
+        },
         # -1 means "never happened": excluded rather than counted as 0 ms.
         "timers": {
             "Tw": _percentiles([e.tw for e in entries if e.tw >= 0]),

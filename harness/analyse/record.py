@@ -262,6 +262,10 @@ class HaproxyLog(_Model):
     retries_total: Count
     redispatches: Count
     timers: dict[Key, Distribution]
+    # server name -> status class -> requests (absent from records made before it)
+    servers: dict[Key, dict[Key, Count]] = {}
+    # the largest %ac %fc %bc %sc %sq %bq of any line (absent from older records)
+    peaks: dict[Key, Count] = {}
 
 
 class HaproxyCounters(_Model):
@@ -270,14 +274,23 @@ class HaproxyCounters(_Model):
     info: dict[Key, Int]
     servers: dict[Key, dict[Key, Int]]
     frontend_responses: dict[Key, Int]
+    # the frontend's sessions: current, most at once, its limit, total (show stat)
+    frontend: dict[Key, Int] = {}
 
 
 class BackendTotals(_Model):
-    """The backend's own counts over the load (minus the /_stats request)."""
+    """The backend's own counts over the load (its /_stats query not among them):
+    requests by the Connection header it received and reuse ("close new", "none
+    reused": backends/server.py ``by_header``), and by listening port (one per server)."""
 
     connections: Int
     requests: Int
     connections_per_s: Number
+    requests_by_header: dict[Key, Count] = {}
+    requests_by_port: dict[Key, Count] = {}
+    # requests with a body by framing ("content-length", "chunked"), and its bytes read
+    requests_by_body: dict[Key, Count] = {}
+    request_body_bytes: Count = 0
 
 
 class Resources(_Model):

@@ -13,7 +13,7 @@ error message quotes.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -307,9 +307,16 @@ class Params(BaseModel):
         examples=[{"backend": ["option abortonclose"]}],
     )
 
+    # Parameters added after records existed: dumped only when not at their default, so a
+    # cell that leaves them alone records (and is identified by) what it did before.
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
+        for key in self.OMITTED_AT_DEFAULT:
+            if data.get(key) == type(self).model_fields[key].default:
+                data.pop(key, None)
         if self.config:
             data["config"] = {
                 s: list(self.config.section(s)) for s in SECTIONS if self.config.section(s)
@@ -317,6 +324,49 @@ class Params(BaseModel):
         else:
             data.pop("config", None)
         return data
+
+
+# HAProxy's HTTP connection modes (manual 4 "Proxies", "option http-keep-alive",
+# "option http-server-close", "option httpclose"): keep-alive on both sides (the default
+# since 1.5), the server side closed after each response, or both sides closed.
+ConnectionMode = Annotated[
+    Literal["keep-alive", "http-server-close", "httpclose"],
+    Field(description="HAProxy's HTTP connection mode: 'keep-alive' (the default), "
+          "'http-server-close' (option http-server-close) or 'httpclose' (option httpclose)",
+          examples=["http-server-close"]),
+]  # fmt: skip
+
+
+MAX_BODY_BYTES = 10_000_000
+
+
+class HttpLoadParams(Params):
+    """Base of the HTTP load scenarios' parameters: every one takes ``connection_mode``,
+    rendered as the defaults section's ``option http-server-close`` / ``option httpclose``
+    (nothing for keep-alive), and a request body for Locust's requests (``body_bytes``: a
+    POST of that many bytes, ``chunked_upload``: sent chunked rather than with
+    Content-Length); each left out of the dumped parameters at its default."""
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = (
+        "connection_mode", "body_bytes", "chunked_upload",
+    )  # fmt: skip
+    connection_mode: ConnectionMode = "keep-alive"
+    body_bytes: Annotated[
+        int,
+        Field(ge=0, le=MAX_BODY_BYTES, examples=[10000],
+              description=f"request body in bytes (0: GETs), 0 to {MAX_BODY_BYTES}"),
+    ] = 0  # fmt: skip
+    chunked_upload: Annotated[
+        bool,
+        Field(description="true: the body goes with Transfer-Encoding: chunked, false: with "
+              "Content-Length (YAML booleans)", examples=[True]),
+    ] = False  # fmt: skip
+
+    @model_validator(mode="after")
+    def _chunked_needs_a_body(self) -> HttpLoadParams:
+        if self.chunked_upload and not self.body_bytes:
+            raise ValueError("chunked_upload needs a body: set body_bytes above 0")
+        return self
 
 
 def allowed_form(model: type[BaseModel], key: str) -> str:
@@ -336,11 +386,13 @@ __all__ = [
     "CONFIG_DIRECTIVES",
     "SECTIONS",
     "Bytes",
+    "ConnectionMode",
     "Count",
     "Flag",
     "HaproxyConfig",
     "HaproxyTime",
     "HaproxyTimeOrOff",
+    "HttpLoadParams",
     "Params",
     "PortRange",
     "Seconds",

@@ -12,3 +12,16 @@ FRONTEND_PORTS = frozenset({HTTP_PORT, HTTPS_PORT})
 def frontend_port(tls: str) -> int:
     """The frontend a client reaches: ``tls`` is "off", "1.2" or "1.3"."""
     return HTTP_PORT if tls == "off" else HTTPS_PORT
+
+
+# The backend's listeners when a cell's backend has several servers: server i (from 1)
+# listens on SERVER_PORTS[i - 1]. 8081 and 8082 are connect-timeout's refused and
+# blackholed ports, so the others start at 8083.
+SERVER_PORTS = (HTTP_PORT, 8083, 8084, 8085)
+MAX_SERVERS = len(SERVER_PORTS)
+
+
+def server_name(index: int) -> str:
+    """The name of server ``index`` (from 1) in haproxy.cfg and its log: "app" for the
+    first (as a one-server backend has always called it), then "app2", "app3", ..."""
+    return "app" if index == 1 else f"app{index}"

@@ -20,13 +20,14 @@ from harness.plan.params import (
     Flag,
     HaproxyTime,
     HaproxyTimeOrOff,
+    HttpLoadParams,
     PortRange,
     Seconds,
     allowed_form,
     describe_directives,
 )
 from harness.plan.params import Params as TypedParams
-from harness.plan.ports import HTTP_PORT, frontend_port
+from harness.plan.ports import HTTP_PORT, MAX_SERVERS, SERVER_PORTS, frontend_port
 from harness.quote import shown
 
 Params = Mapping[str, Any]
@@ -45,6 +46,9 @@ class HaproxyKnobs:
     timeout_server: str = "30s"
     timeout_http_keep_alive: str = "10s"
     http_reuse: str = "safe"
+    # HAProxy's HTTP connection mode (params.ConnectionMode): "keep-alive" renders
+    # nothing, the others their option in defaults.
+    connection_mode: str = "keep-alive"
     server_options: str = ""
     global_lines: tuple[str, ...] = ()
     defaults_lines: tuple[str, ...] = ()
@@ -67,12 +71,17 @@ class HttpLoad:
     via: str = "haproxy"  # "backend": the direct baseline, no proxy in the path
     # The HTTP/2 the frontend speaks (HaproxyKnobs.http2): "h2" is over TLS.
     http2: str = "off"
+    # A POST body per request (0: GETs), chunked or with Content-Length (Locust only).
+    body_bytes: int = 0
+    chunked: bool = False
 
     def env(self, host: str) -> dict[str, str]:
         return {
             "LOAD_PATH": self.path,
             "LOAD_KEEPALIVE": "on" if self.keepalive else "off",
             "LOAD_WAIT_MS": str(self.wait_ms),
+            "LOAD_BODY_BYTES": str(self.body_bytes),
+            "LOAD_CHUNKED": "on" if self.chunked else "off",
         }
 
 
@@ -155,6 +164,9 @@ class Knobs:
     drain_s: float = 2.0
     # Where haproxy's server line points: a service name (or "nowhere") and a port.
     server: tuple[str, int] = ("backend", HTTP_PORT)
+    # More servers in the backend, on the same service as ``server``: their ports
+    # (ports.SERVER_PORTS), named app2, app3, ... (ports.server_name).
+    extra_server_ports: tuple[int, ...] = ()
     fault: Fault | None = None
 
     @property
@@ -431,6 +443,48 @@ def _backend_closes_first(p: Params) -> Knobs:
     )
 
 
+def _servers(p: Params) -> Knobs:
+    up = p["servers"] - p["servers_down"]
+    # The backend has no `check`: a down server is found by connecting to it, each
+    # refused connect costs a retry, and with option redispatch the retries may go to
+    # another server (manual 4.2, "retries", "option redispatch"; the log's %rc is then
+    # prefixed with '+').
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            timeout_connect=p["timeout_connect"],
+            backend_lines=(f"retries {p['retries']}",)
+            + (("option redispatch",) if p["redispatch"] else ()),
+        ),
+        backend_env={
+            "BACKEND_SIZE": str(p["size"]),
+            "BACKEND_EXTRA_PORTS": ",".join(map(str, SERVER_PORTS[1:up])),
+        },
+        load=HttpLoad(keepalive=True),
+        extra_server_ports=SERVER_PORTS[1 : p["servers"]],
+        drain_s=0.5,
+    )
+
+
+def _maxconn(p: Params) -> Knobs:
+    # Above the global or the frontend's maxconn HAProxy stops accepting: connections
+    # wait in the listener's accept queue, which the kernel completes (the census counts
+    # them ESTAB) and HAProxy has not taken (its own counters do not). Above the server's,
+    # accepted requests wait in HAProxy's queue (the log's Tw and %sq) until timeout
+    # queue (503, sQ--). Manual 3.2 and 4.2, "maxconn", "timeout queue".
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            maxconn=p["global_maxconn"],
+            defaults_lines=(f"timeout queue {p['timeout_queue']}",),
+            frontend_lines=(f"maxconn {p['frontend_maxconn']}",) if p["frontend_maxconn"] else (),
+            server_options=f"maxconn {p['server_maxconn']}" if p["server_maxconn"] else "",
+        ),
+        # Slow responses, so that every connection is busy and the limits are reached.
+        backend_env={"BACKEND_SIZE": "128", "BACKEND_DELAY_MS": str(p["delay_ms"])},
+        load=HttpLoad(keepalive=True),
+        drain_s=0.5,
+    )
+
+
 def _kernel_knobs(p: Params) -> Knobs:
     sysctls = {"net.ipv4.tcp_tw_reuse": str(p["tw_reuse"])}
     if p["port_range"]:
@@ -473,7 +527,7 @@ HttpReuse = Literal["never", "safe", "aggressive", "always"]
 MAX_PROBE_CONNECTIONS = 2000
 
 
-class SmokeParams(TypedParams):
+class SmokeParams(HttpLoadParams):
     size: Bytes = 128
     keepalive: Flag = True
     http_reuse: HttpReuse = "safe"
@@ -607,7 +661,7 @@ class ChunkedStallParams(TypedParams):
         return self
 
 
-class KeepaliveVsCloseParams(TypedParams):
+class KeepaliveVsCloseParams(HttpLoadParams):
     mode: Mode = "http"
     keepalive: Flag = True
     via: Literal["haproxy", "backend"] = "haproxy"
@@ -630,15 +684,24 @@ class KeepaliveVsCloseParams(TypedParams):
             )
         return self
 
+    @model_validator(mode="after")
+    def _connection_mode_needs_http(self) -> KeepaliveVsCloseParams:
+        if self.mode == "tcp" and self.connection_mode != "keep-alive":
+            raise ValueError(
+                f"connection_mode {self.connection_mode!r} is an HTTP option: it needs "
+                "mode 'http' (mode tcp relays bytes and parses no request)"
+            )
+        return self
 
-class ServerPoolParams(TypedParams):
+
+class ServerPoolParams(HttpLoadParams):
     http_reuse: HttpReuse = "safe"
     server_close: Flag = False
     pool_max_conn: Count(-1, 100_000, "pool-max-conn (-1: unlimited)", 10) = -1
     maxconn: Count(0, 100_000, "the server's maxconn (0: unset)", 10) = 0
 
 
-class ConnectTimeoutParams(TypedParams):
+class ConnectTimeoutParams(HttpLoadParams):
     backend: Literal["refused", "unreachable", "blackhole"] = "blackhole"
     timeout_connect: HaproxyTime = "500ms"
     retries: Count(0, 100, "HAProxy's retries") = 1
@@ -656,13 +719,40 @@ class BackendClosesFirstParams(TypedParams):
     watch_s: Seconds(600, "how long observers watch after the load", 2.0) = 2.0
 
 
-class KernelKnobsParams(TypedParams):
+class ServersParams(HttpLoadParams):
+    servers: Count(1, MAX_SERVERS, "servers in the backend, each its own backend listener", 2) = 2
+    # The last servers_down servers' ports have no listener: a connect is refused at once.
+    servers_down: Count(0, MAX_SERVERS - 1, "servers without a listener (refused)", 1) = 1
+    retries: Count(0, 10, "HAProxy's retries after a failed connect", 3) = 3
+    redispatch: Flag = False
+    timeout_connect: HaproxyTime = "200ms"
+    size: Bytes = 128
+
+    @model_validator(mode="after")
+    def _one_server_up(self) -> ServersParams:
+        if self.servers_down >= self.servers:
+            raise ValueError(
+                f"servers_down ({self.servers_down}) must leave at least one of the "
+                f"{self.servers} servers up"
+            )
+        return self
+
+
+class MaxconnParams(HttpLoadParams):
+    global_maxconn: Count(1, 100_000, "the global section's maxconn", 10) = 4096
+    frontend_maxconn: Count(0, 100_000, "the frontend's maxconn (0: unset)", 5) = 0
+    server_maxconn: Count(0, 100_000, "the server's maxconn (0: unset)", 5) = 0
+    timeout_queue: HaproxyTime = "5s"
+    delay_ms: Count(0, 60_000, "the backend's delay per response in ms", 100) = 100
+
+
+class KernelKnobsParams(HttpLoadParams):
     tw_reuse: Literal[0, 1, 2] = 2
     port_range: PortRange = ""
     nolinger: Flag = False
 
 
-class FaultParams(TypedParams):
+class FaultParams(HttpLoadParams):
     fault: Literal["backend-killed", "haproxy-restarted", "client-killed"] = "backend-killed"
     at_s: Seconds(600, "seconds into the load", 3.0, True) = 3.0
     delay_ms: Count(0, 60_000, "the backend's delay per response in ms", 50) = 50
@@ -775,6 +865,7 @@ SCENARIOS: dict[str, Scenario] = {
                     "time-wait-haproxy-out",
                     "time-wait-backend-in",
                     "backend-conn-rate",
+                    "server-requests",
                     "bound",
                 ),
                 Verdict("samples", "latency"),
@@ -829,6 +920,49 @@ SCENARIOS: dict[str, Scenario] = {
             ),
         ),
         Scenario(
+            name="servers",
+            summary="Several servers in one backend, some down (nothing listens): retries, "
+            "option redispatch, and which server answered each request.",
+            field_note="public bug reports of 503s with one server down: retries onto the "
+            "same server or redispatched to another",
+            params=ServersParams,
+            knobs=_servers,
+            shows=Shows(
+                (
+                    *LOAD_COLUMNS,
+                    "per-server",
+                    "status",
+                    "retries",
+                    "redispatches",
+                    "flags",
+                    "server-requests",
+                ),
+                Verdict("counts", "requests answered 5xx"),
+            ),
+        ),
+        Scenario(
+            name="maxconn",
+            summary="More clients than the global, frontend or server maxconn: accepted or "
+            "left in the listener's queue, queued in HAProxy (Tw), or refused after "
+            "timeout queue.",
+            field_note="public bug reports of stalls and CLOSE_WAIT on the listener at maxconn",
+            params=MaxconnParams,
+            knobs=_maxconn,
+            shows=Shows(
+                (
+                    *LOAD_COLUMNS,
+                    "client-conns",
+                    "fe-conn-max",
+                    "queue-max",
+                    "tw-p50",
+                    "tw-p99",
+                    "status",
+                    "flags",
+                ),
+                Verdict("samples", "latency"),
+            ),
+        ),
+        Scenario(
             name="kernel-knobs",
             summary="Connection: close load under per-container sysctls and option nolinger.",
             field_note="seed 004: tcp_tw_reuse, ip_local_port_range, SO_LINGER 0",
@@ -869,6 +1003,20 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     ]
 }
+
+
+def with_common(knobs: Knobs, params: Params) -> Knobs:
+    """The scenario's knobs with the parameters every scenario (``config``) or every HTTP
+    load scenario (``connection_mode``, ``body_bytes``, ``chunked_upload``:
+    ``params.HttpLoadParams``) takes."""
+    mode = params.get("connection_mode", "keep-alive")
+    if mode != "keep-alive":
+        knobs = replace(knobs, haproxy=replace(knobs.haproxy, connection_mode=mode))
+    if params.get("body_bytes") and isinstance(knobs.load, HttpLoad):
+        load = replace(knobs.load, body_bytes=params["body_bytes"],
+                       chunked=bool(params.get("chunked_upload")))  # fmt: skip
+        knobs = replace(knobs, load=load)
+    return with_config(knobs, params.get("config"))
 
 
 def with_config(knobs: Knobs, config: Mapping[str, list[str]] | None) -> Knobs:
@@ -931,6 +1079,10 @@ def describe(name: str | None = None) -> str:
         allowed = allowed_form(scenario.params, key).removeprefix("Allowed: ")
         shown = str(default).lower() if isinstance(default, bool) else repr(default)
         lines.append(f"  {key} (default {shown}): {allowed}")
+    for key in scenario.params.OMITTED_AT_DEFAULT:
+        default = scenario.params.model_fields[key].default
+        allowed = allowed_form(scenario.params, key).removeprefix("Allowed: ")
+        lines.append(f"  {key} (default {default!r}): {allowed}")
     config = allowed_form(scenario.params, "config").removeprefix("Allowed: ")
     lines.append(f"  config (default none): {config}")
     return "\n".join(lines)

@@ -425,7 +425,7 @@ class Cell:
         """What the scenario makes of the parameters (built once per cell: the render,
         the runner and the load's time bound all read it)."""
         knobs = scenarios.get(self.scenario, self.id).knobs(self.params)
-        return scenarios.with_config(knobs, self.params.get("config"))
+        return scenarios.with_common(knobs, self.params)
 
     @property
     def changed_params_text(self) -> str:
@@ -976,6 +976,15 @@ def expand(
     for cell in cells:
         _speaks_the_frontends_http(cell, where)
     _check_native(cells, where)
+    bodies = [c for c in cells if c.params.get("body_bytes") and c.load.generator != "locust"]
+    if bodies:
+        # wrk's script, h2load and the native clients send GETs: the body would be
+        # dropped without a word.
+        raise SpecError(
+            f"{where}: {bodies[0].id} asks for a request body (body_bytes), which only "
+            f"generator: locust sends ({bodies[0].load.generator} sends GETs); use Locust "
+            "for those cells, or drop body_bytes."
+        )
     if not (only and (only.scenarios or only.versions or only.params)):
         _check_claims(matrix, cells, where, text)  # a part may leave a claim's cells out
     return Plan(matrix, source, specs, cells)

@@ -197,6 +197,33 @@ def _status(record: Record) -> str:
     return _from_log(record, log.status_classes if log else None)
 
 
+def _per_server(record: Record) -> str:
+    """Requests per server as HAProxy logged them (the server that answered, after any
+    redispatch), each with its status classes: "app 2xx×480; app2 5xx×20"."""
+    log = record.m.haproxy
+    if not log or not log.servers:
+        return "-"
+    return "; ".join(f"{name} {_counts(classes)}" for name, classes in log.servers.items())
+
+
+def _queue_peaks(record: Record) -> str:
+    """The most requests any log line saw queued, for the server and the backend."""
+    peaks = record.m.haproxy.peaks if record.m.haproxy else {}
+    if not peaks:
+        return "-"
+    return f"{peaks.get('srv_queue', 0)}/{peaks.get('backend_queue', 0)}"
+
+
+def _server_requests(record: Record) -> str:
+    """What the backend received: its requests by Connection header and whether they
+    came on a reused connection ("close new×500 none reused×9500")."""
+    backend = record.m.backend
+    if not backend or not backend.requests_by_header:
+        return "-"
+    ranked = sorted(backend.requests_by_header.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _counts(dict(ranked))
+
+
 def _probe_delay(key: str) -> Callable[[Record], str]:
     def column(record: Record) -> str:
         probe = record.m.probe
@@ -302,7 +329,25 @@ CATALOGUE: dict[str, Column] = {
     "tw-p50": ("Tw p50", lambda r: _ms(_timer(r, "Tw").p50)),
     "tc-p50": ("Tc p50", lambda r: _ms(_timer(r, "Tc").p50)),
     "ta-p50": ("Ta p50", lambda r: _ms(_timer(r, "Ta").p50)),
+    "tw-p99": ("Tw p99", lambda r: _ms(_timer(r, "Tw").p99)),
+    # every client connection the kernel completed, accepted by HAProxy or still in its
+    # listener's accept queue, against the most HAProxy itself held at once
+    "client-conns": (
+        "client conns (census)", lambda r: _census_peak(r, "haproxy", "ESTAB", "in")
+    ),
+    "fe-conn-max": (
+        "accepted max (stats)",
+        lambda r: r.m.haproxy_counters.frontend.get("smax", "-") if r.m.haproxy_counters else "-",
+    ),
+    # a request waits in its server's queue (%sq) once assigned to it, else in the
+    # backend's (%bq): round robin without persistence queues in the backend's
+    "queue-max": ("queued max (log %sq/%bq)", _queue_peaks),
     "retries": ("retries", _log_field("retries_total")),
+    # '+' before %rc: the request went to another server than its first (redispatch)
+    "redispatches": ("redispatched", _log_field("redispatches")),
+    "per-server": ("per server (log)", _per_server),
+    # the Connection header HAProxy sent and whether the server connection was reused
+    "server-requests": ("backend got (Connection, conn)", _server_requests),
     "econ": ("econ", lambda r: _sum_servers(r, "econ")),
     "closed-after": ("closed after", _probe_delay("p50")),
     "fin-wait-2-in": (

@@ -76,6 +76,9 @@ class StackSpec:
     load_env: dict[str, str]
     load_args: tuple[str, ...]
     probe: bool
+    # The backend's listening ports (one per server of the cell's backend): the census
+    # there counts connections to them as accepted ("in").
+    backend_ports: tuple[int, ...] = (HTTP_PORT,)
 
 
 # Every key a cell's compose file can hold, per level: what tests hold the output to.
@@ -101,7 +104,7 @@ def build(spec: StackSpec) -> dict[str, Any]:
     listen = {
         "client": "",
         spec.target: f"{HTTP_PORT} {HTTPS_PORT}",
-        "backend": f"{HTTP_PORT}",
+        "backend": " ".join(map(str, spec.backend_ports)),
     }
     for side, ports in listen.items():
         services[f"census-{side}"] = _census(spec, labels, side, ports)

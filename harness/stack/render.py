@@ -196,11 +196,16 @@ def check_knobs(knobs: HaproxyKnobs) -> None:
 def haproxy_cfg(cell: Cell, knobs: Knobs, net: Network) -> str:
     check_knobs(knobs.haproxy)
     service, port = knobs.server
+    address = getattr(net, service)
+    servers = [(ports.server_name(1), f"{address}:{port}")] + [
+        (ports.server_name(i), f"{address}:{extra}")
+        for i, extra in enumerate(knobs.extra_server_ports, start=2)
+    ]
     return _render(
         "haproxy.cfg.j2",
         cell=cell,
         hx=knobs.haproxy,
-        server=f"{getattr(net, service)}:{port}",
+        servers=servers,
         tls=knobs.tls,
         log_format=LOG_FORMATS[knobs.haproxy.mode],
         ports=ports,
@@ -239,6 +244,7 @@ def compose_yaml(
                 side: knobs.sysctls.get(side, {}) for side in ("client", "haproxy", "backend")
             },
             backend_env=knobs.backend_env,
+            backend_ports=(ports.HTTP_PORT, *knobs.extra_server_ports),
             load_env=_load_env(cell, knobs, net),
             load_args=tuple(load_args),
             probe=isinstance(knobs.load, Probe),

@@ -508,6 +508,98 @@ def test_stats_counts_connections_and_requests(backend: Callable[..., int]) -> N
     assert stats["connections"] in (3, 4)
 
 
+def test_stats_count_requests_by_connection_header_and_reuse(
+    backend: Callable[..., int],
+) -> None:
+    """What a proxy sent the server, counted by the server: the Connection header's
+    tokens (case, spaces and order aside; unknown tokens as "other") and whether the
+    request reused a connection; the stack's own /health and /_stats are not counted."""
+    port = backend()
+    conn = Conn(port)
+    conn.get()  # no Connection header, first on its connection
+    conn.read_response()
+    conn.get(headers="Connection: Keep-Alive\r\n")
+    conn.read_response()
+    conn.get(headers="Connection: X-Foo, close\r\n")  # reused; closes it
+    conn.read_response()
+    conn.close()
+    fetch(port, headers="Connection: close\r\n")
+    fetch(port, "/health", headers="Connection: close\r\n")
+    stats = json.loads(fetch(port, "/_stats").body)
+    assert stats["by_header"] == {
+        "none new": 1, "keep-alive reused": 1, "close,other reused": 1, "close new": 1,
+    }  # fmt: skip
+    assert stats["by_port"] == {str(port): 4}
+    assert stats["requests"] == 4
+
+
+def test_extra_ports_serve_like_the_main_one(backend: Callable[..., int]) -> None:
+    """BACKEND_EXTRA_PORTS: one listener per server of a multi-server backend, each
+    counted under its own port."""
+    spare = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        spare.append(s)
+    extra = [s.getsockname()[1] for s in spare]
+    for s in spare:
+        s.close()
+    port = backend(EXTRA_PORTS=",".join(map(str, extra)), SIZE="7")
+    for p, n in ((port, 1), (extra[0], 2), (extra[1], 3)):
+        for _ in range(n):
+            assert fetch(p).body == b"x" * 7
+    stats = json.loads(fetch(port, "/_stats").body)
+    assert stats["by_port"] == {str(port): 1, str(extra[0]): 2, str(extra[1]): 3}
+
+
+@pytest.mark.parametrize("raw", ["8080,8080", "0", "70000", "a", ",".join(["1"] * 17)])
+def test_extra_ports_refuse_bad_lists(raw: str) -> None:
+    proc = subprocess.run(
+        [PYTHON, str(SERVER)],
+        env={**os.environ, "BACKEND_PORT": "0", "BACKEND_EXTRA_PORTS": raw},
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "BACKEND_EXTRA_PORTS" in proc.stderr
+
+
+def test_chunked_request_bodies_are_read_whole_in_any_pieces(backend: Callable[..., int]) -> None:
+    """A chunked upload (RFC 9112 7.1: extensions, trailers), sent a few bytes at a time,
+    is read to its end before the answer; the request pipelined behind it is answered
+    next; /_stats counts the body's bytes and its framing."""
+    port = backend(SIZE="5")
+    body = b"a;ext=1\r\n0123456789\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"
+    head = b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    conn = Conn(port)
+    wire = head + body + b"POST /cl HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nwxyz"
+    for i in range(0, len(wire), 7):
+        conn.send(wire[i : i + 7])
+        time.sleep(0.002)
+    first, second = conn.read_response(), conn.read_response()
+    assert (first.status, first.body, second.status) == (200, b"xxxxx", 200)
+    assert first.headers["x-backend-conn"] == "1" and second.headers["x-backend-conn"] == "2"
+    conn.close()
+    stats = json.loads(fetch(port, "/_stats").body)
+    assert stats["body_bytes"] == 13 + 4
+    assert stats["by_body"] == {"chunked": 1, "content-length": 1}
+
+
+@pytest.mark.parametrize(
+    "headers, body",
+    [
+        ("Transfer-Encoding: chunked\r\n", "zz\r\nab\r\n0\r\n\r\n"),  # not hex
+        ("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n"),
+    ],
+    ids=["bad-size", "other-coding", "with-content-length"],
+)
+def test_malformed_chunked_uploads_get_a_400(default_port: int, headers: str, body: str) -> None:
+    conn = Conn(default_port)
+    conn.send(f"POST / HTTP/1.1\r\nHost: t\r\n{headers}\r\n{body}".encode())
+    assert conn.read_response().status == 400
+    conn.close()
+
+
 def test_blackhole_port_never_accepts(backend: Callable[..., int]) -> None:
     free = socket.socket()
     free.bind(("127.0.0.1", 0))

@@ -261,6 +261,17 @@ def test_summarise_counts_and_percentiles() -> None:
         "status_classes": {"1xx": 0, "2xx": 3, "3xx": 0, "4xx": 1, "5xx": 2, "none": 0},
         "retries_total": 9,
         "redispatches": 1,
+        # the server each request was logged on, by status class (the 400 had none)
+        "servers": {"<NOSRV>": {"4xx": 1}, "s1": {"2xx": 2, "5xx": 2}, "s2": {"2xx": 1}},
+        # the most connections and queued requests any line saw
+        "peaks": {
+            "actconn": 2,
+            "feconn": 2,
+            "beconn": 1,
+            "srv_conn": 1,
+            "srv_queue": 0,
+            "backend_queue": 0,
+        },
         "timers": {
             # -1 (never queued / never connected / no response) is excluded, not 0 ms.
             "Tw": {"count": 5, "p50": 0, "p90": 0, "p99": 0, "max": 0},

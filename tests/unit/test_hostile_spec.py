@@ -171,11 +171,11 @@ def test_hostile_parameter_is_refused_naming_the_key(
 CFG_DIRECTIVES = re.compile(
     r"(global|defaults|frontend fe_http|backend be_app|log |maxconn |stats socket "
     r"ipv4@127\.0\.0\.1:9999 level admin$|tune\.bufsize \d+$|tune\.sndbuf\.client \d+$|"
-    r"mode (http|tcp)$|log-format |unique-id-format |option (dontlognull|nolinger|abortonclose|"
-    r"http-server-close)$|timeout (connect|client|server|http-keep-alive|client-fin|"
-    r"server-fin|tunnel) "
+    r"mode (http|tcp)$|log-format |unique-id-format |option (dontlognull|nolinger|"
+    r"abortonclose|http-server-close|httpclose|redispatch)$|timeout (connect|client|server|"
+    r"http-keep-alive|client-fin|server-fin|tunnel) "
     r"\d+(us|ms|s|m|h|d)?$|retries \d+$|bind :(8080|8443)|http-after-response |"
-    r"default_backend be_app$|http-reuse (never|safe|aggressive|always)$|server app |"
+    r"default_backend be_app$|http-reuse (never|safe|aggressive|always)$|server app[2-4]? |"
     # a config parameter's lines: allow-listed keywords, typed arguments
     r"(no )?option [a-z-]+$|timeout [a-z-]+ \d+(us|ms|s|m|h|d)?$|hard-stop-after "
     r"\d+(us|ms|s|m|h|d)?$|(maxconn|fullconn|nbthread|tune\.[a-z.]+) \d+$|"
@@ -197,6 +197,7 @@ HOSTILE_TEXT = [
 # Values that fit some parameter: whatever they are put in, they must render cleanly.
 PLAUSIBLE = [0, 1, 2, 100, 65535, 0.5, 10.0, True, False, "", "1s", "30s", "500ms", "off", "tcp",
              "1024 65000", "1.3", "tls-notify", "always", "backend", "client-killed",
+             "httpclose", "http-server-close", 4,
              {"backend": ["option abortonclose", "retries 3"]},
              {"global": ["nbthread 2"], "defaults": ["timeout queue 5s", "balance first"]},
              {"frontend": ["maxconn 10", "no option dontlognull"]}]  # fmt: skip

@@ -241,3 +241,21 @@ def test_a_changed_client_requirements_file_rebuilds_the_image(tmp_path):
     requirements = context / "requirements.txt"
     requirements.write_text(requirements.read_text().replace("0.10.8", "0.10.7"))
     assert images.inputs_hash(context, {"BASE_IMAGE": "b"}) != before
+
+
+def test_backend_totals_are_taken_as_the_backend_counted_them(tmp_path):
+    """The backend leaves its own /_stats query out of /_stats (backends/server.py
+    MACHINERY); subtracting it again made every cell's backend counts one short."""
+    (tmp_path / "timing.json").write_text(
+        json.dumps({"load_start": 100.0, "load_end": 110.0, "drain_end": 111.0})
+    )
+    by_header = {"close new": 3, "none reused": 7}
+    (tmp_path / "backend-stats.json").write_text(
+        json.dumps({"connections": 4, "requests": 10, "by_header": by_header,
+                    "by_port": {"8080": 6, "8083": 4}})
+    )  # fmt: skip
+    backend = cell_metrics.compute(tmp_path).backend
+    assert backend is not None
+    assert (backend.connections, backend.requests, backend.connections_per_s) == (4, 10, 0.4)
+    assert backend.requests_by_header == by_header
+    assert backend.requests_by_port == {"8080": 6, "8083": 4}

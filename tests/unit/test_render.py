@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -176,3 +178,100 @@ def test_the_ports_are_defined_once_and_every_rendered_file_uses_them(monkeypatc
 def test_a_cells_knobs_are_built_once():
     cell = _cell()
     assert cell.knobs is cell.knobs
+
+
+def test_servers_render_one_line_per_server_and_the_backend_listens_for_those_up():
+    cell = spec.single(
+        "debian:bookworm", "servers", "20260101T000000Z-t",
+        params={"servers": 4, "servers_down": 2, "redispatch": True, "retries": 2},
+    ).cells[0]  # fmt: skip
+    net = render.Network.for_project("p")
+    cfg = render.haproxy_cfg(cell, cell.knobs, net)
+    backend = cfg.split("\nbackend be_app\n")[1].splitlines()
+    servers = [line.split()[1:3] for line in backend if line.strip().startswith("server ")]
+    assert servers == [
+        ["app", f"{net.backend}:8080"], ["app2", f"{net.backend}:8083"],
+        ["app3", f"{net.backend}:8084"], ["app4", f"{net.backend}:8085"],
+    ]  # fmt: skip
+    assert "    retries 2" in backend and "    option redispatch" in backend
+    # Servers 3 and 4 are down: nothing listens on their ports.
+    assert cell.knobs.backend_env["BACKEND_EXTRA_PORTS"] == "8083"
+    images, hx = _images(cell)
+    compose = yaml.safe_load(render.compose_yaml(cell, cell.knobs, net, images, hx, "p", []))
+    census = compose["services"]["census-backend"]["environment"]["CENSUS_LISTEN_PORTS"]
+    assert census == "8080 8083 8084 8085"
+
+
+@pytest.mark.parametrize("scenario", ["smoke", "server-pool", "connect-timeout", "kernel-knobs",
+                                      "fault", "keepalive-vs-close", "servers"])  # fmt: skip
+def test_connection_mode_renders_its_option_in_every_http_load_scenario(scenario):
+    net = render.Network.for_project("p")
+    for mode, line in (("http-server-close", "option http-server-close"),
+                       ("httpclose", "option httpclose"), ("keep-alive", None)):  # fmt: skip
+        params = {} if mode == "keep-alive" else {"connection_mode": mode}
+        cell = spec.single("debian:bookworm", scenario, "20260101T000000Z-t", params=params)
+        cfg = render.haproxy_cfg(cell.cells[0], cell.cells[0].knobs, net)
+        defaults = cfg.split("\ndefaults\n")[1].split("\nfrontend ")[0].splitlines()
+        options = [x.strip() for x in defaults if x.strip() in
+                   ("option http-server-close", "option httpclose")]  # fmt: skip
+        assert options == ([line] if line else []), (scenario, mode, cfg)
+        # At its default the parameter is not recorded: the cell is what it was before.
+        assert ("connection_mode" in cell.cells[0].params) == (line is not None)
+
+
+def test_connection_mode_is_refused_in_mode_tcp():
+    with pytest.raises(spec.SpecError, match="connection_mode 'httpclose' is an HTTP option"):
+        spec.single("debian:bookworm", "keepalive-vs-close", "20260101T000000Z-t",
+                    params={"mode": "tcp", "connection_mode": "httpclose"})  # fmt: skip
+
+
+def test_servers_down_must_leave_one_up():
+    with pytest.raises(spec.SpecError, match=r"servers_down \(2\) must leave at least one"):
+        spec.single("debian:bookworm", "servers", "20260101T000000Z-t",
+                    params={"servers": 2, "servers_down": 2})  # fmt: skip
+
+
+def test_maxconn_renders_each_limit_in_its_section_and_leaves_unset_ones_out():
+    net = render.Network.for_project("p")
+    cell = spec.single(
+        "debian:bookworm", "maxconn", "20260101T000000Z-t",
+        params={"global_maxconn": 50, "frontend_maxconn": 7, "server_maxconn": 3,
+                "timeout_queue": "150ms"},
+    ).cells[0]  # fmt: skip
+    cfg = render.haproxy_cfg(cell, cell.knobs, net)
+    sections = {
+        name: body.splitlines()
+        for name, body in zip(
+            ("global", "defaults", "frontend", "backend"),
+            re.split(
+                r"\n(?:defaults|frontend fe_http|backend be_app)\n", cfg.split("\nglobal\n")[1]
+            ),
+            strict=True,
+        )
+    }
+    assert "    maxconn 50" in sections["global"]
+    assert "    timeout queue 150ms" in sections["defaults"]
+    assert "    maxconn 7" in sections["frontend"]
+    assert f"    server app {net.backend}:8080 maxconn 3" in sections["backend"]
+    plain = spec.single("debian:bookworm", "maxconn", "20260101T000000Z-t").cells[0]
+    cfg = render.haproxy_cfg(plain, plain.knobs, net)
+    lines = [line.strip() for line in cfg.splitlines() if not line.startswith("#")]
+    assert [line for line in lines if "maxconn" in line] == ["maxconn 4096"]  # global
+
+
+def test_a_request_body_reaches_locusts_environment_and_wrk_is_refused():
+    cell = spec.single(
+        "debian:bookworm", "smoke", "20260101T000000Z-t",
+        params={"body_bytes": 5000, "chunked_upload": True},
+    ).cells[0]  # fmt: skip
+    env = render._load_env(cell, cell.knobs, render.Network.for_project("p"))
+    assert (env["LOAD_BODY_BYTES"], env["LOAD_CHUNKED"]) == ("5000", "on")
+    plain = spec.single("debian:bookworm", "smoke", "20260101T000000Z-t").cells[0]
+    assert "body_bytes" not in plain.params and "chunked_upload" not in plain.params
+    env = render._load_env(plain, plain.knobs, render.Network.for_project("p"))
+    assert (env["LOAD_BODY_BYTES"], env["LOAD_CHUNKED"]) == ("0", "off")
+    with pytest.raises(spec.SpecError, match="chunked_upload needs a body"):
+        spec.single("debian:bookworm", "smoke", "t", params={"chunked_upload": True})
+    with pytest.raises(spec.SpecError, match="only generator: locust sends"):
+        spec.single("debian:bookworm", "smoke", "t", params={"body_bytes": 10},
+                    load=spec.Load(generator="wrk"))  # fmt: skip

@@ -84,8 +84,8 @@ def test_expands_versions_grid_and_repetitions(tmp_path):
             versions: [debian:bookworm]
             scenarios: [{name: smoke, params: {colour: red}}]
             """,
-            r"scenario 'smoke' has no parameter 'colour'. It takes: config, http_reuse, "
-            "keepalive, size",
+            r"scenario 'smoke' has no parameter 'colour'. It takes: body_bytes, chunked_upload, "
+            "config, connection_mode, http_reuse, keepalive, size",
         ),
         (
             """
