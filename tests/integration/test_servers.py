@@ -111,10 +111,13 @@ def test_each_server_gets_its_share_and_the_backend_counts_the_same(cells):
     assert max(logged.values()) - min(logged.values()) <= 0.1 * haproxy["total"], logged
     by_port = record["metrics"]["backend"]["requests_by_port"]
     counted = {"app": by_port["8080"], "app2": by_port["8083"], "app3": by_port["8084"]}
-    # Equal but for requests in flight when the load stopped: the backend's counters are
-    # read then, HAProxy logs them when they end (1672 logged, 1671 counted, once).
-    for name, n in logged.items():
-        assert 0 <= n - counted[name] <= 2, (logged, counted)
+    # Equal but for requests in flight when the load stopped, either way: the backend's
+    # counters are read then and HAProxy logs a request when it ends (1672 logged, 1671
+    # counted, once), and one cut off by the client's stop is logged without a 2xx
+    # (2107 2xx logged, 2108 counted, once): every status counts.
+    every = {name: sum(c.values()) for name, c in haproxy["servers"].items()}
+    for name, n in every.items():
+        assert abs(n - counted[name]) <= 2, (every, counted)
 
 
 def test_what_haproxy_sent_the_server_follows_the_connection_mode(cells):
