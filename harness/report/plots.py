@@ -31,6 +31,7 @@ from harness.analyse import compare
 from harness.analyse.record import CellRecord
 from harness.plan.spec import params_text
 from harness.report import tables as report
+from harness.report import workers
 
 Record = CellRecord
 
@@ -412,10 +413,24 @@ def _guarded(what: str, draw: Callable[[], str]) -> str:
         return f'<p class="note">{esc(what)} not drawn: {esc(type(exc).__name__)}: {esc(exc)}</p>'
 
 
-def figures(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> list[str]:
+def _census_guarded(args: tuple[Path, Record, dict[str, str]]) -> str:
+    """:func:`census_plot` of one cell, guarded (a module-level function: it pickles)."""
+    run_dir, record, labels = args
+    return _guarded(f"TCP states of {record.cell}", lambda: census_plot(run_dir, record, labels))
+
+
+def figures(
+    run_dir: Path,
+    name: str,
+    rows: list[Record],
+    palette: Palette,
+    draw: workers.Map[str] = workers.serial,
+) -> list[str]:
     """The SVG figures of one scenario's cells (``<figure>`` elements, in page order):
     what its Shows names (close delays, TCP states), load and flags. A figure that
-    cannot be drawn is a note saying why, not a failed report."""
+    cannot be drawn is a note saying why, not a failed report. ``draw`` maps the
+    per-cell figures (TCP states: most of a report's drawing time) over worker processes
+    (:func:`harness.report.workers.pool`), or draws them here."""
     shows = report.shows(name)
     keys = _varying(rows)
     reps = any(r.repetition != 1 for r in rows)
@@ -431,10 +446,7 @@ def figures(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> l
         )
     plots.append(_guarded("flags plot", lambda: flags_plot(run_dir, name, rows, palette, labels)))
     if "census" in shows.plots:
-        timelines = [
-            _guarded(f"TCP states of {r.cell}", lambda r=r: census_plot(run_dir, r, labels))
-            for r in _ok(rows)
-        ]
+        timelines = draw(_census_guarded, [(run_dir, r, labels) for r in _ok(rows)])
         if any(timelines):
             plots.append(
                 _figure(
