@@ -10,12 +10,16 @@
 #   generators: Locust and wrk side by side on one keep-alive cell, through HAProxy and
 #             to the backend alone, interleaved (scripts/bench_generators.py): wrk must
 #             reach >= 1.5x Locust's req/s through HAProxy (needs Docker).
-# BENCH_PARTS chooses the parts (default: all four).
+#   census:   the census's samples per second in HAProxy's namespace while 1,000 and
+#             5,000 connections are held open through it (scripts/bench_census.py):
+#             >= $CENSUS_TARGET_HZ Hz at 5,000 (needs Docker).
+# BENCH_PARTS chooses the parts (default: all five).
 set -euo pipefail
 BACKEND_TARGET=${BACKEND_TARGET:-15000}
 OVERHEAD_TARGET_S=${OVERHEAD_TARGET_S:-3}
 REPORT_TARGET_S=${REPORT_TARGET_S:-5}
-BENCH_PARTS=${BENCH_PARTS:-backend overhead report generators}
+CENSUS_TARGET_HZ=${CENSUS_TARGET_HZ:-5}
+BENCH_PARTS=${BENCH_PARTS:-backend overhead report generators census}
 PY=${PY:-python3}
 failed=0
 tmp=$(mktemp -d)
@@ -74,6 +78,15 @@ if [[ " $BENCH_PARTS " == *" generators "* ]]; then
         echo "bench: wrk against Locust through HAProxy: ok"
     else
         echo "bench: wrk did not reach 1.5x Locust through HAProxy" >&2
+        failed=1
+    fi
+fi
+if [[ " $BENCH_PARTS " == *" census "* ]]; then
+    echo "census: python scripts/bench_census.py --min-hz $CENSUS_TARGET_HZ"
+    if "$PY" scripts/bench_census.py --min-hz "$CENSUS_TARGET_HZ"; then
+        echo "bench: census sampling with 5,000 connections held (target ${CENSUS_TARGET_HZ} Hz): ok"
+    else
+        echo "bench: census sampling below ${CENSUS_TARGET_HZ} Hz, or the connections not held" >&2
         failed=1
     fi
 fi
