@@ -430,10 +430,11 @@ _SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 def _census_cached(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
     """:func:`census_plot`, from the run's figure cache when its inputs are unchanged."""
-    census = {k: v.model_dump(mode="json") for k, v in (record.m.census or {}).items()}
-    inputs = [run_dir.name, record.cell, labels[record.cell], census, matplotlib.__version__,
+    # pydantic's own JSON of the summaries (compiled: a tenth of json.dumps' time)
+    census = [f"{k}={v.model_dump_json()}" for k, v in sorted((record.m.census or {}).items())]
+    inputs = [run_dir.name, record.cell, labels[record.cell], *census, matplotlib.__version__,
               _SOURCE]  # fmt: skip
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256("\n".join(inputs).encode()).hexdigest()
     path = run_dir / FIGURE_CACHE / f"census-{key[:32]}.svg"
     try:
         return path.read_text()
