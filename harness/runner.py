@@ -458,7 +458,7 @@ def cell_deadline(seconds: float) -> Iterator[None]:
 
 # Set-up and tear-down of a cell around its load besides its drain (compose up, the
 # census's readiness and baseline, counters, collection, teardown, analysis): a median
-# of 2.5 s on the 2-core lab machine (cell.json's phases; make bench), 1.3 s of it
+# of 2.7 s on the 2-core lab machine (cell.json's phases; make bench), 1.3 s of it
 # `docker compose up -d`.
 CELL_OVERHEAD_S = 3.0
 
