@@ -28,7 +28,7 @@ import requests
 import yaml
 
 from harness import results
-from harness.analyse import cell_metrics
+from harness.analyse import cell_metrics, census
 from harness.analyse import record as records
 from harness.analyse.record import CellRecord, RunManifest
 from harness.errors import CellError, HarnessError, ResultsError, SpecError
@@ -197,11 +197,13 @@ def _join_haproxy_logs(folder: Path) -> None:
 
 
 def _measure(stack: Stack, item: Prepared, phases: dict[str, float]) -> int:
-    """Load, collect, drain: the observers run throughout (their pre-load baseline was
-    waited for as the stack started: harness/stack/ready.py); raw files land in the
-    folder. ``phases`` gets the seconds each step took."""
+    """Load, counters, drain, collect: the observers run throughout (their pre-load
+    baseline was waited for as the stack started: harness/stack/ready.py); raw files land
+    in the folder, timing.json gets the epoch seconds of the load's start and end, of the
+    drain's end and whether it drained (:func:`wait_drained`). ``phases`` gets the
+    seconds each step took."""
     folder, knobs = item.folder, item.knobs
-    timing: dict[str, float] = {"load_start": time.time()}
+    timing: dict[str, Any] = {"load_start": time.time()}
     fault = _inject_later(stack, knobs.fault, timing) if knobs.fault else None
     with observe.CpuSampler(item.project, contexts=stack.contexts) as cpu:
         code, output = workload.drive(stack, item.cell, knobs, item.load_args)
@@ -224,19 +226,22 @@ def _measure(stack: Stack, item: Prepared, phases: dict[str, float]) -> int:
         (folder / "haproxy-info.txt").write_text(info)
         (folder / "haproxy-stat.csv").write_text(stat)
     phases["counters"] = time.time() - timing["load_end"]
-    # Kept fixed, for the measurement: the census watches connections close for this
-    # long after the counters are read (a state's drain_s, harness/analyse/census.py).
-    time.sleep(knobs.drain_s)
+    # The census watches the load's connections close: until every census shows them
+    # closed, at most the scenario's drain_s (a state's drain_s, harness/analyse/census.py).
+    drained = wait_drained(folder, knobs.target, timing["load_start"], time.time(), knobs.drain_s)
+    sides = ("client", knobs.target, "backend")
     timing["drain_end"] = time.time()
-    phases["drain"] = knobs.drain_s
+    timing["drained"] = drained
+    phases["drain"] = timing["drain_end"] - timing["load_end"] - phases["counters"]
     died = _target_died(stack, item, timing["load_start"])
-    stack.stop("capture", *[f"census-{side}" for side in ("client", knobs.target, "backend")])
+    # Observers stopped and the two logs read, all at once (Docker SDK, no CLI).
+    console = "haproxy-console.log" if knobs.target == "haproxy" else f"{knobs.target}.log"
+    _, (target_log, backend_log) = _parallel(
+        lambda: stack.stop("capture", *[f"census-{side}" for side in sides]),
+        lambda: stack.logs(knobs.target, "backend"),
+    )
     results.write_json(folder / "timing.json", timing)
     # haproxy's log lines went to haproxy.log itself; its console has alerts and warnings.
-    # One after the other: three `docker compose` at once on 2 busy cores took longer
-    # (0.5-0.7 s each) than in series (0.1-0.2 s each): each CLI start is CPU-bound.
-    console = "haproxy-console.log" if knobs.target == "haproxy" else f"{knobs.target}.log"
-    target_log, backend_log = stack.logs(knobs.target), stack.logs("backend")
     (folder / console).write_text(target_log)
     _join_haproxy_logs(folder)
     (folder / "backend.log").write_text(backend_log)
@@ -252,6 +257,64 @@ def _measure(stack: Stack, item: Prepared, phases: dict[str, float]) -> int:
         if knobs.fault.service == "client":
             return 0  # Locust died with its container, as intended
     return code
+
+
+# States that leave within a drain window when the load's connections close: all but
+# TIME-WAIT, which the kernel holds for a fixed 60 s (TCP_TIMEWAIT_LEN, tcp(7)) whatever
+# the cell does, and LISTEN (the servers' sockets, not connections).
+NOT_DRAINING = frozenset({"TIME-WAIT", "LISTEN"})
+DRAIN_POLL_S = 0.05  # census.sh samples every 0.1 s
+
+
+def wait_drained(
+    folder: Path, target: str, load_start: float, since: float, bound_s: float
+) -> bool:
+    """Wait until the load's connections have closed, as the census files in ``folder``
+    show them, or ``bound_s`` seconds; True when they closed first.
+
+    Closed: each census (client, ``target``, backend) has a sample taken after ``since``
+    (epoch s) in which every state but TIME-WAIT is back at or below its pre-load
+    baseline (the most it had before ``load_start``: a state's drain in
+    :func:`harness.analyse.census.analyse`), except HAProxy's idle server-side pool:
+    ESTAB out of the target's namespace and ESTAB into the backend's, which HAProxy keeps
+    open by design after its clients have gone (``http-reuse``; ``pool-purge-delay``, 5 s
+    by default). The client's census at baseline means each of its connections is closed
+    at both ends, so a cell without a pool (direct to the backend, ``mode tcp``) is
+    drained on the server side too once its client side shows it. States that linger
+    (connect-timeout's CLOSE-WAIT against a black hole, a FIN-WAIT-2 nobody ends) are
+    watched for the whole bound, as the fixed drain did. Reads files only; a census file
+    not written yet, or not written since ``since`` (its container gone), is not drained.
+    """
+    pool = {target: ("ESTAB", "out"), "backend": ("ESTAB", "in")}
+    sides = ("client", target, "backend")
+    deadline = time.monotonic() + bound_s
+    while True:
+        if all(
+            _drained(folder / f"census-{side}.txt", load_start, since, pool.get(side))
+            for side in sides
+        ):
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(DRAIN_POLL_S, left))
+
+
+def _drained(path: Path, load_start: float, since: float, pool: tuple[str, str] | None) -> bool:
+    try:
+        found = census.parse(path)
+    except (OSError, ValueError):
+        return False
+    ts = found.timestamps
+    if not ts or ts[-1] <= since:
+        return False
+    for key, counts in found.counts.items():
+        if key[0] in NOT_DRAINING or key == pool:
+            continue
+        baseline = max((c for t, c in zip(ts, counts, strict=True) if t < load_start), default=0)
+        if counts[-1] > baseline:
+            return False
+    return True
 
 
 def _parallel(*calls: Callable[[], Any]) -> list[Any]:
@@ -307,7 +370,7 @@ def _docker_time(text: str | None) -> float | None:
     return datetime.fromisoformat(text).timestamp()
 
 
-def _inject_later(stack: Stack, fault: Fault, timing: dict[str, float]) -> threading.Timer:
+def _inject_later(stack: Stack, fault: Fault, timing: dict[str, Any]) -> threading.Timer:
     def inject() -> None:
         timing["fault"] = time.time()
         stack.inject(fault.action, fault.service)
@@ -465,9 +528,10 @@ def cell_deadline(seconds: float) -> Iterator[None]:
 
 
 # Set-up and tear-down of a cell around its load besides its drain (compose up, the
-# census's readiness and baseline, counters, collection, compose down, analysis): a
-# median of 3.2-3.8 s on the 2-core lab machine (cell.json's phases; make bench).
-CELL_OVERHEAD_S = 4.0
+# census's readiness and baseline, counters, collection, teardown, analysis): a median
+# of 2.7 s on the 2-core lab machine (cell.json's phases; make bench), 1.3 s of it
+# `docker compose up -d`.
+CELL_OVERHEAD_S = 3.0
 
 
 def cell_bound_s(cell: Cell) -> float:

@@ -12,12 +12,16 @@
 #             bare wrk in one stack (scripts/bench_generators.py): wrk must reach >= 1.5x
 #             Locust's req/s through HAProxy, and the harness's wrk >= 90 % of bare wrk's
 #             (needs Docker).
-# BENCH_PARTS chooses the parts (default: all four).
+#   census:   the census's samples per second in HAProxy's namespace while 1,000 and
+#             5,000 connections are held open through it (scripts/bench_census.py):
+#             >= $CENSUS_TARGET_HZ Hz at 5,000 (needs Docker).
+# BENCH_PARTS chooses the parts (default: all five).
 set -euo pipefail
 BACKEND_TARGET=${BACKEND_TARGET:-15000}
 OVERHEAD_TARGET_S=${OVERHEAD_TARGET_S:-3}
 REPORT_TARGET_S=${REPORT_TARGET_S:-5}
-BENCH_PARTS=${BENCH_PARTS:-backend overhead report generators}
+CENSUS_TARGET_HZ=${CENSUS_TARGET_HZ:-5}
+BENCH_PARTS=${BENCH_PARTS:-backend overhead report generators census}
 PY=${PY:-python3}
 failed=0
 tmp=$(mktemp -d)
@@ -76,6 +80,15 @@ if [[ " $BENCH_PARTS " == *" generators "* ]]; then
         echo "bench: wrk against Locust, and the harness's wrk against bare wrk: ok"
     else
         echo "bench: wrk below 1.5x Locust, or the harness's wrk below 90 % of bare wrk" >&2
+        failed=1
+    fi
+fi
+if [[ " $BENCH_PARTS " == *" census "* ]]; then
+    echo "census: python scripts/bench_census.py --min-hz $CENSUS_TARGET_HZ"
+    if "$PY" scripts/bench_census.py --min-hz "$CENSUS_TARGET_HZ"; then
+        echo "bench: census sampling with 5,000 connections held (target ${CENSUS_TARGET_HZ} Hz): ok"
+    else
+        echo "bench: census sampling below ${CENSUS_TARGET_HZ} Hz, or the connections not held" >&2
         failed=1
     fi
 fi

@@ -5,8 +5,9 @@ Usage: python scripts/cell_overhead.py [--max-s S] RUN_DIR [RUN_DIR ...]
 A cell's wall time is cell.json's ``started`` to ``finished`` (the stack's start, the
 load, collection, teardown and the cell's analysis); its load is timing.json's
 ``load_start`` to ``load_end`` (the Locust exec, Locust's own start-up included). The
-overhead is the difference; "fixed drain" is the scenario's drain_s inside it, a wait
-kept for the measurement. With ``--max-s``, exits 1 when the median overhead is above it.
+overhead is the difference; "drain" is the wait inside it for the census to show the
+load's connections closed (at most the scenario's drain_s), kept for the measurement.
+With ``--max-s``, exits 1 when the median overhead is above it.
 Reads files only: no Docker.
 """
 
@@ -60,7 +61,7 @@ def main() -> int:
     median_drain = statistics.median(r["overhead"] - r["drain"] for r in rows)
     print(
         f"per-cell overhead: median {median:.2f} s over {len(rows)} cell(s) "
-        f"({median_drain:.2f} s without the scenarios' fixed drain)"
+        f"({median_drain:.2f} s without the drain)"
     )
     if args.max_s is not None and median > args.max_s:
         print(f"bench: per-cell overhead {median:.2f} s is above {args.max_s:g} s", file=sys.stderr)

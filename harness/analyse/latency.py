@@ -45,13 +45,20 @@ def read_hdr(path: Path) -> tuple[np.ndarray, np.ndarray]:
         histogram = HdrHistogram.decode(text.encode("ascii"))
     except Exception as exc:  # the codec raises bare Exceptions on garbage
         raise ValueError(f"{path}: not an encoded HdrHistogram ({exc})") from exc
-    pairs = [
-        (item.value_iterated_to, item.count_at_value_iterated_to)
-        for item in histogram.get_recorded_iterator()
-    ]
-    values = np.array([v for v, _ in pairs], dtype=float) / US_PER_MS
-    counts = np.array([c for _, c in pairs], dtype=np.int64)
-    return values, counts
+    # The recorded buckets straight from the counts array: what hdrh's recorded iterator
+    # yields (value_iterated_to: the highest equivalent value of each non-empty bucket),
+    # without its Python walk over every bucket up to the largest (~1.4 M steps over a
+    # default matrix's cells, 13 s of a 20 s `harness report`).
+    counts_all = np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len]
+    (index,) = np.nonzero(counts_all)
+    values = np.array(
+        [
+            histogram.get_highest_equivalent_value(histogram.get_value_from_index(int(i)))
+            for i in index
+        ],
+        dtype=float,
+    )
+    return values / US_PER_MS, counts_all[index].astype(np.int64)
 
 
 def client_parts(folder: Path, name: str, ext: str) -> list[Path]:
@@ -69,12 +76,14 @@ def hdr_files(folder: Path) -> list[Path]:
 def merged(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """One histogram (values ascending, counts) from several: counts of equal values add
     (HDR files of one shape share their bucket values)."""
-    total: dict[float, int] = {}
-    for values, counts in parts:
-        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-            total[value] = total.get(value, 0) + count
-    keys = sorted(total)
-    return np.array(keys, dtype=float), np.array([total[k] for k in keys], dtype=np.int64)
+    found = list(parts)
+    if not found:
+        return np.array([], dtype=float), np.array([], dtype=np.int64)
+    values = np.concatenate([v for v, _ in found])
+    keys, where = np.unique(values, return_inverse=True)  # sorted, ascending
+    total = np.zeros(len(keys), dtype=np.int64)
+    np.add.at(total, where, np.concatenate([c for _, c in found]).astype(np.int64))
+    return keys.astype(float), total
 
 
 def read_locust(locust_json: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -438,7 +438,13 @@ def _backend_closes_first(p: Params) -> Knobs:
             + _fin_timeout("tunnel", p["tunnel"]),
         ),
         backend_env={"BACKEND_IDLE_TIMEOUT_MS": str(p["backend_idle_ms"])},
-        load=Probe(variant="hold", connections=p["connections"], deadline_s=p["hold_s"]),
+        load=Probe(
+            variant="hold",
+            connections=p["connections"],
+            concurrency=p["concurrency"],
+            stagger_ms=p["stagger_ms"],
+            deadline_s=p["hold_s"],
+        ),
         drain_s=p["watch_s"],
     )
 
@@ -525,6 +531,9 @@ Variant = Literal["fin", "tls-fin-no-notify", "tls-notify", "conn-close", "fin-w
 HttpReuse = Literal["never", "safe", "aggressive", "always"]
 # The most probe connections one cell may plan: each is a real connection to HAProxy.
 MAX_PROBE_CONNECTIONS = 2000
+# backend-closes-first's held connections: idle once answered, so more of them; 5,000
+# held at once is what `make bench` measures the census with (scripts/bench_census.py).
+MAX_HELD_CONNECTIONS = 5000
 
 
 class SmokeParams(HttpLoadParams):
@@ -714,7 +723,12 @@ class BackendClosesFirstParams(TypedParams):
     client_fin: HaproxyTimeOrOff = "off"
     server_fin: HaproxyTimeOrOff = "off"
     tunnel: HaproxyTimeOrOff = "off"
-    connections: Count(1, 1000, "connections") = 20
+    # Up to 5,000 held at once: `make bench` measures the census's sampling rate with that
+    # many connections through HAProxy (scripts/bench_census.py; HAProxy's maxconn then
+    # needs raising with `config`).
+    connections: Count(1, MAX_HELD_CONNECTIONS, "connections") = 20
+    concurrency: Count(1, MAX_HELD_CONNECTIONS, "probe connections open at once") = 20
+    stagger_ms: Count(0, 10_000, "ms between the first connections' starts", 5) = 5
     hold_s: Seconds(600, "how long the probe holds each connection", 6.0, True) = 6.0
     watch_s: Seconds(600, "how long observers watch after the load", 2.0) = 2.0
 

@@ -13,6 +13,7 @@ import html
 import io
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from harness.analyse import compare
 from harness.analyse.record import CellRecord
 from harness.plan.spec import params_text
 from harness.report import tables as report
+from harness.report import workers
 
 Record = CellRecord
 
@@ -95,9 +97,11 @@ def _style(key: str) -> Iterator[None]:
         yield
 
 
-def _svg(fig: Figure) -> str:
+def _svg(fig: Figure, tight: bool = True) -> str:
+    """The figure as inline SVG; ``tight=False`` for a figure whose margins are set by
+    hand (``subplots_adjust``): a tight bounding box draws the figure twice."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata=_SVG_META, bbox_inches="tight")
+    fig.savefig(buf, format="svg", metadata=_SVG_META, bbox_inches="tight" if tight else None)
     text = buf.getvalue()
     # Inline SVG takes no XML prolog or doctype.
     return _compact(_GROUP_ID.sub("", text[text.index("<svg") :]))
@@ -315,8 +319,10 @@ def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
             bbox_to_anchor=(0.91, 0.5),
             fontsize=7,
         )
-        fig.subplots_adjust(wspace=0.25, top=0.78, right=0.9)
-        return _svg(fig)
+        # Margins for the title, the axis labels and the legend, set by hand: the census
+        # plots are most of a report's drawing, and a tight box would draw each twice.
+        fig.subplots_adjust(wspace=0.25, top=0.78, right=0.9, left=0.06, bottom=0.24)
+        return _svg(fig, tight=False)
 
 
 def flags_plot(
@@ -412,10 +418,57 @@ def _guarded(what: str, draw: Callable[[], str]) -> str:
         return f'<p class="note">{esc(what)} not drawn: {esc(type(exc).__name__)}: {esc(exc)}</p>'
 
 
-def figures(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> list[str]:
+# Census figures already drawn, by the sha256 of all they are drawn from: the run folder's
+# name (the SVG ids' salt), the cell, its label, its census summary, matplotlib's version
+# and this module's source. A figure is a pure function of those, so a report made again
+# (`harness report` after the run's own) reuses it: 30 of them were 6-7 s of CPU of a
+# default-matrix run's report, 0.2 s each. Any change to the data or to the drawing
+# code misses the cache, and a file that cannot be read or written is drawn again.
+FIGURE_CACHE = ".figures"
+_SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def _census_cached(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
+    """:func:`census_plot`, from the run's figure cache when its inputs are unchanged."""
+    # pydantic's own JSON of the summaries (compiled: a tenth of json.dumps' time)
+    census = [f"{k}={v.model_dump_json()}" for k, v in sorted((record.m.census or {}).items())]
+    inputs = [run_dir.name, record.cell, labels[record.cell], *census, matplotlib.__version__,
+              _SOURCE]  # fmt: skip
+    key = hashlib.sha256("\n".join(inputs).encode()).hexdigest()
+    path = run_dir / FIGURE_CACHE / f"census-{key[:32]}.svg"
+    try:
+        return path.read_text()
+    except OSError:
+        pass
+    svg = census_plot(run_dir, record, labels)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        partial.write_text(svg)
+        partial.replace(path)  # whole or absent, even with workers drawing at once
+    except OSError:
+        pass  # a read-only run folder: drawn each time
+    return svg
+
+
+def _census_guarded(args: tuple[Path, Record, dict[str, str]]) -> str:
+    """:func:`census_plot` of one cell (cached), guarded (module level: it pickles)."""
+    run_dir, record, labels = args
+    return _guarded(f"TCP states of {record.cell}", lambda: _census_cached(run_dir, record, labels))
+
+
+def figures(
+    run_dir: Path,
+    name: str,
+    rows: list[Record],
+    palette: Palette,
+    draw: workers.Map[str] = workers.serial,
+) -> list[str]:
     """The SVG figures of one scenario's cells (``<figure>`` elements, in page order):
     what its Shows names (close delays, TCP states), load and flags. A figure that
-    cannot be drawn is a note saying why, not a failed report."""
+    cannot be drawn is a note saying why, not a failed report. ``draw`` maps the
+    per-cell figures (TCP states: most of a report's drawing time) over worker processes
+    (:func:`harness.report.workers.pool`), or draws them here."""
     shows = report.shows(name)
     keys = _varying(rows)
     reps = any(r.repetition != 1 for r in rows)
@@ -431,10 +484,7 @@ def figures(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> l
         )
     plots.append(_guarded("flags plot", lambda: flags_plot(run_dir, name, rows, palette, labels)))
     if "census" in shows.plots:
-        timelines = [
-            _guarded(f"TCP states of {r.cell}", lambda r=r: census_plot(run_dir, r, labels))
-            for r in _ok(rows)
-        ]
+        timelines = draw(_census_guarded, [(run_dir, r, labels) for r in _ok(rows)])
         if any(timelines):
             plots.append(
                 _figure(

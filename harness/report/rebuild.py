@@ -15,7 +15,7 @@ from harness import results
 from harness.analyse import cell_metrics, record
 from harness.analyse.compare import Thresholds
 from harness.analyse.record import CellRecord
-from harness.report import model, render, tables, tidy
+from harness.report import model, render, tables, tidy, workers
 
 
 def rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
@@ -30,14 +30,7 @@ def rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
     """
     run = record.load_run(run_dir / "run.json")
     if records is None:
-        records = []
-        for path in sorted(run_dir.glob("*/cell.json")):
-            cell = record.load_cell(path)
-            if cell.ok:
-                metrics = cell_metrics.compute(path.parent, cell.target)
-                cell = cell.model_copy(update={"metrics": metrics})
-                record.write_cell(path, cell)
-            records.append(cell)
+        records = _recomputed(run_dir)
     thresholds = Thresholds(**run.thresholds())
     found = tables.comparisons(run_dir, records, run.baseline, thresholds)
     report = model.build(run_dir, records, found, run)  # once, for both renderers
@@ -52,6 +45,31 @@ def rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
             for r in records
         ],
     )
-    (run_dir / "report.html").write_text(render.html_of(report, run_dir, text))
+    with workers.pool(len(records)) as draw:
+        (run_dir / "report.html").write_text(render.html_of(report, run_dir, text, draw))
     render.write_index(run_dir.parent)
     return text
+
+
+def _recomputed(run_dir: Path) -> list[CellRecord]:
+    """Every cell record of the run, each ok cell's metrics recomputed from its raw files
+    (cells at once over the cores: :mod:`harness.report.workers`) and its cell.json
+    rewritten."""
+    paths = sorted(run_dir.glob("*/cell.json"))
+    cells = [record.load_cell(path) for path in paths]
+    ok = [(cell, path.parent) for cell, path in zip(cells, paths, strict=True) if cell.ok]
+    with workers.pool(len(ok)) as each:
+        done = iter(each(_compute, ok))
+    records = []
+    for cell, path in zip(cells, paths, strict=True):
+        if cell.ok:
+            cell = next(done)
+            record.write_cell(path, cell)
+        records.append(cell)
+    return records
+
+
+def _compute(args: tuple[CellRecord, Path]) -> CellRecord:
+    """One cell's record with its metrics recomputed from the raw files in its folder."""
+    cell, folder = args
+    return cell.model_copy(update={"metrics": cell_metrics.compute(folder, cell.target)})

@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from harness.analyse.compare import Comparison
 from harness.analyse.record import CellRecord, RunManifest
-from harness.report import model, plots, tables
+from harness.report import model, plots, tables, workers
 
 TEMPLATES = Path(__file__).with_name("templates")
 # C0 and C1 control characters but tab and newline: an ESC or CSI from a run folder's
@@ -110,13 +110,19 @@ def html(
     return html_of(model.build(run_dir, records, found, run), run_dir, text)
 
 
-def html_of(report: model.Report, run_dir: Path, text: str | None = None) -> str:
+def html_of(
+    report: model.Report,
+    run_dir: Path,
+    text: str | None = None,
+    draw: workers.Map[str] = workers.serial,
+) -> str:
     """report.html from its model; the plots are drawn from the model's records and
-    the raw files in ``run_dir``."""
+    the raw files in ``run_dir`` (the per-cell ones by ``draw``: a
+    :func:`harness.report.workers.pool`'s map, or in this process)."""
     everything = [r for s in report.scenarios for r in s.records]
     palette = plots.Palette(everything)  # one colour per version across the page
     figures = {
-        s.name: [Markup(f) for f in plots.figures(run_dir, s.name, s.records, palette)]
+        s.name: [Markup(f) for f in plots.figures(run_dir, s.name, s.records, palette, draw)]
         for s in report.scenarios
     }
     template = _environment("html").get_template("report.html.j2")

@@ -133,6 +133,18 @@ class CommandLog:
             )
         return proc
 
+    def entry(
+        self,
+        argv: Sequence[str],
+        seconds: float,
+        code: int | None,
+        out: bytes | None = None,
+        err: bytes | None = None,
+    ) -> None:
+        """Log a step the harness did through the Docker SDK, as a command would be
+        (``argv`` says what, e.g. ``["sdk", "stop", "capture"]``; ``code`` None: timed out)."""
+        self._write(argv, seconds, code, out, err)
+
     def _write(
         self,
         argv: Sequence[str],

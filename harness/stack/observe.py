@@ -152,7 +152,7 @@ def haproxy_commands(stack: Stack, *commands: str) -> list[str]:
         f"exec 3<&-; echo '{_ANSWER_END}'"
         for command in commands
     ]
-    proc = stack.exec("census-haproxy", "bash", "-c", "; ".join(asks), timeout=30)
+    proc = stack.exec_quick("census-haproxy", "bash", "-c", "; ".join(asks))
     parts = proc.stdout.decode(errors="replace").split(_ANSWER_END + "\n")
     return [parts[i] if i < len(parts) else "" for i in range(len(commands))]
 
@@ -165,7 +165,7 @@ def backend_totals(stack: Stack) -> str | None:
         f"exec 3<>/dev/tcp/127.0.0.1/{HTTP_PORT} && printf 'GET /_stats HTTP/1.0\\r\\n\\r\\n' >&3 "
         "&& cat <&3"
     )
-    proc = stack.exec("backend", "bash", "-c", script, timeout=30)
+    proc = stack.exec_quick("backend", "bash", "-c", script)
     head, sep, body = proc.stdout.decode(errors="replace").partition("\r\n\r\n")
     if proc.returncode != 0 or not sep or " 200 " not in head.split("\r\n", 1)[0]:
         return None

@@ -259,3 +259,23 @@ def test_backend_totals_are_taken_as_the_backend_counted_them(tmp_path):
     assert (backend.connections, backend.requests, backend.connections_per_s) == (4, 10, 0.4)
     assert backend.requests_by_header == by_header
     assert backend.requests_by_port == {"8080": 6, "8083": 4}
+
+
+def test_read_hdr_gives_what_hdrhs_recorded_iterator_gives(tmp_path: Path) -> None:
+    # read_hdr reads the counts array itself (the iterator walked every bucket in Python):
+    # the same (value, count) pairs, from 1 µs to an hour, merged parts included.
+    rng = np.random.default_rng(15)
+    hist = HdrHistogram(latency.LOWEST_US, latency.HIGHEST_US, latency.SIGNIFICANT_DIGITS)
+    for value in [1, 2, 1023, 1024, 2047, 2048, 3_599_999_999, *rng.lognormal(7, 2, 5000)]:
+        hist.record_value(max(1, min(int(value), latency.HIGHEST_US)))
+    path = tmp_path / latency.HDR_FILE
+    path.write_bytes(hist.encode())
+    expected = [
+        (i.value_iterated_to / latency.US_PER_MS, i.count_at_value_iterated_to)
+        for i in HdrHistogram.decode(path.read_bytes()).get_recorded_iterator()
+    ]
+    values, counts = latency.read_hdr(path)
+    assert list(zip(values.tolist(), counts.tolist(), strict=True)) == expected
+    both_v, both_c = latency.merged([(values, counts), (values[:3], counts[:3])])
+    assert both_v.tolist() == values.tolist()
+    assert both_c.tolist() == [c * 2 if i < 3 else c for i, c in enumerate(counts.tolist())]
