@@ -35,7 +35,9 @@ if ! engine_up; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap iptables >/dev/null
     fi
-    if ! pgrep -x dockerd >/dev/null; then
+    # The main engine by its pidfile, not by process name: other dockerd instances (the
+    # multi-engine test's, in their own namespaces) are not this engine.
+    if ! { [ -s /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }; then
         say "starting dockerd in the background (log: $ENGINE_LOG)"
         mkdir -p "$(dirname "$ENGINE_LOG")"
         # Only stdin/out/err reach the daemon: a descriptor inherited from the caller (a

@@ -34,10 +34,11 @@ def _engines(verb: str) -> None:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def engines(docker_engine):
-    """Three extra engines for the session (their data, and so the images loaded into
-    them, stay for the next), stopped and their namespaces removed at its end."""
+    """Three extra engines for this module (their data, and so the images loaded into
+    them, stay for the next session), stopped and their namespaces removed at its end:
+    no other test shares the machine with engines it did not start."""
     _engines("up")
     yield ENGINES
     _engines("down")
