@@ -459,7 +459,11 @@ def run_cell(item: Prepared, image_set: ImageSet) -> CellRecord:
             record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
             phases["analyse"] = time.time() - t_analyse
             record["status"] = "ok"
-    except CellError as exc:
+    except (CellError, docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        # An SDK call during the cell (stop, logs, exec) fails when the engine goes away;
+        # the teardown then waited for it. Without that wait it is no cell's failure.
+        if not isinstance(exc, CellError) and stack.engine_lost_s is None:
+            raise
         record["status"] = "failed"
         record["error"] = str(exc)
         if stack.engine_lost_s is not None:

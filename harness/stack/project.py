@@ -239,17 +239,34 @@ class Stack:
             self._each(self._down_part)
 
     def _down_part(self, part: Compose) -> None:
-        """One engine's part down, and whatever carries its label removed there."""
-        waited = wait_for_engine(ENGINE_WAIT_S, part.context)
-        if waited is None:
-            on = "" if part.context == LOCAL else f" (context {part.context})"
-            raise EngineError(
-                f"the Docker engine{on} stopped answering and did not come back within "
-                f"{ENGINE_WAIT_S:.0f} s, so {self.project} may be left in Docker. Start "
-                "it ('make engine'), then run 'python -m harness clean'."
-            )
-        if waited > 0:
-            self.engine_lost_s = waited
+        """One engine's part down, and whatever carries its label removed there. An engine
+        that stops answering is waited for (``ENGINE_WAIT_S`` in all), also when it goes
+        in the middle of the removal: one that is shutting down still answers a ping."""
+        deadline = time.monotonic() + ENGINE_WAIT_S
+        attempts = 0
+        while True:
+            waited = wait_for_engine(max(deadline - time.monotonic(), 0.0), part.context)
+            if waited is None:
+                on = "" if part.context == LOCAL else f" (context {part.context})"
+                raise EngineError(
+                    f"the Docker engine{on} stopped answering and did not come back within "
+                    f"{ENGINE_WAIT_S:.0f} s, so {self.project} may be left in Docker. Start "
+                    "it ('make engine'), then run 'python -m harness clean'."
+                )
+            if waited > 0:
+                self.engine_lost_s = (self.engine_lost_s or 0.0) + waited
+            try:
+                self._remove_part(part)
+                return
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                # An engine shutting down may still answer a ping (on a pooled connection)
+                # while new requests fail: wait for it again, a few times at most.
+                attempts += 1
+                if attempts >= 3 or time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+
+    def _remove_part(self, part: Compose) -> None:
         started = time.monotonic()
         where = [] if part.context == LOCAL else ["--context", part.context]
         try:

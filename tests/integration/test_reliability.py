@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -161,7 +162,7 @@ def engine_restorer():
 
 
 def test_engine_stopping_mid_load_fails_the_cell_in_one_line_and_leaks_nothing(
-    docker_engine, tmp_path, engine_restorer
+    docker_engine, tmp_path, engine_restorer, request
 ):
     matrix = tmp_path / "one.yaml"
     matrix.write_text(
@@ -173,8 +174,16 @@ def test_engine_stopping_mid_load_fails_the_cell_in_one_line_and_leaks_nothing(
     while len(leftovers(None)["containers"]) < 5 and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(5)  # the load is running
-    os.kill(_dockerd_pid(), signal.SIGTERM)  # the engine stops, and its containers with it
-    while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
+    # Another process named dockerd (e.g. an engine of scripts/engines-multi.sh) is not
+    # the engine: stopping and restarting the engine must go by its pidfile.
+    decoy_exe = tmp_path / "dockerd"
+    shutil.copy("/bin/sleep", decoy_exe)
+    decoy = subprocess.Popen([str(decoy_exe), "600"])
+    request.addfinalizer(decoy.kill)
+    pid = _dockerd_pid()
+    os.kill(pid, signal.SIGTERM)  # the engine stops, and its containers with it
+    gone_by = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < gone_by:
         time.sleep(0.5)
     time.sleep(5)  # the harness finds it gone
     # Restarted by a caller that holds a lock (e.g. `flock LOCK make engine`): the daemon
@@ -193,7 +202,9 @@ def test_engine_stopping_mid_load_fails_the_cell_in_one_line_and_leaks_nothing(
     code, err = finish(proc)
     assert "Traceback" not in err, err[-3000:]
     assert "the Docker engine stopped answering" in err
-    [cell_json] = results.glob("*/*/cell.json")
+    found = list(results.glob("*/*/cell.json"))
+    assert len(found) == 1, (found, err[-3000:])
+    [cell_json] = found
     cell = json.loads(cell_json.read_text())
     assert cell["status"] == "failed"
     assert "Docker engine stopped answering during this cell" in cell["error"]
