@@ -21,7 +21,10 @@ def test_reproduce_chunked_stall_verdict(docker_engine, results_dir, a, b, verdi
     proc = subprocess.run(
         # python -m harness, not make: make turns any failing status into its own 2.
         [sys.executable, "-m", "harness", "reproduce", "--a", a, "--b", b,
-         "--scenario", "chunked-stall", "--fail-on", "regression"],
+         "--scenario", "chunked-stall", "--fail-on", "regression",
+         # one cell a side: the stall is 10 of 10 per stalling size since requests: 2, so
+         # 20/40 against 0/40 (Fisher p=7.8e-08) needs no repetition; 3 took 150 s a case
+         "--repetitions", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=1200,
         env={**__import__("os").environ, "HARNESS_RESULTS": str(results_dir)},
     )  # fmt: skip
