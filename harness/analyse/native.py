@@ -16,7 +16,6 @@ ValueError naming it.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,9 +25,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
+
+from harness.analyse import client_file
 
 NATIVE_FILE = "client.json"
 SOURCE_NATIVE = "the client's own µs latencies"
@@ -74,21 +74,9 @@ class NativeResult(BaseModel):
 
 def read(path: Path) -> NativeResult:
     """The validated contents of a client.json. Raises ValueError naming the file."""
-    info = path.stat()
-    return _read(str(path), info.st_size, info.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _read(path: str, size: int, mtime_ns: int) -> NativeResult:
-    try:
-        return NativeResult.model_validate_json(Path(path).read_bytes())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "(top level)"
-        raise ValueError(
-            f"{path}: not the client.json the harness's native clients write ({where}: "
-            f"{first['msg']}). Re-measure the cell; an edited file is not read."
-        ) from None
+    return client_file.read(
+        NativeResult, path, "the client.json the harness's native clients write"
+    )
 
 
 def histogram(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -14,12 +14,13 @@ ValueError naming it.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.analyse import client_file
 
 WRK_FILE = "wrk.json"
 SOURCE_WRK = "wrk's histogram (µs)"
@@ -82,21 +83,7 @@ def read(path: Path) -> WrkResult:
 
     One cell's analysis asks three times (load summary, latency histogram, statuses):
     the file is parsed once per version of it (path, size, mtime)."""
-    info = path.stat()
-    return _read(str(path), info.st_size, info.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _read(path: str, size: int, mtime_ns: int) -> WrkResult:
-    try:
-        return WrkResult.model_validate_json(Path(path).read_bytes())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "(top level)"
-        raise ValueError(
-            f"{path}: not the wrk.json the harness's wrk script writes ({where}: "
-            f"{first['msg']}). Re-measure the cell; an edited file is not read."
-        ) from None
+    return client_file.read(WrkResult, path, "the wrk.json the harness's wrk script writes")
 
 
 def histogram(path: Path) -> tuple[np.ndarray, np.ndarray]:
