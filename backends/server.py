@@ -511,6 +511,14 @@ class BackendProtocol(asyncio.Protocol):
 
     # -- request loop
 
+    def _answer_pending(self) -> bool:
+        """Answer the request whose body has just been read whole; False when it went
+        async (as _answer)."""
+        req = self.pending
+        assert req is not None
+        self.pending = None
+        return self._answer(req)
+
     def _process(self) -> None:
         """Answer every complete buffered request, in order, until one goes async."""
         data = self.buf
@@ -520,24 +528,14 @@ class BackendProtocol(asyncio.Protocol):
             while not self.closing:
                 if self.chunk_state is not None:
                     done, pos = self._read_chunked(data, pos, end_all)
-                    if not done:
-                        break
-                    req = self.pending
-                    assert req is not None
-                    self.pending = None
-                    if not self._answer(req):
+                    if not done or not self._answer_pending():
                         break
                     continue
                 if self.body_left:
                     take = min(self.body_left, end_all - pos)
                     pos += take
                     self.body_left -= take
-                    if self.body_left:
-                        break
-                    req = self.pending
-                    assert req is not None
-                    self.pending = None
-                    if not self._answer(req):
+                    if self.body_left or not self._answer_pending():
                         break
                     continue
                 while data.startswith(b"\r\n", pos):  # tolerated between requests
