@@ -66,6 +66,19 @@ class Harness:
             json.loads(p.read_text()) for p in sorted(Path(run_stdout_or_dir).glob("*/cell.json"))
         ]
 
+    def matrix_ok(self, text: str, folder: Path, timeout: float = 600) -> tuple[Path, list[dict]]:
+        """Run the matrix ``text`` (written to ``folder``); assert the run and every cell
+        ended ok; return the run folder and its cell records."""
+        matrix = folder / "matrix.yaml"
+        matrix.write_text(text)
+        proc = self("matrix", str(matrix), timeout=timeout)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        run_dir = self.newest_run()
+        records = self.cells(run_dir)
+        for record in records:
+            assert record["status"] == "ok", record.get("error")
+        return run_dir, records
+
     def newest_run(self) -> Path:
         runs = [p for p in self.results.iterdir() if (p / "run.json").exists()]
         return max(runs, key=lambda p: (p / "run.json").stat().st_mtime)

@@ -38,14 +38,9 @@ MATRIX = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def cells(harness, tmp_path_factory):
-    matrix = tmp_path_factory.mktemp("matrix") / "servers.yaml"
-    matrix.write_text(MATRIX)
-    proc = harness("matrix", str(matrix), timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = harness.newest_run()
+    run_dir, records = harness.matrix_ok(MATRIX, tmp_path_factory.mktemp("matrix"))
     found = {}
-    for record in harness.cells(run_dir):
-        assert record["status"] == "ok", record.get("error")
+    for record in records:
         p = record["params"]
         key = (
             record["scenario"],
