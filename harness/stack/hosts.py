@@ -65,13 +65,16 @@ def local(services: tuple[str, ...]) -> Placement:
 
 
 def place(hosts: Hosts | None, services: tuple[str, ...], target: str, server: tuple[str, int],
-          via_backend: bool) -> Placement:  # fmt: skip
+          via_backend: bool, extra_server_ports: tuple[int, ...] = ()) -> Placement:  # fmt: skip
     """The placement of a cell's ``services`` (its compose file's, in order) on ``hosts``.
 
     ``target``: the proxy's service (haproxy or calibration); ``server``: where the
     proxy's server line points (service, port); ``via_backend``: the client loads the
-    backend directly. Raises ValueError when two services would publish one port on
-    one host (the proxy and a directly loaded backend sharing an engine).
+    backend directly; ``extra_server_ports``: more servers of the backend (``servers``).
+    Raises ValueError when two services would publish one port on one host (the proxy
+    and a directly loaded backend sharing an engine), or when a backend of several
+    servers would run on another host than the proxy (a down server's port would be
+    published by Docker and answered by its proxy, not refused: the scenario's point).
     """
     if hosts is None or not hosts.spans:
         context = LOCAL if hosts is None else hosts.client.context
@@ -91,6 +94,13 @@ def place(hosts: Hosts | None, services: tuple[str, ...], target: str, server: t
     backend_ports = set()
     service, port = server
     if service == "backend" and ctx["proxy"] != ctx["backend"]:
+        if extra_server_ports:
+            raise ValueError(
+                f"a backend of {1 + len(extra_server_ports)} servers must run on the proxy's "
+                "host (a down server's port, published across hosts, would be accepted by "
+                "Docker's proxy rather than refused): give backend the proxy's context and "
+                "address, or use servers: 1"
+            )
         backend_ports.add(port)
     if via_backend and ctx["client"] != ctx["backend"]:
         backend_ports.add(HTTP_PORT)

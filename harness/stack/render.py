@@ -262,7 +262,9 @@ def placement(cell: Cell, knobs: Knobs, hosts: Hosts | None) -> Placement:
     )
     via_backend = isinstance(knobs.load, HttpLoad) and knobs.load.via == "backend"
     try:
-        return hosts_.place(hosts, services, knobs.target, knobs.server, via_backend)
+        return hosts_.place(
+            hosts, services, knobs.target, knobs.server, via_backend, knobs.extra_server_ports
+        )
     except ValueError as exc:
         raise SpecError(f"cell {cell.id}: hosts: {exc}. Nothing has been started.") from None
 

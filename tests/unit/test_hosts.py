@@ -72,6 +72,21 @@ def test_a_directly_loaded_backend_cannot_share_the_proxys_published_port(tmp_pa
         render.placement(cell, cell.knobs, plan.matrix.hosts)
 
 
+def test_a_backend_of_several_servers_stays_on_the_proxys_host(tmp_path):
+    entry = "- name: servers\n    params: {servers: 3, servers_down: 1}"
+    plan = _plan(tmp_path, BASE.replace("- name: smoke", entry) + THREE)
+    cell = plan.cells[0]
+    with pytest.raises(SpecError, match="a backend of 3 servers must run on the proxy's host"):
+        render.placement(cell, cell.knobs, plan.matrix.hosts)
+    with pytest.raises(SpecError, match="servers must run on the proxy's host"):
+        render.preflight(plan.cells, plan.matrix.hosts)
+    # on the proxy's host it is placed, and nothing of the backend is published
+    shared = THREE.replace("c3, address: 192.0.2.3", "c2, address: 192.0.2.2")
+    plan = _plan(tmp_path, BASE.replace("- name: smoke", entry) + shared)
+    where = render.placement(plan.cells[0], plan.cells[0].knobs, plan.matrix.hosts)
+    assert "backend" not in where.publish
+
+
 @pytest.mark.parametrize(
     ("host", "message"),
     [
