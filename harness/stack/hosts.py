@@ -73,8 +73,8 @@ def place(hosts: Hosts | None, services: tuple[str, ...], target: str, server: t
     backend directly; ``extra_server_ports``: more servers of the backend (``servers``).
     Raises ValueError when two services would publish one port on one host (the proxy
     and a directly loaded backend sharing an engine), or when a backend of several
-    servers would run on another host than the proxy (a down server's port would be
-    published by Docker and answered by its proxy, not refused: the scenario's point).
+    servers would run on another host than the proxy (only one server port is published
+    across hosts; a down server's refusal across hosts has not been measured).
     """
     if hosts is None or not hosts.spans:
         context = LOCAL if hosts is None else hosts.client.context
@@ -97,9 +97,8 @@ def place(hosts: Hosts | None, services: tuple[str, ...], target: str, server: t
         if extra_server_ports:
             raise ValueError(
                 f"a backend of {1 + len(extra_server_ports)} servers must run on the proxy's "
-                "host (a down server's port, published across hosts, would be accepted by "
-                "Docker's proxy rather than refused): give backend the proxy's context and "
-                "address, or use servers: 1"
+                "host (across hosts only one server's port is published): give backend the "
+                "proxy's context and address, or use servers: 1"
             )
         backend_ports.add(port)
     if via_backend and ctx["client"] != ctx["backend"]:
