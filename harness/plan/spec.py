@@ -26,7 +26,7 @@ import stat
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -373,9 +373,18 @@ class Hosts(_Strict):
 ROLES = ("client", "proxy", "backend")
 
 
+# The matrix's name is part of every run id and compose project: Docker's safe words.
+MatrixName = Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# The matrix's description opens its report (report.md, report.html, the published
+# site): one line of printable text, so a shared matrix file cannot write a heading or
+# a "Verdicts" section of its own into report.md, nor drive a terminal (no C0 or C1
+# control character: ECMA-48's ESC and CSI, a newline).
+Description = Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+
+
 class Matrix(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str = ""
+    name: MatrixName
+    description: Description = ""
     versions: list[str] = Field(min_length=1)
     baseline: str | None = None
     repetitions: int = Field(1, ge=1, le=100, description="cells per version and parameter set")
