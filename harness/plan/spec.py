@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -322,13 +323,21 @@ def selects(selector: dict[str, Any], params: dict[str, Any], load: dict[str, An
 CONTEXT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
+def _dotted_quad(value: Any) -> Any:
+    # pydantic takes an integer for an IPv4Address (3221225995 is 192.0.2.11): a matrix
+    # file's address is the text a user wrote, in the form `docker context` shows.
+    if not isinstance(value, str):
+        raise ValueError(f"an IPv4 address is written as text, e.g. 192.0.2.12, got {value!r}")
+    return value
+
+
 class Host(_Strict):
     """Where one service of a cell runs: a Docker context (``docker context ls``; the
     engine at ``DOCKER_HOST``, the local one, is ``default``) and the IPv4 address at which
     the other hosts reach that engine's host (its ports are published there)."""
 
     context: str = Field(pattern=CONTEXT_NAME)
-    address: IPv4Address
+    address: Annotated[IPv4Address, BeforeValidator(_dotted_quad)]
 
     @field_serializer("address")
     def _text(self, address: IPv4Address) -> str:
@@ -341,7 +350,8 @@ class Hosts(_Strict):
     every service runs on the local engine, in one compose project, as before.
 
     Raises pydantic's ValidationError when two services share a context but not an
-    address, or when a loopback or unspecified address is given (no other host reaches it).
+    address, or when a loopback, unspecified, multicast or reserved address is given (no
+    other host's engine is there).
     """
 
     client: Host
@@ -353,7 +363,11 @@ class Hosts(_Strict):
         seen: dict[str, IPv4Address] = {}
         for role in ROLES:
             host: Host = getattr(self, role)
-            if host.address.is_loopback or host.address.is_unspecified:
+            # loopback, 0.0.0.0, multicast (224/4) and reserved (240/4, with the limited
+            # broadcast 255.255.255.255: RFC 1112, RFC 919) name no other host's engine
+            address = host.address
+            if (address.is_loopback or address.is_unspecified or address.is_multicast
+                    or address.is_reserved):  # fmt: skip
                 raise ValueError(
                     f"{role}.address {host.address} is not reachable from another host"
                 )
