@@ -969,6 +969,15 @@ def expand(
         for values in itertools.product(*(entry.grid[k] for k in keys)):
             overrides = {**entry.params, **dict(zip(keys, values, strict=True))}
             params = scenario.resolve(overrides, at, locate)
+            if entry.load and isinstance(scenario.knobs(params).load, scenarios.Probe):
+                # the matrix's load: is the load scenarios' (a probe cell ignores it); an
+                # entry's own would be ignored without a word, as `run --generator` was
+                raise SpecError(
+                    f"{at}.load: scenario {entry.name!r} drives its own close-delay probe "
+                    "(one connection per sample), not a load generator, so this entry's "
+                    "load: would be ignored. Remove it, or give it to a load scenario "
+                    "(python -m harness scenarios lists them)."
+                )
             if all(params.get(k, _ABSENT) == v for k, v in selected.get(entry.name, {}).items()):
                 combos.append((entry.name, params, entry.versions, entry_load))
 

@@ -3,7 +3,7 @@ import textwrap
 import pytest
 
 from harness.errors import SpecError
-from harness.plan import spec
+from harness.plan import scenarios, spec
 
 
 def write(tmp_path, text):
@@ -385,3 +385,22 @@ def test_an_entry_load_the_generator_cannot_drive_names_the_entry(tmp_path):
         """)  # fmt: skip
     with pytest.raises(SpecError, match=r"scenarios\[0\].load: session: applies to generator"):
         spec.load(path, "run1")
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
+@pytest.mark.parametrize("load", ["{users: 3}", "{generator: node}", "{duration_s: 2}"])
+def test_an_entrys_own_load_on_a_probe_scenario_is_refused_not_ignored(tmp_path, name, load):
+    # a probe scenario drives its own client: an entry's load: would change nothing
+    text = f"name: m\nversions: [debian:bookworm]\nscenarios:\n  - {{name: {name}, load: {load}}}\n"
+    probe = isinstance(
+        spec.load(write(tmp_path, text.replace(f", load: {load}", "")), "run1").cells[0].knobs.load,
+        scenarios.Probe,
+    )
+    if probe:
+        with pytest.raises(SpecError, match=rf"line 4\): scenarios\[0\]\.load: .*{name}.*probe"):
+            spec.load(write(tmp_path, text), "run1")
+    else:  # planned, or refused for what the generator cannot do: never for the probe
+        try:
+            assert spec.load(write(tmp_path, text), "run1").cells
+        except SpecError as err:
+            assert "probe" not in str(err)
