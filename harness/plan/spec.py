@@ -1074,7 +1074,8 @@ def _check_native(cells: list[Cell], where: str) -> None:
 
 
 def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> None:
-    """Every claim names cells of the matrix (a typo would leave it never checked)."""
+    """Every claim names cells of the matrix (a typo would leave it never checked), and a
+    ratio's two groups share none. Raises SpecError naming the claim's line."""
     for i, claim in enumerate(matrix.claims):
         for part in ("where", "relative_to"):
             selector = getattr(claim, part)
@@ -1085,6 +1086,23 @@ def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> N
                     f"{where}{_line(text, ['claims', i, part])}: claims[{i}].{part} "
                     f"{shown(selector)} matches no cell of the matrix. Name scenario "
                     "parameters or load settings with a value some cell has."
+                )
+        if claim.relative_to is not None:
+            # a ratio over shared cells is pulled towards 1 (the same cells over
+            # themselves: exactly 1, so "at_least: 1" held whatever was measured)
+            both = [
+                c.id
+                for c in cells
+                if selects(claim.where, c.params, c.load.model_dump())
+                and selects(claim.relative_to, c.params, c.load.model_dump())
+            ]
+            if both:
+                raise SpecError(
+                    f"{where}{_line(text, ['claims', i, 'relative_to'])}: claims[{i}] "
+                    f"where {shown(claim.where)} and relative_to {shown(claim.relative_to)} "
+                    f"both name {both[0]}: a ratio of a group to cells of its own says "
+                    "nothing. Name cells the two do not share (e.g. a setting with "
+                    "different values)."
                 )
 
 

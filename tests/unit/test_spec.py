@@ -404,3 +404,33 @@ def test_an_entrys_own_load_on_a_probe_scenario_is_refused_not_ignored(tmp_path,
             assert spec.load(write(tmp_path, text), "run1").cells
         except SpecError as err:
             assert "probe" not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("where", "relative_to", "shared"),
+    [
+        ("{session: false}", "{session: false}", True),  # the same cells: a ratio of 1
+        ("{generator: requests}", "{session: true}", True),  # a superset of the other
+        ("{session: true}", "{generator: requests}", True),  # a subset of the other
+        ("{generator: requests}", "{keepalive: true}", True),  # overlapping
+        ("{session: false}", "{session: true}", False),
+        ("{generator: go}", "{generator: requests}", False),
+    ],
+)
+def test_a_ratio_claims_two_groups_share_no_cell(tmp_path, where, relative_to, shared):
+    path = write(tmp_path, f"""
+        name: t
+        versions: [debian:bookworm]
+        scenarios:
+          - {{name: keepalive-vs-close, load: {{generator: requests, session: false}}}}
+          - {{name: keepalive-vs-close, load: {{generator: requests, session: true}}}}
+          - {{name: keepalive-vs-close, load: {{generator: go}}}}
+        claims:
+          - {{note: x, metric: ports-used, where: {where}, relative_to: {relative_to},
+              at_least: 1}}
+        """)  # fmt: skip
+    if shared:
+        with pytest.raises(SpecError, match=r"\(line 9\): claims\[0\] where .* both name"):
+            spec.load(path, "run1")
+    else:
+        assert spec.load(path, "run1").matrix.claims
