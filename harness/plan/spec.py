@@ -294,7 +294,8 @@ class Claim(_Strict):
     ``note`` is the note's claim in words: shown in the report, used for nothing else.
     """
 
-    note: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]*$")
+    # shown in the report like the description: no C0 or C1 control character (CSI 0x9b)
+    note: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")
     metric: ClaimMetric
     where: dict[str, Scalar] = Field(min_length=1, max_length=20)
     relative_to: dict[str, Scalar] | None = Field(None, min_length=1, max_length=20)

@@ -1,3 +1,4 @@
+import json
 import textwrap
 
 import pytest
@@ -434,3 +435,19 @@ def test_a_ratio_claims_two_groups_share_no_cell(tmp_path, where, relative_to, s
             spec.load(path, "run1")
     else:
         assert spec.load(path, "run1").matrix.claims
+
+
+@pytest.mark.parametrize("code", [*range(0x20), *range(0x7F, 0xA0)], ids=hex)
+def test_a_control_character_in_a_claims_note_is_refused(tmp_path, code):
+    # every C0 and C1 control character (CSI 0x9b drives a terminal as ESC [ does)
+    note = json.dumps(f"a{chr(code)}b")  # JSON is YAML: the character escaped
+    path = write(tmp_path, f"""
+        name: t
+        versions: [debian:bookworm]
+        scenarios:
+          - {{name: keepalive-vs-close, load: {{generator: requests, session: false}}}}
+        claims:
+          - {{note: {note}, metric: ports-used, where: {{session: false}}, at_least: 1}}
+        """)  # fmt: skip
+    with pytest.raises(SpecError, match=r"claims.0.note .*should match pattern"):
+        spec.load(path, "run1")
