@@ -280,9 +280,33 @@ def _is_cell(path: Path) -> bool:
     return (path / "cell.json").is_file()
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file of the harness; a damaged one is an error naming it, not a traceback."""
-    text = path.read_text()
+# The most a record (run.json, cell.json, verdicts.json) can be: they hold summaries,
+# each string bounded (record.TEXT_MAX, 1 MB, for an error's text), tens of kB here. A
+# shared run folder's 4 GB cell.json (a sparse file costs its sender nothing) was read
+# whole, until memory ran out.
+RECORD_MAX = 64 * 1024 * 1024
+
+
+def read_json(path: Path, limit: int = RECORD_MAX) -> Any:
+    """A JSON file of the harness (at most ``limit`` bytes, UTF-8); a damaged or oversized
+    one is a HarnessError naming it, not a traceback, and nothing beyond ``limit + 1``
+    bytes is read."""
+    with path.open("rb") as source:
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise HarnessError(
+            f"{path}: more than {limit // 1024 // 1024} MiB, larger than any record the "
+            "harness writes. It was edited or damaged since, or is not the harness's: "
+            "it is not read. Restore it, or run that cell or matrix again."
+        )
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise HarnessError(
+            f"{path}: not UTF-8 (byte {exc.start}). The harness writes these files whole: "
+            "this one was edited or damaged since. Restore it, or run that cell or matrix "
+            "again."
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -41,7 +41,7 @@ from pydantic import (
 from harness import results
 from harness.errors import HarnessError
 from harness.plan.params import HaproxyConfig
-from harness.plan.spec import CLIENT_SETTINGS, Claim, Generator, Verdicts
+from harness.plan.spec import CLIENT_SETTINGS, Claim, Description, Generator, MatrixName, Verdicts
 from harness.quote import shown
 
 SCHEMA_VERSION = 1
@@ -515,6 +515,15 @@ class RunManifest(_Model):
             first = exc.errors()[0]
             where = ".".join(map(str, ("verdicts", *first["loc"])))
             raise ValueError(f"{where}: {first['msg']}") from None
+        # The name and description open the report (its title, its first paragraph):
+        # held to a matrix file's rules, so a run.json edited by hand cannot write a
+        # heading or a verdict of its own into report.md.
+        for key, kind in (("name", MatrixName), ("description", Description)):
+            if key in matrix:
+                try:
+                    TypeAdapter(kind).validate_python(matrix[key])
+                except ValidationError as exc:
+                    raise ValueError(f"{key}: {exc.errors()[0]['msg']}") from None
         # The claims reach the report's table: typed and bounded as in a matrix file.
         try:
             TypeAdapter(list[Claim]).validate_python(matrix.get("claims") or [])

@@ -26,11 +26,12 @@ import stat
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -293,7 +294,8 @@ class Claim(_Strict):
     ``note`` is the note's claim in words: shown in the report, used for nothing else.
     """
 
-    note: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]*$")
+    # shown in the report like the description: no C0 or C1 control character (CSI 0x9b)
+    note: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")
     metric: ClaimMetric
     where: dict[str, Scalar] = Field(min_length=1, max_length=20)
     relative_to: dict[str, Scalar] | None = Field(None, min_length=1, max_length=20)
@@ -322,13 +324,21 @@ def selects(selector: dict[str, Any], params: dict[str, Any], load: dict[str, An
 CONTEXT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
+def _dotted_quad(value: Any) -> Any:
+    # pydantic takes an integer for an IPv4Address (3221225995 is 192.0.2.11): a matrix
+    # file's address is the text a user wrote, in the form `docker context` shows.
+    if not isinstance(value, str):
+        raise ValueError(f"an IPv4 address is written as text, e.g. 192.0.2.12, got {value!r}")
+    return value
+
+
 class Host(_Strict):
     """Where one service of a cell runs: a Docker context (``docker context ls``; the
     engine at ``DOCKER_HOST``, the local one, is ``default``) and the IPv4 address at which
     the other hosts reach that engine's host (its ports are published there)."""
 
     context: str = Field(pattern=CONTEXT_NAME)
-    address: IPv4Address
+    address: Annotated[IPv4Address, BeforeValidator(_dotted_quad)]
 
     @field_serializer("address")
     def _text(self, address: IPv4Address) -> str:
@@ -341,7 +351,8 @@ class Hosts(_Strict):
     every service runs on the local engine, in one compose project, as before.
 
     Raises pydantic's ValidationError when two services share a context but not an
-    address, or when a loopback or unspecified address is given (no other host reaches it).
+    address, or when a loopback, unspecified, multicast or reserved address is given (no
+    other host's engine is there).
     """
 
     client: Host
@@ -353,7 +364,11 @@ class Hosts(_Strict):
         seen: dict[str, IPv4Address] = {}
         for role in ROLES:
             host: Host = getattr(self, role)
-            if host.address.is_loopback or host.address.is_unspecified:
+            # loopback, 0.0.0.0, multicast (224/4) and reserved (240/4, with the limited
+            # broadcast 255.255.255.255: RFC 1112, RFC 919) name no other host's engine
+            address = host.address
+            if (address.is_loopback or address.is_unspecified or address.is_multicast
+                    or address.is_reserved):  # fmt: skip
                 raise ValueError(
                     f"{role}.address {host.address} is not reachable from another host"
                 )
@@ -373,9 +388,18 @@ class Hosts(_Strict):
 ROLES = ("client", "proxy", "backend")
 
 
+# The matrix's name is part of every run id and compose project: Docker's safe words.
+MatrixName = Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# The matrix's description opens its report (report.md, report.html, the published
+# site): one line of printable text, so a shared matrix file cannot write a heading or
+# a "Verdicts" section of its own into report.md, nor drive a terminal (no C0 or C1
+# control character: ECMA-48's ESC and CSI, a newline).
+Description = Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+
+
 class Matrix(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str = ""
+    name: MatrixName
+    description: Description = ""
     versions: list[str] = Field(min_length=1)
     baseline: str | None = None
     repetitions: int = Field(1, ge=1, le=100, description="cells per version and parameter set")
@@ -946,6 +970,15 @@ def expand(
         for values in itertools.product(*(entry.grid[k] for k in keys)):
             overrides = {**entry.params, **dict(zip(keys, values, strict=True))}
             params = scenario.resolve(overrides, at, locate)
+            if entry.load and isinstance(scenario.knobs(params).load, scenarios.Probe):
+                # the matrix's load: is the load scenarios' (a probe cell ignores it); an
+                # entry's own would be ignored without a word, as `run --generator` was
+                raise SpecError(
+                    f"{at}.load: scenario {entry.name!r} drives its own close-delay probe "
+                    "(one connection per sample), not a load generator, so this entry's "
+                    "load: would be ignored. Remove it, or give it to a load scenario "
+                    "(python -m harness scenarios lists them)."
+                )
             if all(params.get(k, _ABSENT) == v for k, v in selected.get(entry.name, {}).items()):
                 combos.append((entry.name, params, entry.versions, entry_load))
 
@@ -1042,7 +1075,8 @@ def _check_native(cells: list[Cell], where: str) -> None:
 
 
 def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> None:
-    """Every claim names cells of the matrix (a typo would leave it never checked)."""
+    """Every claim names cells of the matrix (a typo would leave it never checked), and a
+    ratio's two groups share none. Raises SpecError naming the claim's line."""
     for i, claim in enumerate(matrix.claims):
         for part in ("where", "relative_to"):
             selector = getattr(claim, part)
@@ -1053,6 +1087,23 @@ def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> N
                     f"{where}{_line(text, ['claims', i, part])}: claims[{i}].{part} "
                     f"{shown(selector)} matches no cell of the matrix. Name scenario "
                     "parameters or load settings with a value some cell has."
+                )
+        if claim.relative_to is not None:
+            # a ratio over shared cells is pulled towards 1 (the same cells over
+            # themselves: exactly 1, so "at_least: 1" held whatever was measured)
+            both = [
+                c.id
+                for c in cells
+                if selects(claim.where, c.params, c.load.model_dump())
+                and selects(claim.relative_to, c.params, c.load.model_dump())
+            ]
+            if both:
+                raise SpecError(
+                    f"{where}{_line(text, ['claims', i, 'relative_to'])}: claims[{i}] "
+                    f"where {shown(claim.where)} and relative_to {shown(claim.relative_to)} "
+                    f"both name {both[0]}: a ratio of a group to cells of its own says "
+                    "nothing. Name cells the two do not share (e.g. a setting with "
+                    "different values)."
                 )
 
 

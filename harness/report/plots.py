@@ -8,13 +8,17 @@ is harness.report.render's template.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import hmac
 import html
 import io
 import json
 import math
 import os
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -424,8 +428,48 @@ def _guarded(what: str, draw: Callable[[], str]) -> str:
 # (`harness report` after the run's own) reuses it: 30 of them were 6-7 s of CPU of a
 # default-matrix run's report, 0.2 s each. Any change to the data or to the drawing
 # code misses the cache, and a file that cannot be read or written is drawn again.
+#
+# A run folder may come from someone else, and the page embeds a figure's SVG as it is:
+# a cache entry is named by an HMAC (RFC 2104, SHA-256) under this user's own secret key,
+# so only a figure this user's harness drew is ever read back. Entries another machine
+# (or a hand) put in a folder are never named by this key: they are drawn anew.
 FIGURE_CACHE = ".figures"
 _SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+KEY_FILE = "figure-cache.key"
+
+
+@functools.cache
+def cache_key() -> bytes:
+    """This user's 32-byte secret for figure-cache names: read from
+    ``$XDG_CACHE_HOME/harness/figure-cache.key`` (default ``~/.cache``, mode 0600), made
+    there on first use. Where it cannot be written, a key of this process only (its cache
+    entries are then never read back by another process: drawn again, never wrong)."""
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness"
+    path = folder / KEY_FILE
+    for _ in range(2):
+        try:
+            key = bytes.fromhex(path.read_text().strip())
+            if len(key) == 32:
+                return key
+        except (OSError, ValueError):
+            pass
+        key = secrets.token_bytes(32)
+        partial = folder / f"{KEY_FILE}.{os.getpid()}.part"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(key.hex())
+            os.link(partial, path)  # whole and first, or FileExistsError: read the winner's
+            return key
+        except FileExistsError:
+            continue
+        except OSError:
+            return key
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+    return key
 
 
 def _census_cached(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
@@ -434,7 +478,7 @@ def _census_cached(run_dir: Path, record: Record, labels: dict[str, str]) -> str
     census = [f"{k}={v.model_dump_json()}" for k, v in sorted((record.m.census or {}).items())]
     inputs = [run_dir.name, record.cell, labels[record.cell], *census, matplotlib.__version__,
               _SOURCE]  # fmt: skip
-    key = hashlib.sha256("\n".join(inputs).encode()).hexdigest()
+    key = hmac.new(cache_key(), "\n".join(inputs).encode(), hashlib.sha256).hexdigest()
     path = run_dir / FIGURE_CACHE / f"census-{key[:32]}.svg"
     try:
         return path.read_text()

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import traceback
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from harness import results
 from harness.analyse import cell_metrics, record
 from harness.analyse.compare import Thresholds
 from harness.analyse.record import CellRecord
+from harness.errors import HarnessError
+from harness.quote import shown
 from harness.report import model, render, tables, tidy, workers
 
 
@@ -69,7 +74,38 @@ def _recomputed(run_dir: Path) -> list[CellRecord]:
     return records
 
 
+# What a raw file edited or damaged since its run makes a parser raise (a missing key, a
+# string where a number goes, a count beyond int64 overflowing numpy).
+_DAMAGE = (ValidationError, KeyError, TypeError, AttributeError, IndexError, ValueError,
+           ArithmeticError)  # fmt: skip
+
+
 def _compute(args: tuple[CellRecord, Path]) -> CellRecord:
-    """One cell's record with its metrics recomputed from the raw files in its folder."""
+    """One cell's record with its metrics recomputed from the raw files in its folder.
+    Raises HarnessError naming the cell's folder and the parser that tripped when a raw
+    file is not what the harness wrote."""
     cell, folder = args
-    return cell.model_copy(update={"metrics": cell_metrics.compute(folder, cell.target)})
+    try:
+        return cell.model_copy(update={"metrics": cell_metrics.compute(folder, cell.target)})
+    except _DAMAGE as exc:
+        raise HarnessError(
+            f"{folder}: a raw file of this cell is not what the harness wrote "
+            f"({type(exc).__name__} {shown(str(exc), 200)}, {_tripped(exc, folder)}). It was "
+            "edited or damaged since: restore the run from a copy, or run that cell again."
+        ) from exc
+
+
+def _tripped(exc: BaseException, folder: Path) -> str:
+    """Where ``exc`` was raised: the innermost line of the harness's own code, as
+    ``harness/analyse/probe_samples.py:52`` (which parser, so which of the cell's files),
+    and the file it was reading when that frame holds exactly one path in ``folder``."""
+    root = Path(__file__).resolve().parents[2]
+    where = "?"
+    reading: list[Path] = []
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        path = Path(frame.f_code.co_filename)
+        if path.is_relative_to(root / "harness"):
+            where = f"{path.relative_to(root)}:{line}"
+            values = frame.f_locals.values()
+            reading = [v for v in values if isinstance(v, Path) and v.parent == folder]
+    return f"reading {reading[0].name} at {where}" if len(reading) == 1 else f"at {where}"

@@ -37,6 +37,19 @@ def _visible(value: Any) -> Any:
     return value
 
 
+# What opens a Markdown block when a line starts with it (CommonMark 0.31: ATX heading,
+# block quote, list item, thematic break, setext underline, code fence, table row, HTML
+# block): a backslash before it keeps a line of data a paragraph.
+_BLOCK_START = re.compile(r"^(\d*)([#>*+=|<`~.)-])")
+
+
+def _paragraph(value: Any) -> str:
+    """One line of data as a Markdown paragraph: newlines folded, a leading block marker
+    escaped (a matrix's description cannot open a "## Verdicts" of its own)."""
+    # an ordered list's marker is digits then "." or ")": the backslash goes before those
+    return _BLOCK_START.sub(r"\1\\\2", tables._one_line(value).strip())
+
+
 def _inline(text: str) -> Markup:
     """Escape first, then turn the sentence's own Markdown `code` and **bold** into tags."""
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text)))
@@ -69,6 +82,7 @@ def _environment(kind: str) -> jinja2.Environment:
             table=lambda rows, headers: tables._md_table(rows, headers),
             code=tables._code,
             line=tables._one_line,
+            paragraph=_paragraph,
             fenced=lambda lines: "\n".join(tables._fenced(lines)),
         )
     else:

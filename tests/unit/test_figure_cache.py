@@ -36,3 +36,40 @@ def test_a_census_figure_is_drawn_once_and_redrawn_when_its_inputs_change(tmp_pa
 def test_the_pool_maps_in_order_as_the_serial_map_does() -> None:
     with workers.pool(5) as each:
         assert each(abs, [-3, 1, -2, 0, 5]) == workers.serial(abs, [-3, 1, -2, 0, 5])
+
+
+def test_a_figure_planted_in_a_run_folder_someone_sent_never_reaches_the_page(
+    tmp_path: Path, monkeypatch
+):
+    # The page embeds a cached SVG as it is. The sender drew (and then edited) every
+    # figure under their own key; under the reader's key none of those names exists.
+    run_dir = Path(shutil.copytree(DATA, tmp_path / DATA.name))
+    evil = "<svg><script>alert(document.domain)</script></svg>"
+    records = [r for r in cells(run_dir) if r.ok and r.m.census]
+    labels = {r.cell: r.cell for r in records}
+    for home in ("sender", "reader"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / home))
+        plots.cache_key.cache_clear()
+        if home == "sender":
+            for record in records:
+                plots._census_cached(run_dir, record, labels)
+            for planted in (run_dir / plots.FIGURE_CACHE).iterdir():
+                planted.write_text(evil)
+    for record in records:
+        assert "<script>" not in plots._census_cached(run_dir, record, labels), record.cell
+    # the reader's own entries are read back: drawn once, kept
+    kept = {p.name for p in (run_dir / plots.FIGURE_CACHE).iterdir()}
+    assert len(kept) == 2 * len(records)
+    key = tmp_path / "reader" / "harness" / plots.KEY_FILE
+    assert key.stat().st_mode & 0o777 == 0o600
+    plots.cache_key.cache_clear()
+    assert plots.cache_key() == bytes.fromhex(key.read_text())
+
+
+def test_without_a_writable_cache_home_a_figure_is_drawn_not_read(tmp_path: Path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # not a folder: no key file
+    plots.cache_key.cache_clear()
+    assert len(plots.cache_key()) == 32
+    plots.cache_key.cache_clear()

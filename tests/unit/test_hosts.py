@@ -95,6 +95,25 @@ def test_a_backend_of_several_servers_stays_on_the_proxys_host(tmp_path):
         ("{context: c1, address: 'example.org'}", "address"),
         ("{context: c1, address: 127.0.0.1}", "not reachable from another host"),
         ("{context: c1, address: 192.0.2.1, port: 22}", "port"),
+        # no other host's engine is there: every address of each kind, at its edges
+        *[
+            (f"{{context: c1, address: {address}}}", "not reachable from another host")
+            for address in (
+                "127.0.0.1",
+                "127.255.255.254",
+                "0.0.0.0",
+                "224.0.0.1",
+                "239.255.255.255",
+                "240.0.0.1",
+                "255.255.255.255",
+            )
+        ],
+        # an integer, a float, a bool, a list: not the text of an address
+        *[
+            (f"{{context: c1, address: {value}}}", "written as text")
+            for value in ("3221225985", "1.5", "true", "[192.0.2.1]")
+        ],
+        ("{context: c1, address: 192.0.2.01}", "address"),
     ],
 )
 def test_a_host_is_a_context_name_and_an_ipv4_address_nothing_else(tmp_path, host, message):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, cli
+from harness import ROOT, cli, results
 from harness.analyse import record
 from harness.analyse.record import CellRecord, RecordError
 from harness.plan import spec
@@ -429,3 +429,44 @@ def test_a_matrix_file_named_with_any_character_is_recorded_and_shown_escaped(tm
     assert record.parse_run(json.loads(record.dump(run)), Path("run.json")) == run
     text = render.markdown(tmp_path, [], [], run)
     assert "twice\\nat once\\x1b[2J.yaml" in text and "\x1b" not in text
+
+
+def _oversized(path: Path) -> None:
+    # a sparse file: as large as a sender likes, costing neither of them a byte of disk
+    with path.open("r+b") as out:
+        out.truncate(results.RECORD_MAX + 1)
+
+
+# Each verb and the records it reads (a verb not listed with a record does not read it;
+# a resume that passed its checks would start cells, so it gets only what it refuses).
+READS = [
+    *[(verb, which) for verb in ("report", "compare", "resume") for which in ("run.json",
+                                                                              "cell.json")],
+    ("rerun", "cell.json"),
+    *[("publish", which) for which in ("run.json", "cell.json", "verdicts.json")],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("verb", "which"), READS)
+def test_an_oversized_record_is_refused_not_read(tmp_path, capsys, verb, which):
+    results_dir = tmp_path / "results"
+    run_dir = results_dir / "20261124T230400Z-huge"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    path = run_dir / (STALL.name + "/cell.json" if which == "cell.json" else which)
+    path.touch()
+    _oversized(path)
+    argv = {
+        "report": ["report", str(run_dir)],
+        "compare": ["compare", str(run_dir), str(run_dir)],
+        "rerun": ["rerun", str(run_dir / STALL.name)],
+        "resume": ["matrix", "--resume", str(run_dir)],
+        "publish": ["publish", str(results_dir), "--out", str(tmp_path / "site")],
+    }[verb]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    if verb == "publish":
+        assert code == 0
+        assert "unreadable" in (tmp_path / "site" / "index.html").read_text()
+    else:
+        assert code == 2, err
+        assert str(path) in err and "64 MiB" in err and "Traceback" not in err

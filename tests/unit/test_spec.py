@@ -1,9 +1,10 @@
+import json
 import textwrap
 
 import pytest
 
 from harness.errors import SpecError
-from harness.plan import spec
+from harness.plan import scenarios, spec
 
 
 def write(tmp_path, text):
@@ -384,4 +385,69 @@ def test_an_entry_load_the_generator_cannot_drive_names_the_entry(tmp_path):
           - {name: smoke, load: {generator: wrk, session: true}}
         """)  # fmt: skip
     with pytest.raises(SpecError, match=r"scenarios\[0\].load: session: applies to generator"):
+        spec.load(path, "run1")
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
+@pytest.mark.parametrize("load", ["{users: 3}", "{generator: node}", "{duration_s: 2}"])
+def test_an_entrys_own_load_on_a_probe_scenario_is_refused_not_ignored(tmp_path, name, load):
+    # a probe scenario drives its own client: an entry's load: would change nothing
+    text = f"name: m\nversions: [debian:bookworm]\nscenarios:\n  - {{name: {name}, load: {load}}}\n"
+    probe = isinstance(
+        spec.load(write(tmp_path, text.replace(f", load: {load}", "")), "run1").cells[0].knobs.load,
+        scenarios.Probe,
+    )
+    if probe:
+        with pytest.raises(SpecError, match=rf"line 4\): scenarios\[0\]\.load: .*{name}.*probe"):
+            spec.load(write(tmp_path, text), "run1")
+    else:  # planned, or refused for what the generator cannot do: never for the probe
+        try:
+            assert spec.load(write(tmp_path, text), "run1").cells
+        except SpecError as err:
+            assert "probe" not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("where", "relative_to", "shared"),
+    [
+        ("{session: false}", "{session: false}", True),  # the same cells: a ratio of 1
+        ("{generator: requests}", "{session: true}", True),  # a superset of the other
+        ("{session: true}", "{generator: requests}", True),  # a subset of the other
+        ("{generator: requests}", "{keepalive: true}", True),  # overlapping
+        ("{session: false}", "{session: true}", False),
+        ("{generator: go}", "{generator: requests}", False),
+    ],
+)
+def test_a_ratio_claims_two_groups_share_no_cell(tmp_path, where, relative_to, shared):
+    path = write(tmp_path, f"""
+        name: t
+        versions: [debian:bookworm]
+        scenarios:
+          - {{name: keepalive-vs-close, load: {{generator: requests, session: false}}}}
+          - {{name: keepalive-vs-close, load: {{generator: requests, session: true}}}}
+          - {{name: keepalive-vs-close, load: {{generator: go}}}}
+        claims:
+          - {{note: x, metric: ports-used, where: {where}, relative_to: {relative_to},
+              at_least: 1}}
+        """)  # fmt: skip
+    if shared:
+        with pytest.raises(SpecError, match=r"\(line 9\): claims\[0\] where .* both name"):
+            spec.load(path, "run1")
+    else:
+        assert spec.load(path, "run1").matrix.claims
+
+
+@pytest.mark.parametrize("code", [*range(0x20), *range(0x7F, 0xA0)], ids=hex)
+def test_a_control_character_in_a_claims_note_is_refused(tmp_path, code):
+    # every C0 and C1 control character (CSI 0x9b drives a terminal as ESC [ does)
+    note = json.dumps(f"a{chr(code)}b")  # JSON is YAML: the character escaped
+    path = write(tmp_path, f"""
+        name: t
+        versions: [debian:bookworm]
+        scenarios:
+          - {{name: keepalive-vs-close, load: {{generator: requests, session: false}}}}
+        claims:
+          - {{note: {note}, metric: ports-used, where: {{session: false}}, at_least: 1}}
+        """)  # fmt: skip
+    with pytest.raises(SpecError, match=r"claims.0.note .*should match pattern"):
         spec.load(path, "run1")
