@@ -26,7 +26,7 @@ images: engine
 	$(PY) -m harness images
 
 matrix: engine
-	$(PY) -m harness matrix $(if $(RESUME),--resume $(RESUME),$(MATRIX)) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
+	$(PY) -m harness $(foreach c,$(ALLOW_CONTEXTS),--allow-context $(c)) matrix $(if $(RESUME),--resume $(RESUME),$(MATRIX)) $(if $(FAIL_ON),--fail-on $(FAIL_ON))
 
 run: engine
 	$(PY) -m harness run --haproxy $(or $(HAPROXY),debian:bookworm) --scenario $(or $(SCENARIO),smoke)

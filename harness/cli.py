@@ -50,7 +50,7 @@ from harness.errors import CellError, HarnessError, ResultsError
 from harness.plan import scenarios, spec, versions
 from harness.progress import Progress
 from harness.quote import shown
-from harness.stack import images
+from harness.stack import hosts, images
 from harness.stack.compose import CommandLog
 from harness.stack.project import (
     Interrupted,
@@ -92,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="where run folders go (default: $HARNESS_RESULTS, else results/)",
+    )
+    parser.add_argument(
+        "--allow-context",
+        action="append",
+        default=[],
+        type=_context,
+        metavar="NAME",
+        help="let a matrix's (or a rerun folder's) hosts: use this Docker context "
+        "(repeatable); without it, hosts: naming a context other than default is refused",
     )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
@@ -303,6 +312,18 @@ def _dry_run(plan: spec.Plan, as_json: bool = False, into: Path | None = None) -
         _print_json({"cells": cells, "bound_s": sum(c["bound_s"] for c in cells)})
         return 0
 
+    if (placed := plan.matrix.hosts) is not None:
+        roles = ", ".join(
+            f"{role} on {getattr(placed, role).context} ({getattr(placed, role).address})"
+            for role in spec.ROLES
+        )
+        try:
+            render.require_consent(placed, "hosts:")
+            consent = "allowed"
+        except HarnessError as exc:
+            how = str(exc).split("If you mean it, ")[-1].removesuffix(" Nothing has been started.")
+            consent = f"NOT allowed: {how}"
+        print(f"hosts: {roles}; {consent}", file=sys.stderr)
     rows = [[c.index, c.version.label, c.scenario, c.changed_params_text, c.repetition, c.id]
             for c in plan.cells]  # fmt: skip
     print(tabulate(rows, ["#", "version", "scenario", "parameters (not default)", "rep", "cell"]))
@@ -421,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.results is not None:
             results.use_results_dir(args.results)
+        hosts.allow(args.allow_context)
         if getattr(args, "render", None) is not None and not args.dry_run:
             raise HarnessError("--render DIR goes with --dry-run: a real run renders into "
                                "its own run folder.")  # fmt: skip

@@ -49,8 +49,9 @@ class Progress:
     ratio for all cells said 155 s, the average cell 240 s.
     """
 
-    def __init__(self, out: TextIO = sys.stderr) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        # sys.stderr as it is now, not as it was at import (a redirect since is followed)
+        self.out = out if out is not None else sys.stderr
         self.t0 = time.monotonic()
         self.total = 0
         self.done = 0

@@ -81,7 +81,8 @@ def prepare(
     plan: Plan, run_dir: Path, progress: Progress, cells: list[Cell] | None = None
 ) -> tuple[ImageSet, list[Prepared]]:
     cells = plan.cells if cells is None else cells
-    render.preflight(cells, plan.matrix.hosts)  # before anything starts
+    # before anything starts
+    render.preflight(cells, plan.matrix.hosts, f"the matrix {plan.matrix.name!r}")
     log = CommandLog(run_dir / "images.log")
     progress.step(f"images for {len(plan.versions)} HAProxy version(s) and the support images")
     with results.writing(run_dir):  # images.log is in the run folder too
@@ -560,6 +561,8 @@ def execute(
     ``resume``: the run folder exists; cells with a complete cell.json (ok or failed)
     stand, and only the others (interrupted, or never reached) are prepared and run.
     """
+    # before any engine is asked anything: the sweep below already acts on each context
+    render.require_consent(plan.matrix.hosts, f"the matrix {plan.matrix.name!r}")
     docker_engine()  # no engine: say so before a run folder exists
     with ExitStack() as leases:
         # Held before anything of the run exists in Docker: another run's sweep of what
@@ -702,7 +705,7 @@ def rerun(cell_dir: Path, progress: Progress) -> tuple[CellRecord, CellRecord]:
     stamp = results.stamp().lower()
     folder = cell_dir.with_name(f"{cell_dir.name}-rerun-{stamp}")
     cell = recorded.cells[0]
-    render.preflight([cell])
+    render.preflight([cell], recorded.matrix.hosts, str(cell_dir / "cell.json"))
     with results.writing(folder):
         folder.mkdir()
         log = CommandLog(folder / "commands.log")

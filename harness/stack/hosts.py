@@ -32,6 +32,39 @@ from harness.plan.ports import HTTP_PORT, HTTPS_PORT
 from harness.plan.spec import ROLES, Hosts
 from harness.stack.compose import LOCAL, CommandLog, docker_argv, engine
 
+# The Docker contexts the person running the harness allowed (``--allow-context``): a
+# matrix file or a run folder comes from other people, and its ``hosts:`` must not be
+# able to start containers on, copy images to or publish ports on an engine of the
+# user's (production, say) merely by naming its context.
+_ALLOWED: set[str] = set()
+
+
+def allow(contexts: list[str] | tuple[str, ...]) -> None:
+    """Allow this command's runs to use ``contexts`` (names already validated by the
+    command line) besides the local engine; replaces what an earlier command allowed."""
+    _ALLOWED.clear()
+    _ALLOWED.update(contexts)
+
+
+def require_consent(hosts: Hosts | None, where: str) -> None:
+    """Refuse ``hosts`` (read from ``where``: a matrix file, a run folder) when it places
+    a service on a Docker context the user did not allow with ``--allow-context``.
+
+    Raises ValueError naming the contexts and the flag that allows them.
+    """
+    if hosts is None:
+        return
+    wanted = dict.fromkeys(getattr(hosts, role).context for role in ROLES)
+    missing = [c for c in wanted if c != LOCAL and c not in _ALLOWED]
+    if missing:
+        flags = " ".join(f"--allow-context {c}" for c in missing)
+        raise ValueError(
+            f"{where}: hosts: places services on the Docker context(s) {', '.join(missing)}, "
+            "which this command did not allow: a matrix file or run folder can name any "
+            "context you have configured. If you mean it, pass "
+            f'`python -m harness {flags} ...` (before the verb; make: ALLOW_CONTEXTS="...")'
+        )
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -76,14 +76,27 @@ class Network:
         return cls(str(net), str(host + 10), str(host + 20), str(host + 30), str(host + 99))
 
 
-def preflight(cells: list[Cell], hosts: Hosts | None = None) -> None:
+def preflight(cells: list[Cell], hosts: Hosts | None = None, where: str = "the matrix") -> None:
     """What can be checked of every cell before any image is built or stack started:
-    templates, placements on ``hosts``, and subnets on every engine a cell uses."""
+    the user's consent to ``hosts``' contexts (``where``: what named them), templates,
+    placements on ``hosts``, and subnets on every engine a cell uses.
+
+    Raises SpecError for any of them."""
+    require_consent(hosts, where)
     check_templates(cells)
     contexts = {"default"}
     for cell in cells:
         contexts |= set(placement(cell, cell.knobs, hosts).contexts)
     check_subnets(cells, sorted(contexts))
+
+
+def require_consent(hosts: Hosts | None, where: str) -> None:
+    """Refuse ``hosts`` (named by ``where``) when it names a Docker context the user did
+    not allow (harness.stack.hosts.require_consent). Raises SpecError."""
+    try:
+        hosts_.require_consent(hosts, where)
+    except ValueError as exc:
+        raise SpecError(f"{exc}. Nothing has been started.") from None
 
 
 def check_templates(cells: list[Cell]) -> dict[str, tuple[str, str]]:

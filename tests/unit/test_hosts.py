@@ -28,6 +28,14 @@ def _plan(tmp_path, text: str) -> spec.Plan:
     return spec.load(path, "20261129T000000Z-abcdef-m")
 
 
+@pytest.fixture
+def allowed():
+    """The contexts allowed by --allow-context, reset around the test (process-wide)."""
+    hosts.allow([])
+    yield hosts.allow
+    hosts.allow([])
+
+
 def test_without_hosts_every_service_runs_on_the_local_engine(tmp_path):
     plan = _plan(tmp_path, BASE)
     cell = plan.cells[0]
@@ -72,7 +80,8 @@ def test_a_directly_loaded_backend_cannot_share_the_proxys_published_port(tmp_pa
         render.placement(cell, cell.knobs, plan.matrix.hosts)
 
 
-def test_a_backend_of_several_servers_stays_on_the_proxys_host(tmp_path):
+def test_a_backend_of_several_servers_stays_on_the_proxys_host(tmp_path, allowed):
+    allowed(["c1", "c2", "c3"])
     entry = "- name: servers\n    params: {servers: 3, servers_down: 1}"
     plan = _plan(tmp_path, BASE.replace("- name: smoke", entry) + THREE)
     cell = plan.cells[0]
@@ -150,3 +159,47 @@ def test_clean_takes_only_context_names(name, capsys):
         cli.main(["clean", f"--context={name}"])
     assert exited.value.code == 2
     assert "not a Docker context name" in capsys.readouterr().err
+
+
+def test_hosts_names_only_contexts_the_user_allowed(tmp_path, allowed, capsys):
+    """A matrix file (someone else's) may not reach an engine of the user's by naming
+    its context: refused before any engine is asked anything, no run folder made."""
+    from harness import cli
+
+    path = tmp_path / "m.yaml"
+    path.write_text(BASE + THREE)
+    out = tmp_path / "results"
+    code = cli.main(["--results-dir", str(out), "matrix", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "c1, c2, c3, which this command did not allow" in err
+    assert "--allow-context c1 --allow-context c2 --allow-context c3" in err
+    assert not out.exists() or not any(out.iterdir())
+    # partly allowed: the rest is named
+    code = cli.main(["--allow-context", "c2", "--results-dir", str(out), "matrix", str(path)])
+    assert code == 2 and "context(s) c1, c3," in capsys.readouterr().err
+    # the same from a run folder's record (rerun, --resume): preflight refuses too
+    plan = _plan(tmp_path, BASE + THREE)
+    with pytest.raises(SpecError, match=r"cell\.json: hosts: places services"):
+        render.preflight(plan.cells, plan.matrix.hosts, "x/cell.json")
+    # default is the local engine: it needs no consent
+    local = THREE.replace("c1,", "default,").replace("c2,", "default,").replace("c3,", "default,")
+    local = local.replace("192.0.2.2", "192.0.2.1").replace("192.0.2.3", "192.0.2.1")
+    plan = _plan(tmp_path, BASE + local)
+    render.require_consent(plan.matrix.hosts, "m.yaml")
+    allowed(["c1", "c2", "c3"])
+    render.require_consent(_plan(tmp_path, BASE + THREE).matrix.hosts, "m.yaml")
+
+
+def test_dry_run_shows_where_each_role_runs_and_whether_it_is_allowed(tmp_path, allowed, capsys):
+    from harness import cli
+
+    path = tmp_path / "m.yaml"
+    path.write_text(BASE + THREE)
+    assert cli.main(["matrix", str(path), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "hosts: client on c1 (192.0.2.1), proxy on c2 (192.0.2.2), backend on c3" in err
+    assert "NOT allowed: pass `python -m harness --allow-context c1" in err
+    flags = ["--allow-context", "c1", "--allow-context", "c2", "--allow-context", "c3"]
+    assert cli.main([*flags, "matrix", str(path), "--dry-run"]) == 0
+    assert "backend on c3 (192.0.2.3); allowed" in capsys.readouterr().err
