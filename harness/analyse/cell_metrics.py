@@ -154,6 +154,11 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
             )
             for path in sorted(folder.glob("census-*.txt"))
         }
+        proxy, server = folder / f"census-{target}.txt", folder / "census-backend.txt"
+        if timing.get("watch_pool") and proxy.exists() and server.exists():
+            metrics["pool_watch"] = census.pool_watch(
+                census.parse(proxy), census.parse(server), timing["load_start"], timing["load_end"]
+            )
 
     totals = _json(folder / "backend-stats.json")
     if totals and timing:
