@@ -247,6 +247,10 @@ def pool_watch(
       connections each side closed first. A TIME-WAIT ends 60 s after it began, so an
       expiry in the same sample interval hides a close: the sums are lower bounds once
       the watch reaches 60 s after the load's start;
+    - ``closed_without_time_wait``: the fall of the pool (``at_load_end - left``) less
+      those two sums, never below 0: connections that left TIME-WAIT on neither side,
+      i.e. were ended by an RST (RFC 9293 section 3.5.2), as HAProxy ends the idle
+      server connections it purges (measured: pool-purge-delay, no TIME-WAIT anywhere);
     - ``close_wait_peak`` / ``fin_wait_2_peak``: the most proxy→backend sockets in
       CLOSE-WAIT (the backend closed, the proxy has not yet) and FIN-WAIT-2 (the proxy
       closed, the backend has not yet) after the load.
@@ -258,20 +262,24 @@ def pool_watch(
     if not after:
         return dict.fromkeys(
             ("at_load_end", "left", "watched_s", "last_change_s", "closed_by_backend",
-             "closed_by_proxy", "close_wait_peak", "fin_wait_2_peak"),
+             "closed_by_proxy", "closed_without_time_wait", "close_wait_peak",
+             "fin_wait_2_peak"),
         )  # fmt: skip
     estab = _above_baseline(proxy, POOL, load_start)
     before = [i for i, t in enumerate(ts) if t <= load_end]
     at_end = estab[before[-1]] if before else estab[after[0]]
     final = estab[-1]
     changed = [i for i in after[1:] if estab[i] != estab[i - 1]]
+    by_backend = _rises(backend, ("TIME-WAIT", "in"), load_end)
+    by_proxy = _rises(proxy, ("TIME-WAIT", "out"), load_end)
     return {
         "at_load_end": at_end,
         "left": final,
         "watched_s": _rel(ts[-1], load_end),
         "last_change_s": _rel(ts[changed[-1]], load_end) if changed else None,
-        "closed_by_backend": _rises(backend, ("TIME-WAIT", "in"), load_end),
-        "closed_by_proxy": _rises(proxy, ("TIME-WAIT", "out"), load_end),
+        "closed_by_backend": by_backend,
+        "closed_by_proxy": by_proxy,
+        "closed_without_time_wait": max(0, at_end - final - (by_backend or 0) - (by_proxy or 0)),
         "close_wait_peak": max(_series(proxy, ("CLOSE-WAIT", "out"))[i] for i in after),
         "fin_wait_2_peak": max(_series(proxy, ("FIN-WAIT-2", "out"))[i] for i in after),
     }

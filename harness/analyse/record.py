@@ -259,6 +259,7 @@ class PoolWatch(_Model):
     last_change_s: Number | None
     closed_by_backend: Count | None
     closed_by_proxy: Count | None
+    closed_without_time_wait: Count | None = None
     close_wait_peak: Count | None
     fin_wait_2_peak: Count | None
 

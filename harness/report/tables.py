@@ -251,9 +251,11 @@ def _pool(name: str) -> Callable[[Record], str]:
         if watch is None or watch.at_load_end is None:
             return "-"
         if name == "closed-by":
+            # the closer keeps the TIME-WAIT; an RST leaves none (census.pool_watch)
             return (
-                f"backend {watch.closed_by_backend}, haproxy {watch.closed_by_proxy} "
-                f"(CLOSE-WAIT ≤{watch.close_wait_peak}, FIN-WAIT-2 ≤{watch.fin_wait_2_peak})"
+                f"backend {watch.closed_by_backend}, haproxy {watch.closed_by_proxy}, "
+                f"RST {watch.closed_without_time_wait} (CLOSE-WAIT ≤{watch.close_wait_peak}, "
+                f"FIN-WAIT-2 ≤{watch.fin_wait_2_peak})"
             )
         if name == "within":
             return "-" if watch.last_change_s is None else f"{watch.last_change_s:g} s"

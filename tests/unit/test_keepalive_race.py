@@ -115,9 +115,21 @@ def test_pool_watch_says_when_and_by_whom_the_idle_pool_was_closed():
         "last_change_s": 4.0,
         "closed_by_backend": 15,  # the fall at 24.0 (TIME-WAITs expiring) is not a close
         "closed_by_proxy": 3,
+        "closed_without_time_wait": 0,
         "close_wait_peak": 15,
         "fin_wait_2_peak": 0,
     }
+
+
+def test_a_pool_gone_without_time_wait_was_reset():
+    # HAProxy's purge of its idle connections: the pool falls, no TIME-WAIT on either side
+    proxy = _census([(9.0, {}), (19.9, {EST: 21}), (21.0, {EST: 10}), (25.0, {})])
+    backend = _census([(9.0, {}), (25.0, {})])
+    watch = pool_watch(proxy, backend, load_start=10.0, load_end=20.0)
+    assert watch["at_load_end"] == 21 and watch["left"] == 0
+    assert watch["closed_by_backend"] == watch["closed_by_proxy"] == 0
+    assert watch["closed_without_time_wait"] == 21
+    assert watch["last_change_s"] == 5.0
 
 
 def test_pool_watch_of_a_census_that_ended_with_the_load_is_unknown():
