@@ -233,7 +233,8 @@ def pool_watch(
     """The proxy's idle server-side connections after the load, from two censuses.
 
     ``proxy`` is the proxy's namespace (ESTAB/out: its connections to the backend),
-    ``backend`` the backend's; ``load_start``/``load_end`` are epoch seconds on their clock.
+    ``backend`` the backend's; ``load_start``/``load_end`` are epoch seconds on their clock
+    (``load_end``: the load's last response where the client says, else its end).
     Returns counts above the pre-load baseline and seconds after ``load_end``:
 
     - ``at_load_end``: ESTAB proxy→backend in the last sample at or before the load's end

@@ -394,9 +394,10 @@ CATALOGUE: dict[str, Column] = {
     "502s": ("502 (log)", _bad_gateway),
     # requests on reused server connections, as the backend counted them
     "server-reused": ("backend: reused/requests", _server_reused),
-    # HAProxy's idle server connections after the load (census: ESTAB haproxy→backend),
+    # HAProxy's idle server connections after the load's last response (census: ESTAB
+    # haproxy→backend),
     # who closed them (the closer's TIME-WAIT), when the count last changed, and what is left
-    "pool-at-load-end": ("idle haproxy→backend at load end", _pool("at-end")),
+    "pool-at-load-end": ("idle haproxy→backend at the last response", _pool("at-end")),
     "pool-closed-by": ("closed after the load by", _pool("closed-by")),
     "pool-closed-within": ("last closed at", _pool("within")),
     "pool-left": ("left", _pool("left")),
