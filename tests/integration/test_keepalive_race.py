@@ -1,16 +1,17 @@
 """The keep-alive close race and the idle pool's watch, on a real stack (2.6.12).
 
-- The backend closes keep-alive connections idle for 50 ms; every request is a new
+- The backend closes keep-alive connections idle for 10 ms; every request is a new
   client connection, and ``http-reuse always`` sends it on any idle server connection.
   Some go out on one the backend is closing at that moment: the request is lost with
   the connection, HAProxy answers 502 and logs ``SH--`` (the server closed before any
   response header, manual 8.5). With ``retry-on empty-response`` HAProxy sends the
-  lost request again on another connection: no 502, and the log counts the retries.
+  lost request again on another connection: (nearly) no 502, and the log counts the
+  retries.
 - The watch: with a 1 s backend idle timeout, the pool HAProxy holds at the load's end
   is closed by the backend (its sockets end in TIME-WAIT) about 1 s after the load,
   within the 4 s watch, and none is left.
 
-One matrix: two 5-second cells and a 2-second one with its watch.
+One matrix: two 3-second cells and a 2-second one with its watch.
 """
 
 import textwrap
@@ -18,17 +19,18 @@ import textwrap
 import pytest
 
 IDLE_MS = 1000
-# A user pauses a little longer than the backend's idle timeout: the oldest idle server
-# connections are picked right about when the backend closes them (measured, 2.6.12,
-# 20 users for 3 s: pause 48 or 50 ms no 502, 52 ms 8 of 803).
+# A 10 ms idle timeout under a closed loop without pauses: server connections idle a few
+# ms between uses, so many reach the backend's timer just as HAProxy picks them
+# (measured, 2.6.12, 20 users for 3 s: 236 of 2862 answered 502; a 50 ms timeout with
+# 20 ms pauses gave 0-18 in 3-8 s, too few to hold a test to).
 MATRIX = textwrap.dedent(
     f"""
     name: keepalive-race
     versions: [debian:bookworm]
-    load: {{users: 40, spawn_rate: 40, duration_s: 5}}
+    load: {{users: 20, spawn_rate: 20, duration_s: 3}}
     scenarios:
       - name: keepalive-race
-        params: {{backend_idle_ms: 50, wait_ms: 52, watch_s: 0}}
+        params: {{backend_idle_ms: 10, wait_ms: 0, watch_s: 0}}
         grid: {{retry_on: ["none", empty-response]}}
       - name: keepalive-race
         params: {{backend_idle_ms: {IDLE_MS}, watch_s: 4}}
@@ -59,11 +61,11 @@ def _log(record):
 
 
 def test_the_race_gives_502s_flagged_sh(cells):
-    record = cells[(50, "none")]
+    record = cells[(10, "none")]
     log = _log(record)
     bad = log["status_codes"].get("502", 0)
-    # the race needs a close and a reuse within a millisecond or so: only "some" is held
-    assert bad >= 1, log["status_codes"]
+    # measured 236; held to a tenth of that
+    assert bad >= 20, log["status_codes"]
     assert log["termination_states"].get("SH--", 0) == bad, log["termination_states"]
     assert log["retries_total"] == 0
     # the backend saw most requests on reused connections: http-reuse always at work
@@ -75,11 +77,12 @@ def test_the_race_gives_502s_flagged_sh(cells):
 
 
 def test_retry_on_empty_response_removes_them(cells):
-    log = _log(cells[(50, "empty-response")])
-    assert log["status_codes"].get("502", 0) == 0, log["status_codes"]
-    assert "SH--" not in log["termination_states"]
+    log = _log(cells[(10, "empty-response")])
+    raced = cells[(10, "none")]["metrics"]["haproxy"]["status_codes"].get("502", 0)
+    # A retry may race again (up to `retries`, 3): none or nearly none get through.
+    assert log["status_codes"].get("502", 0) * 10 <= raced, (log["status_codes"], raced)
     # the lost requests were sent again: HAProxy's log counts the retries (%rc)
-    assert log["retries_total"] >= 1, log
+    assert log["retries_total"] >= 10, log
 
 
 def test_the_backends_idle_timeout_closes_the_pool_within_the_watch(cells):
