@@ -229,10 +229,14 @@ def _measure(stack: Stack, item: Prepared, phases: dict[str, float]) -> int:
     phases["counters"] = time.time() - timing["load_end"]
     # The census watches the load's connections close: until every census shows them
     # closed, at most the scenario's drain_s (a state's drain_s, harness/analyse/census.py).
-    drained = wait_drained(folder, knobs.target, timing["load_start"], time.time(), knobs.drain_s)
+    drained = wait_drained(
+        folder, knobs.target, timing["load_start"], time.time(), knobs.drain_s, knobs.watch_pool
+    )
     sides = ("client", knobs.target, "backend")
     timing["drain_end"] = time.time()
     timing["drained"] = drained
+    if knobs.watch_pool:  # the analysis then reports the pool's watch (census.pool_watch)
+        timing["watch_pool"] = True
     phases["drain"] = timing["drain_end"] - timing["load_end"] - phases["counters"]
     died = _target_died(stack, item, timing["load_start"])
     # Observers stopped and the two logs read, all at once (Docker SDK, no CLI).
@@ -268,7 +272,12 @@ DRAIN_POLL_S = 0.05  # census.sh samples every 0.1 s
 
 
 def wait_drained(
-    folder: Path, target: str, load_start: float, since: float, bound_s: float
+    folder: Path,
+    target: str,
+    load_start: float,
+    since: float,
+    bound_s: float,
+    watch_pool: bool = False,
 ) -> bool:
     """Wait until the load's connections have closed, as the census files in ``folder``
     show them, or ``bound_s`` seconds; True when they closed first.
@@ -283,10 +292,12 @@ def wait_drained(
     at both ends, so a cell without a pool (direct to the backend, ``mode tcp``) is
     drained on the server side too once its client side shows it. States that linger
     (connect-timeout's CLOSE-WAIT against a black hole, a FIN-WAIT-2 nobody ends) are
-    watched for the whole bound, as the fixed drain did. Reads files only; a census file
-    not written yet, or not written since ``since`` (its container gone), is not drained.
+    watched for the whole bound, as the fixed drain did. With ``watch_pool`` the idle pool
+    counts too (``Knobs.watch_pool``: a watch of it being closed after the load). Reads
+    files only; a census file not written yet, or not written since ``since`` (its
+    container gone), is not drained.
     """
-    pool = {target: ("ESTAB", "out"), "backend": ("ESTAB", "in")}
+    pool = {} if watch_pool else {target: ("ESTAB", "out"), "backend": ("ESTAB", "in")}
     sides = ("client", target, "backend")
     deadline = time.monotonic() + bound_s
     while True:

@@ -154,6 +154,15 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
             )
             for path in sorted(folder.glob("census-*.txt"))
         }
+        proxy, server = folder / f"census-{target}.txt", folder / "census-backend.txt"
+        if timing.get("watch_pool") and proxy.exists() and server.exists():
+            # From the last response Locust counted: its exec ends 0.2-0.5 s later (users
+            # stopped, stats written), which a 1 s idle timeout would read as 0.5 s.
+            locust = folder / "locust.json"
+            last = locust_stats.window(locust)[1] if locust.exists() else timing["load_end"]
+            metrics["pool_watch"] = census.pool_watch(
+                census.parse(proxy), census.parse(server), timing["load_start"], last
+            )
 
     totals = _json(folder / "backend-stats.json")
     if totals and timing:

@@ -218,3 +218,91 @@ def downsample(points: list[list[Any]], max_points: int = MAX_TIMELINE_POINTS) -
 
 def _rel(t: float, origin: float) -> float:
     return round(t - origin, 3)
+
+
+# The idle server-side pool in the haproxy namespace's census, and where each side of a
+# closed connection ends: the side that sends the first FIN holds TIME-WAIT (RFC 9293
+# section 3.6), Linux for a fixed 60 s (TCP_TIMEWAIT_LEN), the other passes through
+# CLOSE-WAIT and LAST-ACK.
+POOL = ("ESTAB", "out")
+
+
+def pool_watch(
+    proxy: Census, backend: Census, load_start: float, load_end: float
+) -> dict[str, Any]:
+    """The proxy's idle server-side connections after the load, from two censuses.
+
+    ``proxy`` is the proxy's namespace (ESTAB/out: its connections to the backend),
+    ``backend`` the backend's; ``load_start``/``load_end`` are epoch seconds on their clock
+    (``load_end``: the load's last response where the client says, else its end).
+    Returns counts above the pre-load baseline and seconds after ``load_end``:
+
+    - ``at_load_end``: ESTAB proxy→backend in the last sample at or before the load's end
+      (the first after it when there is none);
+    - ``left``, ``watched_s``: the same in the last sample, and how long after the load
+      that sample was taken;
+    - ``last_change_s``: when the count took its final value (None: it never changed after
+      the load);
+    - ``closed_by_backend`` / ``closed_by_proxy``: rises of TIME-WAIT in the backend's
+      ``in`` / the proxy's ``out`` sockets after the load, summed sample to sample: the
+      connections each side closed first. A TIME-WAIT ends 60 s after it began, so an
+      expiry in the same sample interval hides a close: the sums are lower bounds once
+      the watch reaches 60 s after the load's start;
+    - ``closed_without_time_wait``: the fall of the pool (``at_load_end - left``) less
+      those two sums, never below 0: connections that left TIME-WAIT on neither side,
+      i.e. were ended by an RST (RFC 9293 section 3.5.2), as HAProxy ends the idle
+      server connections it purges (measured: pool-purge-delay, no TIME-WAIT anywhere);
+    - ``close_wait_peak`` / ``fin_wait_2_peak``: the most proxy→backend sockets in
+      CLOSE-WAIT (the backend closed, the proxy has not yet) and FIN-WAIT-2 (the proxy
+      closed, the backend has not yet) after the load.
+
+    All None when the proxy's census has no sample after the load's end.
+    """
+    ts = proxy.timestamps
+    after = [i for i, t in enumerate(ts) if t >= load_end]
+    if not after:
+        return dict.fromkeys(
+            ("at_load_end", "left", "watched_s", "last_change_s", "closed_by_backend",
+             "closed_by_proxy", "closed_without_time_wait", "close_wait_peak",
+             "fin_wait_2_peak"),
+        )  # fmt: skip
+    estab = _above_baseline(proxy, POOL, load_start)
+    before = [i for i, t in enumerate(ts) if t <= load_end]
+    at_end = estab[before[-1]] if before else estab[after[0]]
+    final = estab[-1]
+    changed = [i for i in after[1:] if estab[i] != estab[i - 1]]
+    by_backend = _rises(backend, ("TIME-WAIT", "in"), load_end)
+    by_proxy = _rises(proxy, ("TIME-WAIT", "out"), load_end)
+    return {
+        "at_load_end": at_end,
+        "left": final,
+        "watched_s": _rel(ts[-1], load_end),
+        "last_change_s": _rel(ts[changed[-1]], load_end) if changed else None,
+        "closed_by_backend": by_backend,
+        "closed_by_proxy": by_proxy,
+        "closed_without_time_wait": max(0, at_end - final - (by_backend or 0) - (by_proxy or 0)),
+        "close_wait_peak": max(_series(proxy, ("CLOSE-WAIT", "out"))[i] for i in after),
+        "fin_wait_2_peak": max(_series(proxy, ("FIN-WAIT-2", "out"))[i] for i in after),
+    }
+
+
+def _series(census: Census, key: Key) -> list[int]:
+    """A state's count in every sample (zeros when never seen)."""
+    return census.counts.get(key, [0] * len(census.timestamps))
+
+
+def _above_baseline(census: Census, key: Key, load_start: float) -> list[int]:
+    """A state's counts less its pre-load most (never below 0); zeros when never seen."""
+    counts, ts = _series(census, key), census.timestamps
+    baseline = max((c for t, c in zip(ts, counts, strict=True) if t < load_start), default=0)
+    return [max(0, c - baseline) for c in counts]
+
+
+def _rises(census: Census, key: Key, since: float) -> int | None:
+    """The rises of a state's count from one sample to the next, from the last sample at
+    or before ``since`` on (None: no sample after it)."""
+    ts, counts = census.timestamps, _series(census, key)
+    if not ts or ts[-1] < since:
+        return None
+    start = max([i for i, t in enumerate(ts) if t <= since], default=0)
+    return sum(max(0, b - a) for a, b in pairwise(counts[start:]))

@@ -249,6 +249,21 @@ class CensusSide(_Model):
     totals: dict[Key, StateTotal]
 
 
+class PoolWatch(_Model):
+    """HAProxy's idle server-side connections after the load
+    (harness.analyse.census.pool_watch): counts, seconds after the load's end."""
+
+    at_load_end: Count | None
+    left: Count | None
+    watched_s: Number | None
+    last_change_s: Number | None
+    closed_by_backend: Count | None
+    closed_by_proxy: Count | None
+    closed_without_time_wait: Count | None = None
+    close_wait_peak: Count | None
+    fin_wait_2_peak: Count | None
+
+
 # --- HAProxy ---------------------------------------------------------------------------
 
 
@@ -339,6 +354,7 @@ class Metrics(_Model):
     ) = None
     fault_at_s: Number | None = None
     census: dict[Key, CensusSide] | None = None
+    pool_watch: PoolWatch | None = None
     backend: BackendTotals | None = None
     haproxy_counters: HaproxyCounters | None = None
     resources: dict[Key, Resources] | None = None

@@ -162,6 +162,10 @@ class Knobs:
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)
     # How long observers keep watching after the load, so states can drain.
     drain_s: float = 2.0
+    # True: the drain waits for HAProxy's idle server-side pool too (ESTAB haproxy->backend,
+    # which the drain otherwise leaves open by design), so drain_s is a watch of the pool
+    # being closed (or kept) after the load.
+    watch_pool: bool = False
     # Where haproxy's server line points: a service name (or "nowhere") and a port.
     server: tuple[str, int] = ("backend", HTTP_PORT)
     # More servers in the backend, on the same service as ``server``: their ports
@@ -449,6 +453,32 @@ def _backend_closes_first(p: Params) -> Knobs:
     )
 
 
+def _keepalive_race(p: Params) -> Knobs:
+    # http-reuse (manual 4.2 "http-reuse"): never, safe (a session's first request on its
+    # own connection), aggressive (also idle connections already reused once), always (any
+    # idle connection). retry-on (manual 4.2 "retry-on", 2.0+): which failures after the
+    # request was sent make HAProxy send it again, on another connection, up to `retries`.
+    # pool-purge-delay (manual 5.2): how often HAProxy closes half of a server's idle
+    # connections that were not used since the last purge (5s when unset).
+    server = f"pool-purge-delay {p['pool_purge_delay']}" if p["pool_purge_delay"] != "off" else ""
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            http_reuse=p["http_reuse"],
+            timeout_server=p["timeout_server"],
+            server_options=server,
+            backend_lines=(f"retry-on {p['retry_on']}",) if p["retry_on"] != "none" else (),
+        ),
+        backend_env={
+            "BACKEND_SIZE": str(p["size"]),
+            "BACKEND_IDLE_TIMEOUT_MS": str(p["backend_idle_ms"]),
+            "BACKEND_MAX_REQUESTS": str(p["backend_max_requests"]),
+        },
+        load=HttpLoad(keepalive=p["keepalive"], wait_ms=p["wait_ms"]),
+        drain_s=p["watch_s"],
+        watch_pool=True,
+    )
+
+
 def _servers(p: Params) -> Knobs:
     up = p["servers"] - p["servers_down"]
     # The backend has no `check`: a down server is found by connecting to it, each
@@ -733,6 +763,45 @@ class BackendClosesFirstParams(TypedParams):
     watch_s: Seconds(600, "how long observers watch after the load", 2.0) = 2.0
 
 
+# retry-on's keywords (manual 4.2 "retry-on"), one per cell: none (the default: no
+# layer-7 retry, only `retries` after a failed connect), conn-failure (the connect
+# failed), empty-response (the server closed before any response: the keep-alive race),
+# junk-response (an unparsable response), response-timeout (timeout server struck),
+# all-retryable-errors (every one of those plus 0rtt-rejected and statuses 500, 502,
+# 503, 504). A status code alone (404, 503, ...) is not offered: this scenario's backend
+# answers 200.
+RetryOn = Literal[
+    "none", "conn-failure", "empty-response", "junk-response", "response-timeout",
+    "all-retryable-errors",
+]  # fmt: skip
+
+
+class KeepaliveRaceParams(HttpLoadParams):
+    # The backend closes a keep-alive connection idle this long (its own timer, no
+    # Connection: close sent: a FIN on an idle connection, as nginx's keepalive_timeout
+    # or Node's keepAliveTimeout do). 0: never.
+    backend_idle_ms: Count(0, 600_000, "the backend's keep-alive idle timeout in ms (0: none)",
+                           50) = 50  # fmt: skip
+    # The backend closes a connection after this many requests, saying so in the last
+    # response (Connection: close, as nginx's keepalive_requests). 0: no limit.
+    backend_max_requests: Count(0, 1_000_000, "requests per backend connection before the "
+                                "backend closes it (0: no limit)", 10) = 0  # fmt: skip
+    # always by default: every request may go out on any idle server connection, so one
+    # the backend is closing right then can be picked.
+    http_reuse: HttpReuse = "always"
+    retry_on: RetryOn = "none"
+    # Off: each request is a new client connection (a session's first request), so which
+    # idle server connection it may take is http-reuse's choice alone.
+    keepalive: Flag = False
+    wait_ms: Count(0, 60_000, "a user's pause between requests in ms", 20) = 0
+    timeout_server: HaproxyTime = "30s"
+    pool_purge_delay: HaproxyTimeOrOff = "off"
+    size: Bytes = 128
+    # The census goes on after the load until HAProxy's idle server connections are all
+    # closed, at most this long.
+    watch_s: Seconds(120, "how long the census watches the idle pool after the load", 10.0) = 10.0
+
+
 class ServersParams(HttpLoadParams):
     servers: Count(1, MAX_SERVERS, "servers in the backend, each its own backend listener", 2) = 2
     # The last servers_down servers' ports have no listener: a connect is refused at once.
@@ -931,6 +1000,31 @@ SCENARIOS: dict[str, Scenario] = {
                 Verdict("samples", "close delay"),
                 plots=("close-delay", "census"),
                 phenomenon="lingering-states",
+            ),
+        ),
+        Scenario(
+            name="keepalive-race",
+            summary="The backend closes idle keep-alive connections (idle timeout, max "
+            "requests) while HAProxy reuses them under load: 502s from the race, retry-on, "
+            "and a watch of the idle server connections after the load.",
+            field_note="public bug reports of sporadic 502s flagged SH-- with http-reuse "
+            "and a backend keep-alive timeout shorter than HAProxy's",
+            params=KeepaliveRaceParams,
+            knobs=_keepalive_race,
+            shows=Shows(
+                (
+                    *LOAD_COLUMNS,
+                    "502s",
+                    "flags",
+                    "retries",
+                    "server-reused",
+                    "pool-at-load-end",
+                    "pool-closed-by",
+                    "pool-closed-within",
+                    "pool-left",
+                ),
+                Verdict("counts", "requests answered 5xx"),
+                plots=("census",),
             ),
         ),
         Scenario(

@@ -224,6 +224,48 @@ def _server_requests(record: Record) -> str:
     return _counts(dict(ranked))
 
 
+def _bad_gateway(record: Record) -> str:
+    """HAProxy's 502s (its log) and their share of the requests it logged: "37 (0.41 %)"."""
+    log = record.m.haproxy
+    if not log or not log.total:
+        return "-"
+    n = log.status_codes.get("502", 0)
+    return f"{n} ({100 * n / log.total:.2g} %)" if n else "0"
+
+
+def _server_reused(record: Record) -> str:
+    """Of the requests the backend got (its /_stats), those on a connection that had
+    carried one before, and the connections they came on: "9800/10000 on 200 conns"."""
+    backend = record.m.backend
+    if not backend or not backend.requests:
+        return "-"
+    reused = sum(n for key, n in backend.requests_by_header.items() if key.endswith(" reused"))
+    return f"{reused}/{backend.requests} on {backend.connections} conns"
+
+
+def _pool(name: str) -> Callable[[Record], str]:
+    """One number of the idle pool's watch after the load (record.PoolWatch)."""
+
+    def column(record: Record) -> str:
+        watch = record.m.pool_watch
+        if watch is None or watch.at_load_end is None:
+            return "-"
+        if name == "closed-by":
+            # the closer keeps the TIME-WAIT; an RST leaves none (census.pool_watch)
+            return (
+                f"backend {watch.closed_by_backend}, haproxy {watch.closed_by_proxy}, "
+                f"RST {watch.closed_without_time_wait} (CLOSE-WAIT ≤{watch.close_wait_peak}, "
+                f"FIN-WAIT-2 ≤{watch.fin_wait_2_peak})"
+            )
+        if name == "within":
+            return "-" if watch.last_change_s is None else f"{watch.last_change_s:g} s"
+        if name == "left":
+            return f"{watch.left} after {watch.watched_s:g} s"
+        return str(watch.at_load_end)
+
+    return column
+
+
 def _probe_delay(key: str) -> Callable[[Record], str]:
     def column(record: Record) -> str:
         probe = record.m.probe
@@ -349,6 +391,16 @@ CATALOGUE: dict[str, Column] = {
     # the Connection header HAProxy sent and whether the server connection was reused
     "server-requests": ("backend got (Connection, conn)", _server_requests),
     "econ": ("econ", lambda r: _sum_servers(r, "econ")),
+    "502s": ("502 (log)", _bad_gateway),
+    # requests on reused server connections, as the backend counted them
+    "server-reused": ("backend: reused/requests", _server_reused),
+    # HAProxy's idle server connections after the load's last response (census: ESTAB
+    # haproxy→backend),
+    # who closed them (the closer's TIME-WAIT), when the count last changed, and what is left
+    "pool-at-load-end": ("idle haproxy→backend at the last response", _pool("at-end")),
+    "pool-closed-by": ("closed after the load by", _pool("closed-by")),
+    "pool-closed-within": ("last closed at", _pool("within")),
+    "pool-left": ("left", _pool("left")),
     "closed-after": ("closed after", _probe_delay("p50")),
     "fin-wait-2-in": (
         "FIN-WAIT-2 (haproxy←client)", lambda r: _census_peak(r, "haproxy", "FIN-WAIT-2", "in")
