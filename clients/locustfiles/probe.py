@@ -138,9 +138,7 @@ class ProbeConfig:
         if not self.path.startswith("/") or any(c in self.path for c in " \r\n"):
             raise ValueError(f"--path must start with / and hold no spaces: {self.path!r}")
         if not 0 <= self.body_bytes <= MAX_BODY_BYTES:
-            raise ValueError(
-                f"--body-bytes must be 0 to {MAX_BODY_BYTES}, not {self.body_bytes}"
-            )
+            raise ValueError(f"--body-bytes must be 0 to {MAX_BODY_BYTES}, not {self.body_bytes}")
         if self.chunked and not self.body_bytes:
             raise ValueError("--chunked needs a body: set --body-bytes above 0")
         if self.rcvbuf < 0:
