@@ -825,6 +825,40 @@ def _overhead_not_measured(via: Record, direct: Record) -> str | None:
     return "; ".join(parts) or None
 
 
+FATE_HEADERS = [
+    "version", "cell", "status", "termination state", "connections", "closed by HAProxy",
+    "of them RST", "kept open", "close delay p50",
+]  # fmt: skip
+
+
+def fate_rows(records: list[Record], run_dir: Path) -> list[list[str]]:
+    """error-fate: per version, parameter set, status and termination state, the client
+    connections HAProxy closed after their last response (within the probe's deadline)
+    and those it kept, repetitions pooled (FATE_HEADERS' columns). From each cell's raw
+    probe.jsonl and haproxy.log, joined by client port (probe_samples.fate_of)."""
+    cells = [r for r in unique_labels(records) if "error-fates" in shows(r.scenario).sections]
+    cells = [r for r in cells if r.ok]
+    keys = varying(cells)
+    pooled: dict[tuple[str, str], list[probe_samples.Fate]] = {}
+    for r in cells:
+        folder = run_dir / r.cell
+        log = folder / "haproxy.log"
+        if not log.exists():
+            continue
+        entries, _ = haproxy_log.parse_log(log.read_text().splitlines())
+        group = (r.version.label, _short_params(r, keys) if keys else "")
+        pooled.setdefault(group, []).extend(probe_samples.fate_of(_probe(folder), entries))
+    rows = []
+    for (version, params), connections in pooled.items():
+        for f in probe_samples.fates(connections):
+            rows.append([
+                version, params or "-", str(f["status"] if f["status"] is not None else "-"),
+                f"`{f['state']}`", str(f["connections"]), str(f["closed"]), str(f["reset"]),
+                str(f["kept"]), _ms(f["delay_p50_ms"]),
+            ])  # fmt: skip
+    return rows
+
+
 def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:
     """Per swept value ("chunk_size=30"): every connection of the cell, not only the last.
 
