@@ -434,7 +434,9 @@ def _error_fate(p: Params) -> Knobs:
     error = p["error"]
     server = {
         "refused": CONNECT_FAILURES["refused"],  # 503 SC--: the connect is refused
-        "connect-timeout": CONNECT_FAILURES["blackhole"],  # 503 sC--: never accepted
+        # 503 sC--: SYNs unanswered. Not the blackhole listener: the kernel completes
+        # the first connects to it (its backlog), which then wait for timeout server.
+        "connect-timeout": CONNECT_FAILURES["unreachable"],
     }.get(error, ("backend", HTTP_PORT))
     # server-timeout: the backend answers after timeout server (504 sH--); queue: one
     # request at a time on the server, the others wait in its queue until timeout queue
@@ -884,7 +886,16 @@ SCENARIOS: dict[str, Scenario] = {
             params=HalfCloseParams,
             knobs=_half_close,
             shows=Shows(
-                ("version", *PROBE_COLUMNS, "agree", "flags"),
+                (
+                    "version",
+                    *PROBE_COLUMNS,
+                    "agree",
+                    "close-wait-in",
+                    "close-wait-in-lasted",
+                    "close-wait-out",
+                    "close-wait-backend",
+                    "flags",
+                ),
                 Verdict("samples", "close delay"),
                 plots=("close-delay",),
                 phenomenon="late-closes",

@@ -356,6 +356,17 @@ CATALOGUE: dict[str, Column] = {
     "fin-wait-2-in-lasted": (
         "lasted", lambda r: _census_lasted(r, "haproxy", "FIN-WAIT-2", "in")
     ),
+    # HAProxy holds the client's FIN, not yet its own (a leak if it stays: issue 13)
+    "close-wait-in": (
+        "CLOSE-WAIT (haproxy←client)", lambda r: _census_peak(r, "haproxy", "CLOSE-WAIT", "in")
+    ),
+    "close-wait-in-lasted": (
+        "lasted (in)", lambda r: _census_lasted(r, "haproxy", "CLOSE-WAIT", "in")
+    ),
+    # the backend holds HAProxy's FIN (relayed in mode tcp), not yet its own
+    "close-wait-backend": (
+        "CLOSE-WAIT (backend)", lambda r: _census_peak(r, "backend", "CLOSE-WAIT", "in")
+    ),
     "close-wait-out": (
         "CLOSE-WAIT (haproxy→backend)", lambda r: _census_peak(r, "haproxy", "CLOSE-WAIT", "out")
     ),
