@@ -1,14 +1,18 @@
 """error-fate and half-close's request bodies (issue 13, point 4): parameter validation,
 knobs, and each client connection's fate joined to its log line by client port."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from harness.analyse import probe_samples
 from harness.analyse.haproxy_log import parse_line
 from harness.analyse.probe_samples import Fate, fate_of, fates
-from harness.analyse.record import ProbeMetrics
+from harness.analyse.record import ProbeMetrics, load_cell
 from harness.errors import SpecError
 from harness.plan import scenarios
+from harness.report import tables
 
 
 def _line(port: int, status: int, state: str) -> str:
@@ -123,3 +127,29 @@ def test_half_close_body_reaches_the_probe_and_is_left_out_at_its_default():
     assert (env["PROBE_BODY_BYTES"], env["PROBE_CHUNKED"]) == ("5000", "on")
     env = _resolve("half-close").load.env("haproxy")
     assert (env["PROBE_BODY_BYTES"], env["PROBE_CHUNKED"]) == ("0", "off")
+
+
+def test_the_report_table_pools_a_cells_connections_by_status_and_state(tmp_path):
+    recorded = Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall"
+    base = load_cell(next(recorded.glob("*2.6.12*/cell.json")))
+    record = base.model_copy(
+        update={"scenario": "error-fate", "params": {"error": "queue"}, "cell": "c1"}
+    )
+    folder = tmp_path / "c1"
+    folder.mkdir()
+    (folder / "haproxy.log").write_text(
+        "\n".join([_line(40001, 503, "sQ--"), _line(40002, 503, "sQ--"),
+                   _line(40003, 200, "----")]) + "\n"  # fmt: skip
+    )
+    samples = [
+        _sample(40001, [503], "open", None),
+        _sample(40002, [503], "fin", 0.25),
+        _sample(40003, [200], "open", None),
+    ]
+    (folder / "probe.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    rows = tables.fate_rows([record], tmp_path)
+    assert [r[2:] for r in rows] == [
+        ["503", "`sQ--`", "2", "1", "0", "1", "0.2 ms"],
+        ["200", "`----`", "1", "0", "0", "1", "-"],
+    ]
+    assert len(tables.FATE_HEADERS) == len(rows[0])
