@@ -137,10 +137,8 @@ def test_the_report_table_pools_a_cells_connections_by_status_and_state(tmp_path
     )
     folder = tmp_path / "c1"
     folder.mkdir()
-    (folder / "haproxy.log").write_text(
-        "\n".join([_line(40001, 503, "sQ--"), _line(40002, 503, "sQ--"),
-                   _line(40003, 200, "----")]) + "\n"  # fmt: skip
-    )
+    lines = [_line(40001, 503, "sQ--"), _line(40002, 503, "sQ--"), _line(40003, 200, "----")]
+    (folder / "haproxy.log").write_text("\n".join(lines) + "\n")
     samples = [
         _sample(40001, [503], "open", None),
         _sample(40002, [503], "fin", 0.25),
