@@ -8,7 +8,7 @@ Knobs (environment, set per cell by the harness; defaults as in probe.py):
   PROBE_VARIANT [fin]    PROBE_CONNECTIONS [1]    PROBE_CONCURRENCY [= connections]
   PROBE_REQUESTS [1]     PROBE_PATH [/]           PROBE_RCVBUF [0]
   PROBE_READ_PAUSE_MS [0]   PROBE_STALL_MS [0]    PROBE_DEADLINE_S [30]
-  PROBE_CONNECT_TIMEOUT_S [5]
+  PROBE_CONNECT_TIMEOUT_S [5]   PROBE_BODY_BYTES [0]   PROBE_CHUNKED [off | on]
   PROBE_OUT [/out/probe.jsonl]
   PROBE_FAIL_ON [open,error]     end types reported to Locust as failures
   PROBE_SWEEP [none]   NAME=V1,V2,...: one backend query parameter swept across the
@@ -43,19 +43,29 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # probe.py sits 
 import probe
 
 ENV_PREFIX = "PROBE_"
-WHAT = {int: "an integer", float: "a number"}
+WHAT = {int: "an integer", float: "a number", bool: "on or off"}
 NUMBERS: dict[str, type] = {
     "port": int,
     "connections": int,
     "concurrency": int,
     "requests": int,
     "rcvbuf": int,
+    "body_bytes": int,
     "read_pause_ms": float,
     "stall_ms": float,
     "stagger_ms": float,
     "deadline_s": float,
     "connect_timeout_s": float,
+    "chunked": bool,
 }
+ON_OFF = {"on": True, "off": False}
+
+
+def _on_off(raw: str) -> bool:
+    """PROBE_CHUNKED's value: exactly "on" or "off" (ValueError otherwise)."""
+    if raw not in ON_OFF:
+        raise ValueError(raw)
+    return ON_OFF[raw]
 
 
 def config_from_env(env: Mapping[str, str]) -> probe.ProbeConfig:
@@ -68,7 +78,7 @@ def config_from_env(env: Mapping[str, str]) -> probe.ProbeConfig:
             continue
         convert = NUMBERS.get(f.name, str)
         try:
-            values[f.name] = convert(raw)
+            values[f.name] = _on_off(raw) if convert is bool else convert(raw)
         except ValueError:
             raise ValueError(f"{name}={raw!r} is not {WHAT[convert]}") from None
     cfg = probe.ProbeConfig(**values)

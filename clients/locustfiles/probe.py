@@ -10,12 +10,17 @@ side in one of these ways (``variant``):
   tls-notify         TLS: close_notify, then shutdown(SHUT_WR)
   conn-close         the last request says ``Connection: close``; we never shut down
                      and wait for the peer; the delay counts from the last response byte
-  fin-with-request   shutdown(SHUT_WR) right after sending the last request, before
-                     reading its response; the delay counts from our FIN
+  fin-with-request   shutdown(SHUT_WR) right after sending the last request (with its
+                     body, if any), before reading its response; the delay counts from
+                     our FIN
 
 and wait, up to ``deadline_s``, for the peer's end: ``fin``, ``rst``,
 ``tls-alert-fin`` (a TLS close_notify or other alert, then the TCP FIN), or
 ``open`` at the deadline; ``error`` when the connection could not be made.
+
+Requests are GETs, or POSTs of ``body_bytes`` bytes when that is above 0: with
+Content-Length, or with Transfer-Encoding: chunked (``chunked``, chunks of at most
+BODY_CHUNK bytes and the last-chunk; RFC 9112 section 7.1).
 
 TLS runs through ``ssl.SSLObject`` over memory BIOs on a raw socket, so that we
 alone decide whether close_notify goes out, and we see exactly what the peer
@@ -76,6 +81,8 @@ TLS_CHOICES = ("off", "1.2", "1.3")
 ENDS = ("fin", "rst", "tls-alert-fin", "open", "error")
 MAX_HEAD = 64 * 1024  # status line + headers; larger is a protocol error
 RECV_SIZE = 256 * 1024
+BODY_CHUNK = 8192  # the largest chunk of a chunked request body
+MAX_BODY_BYTES = 10_000_000
 
 
 @dataclass
@@ -89,6 +96,8 @@ class ProbeConfig:
     requests: int = 1
     path: str = "/"
     rcvbuf: int = 0  # SO_RCVBUF in bytes, set before connect; 0 = kernel default
+    body_bytes: int = 0  # a POST body of this many bytes per request; 0 = GETs
+    chunked: bool = False  # the body with Transfer-Encoding: chunked, not Content-Length
     read_pause_ms: float = 0.0  # sleep between sending a request and reading it
     stall_ms: float = 0.0  # give up on a response after this long without a byte; 0 = never
     # Start connection i after i*stagger_ms: closes that all land in the same instant
@@ -128,6 +137,10 @@ class ProbeConfig:
             raise ValueError(f"--concurrency must be at least 1, not {self.concurrency}")
         if not self.path.startswith("/") or any(c in self.path for c in " \r\n"):
             raise ValueError(f"--path must start with / and hold no spaces: {self.path!r}")
+        if not 0 <= self.body_bytes <= MAX_BODY_BYTES:
+            raise ValueError(f"--body-bytes must be 0 to {MAX_BODY_BYTES}, not {self.body_bytes}")
+        if self.chunked and not self.body_bytes:
+            raise ValueError("--chunked needs a body: set --body-bytes above 0")
         if self.rcvbuf < 0:
             raise ValueError(f"--rcvbuf must be 0 or more bytes, not {self.rcvbuf}")
         for name in ("read_pause_ms", "stall_ms"):
@@ -547,11 +560,26 @@ def _is_ip(host: str) -> bool:
 
 
 def _request(cfg: ProbeConfig, close: bool) -> bytes:
+    """One request, head and body: a GET, or a POST of cfg.body_bytes bytes framed by
+    Content-Length or, with cfg.chunked, as chunks of at most BODY_CHUNK bytes and the
+    last-chunk (RFC 9112 sections 6.2 and 7.1)."""
     conn = "Connection: close\r\n" if close else ""
+    size = cfg.body_bytes
+    if not size:
+        method, framing, body = "GET", "", b""
+    elif cfg.chunked:
+        full, rest = divmod(size, BODY_CHUNK)
+        parts = [b"%x\r\n" % BODY_CHUNK + b"x" * BODY_CHUNK + b"\r\n"] * full
+        if rest:
+            parts.append(b"%x\r\n" % rest + b"x" * rest + b"\r\n")
+        method, framing, body = "POST", "Transfer-Encoding: chunked\r\n", b"".join(parts)
+        body += b"0\r\n\r\n"
+    else:
+        method, framing, body = "POST", f"Content-Length: {size}\r\n", b"x" * size
     return (
-        f"GET {cfg.path} HTTP/1.1\r\nHost: {cfg.host}:{cfg.effective_port}\r\n"
-        f"User-Agent: harness-probe\r\nAccept: */*\r\n{conn}\r\n"
-    ).encode("latin-1")
+        f"{method} {cfg.path} HTTP/1.1\r\nHost: {cfg.host}:{cfg.effective_port}\r\n"
+        f"User-Agent: harness-probe\r\nAccept: */*\r\n{framing}{conn}\r\n"
+    ).encode("latin-1") + body
 
 
 def _read_response(
@@ -817,6 +845,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None, help="default: all at once")
     p.add_argument("--requests", type=int, default=d.requests, help="keep-alive GETs per conn")
     p.add_argument("--path", default=d.path, help="request path and query")
+    p.add_argument("--body-bytes", type=int, default=d.body_bytes, help="POST body; 0 = GET")
+    p.add_argument("--chunked", action="store_true", help="send the body chunked")
     p.add_argument("--rcvbuf", type=int, default=d.rcvbuf, help="SO_RCVBUF bytes, 0 = default")
     p.add_argument("--read-pause-ms", type=float, default=d.read_pause_ms)
     p.add_argument("--stall-ms", type=float, default=d.stall_ms, help="0 = wait to deadline")

@@ -131,6 +131,9 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
     if samples:
         flags = {uid: e.termination_state for uid, e in haproxy_log.index_by_id(entries).items()}
         metrics["probe"] = probe_samples.summarise(samples, flags)
+        # A connection's fate is HAProxy's to decide only where the client never closes.
+        if entries and all(s.get("variant") == "hold" for s in samples):
+            metrics["probe"]["fates"] = probe_samples.fates(probe_samples.fate_of(samples, entries))
 
     pcap = folder / f"{target}.pcap"
     if pcap.exists() and pcap.stat().st_size > 0:

@@ -173,6 +173,19 @@ class SweepPoint(_Model):
     flag: Key
 
 
+class FateRow(_Model):
+    """harness.analyse.probe_samples.fates: client connections of one (status, termination
+    state), closed by the proxy or kept open after their last response."""
+
+    status: Int | None
+    state: Key
+    connections: Count
+    closed: Count
+    reset: Count
+    kept: Count
+    delay_p50_ms: Number | None
+
+
 class ProbeMetrics(_Model):
     """harness.analyse.probe_samples.summarise: close delays (ms), end types, stalls."""
 
@@ -186,6 +199,8 @@ class ProbeMetrics(_Model):
     flags: dict[Key, Count]
     # one point per swept value (the last connection with it), in sweep order
     sweep: list[SweepPoint] = []
+    # per (status, termination state): closed by the proxy or kept (joined by port)
+    fates: list[FateRow] = []
 
 
 # --- the wire --------------------------------------------------------------------------

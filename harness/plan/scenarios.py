@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import Field, ValidationError, model_validator
 
 from harness.errors import SpecError
 from harness.plan.params import (
+    MAX_BODY_BYTES,
     Bytes,
     Count,
     Flag,
@@ -100,6 +101,9 @@ class Probe:
     stall_ms: int = 0
     deadline_s: float = 10.0
     stagger_ms: float = 5.0  # connections start 5 ms apart, so their closes do not coincide
+    # A POST body per request (0: GETs), chunked or with Content-Length.
+    body_bytes: int = 0
+    chunked: bool = False
     # One backend query parameter swept across the cell's connections, e.g.
     # ("chunk_size", range(20, 45)): `connections` probes per value, all at once.
     sweep: tuple[str, tuple[int, ...]] | None = None
@@ -123,6 +127,8 @@ class Probe:
             "PROBE_STALL_MS": str(self.stall_ms),
             "PROBE_DEADLINE_S": f"{self.deadline_s:g}",
             "PROBE_STAGGER_MS": f"{self.stagger_ms:g}",
+            "PROBE_BODY_BYTES": str(self.body_bytes),
+            "PROBE_CHUNKED": "on" if self.chunked else "off",
             "PROBE_SWEEP": (
                 f"{self.sweep[0]}=" + ",".join(map(str, self.sweep[1])) if self.sweep else ""
             ),
@@ -192,7 +198,7 @@ PROBE_COLUMNS = (
     "ends",
 )
 Plot = Literal["close-delay", "census"]
-Section = Literal["chunk-sizes", "proxy-overhead"]
+Section = Literal["chunk-sizes", "proxy-overhead", "error-fates"]
 Phenomenon = Literal["late-closes", "stalls", "connect-timeouts", "lingering-states"]
 
 
@@ -340,6 +346,8 @@ def _half_close(p: Params) -> Knobs:
             connections=p["connections"],
             requests=p["requests"],
             deadline_s=p["deadline_s"],
+            body_bytes=p.get("body_bytes", 0),
+            chunked=p.get("chunked_upload", False),
         ),
         drain_s=0.5,
     )
@@ -420,6 +428,46 @@ def _connect_timeout(p: Params) -> Knobs:
         backend_env={"BACKEND_BLACKHOLE_PORT": "8082"},
         load=HttpLoad(keepalive=True, wait_ms=100),
         server=CONNECT_FAILURES[p["backend"]],
+        drain_s=0.5,
+    )
+
+
+def _error_fate(p: Params) -> Knobs:
+    # How each error is made (manual 4.2, "timeout connect", "timeout server", "timeout
+    # queue", a server's "maxconn"; 8.5 for the termination states it logs).
+    error = p["error"]
+    server = {
+        "refused": CONNECT_FAILURES["refused"],  # 503 SC--: the connect is refused
+        # 503 sC--: SYNs unanswered. Not the blackhole listener: the kernel completes
+        # the first connects to it (its backlog), which then wait for timeout server.
+        "connect-timeout": CONNECT_FAILURES["unreachable"],
+    }.get(error, ("backend", HTTP_PORT))
+    # server-timeout: the backend answers after timeout server (504 sH--); queue: one
+    # request at a time on the server, the others wait in its queue until timeout queue
+    # (503 sQ--) while the backend takes delay_ms over the first.
+    slow = error in ("server-timeout", "queue")
+    return Knobs(
+        haproxy=HaproxyKnobs(
+            timeout_connect=p["timeout"],
+            timeout_server=p["timeout"] if error == "server-timeout" else "30s",
+            # no retries: one failed connect is one error response
+            defaults_lines=("retries 0", f"timeout queue {p['timeout']}"),
+            server_options="maxconn 1" if error == "queue" else "",
+        ),
+        backend_env={
+            "BACKEND_SIZE": "128",
+            "BACKEND_BLACKHOLE_PORT": "8082",
+            "BACKEND_DELAY_MS": str(p["delay_ms"] if slow else 0),
+        },
+        # hold: a keep-alive request, then no FIN of ours: the probe waits deadline_s
+        # for HAProxy's, from the last response byte (clients/locustfiles/probe.py).
+        load=Probe(
+            variant="hold",
+            connections=p["connections"],
+            concurrency=p["connections"],
+            deadline_s=p["deadline_s"],
+        ),
+        server=server,
         drain_s=0.5,
     )
 
@@ -582,6 +630,8 @@ class CalibrationParams(TypedParams):
 
 
 class HalfCloseParams(TypedParams):
+    # Added after records existed: left out of a cell's parameters at their defaults.
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("body_bytes", "chunked_upload")
     mode: Mode = "http"
     tls: Tls = "off"
     variant: Variant = "fin"
@@ -590,12 +640,36 @@ class HalfCloseParams(TypedParams):
     requests: Count(1, 1000, "requests per connection") = 1
     timeout_client: HaproxyTime = "30s"
     deadline_s: Seconds(600, "how long the probe waits for the close", 12.0, True) = 12.0
+    # A POST body per request, and with variant fin-with-request the FIN right after it
+    # (issue 13: CLOSE_WAIT reported after a chunked POST).
+    body_bytes: Count(0, MAX_BODY_BYTES, "the probe's request body in bytes (0: GETs)",
+                      10000) = 0  # fmt: skip
+    chunked_upload: Flag = False
 
     @model_validator(mode="after")
     def _variant_needs_tls(self) -> HalfCloseParams:
         if self.variant.startswith("tls") and self.tls == "off":
             raise ValueError(f"variant {self.variant!r} needs TLS: set tls to '1.2' or '1.3'")
+        if self.chunked_upload and not self.body_bytes:
+            raise ValueError("chunked_upload needs a body: set body_bytes above 0")
         return self
+
+
+# error-fate's errors: none (the 200 control), refused (503 SC--), connect-timeout
+# (503 sC--), server-timeout (504 sH--), queue (503 sQ--).
+FateError = Literal["none", "refused", "connect-timeout", "server-timeout", "queue"]
+
+
+class ErrorFateParams(TypedParams):
+    error: FateError = "connect-timeout"
+    # timeout connect, or timeout server (server-timeout), or timeout queue (queue)
+    timeout: HaproxyTime = "200ms"
+    # the backend's delay per response for server-timeout and queue: above `timeout`
+    delay_ms: Count(0, 60_000, "the backend's delay per response in ms", 1000) = 1000
+    connections: Count(1, 200, "probe connections, all at once") = 10
+    # The bound within which a FIN from HAProxy counts as "closed": below its
+    # timeout http-keep-alive (10 s), so a connection kept for a next request stays open.
+    deadline_s: Seconds(9, "how long the probe waits for HAProxy's FIN", 2.0, True) = 2.0
 
 
 # chunked-stall: how many chunk sizes one cell may test, and each size's bounds.
@@ -881,7 +955,16 @@ SCENARIOS: dict[str, Scenario] = {
             params=HalfCloseParams,
             knobs=_half_close,
             shows=Shows(
-                ("version", *PROBE_COLUMNS, "agree", "flags"),
+                (
+                    "version",
+                    *PROBE_COLUMNS,
+                    "agree",
+                    "close-wait-in",
+                    "close-wait-in-lasted",
+                    "close-wait-out",
+                    "close-wait-backend",
+                    "flags",
+                ),
                 Verdict("samples", "close delay"),
                 plots=("close-delay",),
                 phenomenon="late-closes",
@@ -976,6 +1059,20 @@ SCENARIOS: dict[str, Scenario] = {
                 ),
                 Verdict("counts", "requests answered 5xx"),
                 phenomenon="connect-timeouts",
+            ),
+        ),
+        Scenario(
+            name="error-fate",
+            summary="After an error response (503 refused or connect timeout, 504 server "
+            "timeout, 503 queue timeout), does HAProxy close the client connection or keep "
+            "it for a next request? Joined to the log's termination state by client port.",
+            field_note="issue 13: the fate of each client connection after an error "
+            "response, joined to the flag",
+            params=ErrorFateParams,
+            knobs=_error_fate,
+            shows=Shows(
+                ("version", "connections", "status", "flags", "ends", "close-delay-p50"),
+                sections=("error-fates",),
             ),
         ),
         Scenario(

@@ -74,6 +74,7 @@ class ScenarioSection:
     cell_tables: list[CellTable]
     chunks: ChunkTable | None
     overhead: list[str] | None  # None: the scenario has no proxy-overhead section
+    fates: Table | None  # error-fate: connections closed or kept per status and flag
     # the cells themselves, for the plots the HTML draws of them
     records: list[CellRecord] = field(repr=False)
 
@@ -221,8 +222,14 @@ def _scenario(run_dir: Path, name: str, rows: list[CellRecord]) -> ScenarioSecti
         ],
         chunks=chunks,
         overhead=tables._proxy_overhead(rows) if "proxy-overhead" in shows.sections else None,
+        fates=_fates(rows, run_dir) if "error-fates" in shows.sections else None,
         records=rows,
     )
+
+
+def _fates(rows: list[CellRecord], run_dir: Path) -> Table | None:
+    found = tables.fate_rows(rows, run_dir)
+    return Table(tables.FATE_HEADERS, found) if found else None
 
 
 def _claims(run: RunManifest, records: list[CellRecord]) -> Table | None:

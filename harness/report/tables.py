@@ -408,6 +408,17 @@ CATALOGUE: dict[str, Column] = {
     "fin-wait-2-in-lasted": (
         "lasted", lambda r: _census_lasted(r, "haproxy", "FIN-WAIT-2", "in")
     ),
+    # HAProxy holds the client's FIN, not yet its own (a leak if it stays: issue 13)
+    "close-wait-in": (
+        "CLOSE-WAIT (haproxy←client)", lambda r: _census_peak(r, "haproxy", "CLOSE-WAIT", "in")
+    ),
+    "close-wait-in-lasted": (
+        "lasted (in)", lambda r: _census_lasted(r, "haproxy", "CLOSE-WAIT", "in")
+    ),
+    # the backend holds HAProxy's FIN (relayed in mode tcp), not yet its own
+    "close-wait-backend": (
+        "CLOSE-WAIT (backend)", lambda r: _census_peak(r, "backend", "CLOSE-WAIT", "in")
+    ),
     "close-wait-out": (
         "CLOSE-WAIT (haproxy→backend)", lambda r: _census_peak(r, "haproxy", "CLOSE-WAIT", "out")
     ),
@@ -875,6 +886,40 @@ def _overhead_not_measured(via: Record, direct: Record) -> str | None:
             [(where, number)] = found
             parts.append(f"{what} {where}" + (f" ({number} {unit})" if unit else ""))
     return "; ".join(parts) or None
+
+
+FATE_HEADERS = [
+    "version", "cell", "status", "termination state", "connections", "closed by HAProxy",
+    "of them RST", "kept open", "close delay p50",
+]  # fmt: skip
+
+
+def fate_rows(records: list[Record], run_dir: Path) -> list[list[str]]:
+    """error-fate: per version, parameter set, status and termination state, the client
+    connections HAProxy closed after their last response (within the probe's deadline)
+    and those it kept, repetitions pooled (FATE_HEADERS' columns). From each cell's raw
+    probe.jsonl and haproxy.log, joined by client port (probe_samples.fate_of)."""
+    cells = [r for r in unique_labels(records) if "error-fates" in shows(r.scenario).sections]
+    cells = [r for r in cells if r.ok]
+    keys = varying(cells)
+    pooled: dict[tuple[str, str], list[probe_samples.Fate]] = {}
+    for r in cells:
+        folder = run_dir / r.cell
+        log = folder / "haproxy.log"
+        if not log.exists():
+            continue
+        entries, _ = haproxy_log.parse_log(log.read_text().splitlines())
+        group = (r.version.label, _short_params(r, keys) if keys else "")
+        pooled.setdefault(group, []).extend(probe_samples.fate_of(_probe(folder), entries))
+    rows = []
+    for (version, params), connections in pooled.items():
+        for f in probe_samples.fates(connections):
+            rows.append([
+                version, params or "-", str(f["status"] if f["status"] is not None else "-"),
+                f"`{f['state']}`", str(f["connections"]), str(f["closed"]), str(f["reset"]),
+                str(f["kept"]), _ms(f["delay_p50_ms"]),
+            ])  # fmt: skip
+    return rows
 
 
 def _sweep_stats(folder: Path, record: Record) -> dict[str, dict[str, Any]]:

@@ -470,6 +470,59 @@ def test_summarise_nearest_rank() -> None:
     assert empty["count"] == 0 and empty["p50"] is None and empty["bytes"]["min"] is None
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_post_body_then_fin_reaches_the_backend_whole(backends: dict[str, int], chunked) -> None:
+    # 20000 bytes: chunked, two full 8192-byte chunks and a short one; the FIN right after.
+    cfg = cfg_for(backends["http"], variant="fin-with-request", body_bytes=20000, chunked=chunked)
+    s = probe_once(cfg)
+    assert s["end"] == "fin" and s["statuses"] == [200] and s["complete"], s
+    assert 0 <= s["delay_ms"] < 400
+
+
+@pytest.mark.parametrize(
+    ("chunked", "framing", "tail"),
+    [
+        (False, b"Content-Length: 9000\r\n", b"x" * 9000),
+        (True, b"Transfer-Encoding: chunked\r\n",
+         b"2000\r\n" + b"x" * 8192 + b"\r\n328\r\n" + b"x" * 808 + b"\r\n0\r\n\r\n"),
+    ],
+)  # fmt: skip
+def test_request_body_framing(chunked: bool, framing: bytes, tail: bytes) -> None:
+    cfg = ProbeConfig(port=8080, body_bytes=9000, chunked=chunked)
+    head, _, body = probe._request(cfg, close=False).partition(b"\r\n\r\n")
+    assert head.startswith(b"POST / HTTP/1.1\r\n") and framing in head + b"\r\n"
+    assert body == tail
+    assert probe._request(ProbeConfig(port=8080), close=False).startswith(b"GET / ")
+
+
+def test_locust_env_reads_the_body_settings() -> None:
+    # In a child: importing close_delay imports locust, which monkey-patches the process.
+    script = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import close_delay
+out = []
+for env in ({"PROBE_BODY_BYTES": "100", "PROBE_CHUNKED": "on"}, {"PROBE_CHUNKED": "off"},
+            {"PROBE_BODY_BYTES": "1", "PROBE_CHUNKED": "yes"}, {"PROBE_CHUNKED": "on"}):
+    try:
+        cfg = close_delay.config_from_env(env)
+        out.append([cfg.body_bytes, cfg.chunked])
+    except ValueError as exc:
+        out.append(str(exc))
+print(json.dumps(out))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROBE_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(LOCUSTFILES)],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    on, off, bad, bodiless = json.loads(proc.stdout.splitlines()[-1])
+    assert on == [100, True] and off == [0, False]
+    assert bad == "PROBE_CHUNKED='yes' is not on or off"
+    assert "PROBE_CHUNKED needs a body" in bodiless
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -481,6 +534,9 @@ def test_summarise_nearest_rank() -> None:
         (["--path", "nope"], "--path must start with /"),
         (["--port", "70000"], "--port must be 1..65535"),
         (["--variant", "rst"], "invalid choice"),
+        (["--body-bytes", "-1"], "--body-bytes must be 0 to 10000000"),
+        (["--body-bytes", "10000001"], "--body-bytes must be 0 to 10000000"),
+        (["--chunked"], "--chunked needs a body"),
     ],
 )
 def test_cli_rejects_bad_arguments(capsys, argv: list[str], message: str) -> None:
