@@ -46,8 +46,9 @@ def host_usage(samples: list[dict[str, Any]], start: float, end: float) -> dict[
     busy, idle+iowait idle, steal taken by the hypervisor) times the online CPUs, so the
     three add up to the online CPUs (as top(1) computes its %Cpu line). ``busy_fraction``
     is busy / all ticks. ``softirq_cores`` (part of busy) is mostly the network's
-    receive path, which the kernel charges to no container's cgroup. Same window as :func:`cpu_usage`. Empty when a window sample
-    has no host data (a cpu-samples.json from before it was recorded, or a remote engine).
+    receive path, which the kernel charges to no container's cgroup. Same window as
+    :func:`cpu_usage`. Empty when a window sample has no host data (a cpu-samples.json
+    from before it was recorded, or a remote engine).
     """
     window = _window(samples, start, end)
     if len(window) < 2 or not all("host" in s for s in window):
