@@ -39,13 +39,16 @@ def cpu_usage(
 
 def host_usage(samples: list[dict[str, Any]], start: float, end: float) -> dict[str, float]:
     """The host's CPU over [start, end] (epoch seconds), from the samples' ``host`` field:
-    ``{"online_cpus", "busy_cores", "idle_cores", "steal_cores", "busy_fraction"}``.
+    ``{"online_cpus", "busy_cores", "idle_cores", "steal_cores", "softirq_cores",
+    "busy_fraction"}``.
 
     Cores are each kind's share of the ticks that passed (user+nice+system+irq+softirq
     busy, idle+iowait idle, steal taken by the hypervisor) times the online CPUs, so the
     three add up to the online CPUs (as top(1) computes its %Cpu line). ``busy_fraction``
-    is busy / all ticks. Same window as :func:`cpu_usage`. Empty when a window sample
-    has no host data (a cpu-samples.json from before it was recorded, or a remote engine).
+    is busy / all ticks. ``softirq_cores`` (part of busy) is mostly the network's
+    receive path, which the kernel charges to no container's cgroup. Same window as
+    :func:`cpu_usage`. Empty when a window sample has no host data (a cpu-samples.json
+    from before it was recorded, or a remote engine).
     """
     window = _window(samples, start, end)
     if len(window) < 2 or not all("host" in s for s in window):
@@ -65,6 +68,7 @@ def host_usage(samples: list[dict[str, Any]], start: float, end: float) -> dict[
         "busy_cores": cores(HOST_BUSY),
         "idle_cores": cores(HOST_IDLE),
         "steal_cores": cores(("steal",)),
+        "softirq_cores": cores(("softirq",)),
         "busy_fraction": round(sum(delta[k] for k in HOST_BUSY) / ticks, 3),
     }
 

@@ -53,8 +53,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-# Locust runs each user as a greenlet of one Python process; wrk holds one socket per
-# connection in an event loop per thread, so it goes much further.
+# Locust runs each user as a greenlet of one Python process (in distributed mode, of
+# each worker: the master runs none); wrk holds one socket per connection in an event
+# loop per thread, so it goes much further.
 MAX_LOCUST_USERS = 1000
 MAX_WRK_CONNECTIONS = 20000
 
@@ -118,9 +119,10 @@ class Load(_Strict):
     ``duration_s``, whichever comes first).
 
     Raises pydantic's ValidationError (a SpecError where the matrix is read) for an open
-    loop with wrk, h2load or a native client, more Locust users than one process
-    holds, threads with Locust, streams with anything but h2load, or a
-    client's setting given to another generator.
+    loop with wrk, h2load or a native client, more Locust users than its processes hold
+    (``MAX_LOCUST_USERS`` each: the one process, or each of the ``workers``), threads
+    with Locust, streams with anything but h2load, or a client's setting given to
+    another generator.
     """
 
     # Strict, as scenario parameters are (harness.plan.params.Params): "2" or a YAML 1.1
@@ -132,7 +134,7 @@ class Load(_Strict):
     users: int = Field(
         20, ge=1, le=MAX_WRK_CONNECTIONS,
         description=f"concurrent Locust users, or wrk / h2load connections (closed loop; "
-        f"Locust at most {MAX_LOCUST_USERS})",
+        f"Locust at most {MAX_LOCUST_USERS} per process: its workers, or the one)",
     )  # fmt: skip
     spawn_rate: float = Field(20, gt=0, le=1000, description="users started per second")
     rate: float = Field(200, gt=0, le=100000, description="requests per second (open loop)")
@@ -211,10 +213,14 @@ class Load(_Strict):
                 f"mode: open needs generator: locust ({self.generator} sends closed loop; "
                 "its latency would hide a stall behind coordinated omission)"
             )
-        if self.generator == "locust" and self.users > MAX_LOCUST_USERS:
+        if self.generator == "locust" and self.users > MAX_LOCUST_USERS * self.processes:
+            # the master spreads the users evenly over the workers (Locust's
+            # UsersDispatcher), so each holds at most ceil(users / workers)
+            held = f"{self.processes} processes hold" if self.workers else "one process holds"
             raise ValueError(
-                f"users: {self.users} is more than one Locust process holds (at most "
-                f"{MAX_LOCUST_USERS}); use generator: wrk for more connections"
+                f"users: {self.users} is more than {held} (at most {MAX_LOCUST_USERS} "
+                "Locust users per process); add workers: or use generator: wrk for more "
+                "connections"
             )
         if self.generator == "locust" and self.threads is not None:
             raise ValueError("threads: applies to generator: wrk or h2load only")

@@ -187,6 +187,17 @@ def test_host_usage_needs_host_data_at_both_ends_of_the_window():
     assert resources.host_usage(samples, START, END - 1)["idle_cores"] == pytest.approx(1.0)
 
 
+def test_host_usage_gives_softirq_as_its_own_part_of_busy():
+    # softirq (the network's receive path) is charged to no container: the distributed
+    # Locust bench counts it in the stack's CPU per request (scripts/bench_generators.py)
+    samples = _samples(client_cores=0.5, idle_cores=0.5)
+    for s in samples:
+        s["host"]["softirq"], s["host"]["user"] = s["host"]["user"] // 7, s["host"]["user"] * 6 // 7
+    host = resources.host_usage(samples, START, END)
+    assert host["softirq_cores"] == pytest.approx(0.15, abs=0.01)  # 1/7 of 0.7 of 1.5 busy
+    assert host["busy_cores"] == pytest.approx(1.5, abs=0.01)
+
+
 # --- the proxy overhead ---------------------------------------------------------------------
 
 LABEL = "2.6.12 (debian:bookworm)"

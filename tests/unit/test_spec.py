@@ -208,7 +208,9 @@ def test_numeric_parameters_accept_ints_for_floats_and_negatives_where_they_mean
     [
         ("{generator: wrk, mode: open}", r"load \(line 3\): Value error, mode: open needs "
          r"generator: locust .*; change one of them"),
-        ("{users: 2000}", r"users: 2000 is more than one Locust process holds .*generator: wrk"),
+        ("{users: 2000}", r"users: 2000 is more than one process holds \(at most 1000 Locust "
+         r"users per process\); add workers: or use generator: wrk"),
+        ("{users: 2001, workers: 2}", r"users: 2001 is more than 2 processes hold"),
         ("{threads: 2}", r"threads: applies to generator: wrk or h2load only"),
         ("{generator: 'wrk; rm -rf /'}", r"load.generator \(line 3\): Input should be 'locust', "
          r"'wrk', 'h2load', 'requests', 'node' or 'go'"),
@@ -281,6 +283,25 @@ def test_workers_run_the_users_under_one_master_with_typed_arguments(tmp_path):
     assert args[:3] == ["locust-distributed", "3", "/locustfiles/http_load.py"]
     assert args[args.index("--users") + 1] == "3"  # one open-loop user per worker
     assert args[-1] == "OpenLoop"
+
+
+def test_each_locust_worker_holds_as_many_users_as_one_process(tmp_path):
+    # The cap is per process (each runs its users as greenlets): 2 workers hold 2,000,
+    # and the master is told all of them, to spread over its workers.
+    from harness.stack import workload
+    from harness.stack.render import Network
+
+    path = write(tmp_path, """
+        name: t
+        load: {workers: 2, users: 2000, spawn_rate: 1000}
+        versions: [debian:bookworm]
+        scenarios: [{name: smoke}]
+        """)  # fmt: skip
+    [cell] = spec.load(path, "run1").cells
+    args = workload.load_args(cell, cell.knobs, Network.for_project("p"))
+    assert args[:2] == ["locust-distributed", "2"]
+    assert args[args.index("--users") + 1] == "2000"
+    assert spec.Load(users=spec.MAX_LOCUST_USERS).users == 1000  # one process: still 1,000
 
 
 @pytest.mark.parametrize(
