@@ -72,4 +72,6 @@ def _recomputed(run_dir: Path) -> list[CellRecord]:
 def _compute(args: tuple[CellRecord, Path]) -> CellRecord:
     """One cell's record with its metrics recomputed from the raw files in its folder."""
     cell, folder = args
-    return cell.model_copy(update={"metrics": cell_metrics.compute(folder, cell.target)})
+    in_flight = cell_metrics.in_flight_bound(cell.load, cell.params)
+    metrics = cell_metrics.compute(folder, cell.target, in_flight)
+    return cell.model_copy(update={"metrics": metrics})
