@@ -82,26 +82,33 @@ def in_flight_bound(load: LoadRecord, params: Mapping[str, Any]) -> int | None:
     return load.users
 
 
-def client_vs_haproxy(client: int, logged: int, dropped: int, in_flight: int) -> dict[str, Any]:
+def client_vs_haproxy(
+    client: int, logged: int, dropped: int, received: int | None, in_flight: int
+) -> dict[str, Any]:
     """The client's request count held against HAProxy's for the same load.
 
     ``client``: requests the load generator counted (Locust's stats: answered, failed or
-    cut off, each once); ``logged``: HAProxy's log lines for them (one per request in
-    HTTP mode, written when the request ends, so those in flight when the load stopped
-    are there too); ``dropped``: log lines HAProxy could not write (``show info``
-    DroppedLogs); ``in_flight``: :func:`in_flight_bound`. Every request the client sent
-    reached HAProxy and every one HAProxy logged came from the client, so they agree
-    when HAProxy's count (``logged + dropped``) is the client's plus at most the
-    requests in flight at the stop: a client that sends one of its requests twice (a
-    library's retry) or counts what never went out disagrees.
+    cut off, each once). HAProxy's count is ``received`` when its counters were read:
+    the frontend's requests (``show stat`` req_tot, counted as each request arrives)
+    less its request errors (ereq: connections that sent no valid request, such as the
+    harness's readiness checks), read after the load, so those in flight at the stop are
+    in it. Else (no counters) the log's: ``logged`` lines plus the ``dropped`` ones
+    (``show info`` DroppedLogs). The log alone can fall short: HAProxy logs no line for
+    a keep-alive request whose reused server connection broke (a killed backend) and
+    that it closes unanswered for the client to retry. ``in_flight``:
+    :func:`in_flight_bound`. Every request the client sent reached HAProxy and every one
+    HAProxy received came from the client, so they agree when HAProxy's count is the
+    client's plus at most the requests in flight at the stop: a client that sends one of
+    its requests twice (a library's retry) or counts what never went out disagrees.
 
-    Returns ``{"client", "haproxy", "logged", "dropped", "in_flight_bound", "agree"}``
-    (counts of requests; ``agree`` a bool).
+    Returns ``{"client", "haproxy", "received", "logged", "dropped", "in_flight_bound",
+    "agree"}`` (counts of requests, ``received`` None without counters; ``agree`` a bool).
     """
-    haproxy = logged + dropped
+    haproxy = received if received is not None else logged + dropped
     return {
         "client": client,
         "haproxy": haproxy,
+        "received": received,
         "logged": logged,
         "dropped": dropped,
         "in_flight_bound": in_flight,
@@ -121,10 +128,17 @@ def compute(folder: Path, target: str = "haproxy", in_flight: int | None = None)
     metrics = _measured(folder, target)
     if in_flight is not None and "load" in metrics and "haproxy" in metrics:
         counters = metrics.get("haproxy_counters") or {}
+        frontend = counters.get("frontend", {})
+        received = (
+            frontend["req_tot"] - frontend["ereq"]
+            if "req_tot" in frontend and "ereq" in frontend
+            else None
+        )
         metrics["client_vs_haproxy"] = client_vs_haproxy(
             metrics["load"]["requests"],
             metrics["haproxy"]["total"],
             counters.get("info", {}).get("DroppedLogs", 0),
+            received,
             in_flight,
         )
     return Metrics.model_validate(metrics, strict=False)
@@ -347,8 +361,9 @@ def client_limit(
 
 SERVER_COUNTERS = ("stot", "econ", "eresp", "cli_abrt", "srv_abrt", "wretr", "wredis", "dresp")
 INFO_COUNTERS = ("CumConns", "CumReq", "DroppedLogs", "ConnRate", "MaxConnRate")
-# The frontend's sessions (manual 9.1 "CSV format"): current, max at once, limit, total.
-FRONTEND_COUNTERS = ("scur", "smax", "slim", "stot")
+# The frontend's sessions (manual 9.1 "CSV format"): current, max at once, limit, total;
+# its HTTP requests received and its request errors.
+FRONTEND_COUNTERS = ("scur", "smax", "slim", "stot", "req_tot", "ereq")
 
 
 def haproxy_counters(info_text: str, stat_text: str) -> dict[str, Any]:

@@ -159,13 +159,15 @@ class ClientFailures(_Model):
 class ClientVsHaproxy(_Model):
     """The client's request count against HAProxy's for the same load
     (harness.analyse.cell_metrics.client_vs_haproxy): ``client`` the requests the load
-    generator counted, ``haproxy`` the frontend's log lines plus the lines HAProxy
-    dropped (``logged`` + ``dropped``), ``in_flight_bound`` the most requests the
-    client can have had in flight when the load stopped (HAProxy logs those, the client
-    does not count them). ``agree``: 0 <= haproxy - client <= in_flight_bound."""
+    generator counted; ``haproxy`` HAProxy's: ``received`` (the frontend's req_tot less
+    ereq, after the load) when its counters were read, else ``logged`` + ``dropped``
+    (log lines, and those it could not write); ``in_flight_bound`` the most requests
+    the client can have had in flight when the load stopped (HAProxy has those, the
+    client does not count them). ``agree``: 0 <= haproxy - client <= in_flight_bound."""
 
     client: Count
     haproxy: Count
+    received: Count | None = None
     logged: Count
     dropped: Count
     in_flight_bound: Count

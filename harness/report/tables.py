@@ -1045,9 +1045,10 @@ PHENOMENA: dict[str, Callable[[Path, list[Record]], str | None]] = {
 MISCOUNT_NOTE = (
     "The client and HAProxy counted different requests for the same load, so these "
     "cells' request counts, failures, req/s and latencies are not what went over the "
-    "wire: HAProxy's count (its log lines plus the lines it dropped) should be the "
-    "client's plus at most the requests in flight when the load stopped "
-    "(`metrics.client_vs_haproxy` in each cell.json)."
+    "wire: HAProxy's count (the requests its frontend received, from its counters; "
+    "else its log lines plus the lines it dropped) should be the client's plus at most "
+    "the requests in flight when the load stopped (`metrics.client_vs_haproxy` in each "
+    "cell.json)."
 )
 
 
@@ -1058,11 +1059,12 @@ def miscounted(records: list[Record]) -> list[str]:
     for r in records:
         check = r.m.client_vs_haproxy
         if r.ok and check is not None and not check.agree:
+            received = "" if check.received is None else f"{check.received} received; "
             lines.append(
                 f"{r.cell} ({r.version.label}, {r.scenario}): the client counted "
-                f"{check.client} requests, HAProxy {check.haproxy} ({check.logged} logged"
-                f" + {check.dropped} dropped); at most {check.in_flight_bound} were in "
-                "flight when the load stopped"
+                f"{check.client} requests, HAProxy {check.haproxy} ({received}"
+                f"{check.logged} logged + {check.dropped} dropped); at most "
+                f"{check.in_flight_bound} were in flight when the load stopped"
             )
     return lines
 

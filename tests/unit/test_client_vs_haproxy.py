@@ -22,17 +22,22 @@ CLIENT_REQUESTS = 19517  # its locust.json
 
 def test_counts_agree_up_to_the_requests_in_flight_at_the_stop():
     agree = cell_metrics.client_vs_haproxy
-    assert agree(100, 100, 0, 10)["agree"]
-    assert agree(100, 95, 5, 10)["agree"]  # HAProxy's dropped lines are its requests too
-    assert agree(100, 110, 0, 10)["agree"]  # ten cut off by the stop: logged, not counted
-    assert not agree(100, 111, 0, 10)["agree"]
+    # HAProxy's count: what its frontend received, from its counters
+    assert agree(100, 100, 0, 100, 10)["agree"]
+    assert agree(100, 110, 0, 110, 10)["agree"]  # ten cut off by the stop: not counted
+    assert not agree(100, 111, 0, 111, 10)["agree"]
+    # a killed backend: 10 keep-alive requests closed unanswered and never logged
+    assert agree(450, 440, 0, 450, 10)["agree"]
     # the connect-timeout cell: each Locust request was two of HAProxy's
-    assert agree(36, 90, 0, 20) == {
-        "client": 36, "haproxy": 90, "logged": 90, "dropped": 0,
+    assert agree(36, 90, 0, 92, 20) == {
+        "client": 36, "haproxy": 92, "received": 92, "logged": 90, "dropped": 0,
         "in_flight_bound": 20, "agree": False,
     }  # fmt: skip
     # a client counting a request that never reached HAProxy
-    assert not agree(101, 100, 0, 10)["agree"]
+    assert not agree(101, 100, 0, 100, 10)["agree"]
+    # without counters, the log: its lines and those HAProxy dropped are its requests
+    assert agree(100, 95, 5, None, 10)["agree"]
+    assert not agree(100, 95, 4, None, 10)["agree"]
 
 
 def _load(**fields) -> LoadRecord:
@@ -67,16 +72,20 @@ def _log(lines: int) -> str:
 def test_a_report_warns_of_a_cell_whose_counts_disagree(tmp_path):
     run_dir = tmp_path / "results" / "20261124T230400Z-counts"
     shutil.copytree(RUN, run_dir)
-    log = run_dir / CELL / "haproxy.log"
+    log, stat = run_dir / CELL / "haproxy.log", run_dir / CELL / "haproxy-stat.csv"
 
+    # its frontend received req_tot 19522 less ereq 5: the client's 19517
     log.write_text(_log(CLIENT_REQUESTS))
     assert cli.main(["report", str(run_dir)]) in (0, 3)
     check = load_cell(run_dir / CELL / "cell.json").m.client_vs_haproxy
-    assert check is not None and check.agree and check.haproxy == CLIENT_REQUESTS
+    assert check is not None and check.agree
+    assert check.haproxy == check.received == check.logged == CLIENT_REQUESTS
     assert "request counts disagree" not in (run_dir / "report.md").read_text()
 
     # every request twice on the wire, as the client's retry made it
-    log.write_text(_log(2 * CLIENT_REQUESTS))
+    twice = 2 * CLIENT_REQUESTS
+    log.write_text(_log(twice))
+    stat.write_text(stat.read_text().replace(",19522,", f",{twice + 5},"))
     assert cli.main(["report", str(run_dir)]) in (0, 3)
     check = load_cell(run_dir / CELL / "cell.json").m.client_vs_haproxy
     assert check is not None and not check.agree
@@ -84,8 +93,8 @@ def test_a_report_warns_of_a_cell_whose_counts_disagree(tmp_path):
     assert "**Warning: request counts disagree.**" in text
     assert (
         f"- {CELL} (2.2.9 (debian:bullseye), keepalive-vs-close): the client counted "
-        f"{CLIENT_REQUESTS} requests, HAProxy {2 * CLIENT_REQUESTS} "
-        f"({2 * CLIENT_REQUESTS} logged + 0 dropped); at most 10 were in flight"
+        f"{CLIENT_REQUESTS} requests, HAProxy {twice} ({twice} received; {twice} logged + 0 "
+        "dropped); at most 10 were in flight when the load stopped"
     ) in text
     page = (run_dir / "report.html").read_text()
     assert "Warning: request counts disagree." in page and CELL in page
