@@ -5,8 +5,9 @@ it closes the connection so the client can retry (http_return_srv_error, src/htt
 logged 503 with 0 bytes). geventhttpclient did retry, inside the one request Locust
 timed, so a Locust request was two of HAProxy's and took both their times (36 counted
 against 90 logged, p90 6 s where Ta was 3 s). Now the closed connection is a failure of
-its own (status 0) and the client's count agrees with HAProxy's (its log lines), which
-the analysis checks for every Locust cell (``metrics.client_vs_haproxy``).
+its own (status 0) and the client's count agrees with HAProxy's (the requests its
+frontend received), which the analysis checks for every Locust cell
+(``metrics.client_vs_haproxy``).
 
 One matrix: connect-timeout against a black hole (each request 3 connect attempts of
 1 s: Ta 3 s, so each user's second request is a keep-alive one that HAProxy closes) and
