@@ -468,7 +468,7 @@ def run_cell(item: Prepared, image_set: ImageSet) -> CellRecord:
                 name = workload.generator(item.cell, item.knobs)
                 raise CellError(f"{name} exited with {code}; see {folder / f'{name}.log'}")
             t_analyse = time.time()
-            record["metrics"] = cell_metrics.compute(folder, item.knobs.target)
+            record["metrics"] = cell_metrics.compute(folder, item.knobs.target, _in_flight(record))
             phases["analyse"] = time.time() - t_analyse
             record["status"] = "ok"
     except (CellError, docker.errors.DockerException, requests.exceptions.RequestException) as exc:
@@ -497,6 +497,12 @@ def run_cell(item: Prepared, image_set: ImageSet) -> CellRecord:
     return _write_record(folder, record)
 
 
+def _in_flight(record: dict[str, Any]) -> int | None:
+    """cell_metrics.in_flight_bound of the record being built (its load and parameters)."""
+    load = records.LoadRecord.model_validate(record["load"], strict=False)
+    return cell_metrics.in_flight_bound(load, record["params"])
+
+
 def _write_record(folder: Path, data: dict[str, Any]) -> CellRecord:
     """The record built during the cell, validated as a CellRecord, written as cell.json.
     Lax, unlike reading: the values are the harness's own (tuples, numpy floats). An
@@ -515,7 +521,7 @@ def _record_partial(record: dict[str, Any], item: Prepared, status: str, why: st
     with results.writing(item.folder):
         _join_haproxy_logs(item.folder)
     with suppress(Exception):  # raw files cut short stay in the folder, uncomputed
-        record["metrics"] = cell_metrics.compute(item.folder, item.knobs.target)
+        record["metrics"] = cell_metrics.compute(item.folder, item.knobs.target, _in_flight(record))
     _write_record(item.folder, record)
 
 

@@ -48,8 +48,27 @@ import time
 from collections import Counter
 
 import gevent
+import geventhttpclient.client
 from hdrh.histogram import HdrHistogram
 from locust import FastHttpUser, constant, events, task
+
+# One call of _get is one HTTP request on the wire, counted once with its own latency.
+# geventhttpclient's HTTPClient.request (2.6.1: client.py lines 430 and 544-551) sends an
+# idempotent request again, on a new connection, when the connection closes before any
+# response, up to the pool's size + 1 times, inside the one call Locust times. HAProxy
+# does close that way on purpose: a connect timeout on a keep-alive connection's second
+# or later request gets no 503 ("so the client can retry": http_return_srv_error,
+# src/http_ana.c), so behind connect-timeout one Locust request was two of HAProxy's,
+# timed as both. The retry's only gate is this module-level predicate; refuse it, so the
+# closed connection is a failure of its own ("status 0 HTTPConnectionClosed"), as on the
+# wire. clients/requirements.txt pins the version this was read from; a version without
+# the predicate stops here rather than retry unseen.
+if not callable(getattr(geventhttpclient.client, "_may_retry_after_send_error", None)):
+    raise RuntimeError(
+        "geventhttpclient.client._may_retry_after_send_error is gone: its request retry "
+        "cannot be turned off; pin geventhttpclient as clients/requirements.txt does"
+    )
+geventhttpclient.client._may_retry_after_send_error = lambda method: False
 
 PATH = os.environ.get("LOAD_PATH", "/")
 KEEPALIVE = os.environ.get("LOAD_KEEPALIVE", "on") == "on"
@@ -93,6 +112,7 @@ def _get(user: FastHttpUser) -> None:
 
 class HttpLoad(FastHttpUser):
     wait_time = constant(WAIT_S)
+    max_retries = 0  # Locust's default, said here: the user agent never sends a request again
 
     @task
     def get(self) -> None:
@@ -104,6 +124,7 @@ class OpenLoop(FastHttpUser):
     # connection is late, and its latency (from the intended time) says so.
     concurrency = int(os.environ.get("LOAD_MAX_CONNECTIONS", "100"))
     wait_time = constant(0)
+    max_retries = 0
 
     @task
     def schedule(self) -> None:

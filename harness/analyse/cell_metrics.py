@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from harness.analyse import (
     wrk,
 )
 from harness.analyse.haproxy_stats import parse_info, parse_stat
-from harness.analyse.record import Metrics
+from harness.analyse.record import LoadRecord, Metrics
 from harness.analyse.resources import could_use, cpu_usage, host_usage
 from harness.plan.ports import FRONTEND_PORTS
 
@@ -49,14 +50,98 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def compute(folder: Path, target: str = "haproxy") -> Metrics:
+# OpenLoop's connection pool (clients/locustfiles/http_load.py: LOAD_MAX_CONNECTIONS,
+# which the harness leaves at its default): the most requests one process has in flight.
+OPEN_LOOP_POOL = 100
+# Faults after which HAProxy's log and the client's count are not of the same requests:
+# a restarted HAProxy loses the requests it held and refuses some while it is down; a
+# killed client loses its count since its last second.
+UNCOUNTED_FAULTS = frozenset({"haproxy-restarted", "client-killed"})
+
+
+def in_flight_bound(load: LoadRecord, params: Mapping[str, Any]) -> int | None:
+    """The most requests a cell's load can have in flight when it stops, or None when
+    its client's count is not to be held against HAProxy's (see :func:`client_vs_haproxy`).
+
+    ``load``: the cell's load as recorded; ``params``: its scenario parameters. None
+    unless the load is Locust's HTTP load (closed or open loop, not the probe: wrk,
+    h2load and the native clients count otherwise) through HAProxy in HTTP mode (direct
+    to the backend HAProxy sees nothing; in ``mode: tcp`` a log line is a connection,
+    not a request) without a fault in :data:`UNCOUNTED_FAULTS`. Closed loop: ``users``
+    (each has at most one request out, and Locust stops the ones still in one after
+    ``--stop-timeout``); open loop: :data:`OPEN_LOOP_POOL` per process (stopped at once).
+    """
+    if load.generator != "locust" or load.mode not in ("closed-loop", "open-loop"):
+        return None
+    if params.get("via", "haproxy") != "haproxy" or params.get("mode", "http") != "http":
+        return None
+    if params.get("fault") in UNCOUNTED_FAULTS:
+        return None
+    if load.mode == "open-loop":
+        return OPEN_LOOP_POOL * (load.workers or 1)
+    return load.users
+
+
+def client_vs_haproxy(
+    client: int, logged: int, dropped: int, received: int | None, in_flight: int
+) -> dict[str, Any]:
+    """The client's request count held against HAProxy's for the same load.
+
+    ``client``: requests the load generator counted (Locust's stats: answered, failed or
+    cut off, each once). HAProxy's count is ``received`` when its counters were read:
+    the frontend's requests (``show stat`` req_tot, counted as each request arrives)
+    less its request errors (ereq: connections that sent no valid request, such as the
+    harness's readiness checks), read after the load, so those in flight at the stop are
+    in it. Else (no counters) the log's: ``logged`` lines plus the ``dropped`` ones
+    (``show info`` DroppedLogs). The log alone can fall short: HAProxy logs no line for
+    a keep-alive request whose reused server connection broke (a killed backend) and
+    that it closes unanswered for the client to retry. ``in_flight``:
+    :func:`in_flight_bound`. Every request the client sent reached HAProxy and every one
+    HAProxy received came from the client, so they agree when HAProxy's count is the
+    client's plus at most the requests in flight at the stop: a client that sends one of
+    its requests twice (a library's retry) or counts what never went out disagrees.
+
+    Returns ``{"client", "haproxy", "received", "logged", "dropped", "in_flight_bound",
+    "agree"}`` (counts of requests, ``received`` None without counters; ``agree`` a bool).
+    """
+    haproxy = received if received is not None else logged + dropped
+    return {
+        "client": client,
+        "haproxy": haproxy,
+        "received": received,
+        "logged": logged,
+        "dropped": dropped,
+        "in_flight_bound": in_flight,
+        "agree": 0 <= haproxy - client <= in_flight,
+    }
+
+
+def compute(folder: Path, target: str = "haproxy", in_flight: int | None = None) -> Metrics:
     """A cell's :class:`~harness.analyse.record.Metrics` from the raw files in ``folder``
     (``target``: "haproxy", or "calibration" for the calibration target's pcap).
+    ``in_flight``: :func:`in_flight_bound` of the cell; given, the client's request count
+    is checked against HAProxy's (``client_vs_haproxy``).
 
     Raises OSError / ValueError on a raw file that cannot be read or parsed, and
     pydantic.ValidationError when a number is out of the record's bounds.
     """
-    return Metrics.model_validate(_measured(folder, target), strict=False)
+    metrics = _measured(folder, target)
+    if in_flight is not None and "load" in metrics and "haproxy" in metrics:
+        counters = metrics.get("haproxy_counters") or {}
+        frontend = counters.get("frontend", {})
+        received = (
+            frontend["req_tot"] - frontend["ereq"]
+            if "req_tot" in frontend and "ereq" in frontend
+            else None
+        )
+        metrics["client_vs_haproxy"] = client_vs_haproxy(
+            metrics["load"]["requests"],
+            metrics["haproxy"]["total"],
+            counters.get("info", {}).get("DroppedLogs", 0),
+            received,
+            in_flight,
+        )
+    return Metrics.model_validate(metrics, strict=False)
 
 
 def _measured(folder: Path, target: str) -> dict[str, Any]:
@@ -288,8 +373,9 @@ def client_limit(
 
 SERVER_COUNTERS = ("stot", "econ", "eresp", "cli_abrt", "srv_abrt", "wretr", "wredis", "dresp")
 INFO_COUNTERS = ("CumConns", "CumReq", "DroppedLogs", "ConnRate", "MaxConnRate")
-# The frontend's sessions (manual 9.1 "CSV format"): current, max at once, limit, total.
-FRONTEND_COUNTERS = ("scur", "smax", "slim", "stot")
+# The frontend's sessions (manual 9.1 "CSV format"): current, max at once, limit, total;
+# its HTTP requests received and its request errors.
+FRONTEND_COUNTERS = ("scur", "smax", "slim", "stot", "req_tot", "ereq")
 
 
 def haproxy_counters(info_text: str, stat_text: str) -> dict[str, Any]:

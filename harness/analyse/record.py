@@ -156,6 +156,24 @@ class ClientFailures(_Model):
     flags: dict[Key, Count] = {}
 
 
+class ClientVsHaproxy(_Model):
+    """The client's request count against HAProxy's for the same load
+    (harness.analyse.cell_metrics.client_vs_haproxy): ``client`` the requests the load
+    generator counted; ``haproxy`` HAProxy's: ``received`` (the frontend's req_tot less
+    ereq, after the load) when its counters were read, else ``logged`` + ``dropped``
+    (log lines, and those it could not write); ``in_flight_bound`` the most requests
+    the client can have had in flight when the load stopped (HAProxy has those, the
+    client does not count them). ``agree``: 0 <= haproxy - client <= in_flight_bound."""
+
+    client: Count
+    haproxy: Count
+    received: Count | None = None
+    logged: Count
+    dropped: Count
+    in_flight_bound: Count
+    agree: bool
+
+
 # --- the probe -------------------------------------------------------------------------
 
 
@@ -360,6 +378,8 @@ class Metrics(_Model):
     flags_explained: dict[Key, Text] | None = None
     haproxy_unparsed_lines: Count | None = None
     client_failures: ClientFailures | None = None
+    # set for a Locust load through HAProxy (cell_metrics.in_flight_bound)
+    client_vs_haproxy: ClientVsHaproxy | None = None
     probe: ProbeMetrics | None = None
     wire: WireMetrics | None = None
     probe_vs_wire: ProbeVsWire | None = None

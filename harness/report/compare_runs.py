@@ -97,7 +97,8 @@ def _cells(run_dir: Path) -> list[Record]:
         record = load_cell(path)
         if not record.ok:
             continue
-        metrics = cell_metrics.compute(path.parent, record.target)
+        in_flight = cell_metrics.in_flight_bound(record.load, record.params)
+        metrics = cell_metrics.compute(path.parent, record.target, in_flight)
         out.append(
             record.model_copy(update={"metrics": metrics, "cell": str(path.parent.resolve())})
         )

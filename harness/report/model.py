@@ -139,6 +139,9 @@ class Report:
     measured: int
     cells: int
     definition: str
+    # cells whose client and HAProxy counted different requests (tables.miscounted)
+    miscounted: list[str]
+    miscount_note: str
     tally: str
     # comparisons in verdict order; their table rows (tables._verdict_rows)
     found: list[Comparison]
@@ -268,6 +271,8 @@ def build(
         measured=sum(1 for r in records if r.ok),
         cells=len(records),
         definition=distribution.DEFINITION,
+        miscounted=tables.miscounted(records),
+        miscount_note=tables.MISCOUNT_NOTE,
         tally=tables.tally(found),
         found=found,
         verdict_rows=tables._verdict_rows(found),

@@ -85,8 +85,10 @@ def _compute(args: tuple[CellRecord, Path]) -> CellRecord:
     Raises HarnessError naming the cell's folder and the parser that tripped when a raw
     file is not what the harness wrote."""
     cell, folder = args
+    in_flight = cell_metrics.in_flight_bound(cell.load, cell.params)
     try:
-        return cell.model_copy(update={"metrics": cell_metrics.compute(folder, cell.target)})
+        metrics = cell_metrics.compute(folder, cell.target, in_flight)
+        return cell.model_copy(update={"metrics": metrics})
     except _DAMAGE as exc:
         raise HarnessError(
             f"{folder}: a raw file of this cell is not what the harness wrote "

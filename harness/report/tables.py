@@ -1139,6 +1139,33 @@ PHENOMENA: dict[str, Callable[[Path, list[Record]], str | None]] = {
 }
 
 
+MISCOUNT_NOTE = (
+    "The client and HAProxy counted different requests for the same load, so these "
+    "cells' request counts, failures, req/s and latencies are not what went over the "
+    "wire: HAProxy's count (the requests its frontend received, from its counters; "
+    "else its log lines plus the lines it dropped) should be the client's plus at most "
+    "the requests in flight when the load stopped (`metrics.client_vs_haproxy` in each "
+    "cell.json)."
+)
+
+
+def miscounted(records: list[Record]) -> list[str]:
+    """One line per measured cell whose client and HAProxy disagree on the request count
+    (cell_metrics.client_vs_haproxy), in cell order; [] when every checked cell agrees."""
+    lines = []
+    for r in records:
+        check = r.m.client_vs_haproxy
+        if r.ok and check is not None and not check.agree:
+            received = "" if check.received is None else f"{check.received} received; "
+            lines.append(
+                f"{r.cell} ({r.version.label}, {r.scenario}): the client counted "
+                f"{check.client} requests, HAProxy {check.haproxy} ({received}"
+                f"{check.logged} logged + {check.dropped} dropped); at most "
+                f"{check.in_flight_bound} were in flight when the load stopped"
+            )
+    return lines
+
+
 def phenomenon_note(run_dir: Path, name: str, rows: list[Record]) -> str | None:
     """A line for a scenario whose measured numbers do not show its field note's phenomenon."""
     phenomenon = shows(name).phenomenon

@@ -33,10 +33,10 @@ def computed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[], li
     log.touch()
     real = cell_metrics.compute
 
-    def counting(folder: Path, target: str = "haproxy"):  # type: ignore[no-untyped-def]
+    def counting(folder: Path, target: str = "haproxy", in_flight: int | None = None):  # type: ignore[no-untyped-def]
         with log.open("a") as out:
             out.write(f"{folder}\n")
-        return real(folder, target)
+        return real(folder, target, in_flight)
 
     monkeypatch.setattr(cell_metrics, "compute", counting)
     return lambda: [Path(line) for line in log.read_text().splitlines()]
