@@ -41,10 +41,7 @@ def rebuild(run_dir: Path, records: list[CellRecord] | None = None) -> str:
     tidy.write(run_dir, tables.unique_labels(records))  # one version label per spec
     results.write_json(
         run_dir / "results.json",
-        [
-            {**json.loads(record.dump(r)), "raw_files": tables.raw_files(run_dir, r)}
-            for r in records
-        ],
+        [{**record.dumped(r), "raw_files": tables.raw_files(run_dir, r)} for r in records],
     )
     with workers.pool(len(records)) as draw:
         (run_dir / "report.html").write_text(render.html_of(report, run_dir, text, draw))
