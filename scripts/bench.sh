@@ -26,7 +26,7 @@ BENCH_PARTS=${BENCH_PARTS:-backend overhead report generators census}
 PY=${PY:-python3}
 failed=0
 tmp=$(mktemp -d)
-trap 'kill ${pid:-} 2>/dev/null; rm -rf "$tmp"' EXIT
+trap '{ [[ -z ${pid:-} ]] || kill "$pid" 2>/dev/null; } || true; rm -rf "$tmp"' EXIT
 
 if [[ " $BENCH_PARTS " == *" backend "* ]]; then
     command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
