@@ -36,6 +36,7 @@ from harness.plan import spec
 from harness.plan.scenarios import Fault, Knobs, Probe
 from harness.plan.spec import ROLES, Cell, Hosts, Plan
 from harness.progress import Progress
+from harness.report import cache as analysis_cache
 from harness.stack import (
     checks,
     compose,
@@ -468,7 +469,10 @@ def run_cell(item: Prepared, image_set: ImageSet) -> CellRecord:
                 name = workload.generator(item.cell, item.knobs)
                 raise CellError(f"{name} exited with {code}; see {folder / f'{name}.log'}")
             t_analyse = time.time()
-            record["metrics"] = cell_metrics.compute(folder, item.knobs.target, _in_flight(record))
+            in_flight = _in_flight(record)
+            record["metrics"] = cell_metrics.compute(folder, item.knobs.target, in_flight)
+            # kept for `harness report`, which then reuses it while the raw files are these
+            analysis_cache.remember(folder, item.knobs.target, record["metrics"], in_flight)
             phases["analyse"] = time.time() - t_analyse
             record["status"] = "ok"
     except (CellError, docker.errors.DockerException, requests.exceptions.RequestException) as exc:

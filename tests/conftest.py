@@ -15,6 +15,13 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_secret(tmp_path_factory):
+    """The report cache's secret (harness.report.cache) in a folder of the session's, not
+    the user's ~/.cache; `python -m harness` run by the tests inherits it."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 @pytest.fixture(scope="session")
 def docker_engine():
     """The real engine. Missing Docker is an error here, never a skip."""

@@ -32,12 +32,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import comb
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
 from harness.analyse.distribution import median, nearest_rank
+
+
+def _stats() -> ModuleType:
+    """scipy.stats, imported at the first test rather than with this module (about 1 s:
+    a command that never tests, and a report whose verdicts are kept, does without it)."""
+    from scipy import stats
+
+    return stats
+
 
 Verdict = Literal[
     "regression", "improvement", "changed", "small change", "no significant change", "inconclusive"
@@ -244,7 +253,7 @@ def _min_p_samples(n1: int, n2: int) -> float:
 
 def _min_p_counts(n1: int, n2: int) -> float:
     """The smallest two-sided Fisher p for these totals: all hits on one side, none on the other."""
-    return float(stats.fisher_exact([[n1, 0], [0, n2]]).pvalue)
+    return float(_stats().fisher_exact([[n1, 0], [0, n2]]).pvalue)
 
 
 def _powerless(n1: int, n2: int, alpha: float, min_p: float) -> str:
@@ -316,7 +325,7 @@ def compare_samples(
         # U is candidate's: the number of (candidate, baseline) pairs where the candidate
         # is larger, with ties counting one half. So 2U/(n1 n2) - 1 is
         # P(c > b) - P(c < b), Cliff's delta, positive when the candidate is larger.
-        result = stats.mannwhitneyu(cand, base, alternative="two-sided")
+        result = _stats().mannwhitneyu(cand, base, alternative="two-sided")
         p = float(result.pvalue)
         effect = 2 * float(result.statistic) / (len(cand) * len(base)) - 1
 
@@ -477,7 +486,7 @@ def compare_counts(
         [candidate_hits, candidate_total - candidate_hits],
         [baseline_hits, baseline_total - baseline_hits],
     ]
-    p = float(stats.fisher_exact(table, alternative="two-sided").pvalue)
+    p = float(_stats().fisher_exact(table, alternative="two-sided").pvalue)
     diff = candidate_hits / candidate_total - baseline_hits / baseline_total
     significant = p < thresholds.alpha
     large = abs(diff) >= thresholds.min_rate_diff
@@ -584,16 +593,16 @@ def compare_categories(
         test, p = FISHER, 1.0  # one outcome on both sides: nothing to tell apart
     elif len(kinds) == 2:
         table = [[c_mix[k] for k in kinds], [b_mix[k] for k in kinds]]
-        test, p = FISHER, float(stats.fisher_exact(table).pvalue)
+        test, p = FISHER, float(_stats().fisher_exact(table).pvalue)
     else:
         table = np.array([[c_mix[k] for k in kinds], [b_mix[k] for k in kinds]])
-        expected = stats.contingency.expected_freq(table)
+        expected = _stats().contingency.expected_freq(table)
         if (expected < 5).any():
-            method = stats.PermutationMethod(n_resamples=9999, rng=np.random.default_rng(0))
-            result = stats.chi2_contingency(table, correction=False, method=method)
+            method = _stats().PermutationMethod(n_resamples=9999, rng=np.random.default_rng(0))
+            result = _stats().chi2_contingency(table, correction=False, method=method)
             test = CHI2_PERMUTATION
         else:
-            result = stats.chi2_contingency(table)
+            result = _stats().chi2_contingency(table)
             test = CHI2
         p = float(result.pvalue)
     moved = max(kinds, key=lambda k: (abs(shares[k]), k))

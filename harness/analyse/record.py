@@ -430,6 +430,7 @@ class LoadRecord(_Model):
     # (harness.plan.spec.Load), None for the others
     max_requests: Int | None = None
     session: bool | None = None
+    concurrency: Literal["threads", "eventlet"] | None = None
     agent: Literal["none", "keepalive"] | None = None
     max_sockets: Int | None = None
     max_idle_conns: Int | None = None
@@ -597,13 +598,20 @@ class RunManifest(_Model):
 # --- reading and writing ---------------------------------------------------------------
 
 
-def dump(model: BaseModel) -> str:
-    """The file text of a record or manifest: JSON of the fields that were set, keys
-    sorted, two-space indent, ending in a newline."""
+def dumped(model: BaseModel) -> dict[str, Any]:
+    """A record or manifest as the JSON value :func:`dump` writes (the fields that were
+    set), without the text: json.loads(dump(model)) without json's indenting encoder,
+    which is Python, not C."""
     data = model.model_dump(mode="json", exclude_unset=True)
     if isinstance(model, CellRecord | RunManifest):  # a default is still written
         data["schema_version"] = SCHEMA_VERSION
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return data
+
+
+def dump(model: BaseModel) -> str:
+    """The file text of a record or manifest: JSON of the fields that were set, keys
+    sorted, two-space indent, ending in a newline."""
+    return json.dumps(dumped(model), indent=2, sort_keys=True) + "\n"
 
 
 _INT_TEXT = re.compile(r"-?[0-9]{1,18}")

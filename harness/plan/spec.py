@@ -68,6 +68,7 @@ REQUEST_CAPPED: tuple[str, ...] = ("h2load", *NATIVE_GENERATORS)
 # Each client's own settings, and the generator they belong to.
 CLIENT_SETTINGS = {
     "session": "requests",
+    "concurrency": "requests",
     "agent": "node",
     "max_sockets": "node",
     "max_idle_conns": "go",
@@ -105,6 +106,9 @@ class Load(_Strict):
     - ``requests`` (seed 004, seed 000's test script: Debian's python3-requests, a
       thread per user): ``session: false`` calls ``requests.get`` (a new Session, so a
       new connection, per request); ``true``: one ``requests.Session`` per thread;
+      ``concurrency: eventlet`` runs the users as eventlet green threads in one OS
+      thread (a ``GreenPool``, as seed 000's ``test_api_green_thread``; Debian's
+      python3-eventlet, sockets monkey-patched) instead of ``threads`` (the default);
     - ``node`` (seed 003: Debian's nodejs): ``agent: none`` is ``agent: false`` (a new
       connection per request), ``keepalive`` an ``http.Agent({keepAlive: true,
       maxSockets})``;
@@ -160,6 +164,9 @@ class Load(_Strict):
         description="requests in all, then the load ends (h2load, the native clients)",
     )  # fmt: skip
     session: bool | None = Field(None, description="requests: one Session per thread")
+    concurrency: Literal["threads", "eventlet"] | None = Field(
+        None, description="requests: a thread per user (threads) or an eventlet green thread"
+    )
     agent: Literal["none", "keepalive"] | None = Field(
         None, description="node: agent: false (none) or a keep-alive http.Agent"
     )

@@ -8,35 +8,27 @@ is harness.report.render's template.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import hmac
 import html
 import io
 import json
 import math
-import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")  # headless: reports are rebuilt on servers and in CI
-
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from harness.analyse import compare
 from harness.analyse.record import CellRecord
 from harness.plan.spec import params_text
+from harness.report import cache, workers
 from harness.report import tables as report
-from harness.report import workers
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Record = CellRecord
 
@@ -55,7 +47,20 @@ MAX_ECDF_POINTS = 400
 MAX_MARKERS = 200  # beyond this, one marker per connection is a smear: draw the line only
 MIN_DELAY_MS = 0.01  # log axis: a 0 ms close is drawn at 10 µs
 
-VERSION_COLOURS = matplotlib.colormaps["tab10"].colors  # one per version, run-wide
+# one per version, run-wide: matplotlib's "tab10" (matplotlib._cm._tab10_data), written
+# out so that a report whose figures are all kept never imports matplotlib (0.5-1 s)
+VERSION_COLOURS = (
+    (0.12156862745098039, 0.4666666666666667, 0.7058823529411765),
+    (1.0, 0.4980392156862745, 0.054901960784313725),
+    (0.17254901960784313, 0.6274509803921569, 0.17254901960784313),
+    (0.8392156862745098, 0.15294117647058825, 0.1568627450980392),
+    (0.5803921568627451, 0.403921568627451, 0.7411764705882353),
+    (0.5490196078431373, 0.33725490196078434, 0.29411764705882354),
+    (0.8901960784313725, 0.4666666666666667, 0.7607843137254902),
+    (0.4980392156862745, 0.4980392156862745, 0.4980392156862745),
+    (0.7372549019607844, 0.7411764705882353, 0.13333333333333333),
+    (0.09019607843137255, 0.7450980392156863, 0.8117647058823529),
+)
 PARAM_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1, 1, 1))))
 NORMAL_FLAG_COLOUR = "#9ecae1"  # "----", the normal end: pale, so the others stand out
 FLAG_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
@@ -81,6 +86,22 @@ _DECIMALS = re.compile(r"(\.\d\d)\d+")
 _SVG_META = {"Creator": None, "Date": None, "Format": None, "Type": None}
 
 
+def _mpl() -> ModuleType:
+    """matplotlib with its Agg backend (headless: reports are rebuilt on servers and in
+    CI), imported when a figure is first drawn, not when the report starts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return matplotlib
+
+
+def _new_figure(**kwargs: Any) -> Figure:
+    _mpl()
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -97,7 +118,7 @@ def _style(key: str) -> Iterator[None]:
     """rcParams for one figure; the salt and id come from `key`, so output is deterministic
     and ids differ between the figures of one page."""
     tag = "plot-" + hashlib.sha256(key.encode()).hexdigest()[:12]
-    with matplotlib.rc_context({**RC, "svg.hashsalt": tag, "svg.id": tag}):
+    with _mpl().rc_context({**RC, "svg.hashsalt": tag, "svg.id": tag}):
         yield
 
 
@@ -214,7 +235,7 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
         for i, p in enumerate(dict.fromkeys(p for _, p in series))
     }
     with _style(f"{run_dir.name}/delay/{name}"):
-        fig = Figure(figsize=(7.5, 3.2))
+        fig = _new_figure(figsize=(7.5, 3.2))
         ax = fig.subplots()
         for (label, params), (delays, missing) in series.items():
             xs, ys = _ecdf(delays)
@@ -254,6 +275,8 @@ def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Pale
 def _duration_axis(ax: Axes, values_ms: list[float]) -> str:
     """x in µs/ms/s, on a log scale when the values span a decade or more (a 0.4 ms close
     next to a 20 s timeout); returns the axis label's suffix."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     positive = [v for v in values_ms if v > 0]
     if not positive or max(positive) / max(min(positive), MIN_DELAY_MS) < 10:
         # A narrow range (2000.2 ms against 2004.3 ms) needs every digit: plain ms.
@@ -294,7 +317,7 @@ def census_plot(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
     if not any(lines for _, lines in panels):
         return ""
     with _style(f"{run_dir.name}/census/{record.cell}"):
-        fig = Figure(figsize=(10, 2.0))
+        fig = _new_figure(figsize=(10, 2.0))
         axes: list[Axes] = list(fig.subplots(1, len(panels), sharex=True))
         seen: dict[str, Any] = {}
         for ax, (side, lines) in zip(axes, panels, strict=True):
@@ -341,7 +364,7 @@ def flags_plot(
         return ""
     flags = sorted({f for _, counts in cells for f in counts}, key=lambda f: (f != "----", f))
     with _style(f"{run_dir.name}/flags/{name}"):
-        fig = Figure(figsize=(7.5, 0.9 + 0.32 * len(cells)))
+        fig = _new_figure(figsize=(7.5, 0.9 + 0.32 * len(cells)))
         ax = fig.subplots()
         ys = list(range(len(cells)))[::-1]  # first cell on top, as in the tables
         left = [0.0] * len(cells)
@@ -373,7 +396,7 @@ def load_plot(
     if not cells:
         return ""
     with _style(f"{run_dir.name}/load/{name}"):
-        fig = Figure(figsize=(9, 0.9 + 0.32 * len(cells)))
+        fig = _new_figure(figsize=(9, 0.9 + 0.32 * len(cells)))
         rps_ax, lat_ax = fig.subplots(1, 2, sharey=True)
         ys = list(range(len(cells)))[::-1]
         colours = [palette.version[r.version.label] for r in cells]
@@ -422,77 +445,75 @@ def _guarded(what: str, draw: Callable[[], str]) -> str:
         return f'<p class="note">{esc(what)} not drawn: {esc(type(exc).__name__)}: {esc(exc)}</p>'
 
 
-# Census figures already drawn, by the sha256 of all they are drawn from: the run folder's
-# name (the SVG ids' salt), the cell, its label, its census summary, matplotlib's version
-# and this module's source. A figure is a pure function of those, so a report made again
-# (`harness report` after the run's own) reuses it: 30 of them were 6-7 s of CPU of a
-# default-matrix run's report, 0.2 s each. Any change to the data or to the drawing
-# code misses the cache, and a file that cannot be read or written is drawn again.
-#
-# A run folder may come from someone else, and the page embeds a figure's SVG as it is:
-# a cache entry is named by an HMAC (RFC 2104, SHA-256) under this user's own secret key,
-# so only a figure this user's harness drew is ever read back. Entries another machine
-# (or a hand) put in a folder are never named by this key: they are drawn anew.
-FIGURE_CACHE = ".figures"
-_SOURCE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
-KEY_FILE = "figure-cache.key"
+# Figures already drawn, kept in the run's cache (harness.report.cache: authenticated,
+# so a run folder from elsewhere cannot put its own SVG into report.html) under the
+# sha256 of all they are drawn from: the run folder's name (the SVG ids' salt), the
+# scenario or cell, labels, palette, the records (and the probe files a close-delay plot
+# reads), the harness's source and matplotlib's version (cache.code_version). A figure
+# is a pure function of those, so a report made again (`harness report` after the run's
+# own) reuses it: drawing was 2.5 s of CPU of a default-matrix run's report besides the
+# census figures' 6-7 s. A change to any input draws it anew.
+FIGURE = "figure"
 
 
-@functools.cache
-def cache_key() -> bytes:
-    """This user's 32-byte secret for figure-cache names: read from
-    ``$XDG_CACHE_HOME/harness/figure-cache.key`` (default ``~/.cache``, mode 0600), made
-    there on first use. Where it cannot be written, a key of this process only (its cache
-    entries are then never read back by another process: drawn again, never wrong)."""
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harness"
-    path = folder / KEY_FILE
-    for _ in range(2):
+def _cached(run_dir: Path, inputs: list[str | bytes], draw: Callable[[], str]) -> str:
+    """``draw()``, or the SVG it gave for the same ``inputs`` before."""
+    entry_key = cache.key([run_dir.name, *inputs])
+    kept = cache.read(run_dir, FIGURE, entry_key)
+    if kept is not None:
         try:
-            key = bytes.fromhex(path.read_text().strip())
-            if len(key) == 32:
-                return key
-        except (OSError, ValueError):
+            return kept.decode()
+        except UnicodeDecodeError:
             pass
-        key = secrets.token_bytes(32)
-        partial = folder / f"{KEY_FILE}.{os.getpid()}.part"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(key.hex())
-            os.link(partial, path)  # whole and first, or FileExistsError: read the winner's
-            return key
-        except FileExistsError:
-            continue
-        except OSError:
-            return key
-        finally:
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
-    return key
+    svg = draw()
+    cache.write(run_dir, FIGURE, entry_key, svg.encode())
+    return svg
 
 
 def _census_cached(run_dir: Path, record: Record, labels: dict[str, str]) -> str:
-    """:func:`census_plot`, from the run's figure cache when its inputs are unchanged."""
-    # pydantic's own JSON of the summaries (compiled: a tenth of json.dumps' time)
-    census = [f"{k}={v.model_dump_json()}" for k, v in sorted((record.m.census or {}).items())]
-    inputs = [run_dir.name, record.cell, labels[record.cell], *census, matplotlib.__version__,
-              _SOURCE]  # fmt: skip
-    key = hmac.new(cache_key(), "\n".join(inputs).encode(), hashlib.sha256).hexdigest()
-    path = run_dir / FIGURE_CACHE / f"census-{key[:32]}.svg"
-    try:
-        return path.read_text()
-    except OSError:
-        pass
-    svg = census_plot(run_dir, record, labels)
-    try:
-        path.parent.mkdir(exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.part")
-        partial.write_text(svg)
-        partial.replace(path)  # whole or absent, even with workers drawing at once
-    except OSError:
-        pass  # a read-only run folder: drawn each time
-    return svg
+    """:func:`census_plot`, from the run's cache when its inputs are unchanged."""
+    census = [f"{k}={cache.canonical(v)}" for k, v in sorted((record.m.census or {}).items())]
+    inputs = ["census", record.cell, labels[record.cell], *census]
+    return _cached(run_dir, inputs, lambda: census_plot(run_dir, record, labels))
+
+
+def _scenario_inputs(
+    run_dir: Path,
+    kind: str,
+    name: str,
+    rows: list[Record],
+    palette: Palette,
+    labels: dict[str, str],
+) -> list[str | bytes]:
+    """What one of a scenario's figures is drawn from: its rows (records), their labels,
+    the run-wide palette and, for close delays, each cell's probe.jsonl."""
+    inputs: list[str | bytes] = [kind, name, json.dumps(labels, sort_keys=True)]
+    inputs += [json.dumps([palette.version, palette.flag], sort_keys=True)]
+    inputs += [cache.canonical(r) for r in rows]
+    if kind == "close-delay":
+        for r in rows:
+            probe = run_dir / r.cell / "probe.jsonl"
+            inputs.append(cache.file_digest(probe) if probe.is_file() else b"absent")
+    return inputs
+
+
+def _scenario_cached(
+    run_dir: Path,
+    kind: str,
+    name: str,
+    rows: list[Record],
+    palette: Palette,
+    labels: dict[str, str],
+    draw: Callable[[], str],
+) -> str:
+    """One of a scenario's figures (``kind``), from the run's cache when its inputs are
+    unchanged, guarded (:func:`_guarded`: an error is a note, and is not kept)."""
+
+    def cached() -> str:
+        inputs = _scenario_inputs(run_dir, kind, name, rows, palette, labels)
+        return _cached(run_dir, inputs, draw)
+
+    return _guarded(f"{kind} plot", cached)
 
 
 def _census_guarded(args: tuple[Path, Record, dict[str, str]]) -> str:
@@ -520,13 +541,18 @@ def figures(
     plots = []
     if "close-delay" in shows.plots:
         plots.append(
-            _guarded("close-delay plot", lambda: close_delay_plot(run_dir, name, rows, palette))
-        )
+            _scenario_cached(run_dir, "close-delay", name, rows, palette, labels,
+                             lambda: close_delay_plot(run_dir, name, rows, palette))
+        )  # fmt: skip
     if any(r.load.mode != "probe" for r in rows):
         plots.append(
-            _guarded("throughput plot", lambda: load_plot(run_dir, name, rows, palette, labels))
-        )
-    plots.append(_guarded("flags plot", lambda: flags_plot(run_dir, name, rows, palette, labels)))
+            _scenario_cached(run_dir, "throughput", name, rows, palette, labels,
+                             lambda: load_plot(run_dir, name, rows, palette, labels))
+        )  # fmt: skip
+    plots.append(
+        _scenario_cached(run_dir, "flags", name, rows, palette, labels,
+                         lambda: flags_plot(run_dir, name, rows, palette, labels))
+    )  # fmt: skip
     if "census" in shows.plots:
         timelines = draw(_census_guarded, [(run_dir, r, labels) for r in _ok(rows)])
         if any(timelines):

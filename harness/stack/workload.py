@@ -101,7 +101,8 @@ def native_args(cell: Cell, knobs: Knobs, net: Network) -> list[str]:
               "--out", f"/out/{NATIVE_FILE}"]  # fmt: skip
     if load.generator == "requests":
         session = "on" if load.session else "off"
-        return ["python3", "/native/requests_load.py", *common, "--session", session]
+        return ["python3", "/native/requests_load.py", *common, "--session", session,
+                "--concurrency", load.concurrency or "threads"]  # fmt: skip
     if load.generator == "node":
         agent = ["--agent", load.agent or "none"]
         if load.max_sockets:

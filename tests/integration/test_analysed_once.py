@@ -1,5 +1,6 @@
-"""A run's cells on a real engine: each analysed once, each step of each cell timed
-(issue 15, point 4). The overhead target itself is `make bench`'s, not a timed test."""
+"""A run's cells on a real engine: each analysed once, `harness report` after the run
+included, each step of each cell timed (issue 15, point 4). The overhead target itself
+is `make bench`'s, not a timed test."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from harness import cli
 from harness.analyse import cell_metrics, record
+from harness.report import cache
 from harness.stack.project import leftovers
 
 MATRIX = """\
@@ -59,6 +61,16 @@ def test_each_cell_of_a_run_is_analysed_once_and_harness_report_again(
             assert summary.captured_s is not None
             assert summary.captured_s[0] <= -0.3, (side, summary.captured_s)
     log.write_text("")
+    report = (run_dir / "report.md").read_text()
+    # `harness report` after the run: the runner's analysis is kept (harness.report.cache)
+    kept = sorted((run_dir / cache.CACHE_DIR).iterdir())
     assert cli.main(["report", str(run_dir)]) == 0
-    assert sorted(calls()) == sorted(c.cell for c in cells)  # recomputed from raw files
+    assert calls() == []
+    assert (run_dir / "report.md").read_text() == report
+    assert sorted((run_dir / cache.CACHE_DIR).iterdir()) == kept  # nor drawn nor tested again
+    # a raw file that changes is what a cell is recomputed from: that cell alone
+    with (run_dir / cells[0].cell / "commands.log").open("a") as f:
+        f.write("\n")
+    assert cli.main(["report", str(run_dir)]) == 0
+    assert calls() == [cells[0].cell]
     assert leftovers(None) == {"containers": [], "networks": [], "volumes": []}

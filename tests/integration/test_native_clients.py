@@ -71,6 +71,34 @@ claims:
     assert "· requests, 4 users, session=False" in report
 
 
+def test_requests_on_eventlet_green_threads_measures_as_the_threads_do(docker_engine, tmp_path):
+    # seed 000's test_api_green_thread: the users as green threads of one GreenPool
+    cells, report = _run(tmp_path, """
+name: requests-eventlet
+versions: [debian:bookworm]
+load: {users: 4, duration_s: 2, generator: requests, concurrency: eventlet}
+scenarios:
+  - {name: keepalive-vs-close, load: {session: false}}
+  - {name: keepalive-vs-close, load: {session: true}}
+""")  # fmt: skip
+    by = {c.load.session: c for c in cells.values()}
+    for cell in by.values():
+        assert cell.load.concurrency == "eventlet"
+        load = cell.metrics.load
+        assert load.generator == "requests" and load.failures == 0, load
+        assert load.requests > 50, load  # 2 s of 4 green threads
+        assert load.latency_count == load.requests and 0 < load.p50_ms <= load.max_ms
+        assert cell.metrics.client_status_codes == {"200": load.requests}
+    plain, pooled = by[False].metrics.load, by[True].metrics.load
+    # as with threads: a connection, a port and a client TIME-WAIT per request ...
+    assert plain.connections == plain.requests and plain.ports == plain.requests
+    assert _tw_client(by[False]) >= 0.9 * plain.requests
+    # ... and with a Session one connection per green thread for the whole load
+    assert pooled.connections == pooled.ports == 4
+    assert _tw_client(by[True]) <= 4
+    assert "· requests, 4 users, session=False, concurrency=eventlet" in report
+
+
 def test_node_agent_false_uses_a_port_per_request_and_a_keepalive_agent_max_sockets(
     docker_engine, tmp_path
 ):
