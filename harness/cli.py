@@ -120,14 +120,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=20, help="Locust users, closed loop [20]")
     p.add_argument("--rate", type=float, help="open loop instead: requests per second")
     p.add_argument(
-        "--generator", choices=["locust", "wrk", "h2load"], default="locust",
+        "--generator", choices=["locust", "wrk", "h2load", "requests", "node", "go"],
+        default="locust",
         help="load generator of load scenarios [locust]; wrk: --users connections, closed "
-        "loop; h2load: the same over HTTP/2 (with --param http2=h2c or h2)",
+        "loop; h2load: the same over HTTP/2 (with --param http2=h2c or h2); requests, node, "
+        "go: the field notes' own clients with their defaults (their settings: a matrix "
+        "entry's load:)",
     )  # fmt: skip
     p.add_argument("--threads", type=int, help="wrk's or h2load's threads [1]")
     p.add_argument("--streams", type=int, help="h2load's concurrent streams per connection [1]")
     p.add_argument(
-        "--requests", type=int, help="h2load's requests in all (max_requests), not --duration"
+        "--requests", type=int,
+        help="requests in all (max_requests: h2load and the native clients), not --duration"
     )
     p.add_argument("--workers", type=int, help="Locust worker processes (distributed mode)")
     _plan_options(p, params=True)

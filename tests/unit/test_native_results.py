@@ -2,6 +2,7 @@
 the command line (typed values only), and the field-note claims judged on records."""
 
 import json
+import typing
 
 import pytest
 
@@ -207,3 +208,22 @@ def test_proxy_overhead_pairs_a_native_clients_cell_only_with_its_own_client():
     go_direct = cell("backend", {"generator": "go", "max_idle_conns": 100})
     lines = tables._proxy_overhead([locust_via, locust_direct, go_via, go_direct])
     assert len(lines) == 2 and "(go, 4 users, max_idle_conns=100): proxy overhead" in lines[1]
+
+
+@pytest.mark.parametrize("generator", ["requests", "node", "go"])
+def test_run_takes_each_native_client_with_its_defaults(generator, monkeypatch):
+    """`run --generator G` plans the field notes' own clients as a matrix entry's load:
+    would (every generator the matrix takes is one the command line takes)."""
+    from harness import cli
+
+    planned = []
+    monkeypatch.setattr(cli, "_dry_run", lambda plan, *a: planned.append(plan) or 0)
+    argv = ["run", "--haproxy", "debian:bookworm", "--scenario", "keepalive-vs-close",
+            "--generator", generator, "--users", "5", "--requests", "100", "--dry-run"]  # fmt: skip
+    assert cli.main(argv) == 0
+    [cell] = planned[0].cells
+    assert (cell.load.generator, cell.load.max_requests) == (generator, 100)
+    # the command line offers exactly the generators a matrix file's load: takes
+    run = next(a for a in cli._parser()._subparsers._group_actions[0].choices["run"]._actions
+               if a.dest == "generator")  # fmt: skip
+    assert tuple(run.choices) == typing.get_args(spec.Load.model_fields["generator"].annotation)
