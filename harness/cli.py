@@ -130,8 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="wrk's or h2load's threads [1]")
     p.add_argument("--streams", type=int, help="h2load's concurrent streams per connection [1]")
     p.add_argument(
-        "--requests", type=int,
-        help="requests in all (max_requests: h2load and the native clients), not --duration"
+        "--requests",
+        type=int,
+        help="requests in all (max_requests: h2load and the native clients), not --duration",
     )
     p.add_argument("--workers", type=int, help="Locust worker processes (distributed mode)")
     _plan_options(p, params=True)
