@@ -287,6 +287,24 @@ def _is_cell(path: Path) -> bool:
 RECORD_MAX = 64 * 1024 * 1024
 
 
+# The most one raw file of a cell (a pcap, haproxy.log, a census, probe.jsonl) can be
+# for `harness report` to analyse it: parsers read them whole. A default-matrix cell's
+# largest is a few MB; a shared folder's multi-GB file (sparse: free to send) is refused.
+RAW_FILE_MAX = 1024 * 1024 * 1024
+
+
+def check_raw_sizes(folder: Path, limit: int = RAW_FILE_MAX) -> None:
+    """Refuse a cell folder holding a file over ``limit`` bytes before any is parsed.
+    Raises HarnessError naming the file, its size and the limit."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and (size := path.stat().st_size) > limit:
+            raise HarnessError(
+                f"{path}: {size:,} bytes, more than the {limit // 1024 // 1024:,} MiB a raw "
+                "file of a cell may be for the analysis (it reads each whole). It was edited "
+                "or damaged since, or is not the harness's: restore it, or run that cell again."
+            )
+
+
 def read_json(path: Path, limit: int = RECORD_MAX) -> Any:
     """A JSON file of the harness (at most ``limit`` bytes, UTF-8); a damaged or oversized
     one is a HarnessError naming it, not a traceback, and nothing beyond ``limit + 1``

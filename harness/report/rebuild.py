@@ -88,6 +88,7 @@ def _compute(args: tuple[CellRecord, Path]) -> tuple[Metrics, str]:
     harness wrote."""
     cell, folder = args
     in_flight = cell_metrics.in_flight_bound(cell.load, cell.params)
+    results.check_raw_sizes(folder)  # before a byte is hashed or parsed
     try:
         return cache.analysed(folder, cell.target, in_flight)
     except _DAMAGE as exc:

@@ -470,3 +470,23 @@ def test_an_oversized_record_is_refused_not_read(tmp_path, capsys, verb, which):
     else:
         assert code == 2, err
         assert str(path) in err and "64 MiB" in err and "Traceback" not in err
+
+
+def test_an_oversized_raw_file_is_refused_before_it_is_read(tmp_path, capsys):
+    """Every raw file of a cell the analysis parses whole: each one over the limit (a
+    sparse file, free to send) stops `report` with its name, before hashing or parsing."""
+    run_dir = tmp_path / "20261124T230400Z-huge"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    raw = sorted(p for p in (run_dir / STALL.name).iterdir() if p.is_file())
+    raw = [p for p in raw if p.name != "cell.json"]
+    assert len(raw) >= 5
+    for path in raw:
+        size = path.stat().st_size
+        with path.open("r+b") as out:
+            out.truncate(results.RAW_FILE_MAX + 1)
+        code = cli.main(["report", str(run_dir)])
+        err = capsys.readouterr().err
+        assert code == 2, (path.name, err)
+        assert str(path) in err and "1,024 MiB" in err and "Traceback" not in err
+        with path.open("r+b") as out:
+            out.truncate(size)
