@@ -156,14 +156,13 @@ def _ok(rows: list[Record]) -> list[Record]:
     return [r for r in rows if r.ok]
 
 
-def _varying(rows: list[Record]) -> list[str]:
-    """Parameters that differ between a scenario's cells: the only ones worth a label."""
-    keys = sorted({k for r in rows for k in r.params})
-    return [k for k in keys if len({repr(r.params.get(k)) for r in rows}) > 1]
+# Parameters that differ between a scenario's cells: the only ones worth a label (a
+# parameter a record leaves out is its default, as in the tables).
+_varying = report.varying
 
 
 def _params_label(record: Record, keys: list[str]) -> str:
-    return params_text(record.params, keys)
+    return params_text(report.param_values(record, keys), keys)
 
 
 def _cell_label(record: Record, keys: list[str], reps: bool) -> str:

@@ -16,6 +16,7 @@ then writes them all; this module holds the columns, tables and verdicts they sh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -570,15 +571,35 @@ def unique_labels(records: list[Record]) -> list[Record]:
     return out
 
 
+def _param(record: Record, key: str) -> Any:
+    """A cell's parameter; one its record leaves out (a parameter added later is recorded
+    only when it is not at its default, so older cells keep their ids) is the scenario's
+    default, None only where the scenario has no such parameter."""
+    if key in record.params:
+        return record.params[key]
+    return _defaults(record.scenario).get(key)
+
+
+@functools.cache
+def _defaults(name: str) -> dict[str, Any]:
+    scenario = scenarios.SCENARIOS.get(name)
+    return scenario.defaults if scenario else {}
+
+
 def varying(rows: list[Record]) -> list[str]:
     """Parameters whose value differs between these cells: the only ones worth naming."""
     keys = sorted({k for r in rows for k in r.params})
-    return [k for k in keys if len({repr(r.params.get(k)) for r in rows}) > 1]
+    return [k for k in keys if len({repr(_param(r, k)) for r in rows}) > 1]
+
+
+def param_values(record: Record, keys: list[str]) -> dict[str, Any]:
+    """The cell's ``keys`` parameters, a left-out one at its default (:func:`_param`)."""
+    return {k: _param(record, k) for k in keys}
 
 
 def _short_params(record: Record, keys: list[str]) -> str:
     client = client_text(record.load)
-    return params_text(record.params, keys) + (f" · {client}" if client else "")
+    return params_text(param_values(record, keys), keys) + (f" · {client}" if client else "")
 
 
 def bypasses_proxy(record: Record) -> bool:

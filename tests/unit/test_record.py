@@ -490,3 +490,17 @@ def test_an_oversized_raw_file_is_refused_before_it_is_read(tmp_path, capsys):
         assert str(path) in err and "1,024 MiB" in err and "Traceback" not in err
         with path.open("r+b") as out:
             out.truncate(size)
+
+
+def test_a_parameter_a_record_leaves_out_reads_as_its_default_in_the_report():
+    """A parameter added later is recorded only off its default (older cells keep their
+    ids): in labels and in "which parameters vary" it is its default, never None."""
+    from harness.report import tables
+
+    cell = record.load_cell(STALL / "cell.json")
+    assert "requests" not in cell.params  # recorded before chunked-stall had it (default 2)
+    explicit = cell.model_copy(update={"params": {**cell.params, "requests": 2}})
+    assert tables.varying([cell, explicit]) == []
+    assert tables._short_params(cell, ["requests"]) == "requests=2"
+    changed = cell.model_copy(update={"params": {**cell.params, "requests": 1}})
+    assert tables.varying([cell, changed]) == ["requests"]
