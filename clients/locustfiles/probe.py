@@ -382,14 +382,34 @@ class _EndWatcher:
                 self._epoll.unregister(fd)
             return self._stamps.pop(fd, None)
 
+    # poll(2)'s flags for the same ends (Linux's values where gevent hid the constants),
+    # to check an event against the socket now at its fd
+    POLL_END = (getattr(select, "POLLRDHUP", 0x2000) | getattr(select, "POLLHUP", 0x10)
+                | getattr(select, "POLLERR", 0x8))  # fmt: skip
+
     def _run(self) -> None:
         while True:
             events = self._epoll.poll()
-            now = time.monotonic()
-            with self._lock:
-                for fd, _ in events:
-                    if fd in self._watched:
-                        self._stamps.setdefault(fd, now)
+            self.stamp(events, time.monotonic())
+
+    def stamp(self, events: list[tuple[int, int]], now: float) -> None:
+        """Stamp ``now`` (monotonic s) on each watched fd of ``events`` (epoll's (fd,
+        mask) pairs) whose socket has really ended (:meth:`_ended`); a first stamp stands."""
+        check = _original("select", "poll")
+        with self._lock:
+            for fd, _ in events:
+                if fd in self._watched and fd not in self._stamps and self._ended(check, fd):
+                    self._stamps[fd] = now
+
+    def _ended(self, check: Any, fd: int) -> bool:
+        """Whether the socket now at ``fd`` has the peer's FIN or an error pending. An
+        event epoll returned can be stale: its socket was taken, closed and its fd number
+        reused by a new connection (watched again) before this thread held the lock; it
+        then stamped the new connection's end a few µs after our FIN. The ends are levels
+        (they stay until the socket is closed), so a poll with no wait tells them apart."""
+        probe = check()
+        probe.register(fd, self.POLL_END)
+        return bool(probe.poll(0))
 
 
 WATCHER = _EndWatcher()

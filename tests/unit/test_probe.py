@@ -612,3 +612,30 @@ def test_a_close_is_stamped_when_it_arrives_even_while_the_event_loop_is_busy(ba
     # at d = 100 ms, well before the loop was free again at 260 ms (a busy machine may
     # still delay the target or the watcher by tens of ms: no wire here to tell)
     assert all(100 <= d < 200 for d in delays), delays
+
+
+def test_the_end_watcher_stamps_only_a_socket_that_has_ended() -> None:
+    """An epoll event can outlive its socket: taken, closed, its fd number reused by the
+    next connection, which is watched again before the watcher's thread reads the event.
+    Stamped, it gave that connection an end a few µs after our FIN (a 100 ms close read
+    0.04 ms). Whatever the event, a stamp needs the socket at that fd to have ended."""
+    watcher = probe._EndWatcher()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        try:
+            fd = client.fileno()
+            watcher._watched.add(fd)
+            stale = [(fd, probe._EndWatcher.MASK)]
+            watcher.stamp(stale, 1.0)  # nothing has ended: a stale event is not a stamp
+            assert watcher._stamps == {}
+            peer.shutdown(socket.SHUT_WR)  # the peer's FIN
+            deadline = time.monotonic() + 2
+            while not watcher._stamps and time.monotonic() < deadline:
+                watcher.stamp(stale, 2.0)
+            assert watcher._stamps == {fd: 2.0}
+            watcher.stamp(stale, 3.0)  # the first stamp stands
+            assert watcher._stamps == {fd: 2.0}
+        finally:
+            client.close()
+            peer.close()
