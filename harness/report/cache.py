@@ -57,24 +57,31 @@ def secret_path() -> Path:
 
 @functools.cache
 def _secret_at(path: Path) -> bytes | None:
+    # Written whole under a temporary name, then linked into place: the first link wins
+    # and every process (the report's forked workers may all ask at once) reads the same
+    # 32 bytes. Created in place, a reader between the create and the write got 0 bytes
+    # and kept nothing for its cells.
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    except OSError:
-        return None
-    else:
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(SECRET_BYTES))
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink(missing_ok=True)
+    except OSError:
+        return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as f:
             value = f.read(SECRET_BYTES + 1)
     except OSError:
         return None
-    # Another length is not a key this module wrote (or one being written right now by
-    # another process): no cache this time rather than a weak or shared key.
+    # Another length is not a key this module wrote: no cache rather than a weak key.
     return value if len(value) == SECRET_BYTES else None
 
 

@@ -62,6 +62,7 @@ def _recomputed(run_dir: Path) -> tuple[list[CellRecord], dict[str, str]]:
     paths = sorted(run_dir.glob("*/cell.json"))
     cells = [record.load_cell(path) for path in paths]
     ok = [(cell, path.parent) for cell, path in zip(cells, paths, strict=True) if cell.ok]
+    cache.secret()  # read (or made) once here: the forked workers inherit it
     with workers.pool(len(ok)) as each:
         done = iter(each(_compute, ok))
     records, keys = [], {}

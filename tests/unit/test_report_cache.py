@@ -204,3 +204,26 @@ def test_the_in_flight_bound_is_part_of_an_analysis_key(run_dir, computed):
     cache.analysed(folder, "haproxy", 20)
     cache.analysed(folder, "haproxy", 21)
     assert computed == [folder.name, folder.name]
+
+
+def _secret_in_child(path: str) -> bytes | None:
+    return cache._secret_at(Path(path))
+
+
+def test_processes_making_the_secret_at_once_all_get_the_same_one(tmp_path):
+    """The report's forked workers may all ask for a secret not made yet: each gets the
+    one that won, whole. (A worker that read it half-written kept nothing for its cells:
+    test_a_report_made_again_reuses_everything_and_is_the_same failed on it now and then;
+    the report now reads the secret before it forks.)"""
+    import multiprocessing
+
+    path = tmp_path / "harness" / "cache-key"
+    cache._secret_at.cache_clear()
+    for _ in range(5):
+        if path.exists():
+            path.unlink()
+        with multiprocessing.get_context("fork").Pool(8) as pool:
+            got = pool.map(_secret_in_child, [str(path)] * 32)
+        assert None not in got and len(set(got)) == 1
+        assert path.read_bytes() == got[0] and path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["cache-key"]  # no partial left
