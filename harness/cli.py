@@ -323,7 +323,7 @@ def _dry_run(plan: spec.Plan, as_json: bool = False, into: Path | None = None) -
             for role in spec.ROLES
         )
         try:
-            render.require_consent(placed, "hosts:")
+            hosts.require_consent(placed, "hosts:")
             consent = "allowed"
         except HarnessError as exc:
             how = str(exc).split("If you mean it, ")[-1].removesuffix(" Nothing has been started.")

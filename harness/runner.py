@@ -583,7 +583,7 @@ def execute(
     stand, and only the others (interrupted, or never reached) are prepared and run.
     """
     # before any engine is asked anything: the sweep below already acts on each context
-    render.require_consent(plan.matrix.hosts, f"the matrix {plan.matrix.name!r}")
+    hosts.require_consent(plan.matrix.hosts, f"the matrix {plan.matrix.name!r}")
     docker_engine()  # no engine: say so before a run folder exists
     with ExitStack() as leases:
         # Held before anything of the run exists in Docker: another run's sweep of what

@@ -156,11 +156,6 @@ def _ok(rows: list[Record]) -> list[Record]:
     return [r for r in rows if r.ok]
 
 
-# Parameters that differ between a scenario's cells: the only ones worth a label (a
-# parameter a record leaves out is its default, as in the tables).
-_varying = report.varying
-
-
 def _params_label(record: Record, keys: list[str]) -> str:
     return params_text(report.param_values(record, keys), keys)
 
@@ -219,7 +214,7 @@ def _ecdf(values: list[float]) -> tuple[list[float], list[float]]:
 def close_delay_plot(run_dir: Path, name: str, rows: list[Record], palette: Palette) -> str:
     """ECDF of per-connection close delays, one series per version and parameter set."""
     rows = _ok(rows)
-    keys = _varying(rows)
+    keys = report.varying(rows)
     series: dict[tuple[str, str], tuple[list[float], int]] = {}
     for r in rows:
         delays, missing = _read_delays(run_dir / r.cell / "probe.jsonl")
@@ -534,7 +529,7 @@ def figures(
     per-cell figures (TCP states: most of a report's drawing time) over worker processes
     (:func:`harness.report.workers.pool`), or draws them here."""
     shows = report.shows(name)
-    keys = _varying(rows)
+    keys = report.varying(rows)
     reps = any(r.repetition != 1 for r in rows)
     labels = {r.cell: _cell_label(r, keys, reps) for r in rows}
     plots = []

@@ -27,7 +27,7 @@ from typing import Any
 
 import docker.errors
 
-from harness.errors import CellError
+from harness.errors import CellError, SpecError
 from harness.plan.ports import HTTP_PORT, HTTPS_PORT
 from harness.plan.spec import ROLES, Hosts
 from harness.stack.compose import LOCAL, CommandLog, docker_argv, engine
@@ -50,7 +50,7 @@ def require_consent(hosts: Hosts | None, where: str) -> None:
     """Refuse ``hosts`` (read from ``where``: a matrix file, a run folder) when it places
     a service on a Docker context the user did not allow with ``--allow-context``.
 
-    Raises ValueError naming the contexts and the flag that allows them.
+    Raises SpecError naming the contexts and the flag that allows them.
     """
     if hosts is None:
         return
@@ -58,11 +58,12 @@ def require_consent(hosts: Hosts | None, where: str) -> None:
     missing = [c for c in wanted if c != LOCAL and c not in _ALLOWED]
     if missing:
         flags = " ".join(f"--allow-context {c}" for c in missing)
-        raise ValueError(
+        raise SpecError(
             f"{where}: hosts: places services on the Docker context(s) {', '.join(missing)}, "
             "which this command did not allow: a matrix file or run folder can name any "
             "context you have configured. If you mean it, pass "
-            f'`python -m harness {flags} ...` (before the verb; make: ALLOW_CONTEXTS="...")'
+            f'`python -m harness {flags} ...` (before the verb; make: ALLOW_CONTEXTS="..."). '
+            "Nothing has been started."
         )
 
 

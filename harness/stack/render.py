@@ -82,21 +82,12 @@ def preflight(cells: list[Cell], hosts: Hosts | None = None, where: str = "the m
     placements on ``hosts``, and subnets on every engine a cell uses.
 
     Raises SpecError for any of them."""
-    require_consent(hosts, where)
+    hosts_.require_consent(hosts, where)
     check_templates(cells)
     contexts = {"default"}
     for cell in cells:
         contexts |= set(placement(cell, cell.knobs, hosts).contexts)
     check_subnets(cells, sorted(contexts))
-
-
-def require_consent(hosts: Hosts | None, where: str) -> None:
-    """Refuse ``hosts`` (named by ``where``) when it names a Docker context the user did
-    not allow (harness.stack.hosts.require_consent). Raises SpecError."""
-    try:
-        hosts_.require_consent(hosts, where)
-    except ValueError as exc:
-        raise SpecError(f"{exc}. Nothing has been started.") from None
 
 
 def check_templates(cells: list[Cell]) -> dict[str, tuple[str, str]]:

@@ -186,9 +186,9 @@ def test_hosts_names_only_contexts_the_user_allowed(tmp_path, allowed, capsys):
     local = THREE.replace("c1,", "default,").replace("c2,", "default,").replace("c3,", "default,")
     local = local.replace("192.0.2.2", "192.0.2.1").replace("192.0.2.3", "192.0.2.1")
     plan = _plan(tmp_path, BASE + local)
-    render.require_consent(plan.matrix.hosts, "m.yaml")
+    hosts.require_consent(plan.matrix.hosts, "m.yaml")
     allowed(["c1", "c2", "c3"])
-    render.require_consent(_plan(tmp_path, BASE + THREE).matrix.hosts, "m.yaml")
+    hosts.require_consent(_plan(tmp_path, BASE + THREE).matrix.hosts, "m.yaml")
 
 
 def test_dry_run_shows_where_each_role_runs_and_whether_it_is_allowed(tmp_path, allowed, capsys):
