@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,17 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A test that calls harness.cli.main in-process installs its SIGINT/SIGTERM
+    handlers (they raise): put back what the next test expects, so no test inherits
+    them (a forked Pool in a later test hung on them)."""
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in kept.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

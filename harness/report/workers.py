@@ -6,12 +6,20 @@ it: 12-14 s on a default-matrix run (49 cells, 68 MB) on the 2-core lab machine.
 work is split per cell (analysis) and per figure (census plots), each a pure function of
 its arguments, and results come back in order, so the outputs are the same as in series.
 Forked (not spawned): the workers start with the modules already imported, in ms.
+
+A forked worker inherits the parent's signal handlers, and the CLI's
+(harness.stack.project.interrupt_on_signals) raise on SIGINT/SIGTERM: a worker so
+interrupted inside multiprocessing's queue lock dies holding it, and its siblings wait
+on it for ever (a unit test's Pool hung 17 minutes on exactly that). The workers take
+the defaults back: SIGTERM ends them, SIGINT (Ctrl-C reaches the whole process group)
+is the parent's to handle, which shuts the pool down.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -26,6 +34,13 @@ def serial(fn: Callable[..., T], items: Sequence[Any]) -> list[T]:
     return [fn(item) for item in items]
 
 
+def worker_signals() -> None:
+    """In a forked worker: SIGTERM back to its default (the process ends), SIGINT
+    ignored (the parent handles it and shuts the pool down)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
 def pool(tasks: int) -> Iterator[Map[Any]]:
     """A map (``(fn, items) -> [fn(item), ...]``, in order) over forked worker processes,
@@ -37,5 +52,6 @@ def pool(tasks: int) -> Iterator[Map[Any]]:
         yield serial
         return
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(cores, tasks), mp_context=context) as ex:
+    workers = min(cores, tasks)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=worker_signals) as ex:
         yield lambda fn, items: list(ex.map(fn, items))

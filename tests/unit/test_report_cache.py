@@ -5,6 +5,7 @@ so an edited, foreign, renamed or garbled entry is computed again, never shown."
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -227,3 +228,25 @@ def test_processes_making_the_secret_at_once_all_get_the_same_one(tmp_path):
         assert None not in got and len(set(got)) == 1
         assert path.read_bytes() == got[0] and path.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["cache-key"]  # no partial left
+
+
+def _worker_handlers(_: int) -> tuple[str, str]:
+    import signal
+
+    return str(signal.getsignal(signal.SIGTERM)), str(signal.getsignal(signal.SIGINT))
+
+
+def test_report_workers_do_not_inherit_the_clis_raising_signal_handlers():
+    """The CLI's handlers raise on SIGTERM/SIGINT; a forked worker interrupted inside
+    multiprocessing's queue lock died holding it and its siblings hung for ever. The
+    report's workers take SIGTERM's default back and leave SIGINT to the parent."""
+    import signal
+
+    from harness.report import workers
+    from harness.stack.project import interrupt_on_signals
+
+    assert len(os.sched_getaffinity(0)) > 1, "one core: the report forks no worker"
+    interrupt_on_signals()  # what harness.cli.main does (the conftest restores them)
+    with workers.pool(4) as map_:
+        got = set(map_(_worker_handlers, range(8)))
+    assert got == {(str(signal.SIG_DFL), str(signal.SIG_IGN))}
