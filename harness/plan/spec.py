@@ -293,18 +293,31 @@ ClaimMetric = Literal[
     "connections-per-request",
     "time-wait-client",
     "time-wait-client-per-request",
+    "close-wait-haproxy-backend",
+    "close-wait-haproxy-backend-lasted-s",
+    "fin-wait-2-haproxy-client",
+    "close-wait-per-fin-wait-2",
+    "sC-share",
+    "stalled",
+    "stalled-share",
+    "close-delay-p50-ms",
+    "close-delay-max-ms",
 ]
 
 
 class Claim(_Strict):
     """A field note's claim, as a check on measured numbers ("field note vs measured").
 
-    The cells ``where`` names (scenario parameters and load settings, e.g. ``{generator:
-    requests, session: false}``) are measured on ``metric`` (harness.report.claims says
-    how each is read from a cell record); with ``relative_to``, as a ratio to the same
-    metric of the cells it names. The claim holds for a version when every cell's value
-    (or the ratio of the two groups' medians) is ``at_least`` / ``at_most`` ``value``.
-    ``note`` is the note's claim in words: shown in the report, used for nothing else.
+    The cells ``where`` names (scenario parameters, load settings and ``scenario``, the
+    scenario's name, e.g. ``{generator: requests, session: false}``) are measured on
+    ``metric`` (harness.report.claims says how each is read from a cell record); with
+    ``relative_to``, as a ratio to the same metric of the cells it names. The claim holds
+    for a version when every cell's value (or the ratio of the two groups' medians) is at
+    least ``at_least`` and at most ``at_most`` (one of the two, or both for a range).
+    ``versions`` (specs of the matrix's versions, e.g. ``[debian:bookworm]``) limits it to
+    those: a note about one release ("2.6.15 keeps the connection ~20 s") is judged where
+    it applies, its fix elsewhere by a second claim. ``note`` is the note's claim in
+    words: shown in the report, used for nothing else.
     """
 
     # shown in the report like the description: no C0 or C1 control character (CSI 0x9b)
@@ -314,19 +327,46 @@ class Claim(_Strict):
     relative_to: dict[str, Scalar] | None = Field(None, min_length=1, max_length=20)
     at_least: float | None = Field(None, ge=-1e12, le=1e12)
     at_most: float | None = Field(None, ge=-1e12, le=1e12)
+    versions: list[str] | None = Field(None, min_length=1, max_length=20)
 
     @model_validator(mode="after")
-    def _one_bound(self) -> Claim:
-        if (self.at_least is None) == (self.at_most is None):
-            raise ValueError("a claim takes exactly one of at_least: and at_most:")
+    def _bounds(self) -> Claim:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("a claim takes at_least:, at_most: or both (a range)")
+        low, high = self.at_least, self.at_most
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"at_least ({low:g}) is above at_most ({high:g}): nothing could hold")
         return self
 
 
-def selects(selector: dict[str, Any], params: dict[str, Any], load: dict[str, Any]) -> bool:
-    """Does a cell (its parameters, its load settings as a dict) have every value of
-    ``selector``? A key is looked up in the parameters first, then the load."""
+def claim_versions(claim: Claim) -> set[str] | None:
+    """The version specs a claim is judged on, as cells and records spell them
+    (``VersionSpec.text``), or None for every version. Raises SpecError for a spec that
+    does not parse."""
+    if claim.versions is None:
+        return None
+    return {versions.parse(v, "claims.versions").text for v in claim.versions}
+
+
+def claim_cells(claim: Claim, cells: list[Cell]) -> list[Cell]:
+    """The cells of the versions a claim is judged on."""
+    wanted = claim_versions(claim)
+    return [c for c in cells if wanted is None or c.version.text in wanted]
+
+
+def selects(
+    selector: dict[str, Any], scenario: str, params: dict[str, Any], load: dict[str, Any]
+) -> bool:
+    """Does a cell (its scenario's name, its parameters, its load settings as a dict) have
+    every value of ``selector``? A key is looked up in the parameters first, then
+    ``scenario`` (the scenario's name), then the load."""
     for key, want in selector.items():
-        have = params[key] if key in params else load.get(key, _ABSENT)
+        if key in params:
+            have = params[key]
+        elif key == "scenario":
+            have = scenario
+        else:
+            have = load.get(key, _ABSENT)
         if have is _ABSENT or type(have) is not type(want) or have != want:
             return False
     return True
@@ -1091,14 +1131,25 @@ def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> N
     """Every claim names cells of the matrix (a typo would leave it never checked), and a
     ratio's two groups share none. Raises SpecError naming the claim's line."""
     for i, claim in enumerate(matrix.claims):
+        for version in claim.versions or []:
+            if version not in matrix.versions:
+                raise SpecError(
+                    f"{where}{_line(text, ['claims', i, 'versions'])}: claims[{i}].versions "
+                    f"lists {version!r}, which is not in the matrix's versions "
+                    f"({', '.join(matrix.versions)}). List them spelled the same."
+                )
+        judged = claim_cells(claim, cells)
         for part in ("where", "relative_to"):
             selector = getattr(claim, part)
             if selector is None:
                 continue
-            if not any(selects(selector, c.params, c.load.model_dump()) for c in cells):
+            if not any(
+                selects(selector, c.scenario, c.params, c.load.model_dump()) for c in judged
+            ):
+                of = f" of {', '.join(claim.versions)}" if claim.versions else ""
                 raise SpecError(
                     f"{where}{_line(text, ['claims', i, part])}: claims[{i}].{part} "
-                    f"{shown(selector)} matches no cell of the matrix. Name scenario "
+                    f"{shown(selector)} matches no cell{of} in the matrix. Name scenario "
                     "parameters or load settings with a value some cell has."
                 )
         if claim.relative_to is not None:
@@ -1107,8 +1158,8 @@ def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> N
             both = [
                 c.id
                 for c in cells
-                if selects(claim.where, c.params, c.load.model_dump())
-                and selects(claim.relative_to, c.params, c.load.model_dump())
+                if selects(claim.where, c.scenario, c.params, c.load.model_dump())
+                and selects(claim.relative_to, c.scenario, c.params, c.load.model_dump())
             ]
             if both:
                 raise SpecError(

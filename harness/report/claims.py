@@ -1,10 +1,10 @@
 """Field note vs measured: each claim of a matrix's field note (``claims:``,
 harness.plan.spec.Claim) next to the number measured and whether it held.
 
-A claim names its cells by parameters and load settings, never by scenario, and its
+A claim names its cells by parameters, load settings and scenario name, and its
 metric by one of ``spec.ClaimMetric``, read from the cell record as :data:`METRICS`
-says. It is judged per HAProxy version: every cell's value within the bound (or, with
-``relative_to``, the ratio of the two groups' medians).
+says. It is judged per HAProxy version (those it names, else every one): every cell's
+value within the bound (or, with ``relative_to``, the ratio of the two groups' medians).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from harness.analyse.record import CellRecord
-from harness.plan.spec import Claim, ClaimMetric, selects
+from harness.plan.spec import Claim, ClaimMetric, claim_versions, selects
 
 HELD, NOT_HELD, UNMEASURED = "held", "did not hold", "not measured"
 HEADERS = ["field note says", "HAProxy", "cells", "measured", "claim", "result"]
@@ -45,6 +45,65 @@ def _time_wait_client(record: CellRecord) -> float | None:
     return total.peak if total else 0
 
 
+def _census_state(side: str, key: str) -> Callable[[CellRecord], float | None]:
+    """The peak of one state and direction ("CLOSE-WAIT/out": HAProxy's connections to
+    the backend; "/in": from the client) in one namespace's census (``ss`` at 10 Hz)."""
+
+    def peak(record: CellRecord) -> float | None:
+        census = (record.m.census or {}).get(side)
+        if census is None:
+            return None
+        series = census.states.get(key)
+        return series.peak if series else 0
+
+    return peak
+
+
+def _lasted_s(side: str, key: str) -> Callable[[CellRecord], float | None]:
+    """How long, in s, the state stayed above its level before the load (first to last
+    census sample above it); 0 when it never rose."""
+
+    def lasted(record: CellRecord) -> float | None:
+        census = (record.m.census or {}).get(side)
+        if census is None:
+            return None
+        series = census.states.get(key)
+        if not series or series.peak <= series.baseline:
+            return 0
+        above = [t for t, count in series.timeline if count > series.baseline]
+        return round(above[-1] - above[0], 3)
+
+    return lasted
+
+
+_CLOSE_WAIT_OUT = _census_state("haproxy", "CLOSE-WAIT/out")
+_FIN_WAIT_2_IN = _census_state("haproxy", "FIN-WAIT-2/in")
+
+
+def _pairing(record: CellRecord) -> float | None:
+    """Seed 000's pairing: CLOSE-WAIT towards the backend per FIN-WAIT-2 towards the
+    client, peak over peak (1: one to one); None when there was no FIN-WAIT-2."""
+    close_wait, fin_wait_2 = _CLOSE_WAIT_OUT(record), _FIN_WAIT_2_IN(record)
+    if close_wait is None or not fin_wait_2:
+        return None
+    return close_wait / fin_wait_2
+
+
+def _sc_share(record: CellRecord) -> float | None:
+    """The share of HAProxy's log lines whose termination state starts ``sC``: the
+    server-side connect timeout struck (manual 8.5, "Session state at disconnection":
+    s = server-side timeout, C = while waiting for the connection to establish)."""
+    log = record.m.haproxy
+    if log is None or not log.total:
+        return None
+    hits = sum(n for state, n in log.termination_states.items() if state.startswith("sC"))
+    return hits / log.total
+
+
+def _probe(read: Callable[[Any], float | None]) -> Callable[[CellRecord], float | None]:
+    return lambda r: read(r.m.probe) if r.m.probe else None
+
+
 METRICS: dict[str, Callable[[CellRecord], float | None]] = {
     "requests": _load("requests"),
     "failures": _load("failures"),
@@ -54,6 +113,15 @@ METRICS: dict[str, Callable[[CellRecord], float | None]] = {
     "connections-per-request": _per_request(_load("connections")),
     "time-wait-client": _time_wait_client,
     "time-wait-client-per-request": _per_request(_time_wait_client),
+    "close-wait-haproxy-backend": _CLOSE_WAIT_OUT,
+    "close-wait-haproxy-backend-lasted-s": _lasted_s("haproxy", "CLOSE-WAIT/out"),
+    "fin-wait-2-haproxy-client": _FIN_WAIT_2_IN,
+    "close-wait-per-fin-wait-2": _pairing,
+    "sC-share": _sc_share,
+    "stalled": _probe(lambda p: p.stalled),
+    "stalled-share": _probe(lambda p: p.stalled / p.connections if p.connections else None),
+    "close-delay-p50-ms": _probe(lambda p: p.delay_ms.p50),
+    "close-delay-max-ms": _probe(lambda p: p.delay_ms.max),
 }
 
 
@@ -88,13 +156,15 @@ def _number(value: float) -> str:
 
 
 def _within(value: float, claim: Claim) -> bool:
-    if claim.at_least is not None:
-        return value >= claim.at_least
-    return claim.at_most is not None and value <= claim.at_most
+    if claim.at_least is not None and not value >= claim.at_least:
+        return False
+    return claim.at_most is None or value <= claim.at_most
 
 
 def _bound(claim: Claim) -> str:
     what = claim.metric + (" ratio" if claim.relative_to else "")
+    if claim.at_least is not None and claim.at_most is not None:
+        return f"{_number(claim.at_least)} ≤ {what} ≤ {_number(claim.at_most)}"
     if claim.at_least is not None:
         return f"{what} ≥ {_number(claim.at_least)}"
     return f"{what} ≤ {_number(claim.at_most or 0)}"
@@ -102,17 +172,27 @@ def _bound(claim: Claim) -> str:
 
 def _values(claim: Claim, selector: dict[str, Any], rows: list[CellRecord]) -> list[float]:
     metric = METRICS[claim.metric]
-    picked = [r for r in rows if r.ok and selects(selector, r.params, r.load.model_dump())]
+    picked = [
+        r for r in rows if r.ok and selects(selector, r.scenario, r.params, r.load.model_dump())
+    ]
     return [v for v in map(metric, picked) if v is not None]
 
 
 def evaluate(claims: list[Claim], records: list[CellRecord]) -> list[ClaimRow]:
-    """One row per claim and version (versions in the records' order)."""
-    versions = list(dict.fromkeys(r.version.label for r in records))
+    """One row per claim and version it is judged on (its ``versions``, else every
+    version; in the records' order). A version named by a claim but with no cell is a
+    row "not measured". Raises SpecError for a claim version that does not parse."""
     out = []
     for claim in claims:
+        wanted = claim_versions(claim)
+        judged = [r for r in records if wanted is None or r.version.spec in wanted]
+        versions = list(dict.fromkeys(r.version.label for r in judged))
+        if not versions:
+            shown = ", ".join(claim.versions or [])
+            out.append(ClaimRow(claim.note, shown, 0, "-", _bound(claim), UNMEASURED))
+            continue
         for version in versions:
-            rows = [r for r in records if r.version.label == version]
+            rows = [r for r in judged if r.version.label == version]
             values = _values(claim, claim.where, rows)
             if claim.relative_to is None:
                 if not values:

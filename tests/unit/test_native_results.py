@@ -227,3 +227,76 @@ def test_run_takes_each_native_client_with_its_defaults(generator, monkeypatch):
     run = next(a for a in cli._parser()._subparsers._group_actions[0].choices["run"]._actions
                if a.dest == "generator")  # fmt: skip
     assert tuple(run.choices) == typing.get_args(spec.Load.model_fields["generator"].annotation)
+
+
+def _seed_record(spec_text, label, params, metrics):
+    return make({
+        "scenario": "backend-closes-first", "params": params,
+        "version": {"spec": spec_text, "label": label}, "metrics": metrics,
+    })  # fmt: skip
+
+
+def _pair(close_wait, fin_wait_2):
+    def series(peak):
+        return {"baseline": 0, "peak": peak, "peak_at_s": 1.0, "final": 0, "drain_s": None,
+                "timeline": [[0.0, 0], [1.0, peak], [3.5, peak], [3.6, 0]]}  # fmt: skip
+
+    return {"census": {"haproxy": {
+        "samples": 40, "rate_hz": 10.0, "max_gap_s": 0.1, "captured_s": [0.0, 4.0],
+        "states": {"CLOSE-WAIT/out": series(close_wait), "FIN-WAIT-2/in": series(fin_wait_2)},
+        "totals": {},
+    }}}  # fmt: skip
+
+
+def test_seed_claims_read_the_pair_the_flags_and_the_stalls_per_version():
+    old, new = ("debian:bullseye", "2.2.9 (debian:bullseye)"), ("debian:bookworm", "2.6.12 (b)")
+    records = [
+        _seed_record(*old, {"mode": "tcp"}, _pair(20, 20)),
+        _seed_record(*new, {"mode": "tcp"}, _pair(20, 19)),
+        _seed_record(*old, {"mode": "http"}, _pair(0, 20)),
+        _seed_record(*new, {"backend": "blackhole"}, {"haproxy": {
+            "total": 40, "termination_states": {"sC--": 36, "CD--": 4}, "status_codes": {},
+            "status_classes": {}, "retries_total": 0, "redispatches": 0, "timers": {}}}),
+        _seed_record(*old, {"chunk": 1}, {"probe": {
+            "connections": 40, "delay_ms": {"count": 40, "p50": 0.4, "max": 2.0}, "ends": {},
+            "complete": 40, "incomplete": 0, "stalled": 0, "bytes": {}, "flags": {}}}),
+        _seed_record(*new, {"chunk": 1}, {"probe": {
+            "connections": 40, "delay_ms": {"count": 40, "p50": 9000.0, "max": 9100.0},
+            "ends": {}, "complete": 20, "incomplete": 20, "stalled": 19, "bytes": {},
+            "flags": {}}}),
+    ]  # fmt: skip
+    found = [
+        spec.Claim(note="pair", metric="close-wait-per-fin-wait-2", where={"mode": "tcp"},
+                   at_least=0.9, at_most=1.1),
+        spec.Claim(note="L7: none", metric="close-wait-haproxy-backend",
+                   where={"mode": "http"}, at_most=0),
+        spec.Claim(note="lasts", metric="close-wait-haproxy-backend-lasted-s",
+                   where={"mode": "tcp"}, at_least=2),
+        spec.Claim(note="sC", metric="sC-share", where={"backend": "blackhole"}, at_least=0.9),
+        spec.Claim(note="stalls on the affected release", metric="stalled-share",
+                   where={"chunk": 1}, at_least=0.4, versions=["debian:bookworm"]),
+        spec.Claim(note="closes at once elsewhere", metric="close-delay-max-ms",
+                   where={"chunk": 1}, at_most=1000, versions=["debian:bullseye"]),
+        spec.Claim(note="named, not run", metric="stalled", where={"chunk": 1}, at_most=0,
+                   versions=["debian:trixie"]),
+    ]  # fmt: skip
+    rows = [r.row() for r in claims.evaluate(found, records)]
+    assert [[r[0], r[1], *r[3:]] for r in rows] == [
+        ["pair", "2.2.9 (debian:bullseye)", "1", "0.9 ≤ close-wait-per-fin-wait-2 ≤ 1.1", "held"],
+        ["pair", "2.6.12 (b)", "1.05", "0.9 ≤ close-wait-per-fin-wait-2 ≤ 1.1", "held"],
+        ["L7: none", "2.2.9 (debian:bullseye)", "0", "close-wait-haproxy-backend ≤ 0", "held"],
+        ["L7: none", "2.6.12 (b)", "-", "close-wait-haproxy-backend ≤ 0", "not measured"],
+        ["lasts", "2.2.9 (debian:bullseye)", "2.5", "close-wait-haproxy-backend-lasted-s ≥ 2",
+         "held"],
+        ["lasts", "2.6.12 (b)", "2.5", "close-wait-haproxy-backend-lasted-s ≥ 2", "held"],
+        ["sC", "2.2.9 (debian:bullseye)", "-", "sC-share ≥ 0.9", "not measured"],
+        ["sC", "2.6.12 (b)", "0.9", "sC-share ≥ 0.9", "held"],
+        ["stalls on the affected release", "2.6.12 (b)", "0.475", "stalled-share ≥ 0.4", "held"],
+        ["closes at once elsewhere", "2.2.9 (debian:bullseye)", "2",
+         "close-delay-max-ms ≤ 1000", "held"],
+        ["named, not run", "debian:trixie", "-", "stalled ≤ 0", "not measured"],
+    ]  # fmt: skip
+    # a range fails on either side, and a pair without FIN-WAIT-2 is not measured
+    [low] = claims.evaluate([found[0].model_copy(update={"at_most": 1.0})], records[1:2])
+    assert (low.measured, low.result) == ("1.05", "did not hold")
+    assert claims.METRICS["close-wait-per-fin-wait-2"](_seed_record(*old, {}, _pair(3, 0))) is None

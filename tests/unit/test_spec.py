@@ -381,9 +381,15 @@ def test_an_entry_sets_its_own_load_and_claims_name_its_cells(tmp_path):
          "relative_to: {keepalive: false}}", r"claims\[0\].relative_to .* matches no cell"),
         ("{note: x, metric: 'ports; rm', where: {session: false}, at_least: 1}",
          r"claims.0.metric \(line \d+\): Input should be"),
-        ("{note: x, metric: ports-used, where: {session: false}}", r"exactly one of at_least"),
-        ("{note: x, metric: ports-used, where: {session: false}, at_least: 1, at_most: 2}",
-         r"exactly one of at_least"),
+        ("{note: x, metric: ports-used, where: {session: false}}",
+         r"at_least:, at_most: or both"),
+        ("{note: x, metric: ports-used, where: {session: false}, at_least: 2, at_most: 1}",
+         r"at_least \(2\) is above at_most \(1\)"),
+        ("{note: x, metric: ports-used, where: {session: false}, at_least: 1, "
+         "versions: [debian:trixie]}", r"claims\[0\].versions lists 'debian:trixie', which "
+         "is not in the matrix's versions"),
+        ("{note: x, metric: ports-used, where: {session: false}, at_least: 1, "
+         "versions: ['debian:bookworm; rm -rf /']}", r"claims\[0\].versions lists"),
         ("{note: \"a\\nb\", metric: ports-used, where: {session: false}, at_least: 1}",
          r"claims.0.note .*should match pattern"),
         ("{note: x, metric: ports-used, where: {}, at_least: 1}", r"claims.0.where .*at least 1"),
