@@ -180,12 +180,21 @@ WRK_LIMIT_NOTE = LIMIT_NOTE.replace(
 )
 
 
-def _from_log(record: Record, counts: dict[str, int] | None) -> str:
-    """Counts taken from HAProxy's log, marked when HAProxy dropped some of its lines."""
-    text = _counts(counts)
+def _marked(record: Record, value: Any) -> Any:
+    """A count taken from HAProxy's log, marked when HAProxy dropped some of its lines
+    ("app 2xx×1879 (+10 log lines dropped)"): the log is then short by up to that many.
+    HAProxy drops a line when two of its threads collide on the log's lock (src/fd.c
+    fd_write_frag_line gives up after 200 tries) and counts it in ``show info``
+    DroppedLogs; which request, server or status the line had is lost with it. ``value``
+    unchanged when none was dropped, and None (no log) stays None."""
     counters = record.m.haproxy_counters
     dropped = counters.info.get("DroppedLogs", 0) if counters else 0
-    return f"{text} (+{dropped} log lines dropped)" if dropped else text
+    return f"{value} (+{dropped} log lines dropped)" if dropped and value is not None else value
+
+
+def _from_log(record: Record, counts: dict[str, int] | None) -> str:
+    """Counts taken from HAProxy's log ("----×480 sD--×20"), marked as :func:`_marked`."""
+    return str(_marked(record, _counts(counts)))
 
 
 def _flags(record: Record) -> str:
@@ -204,7 +213,8 @@ def _per_server(record: Record) -> str:
     log = record.m.haproxy
     if not log or not log.servers:
         return "-"
-    return "; ".join(f"{name} {_counts(classes)}" for name, classes in log.servers.items())
+    text = "; ".join(f"{name} {_counts(classes)}" for name, classes in log.servers.items())
+    return str(_marked(record, text))
 
 
 def _queue_peaks(record: Record) -> str:
@@ -231,7 +241,7 @@ def _bad_gateway(record: Record) -> str:
     if not log or not log.total:
         return "-"
     n = log.status_codes.get("502", 0)
-    return f"{n} ({100 * n / log.total:.2g} %)" if n else "0"
+    return str(_marked(record, f"{n} ({100 * n / log.total:.2g} %)" if n else "0"))
 
 
 def _server_reused(record: Record) -> str:
@@ -298,8 +308,9 @@ def _probe_field(name: str) -> Callable[[Record], Any]:
 
 
 def _log_field(name: str) -> Callable[[Record], Any]:
-    """A count of HAProxy's log summary (None when the cell has no log)."""
-    return lambda r: getattr(r.m.haproxy, name) if r.m.haproxy else None
+    """A count of HAProxy's log summary, marked as :func:`_marked` (None when the cell
+    has no log)."""
+    return lambda r: _marked(r, getattr(r.m.haproxy, name)) if r.m.haproxy else None
 
 
 def _close_sequence(side: str) -> Callable[[Record], str]:

@@ -4,7 +4,8 @@
   ``option redispatch`` every request sent to it is retried on it and answered 503
   (``SC--``); with it the last retry goes to the server that is up (``+`` before the
   log's retries) and no request fails. Three servers up: the backend's own count per
-  listener equals HAProxy's log per server.
+  listener equals HAProxy's per server (its stats), and its log's but for the lines
+  HAProxy dropped (DroppedLogs).
 - ``connection_mode``: the backend records the Connection header it received and
   whether the request reused a connection. Keep-alive: no header, connections reused;
   ``http-server-close`` and ``httpclose``: ``Connection: close``, a new server
@@ -106,13 +107,25 @@ def test_each_server_gets_its_share_and_the_backend_counts_the_same(cells):
     assert max(logged.values()) - min(logged.values()) <= 0.1 * haproxy["total"], logged
     by_port = record["metrics"]["backend"]["requests_by_port"]
     counted = {"app": by_port["8080"], "app2": by_port["8083"], "app3": by_port["8084"]}
-    # Equal but for requests in flight when the load stopped, either way: the backend's
-    # counters are read then and HAProxy logs a request when it ends (1672 logged, 1671
-    # counted, once), and one cut off by the client's stop is logged without a 2xx
-    # (2107 2xx logged, 2108 counted, once): every status counts.
+    # HAProxy's own count per server (show stat stot: one per request with
+    # http-server-close), read at the same moment as the backend's: equal but for a
+    # request in flight when the load stopped (8 runs of this cell: equal in all 8).
+    counters = record["metrics"]["haproxy_counters"]
+    stot = {name: counters["servers"][f"be_app/{name}"]["stot"] for name in counted}
+    for name, n in stot.items():
+        assert abs(n - counted[name]) <= 2, (stot, counted)
+    # The log is short by the lines HAProxy dropped: two threads colliding on the log
+    # file's lock (src/fd.c fd_write_frag_line gives up after 200 tries; DroppedLogs).
+    # 8 runs: the backend counted 0, 2, 4, 5 more than the log over the 3 servers, each
+    # time exactly DroppedLogs (1879/1878/1879 logged, 1882 counted, in a failed run).
+    # A request in flight at the stop is counted on one side only, and one cut off by
+    # the client's stop is logged without a 2xx: every status counts.
+    dropped = counters["info"]["DroppedLogs"]
     every = {name: sum(c.values()) for name, c in haproxy["servers"].items()}
-    for name, n in every.items():
-        assert abs(n - counted[name]) <= 2, (every, counted)
+    short = {name: counted[name] - every[name] for name in counted}
+    assert all(-2 <= n <= dropped + 2 for n in short.values()), (every, counted, dropped)
+    assert -2 <= sum(short.values()) <= dropped + 2, (every, counted, dropped)
+    assert dropped <= 0.01 * haproxy["total"], dropped  # few: the log stays the measure
 
 
 def test_what_haproxy_sent_the_server_follows_the_connection_mode(cells):
