@@ -17,6 +17,11 @@ right for latencies and close delays: these are skewed and often bimodal (a clos
 with Fisher's exact test. It stays valid for the small totals that benchmark runs give,
 where a chi-squared test would not be.
 
+Between versions, samples are held to the cells they came from (``across_cells``):
+the connections of one cell share the host's state while it ran, so a regression or an
+improvement stands only when every pair of cells (each candidate cell against each
+baseline cell) gives it, and one resting on a single cell per version says so.
+
 A change that is significant but below those practical thresholds is a "small change",
 said with its size and the threshold it missed: it is not "no significant change".
 
@@ -29,8 +34,9 @@ left open is a regression and fewer an improvement.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import comb
 from types import ModuleType
 from typing import Literal
@@ -436,6 +442,75 @@ def _ratio_reason(a: float, b: float, min_ratio: float, floor: float, unit: str)
 
 
 # ---------------------------------------------------------------------------------------
+# Repetitions
+
+# The verdicts that claim a direction: these must hold across cells, not only within one.
+CLAIMS: tuple[Verdict, ...] = ("regression", "improvement")
+
+
+def one_cell(labels: tuple[str, str], cells: tuple[int, int]) -> str:
+    """The caveat of a claim that rests on one cell of a version: "one cell each; repeat
+    with repetitions: 3 to confirm" (or "one cell of 2.6.12; ..." when only that side has
+    one). ``labels`` and ``cells`` (cells per side) are (baseline, candidate). Three: in
+    the A/A test (README) 3+3 cells claimed a change in 0.3 % of splits, 2+2 in 6 %."""
+    single = [lab for lab, n in zip(labels, cells, strict=True) if n < 2]
+    which = "one cell each" if len(single) == 2 else f"one cell of {single[0]}"
+    return f"{which}; repeat with repetitions: 3 to confirm"
+
+
+def across_cells(
+    pooled: Comparison, pairs: Mapping[tuple[int, int], Comparison], cells: tuple[int, int]
+) -> Comparison:
+    """The verdict on a sample metric between versions: the pooled comparison (every
+    connection of every repetition on each side), held to the cells it came from.
+
+    The samples of one cell share the host's state while it ran (other work on the same
+    cores), so they are not independent samples of the version: a within-cell test's p
+    says nothing of how the next cell will differ. The experimental unit is the cell
+    (Kalibera & Jones, "Rigorous Benchmarking in Reasonable Time", ISMM 2013: repeat at
+    the level with the most variance). So a regression or an improvement stands only when
+    every pair of cells, each candidate cell against each baseline cell tested on its own,
+    gives that same verdict. ``pairs`` maps (baseline cell, candidate cell), numbered from
+    1 in repetition order, to that comparison; ``cells`` is the cells per side (baseline,
+    candidate). Otherwise the verdict is "inconclusive", its words saying how the pairs
+    disagreed ("3 of 4 pairs of cells regression, 1 no significant change: r2 vs r1 no
+    significant change") and keeping the pooled test, p-value, effect and summaries.
+    Every pair rather than rep i against rep i (which pairing is arbitrary: the cells of a
+    version do not run beside the other's): an A/A test (one version against itself,
+    half-close, 10 cells; README) claimed a change in 6 % of 2+2 splits that way against
+    10 % with rep i against rep i, 0.3 % against 1.8 % with 3+3 (pooled: about 40 %).
+    With one cell on either side the claim is kept and its words say it rests on one
+    cell. Other verdicts are returned unchanged.
+    """
+    if pooled.verdict not in CLAIMS:
+        return pooled
+    head, _, tail = pooled.words.rpartition(" — ")
+    tail = tail.removesuffix(".")
+    if min(cells) < 2 or len(pairs) < 2:
+        labels = (pooled.baseline_label, pooled.candidate_label)
+        return replace(pooled, words=f"{head} — {tail}; {one_cell(labels, cells)}.")
+    counts = Counter(p.verdict for p in pairs.values())
+    if counts[pooled.verdict] == len(pairs):
+        return replace(
+            pooled,
+            words=f"{head} — {tail}; the same in each of the {len(pairs)} pairs of cells "
+            f"({cells[1]} of the candidate × {cells[0]} of the baseline).",
+        )
+    tally = ", ".join(
+        f"{n} {v}" if i else f"{n} of {len(pairs)} pairs of cells {v}"
+        for i, (v, n) in enumerate(sorted(counts.items(), key=lambda vn: (-vn[1], vn[0])))
+    )
+    dissent = [f"r{c} vs r{b} {p.verdict}" for (b, c), p in sorted(pairs.items())
+               if p.verdict != pooled.verdict]  # fmt: skip
+    more = f" and {len(dissent) - 3} more" if len(dissent) > 3 else ""
+    words = (
+        f"{head} — inconclusive: the cells disagreed ({tally}: {', '.join(dissent[:3])}{more}); "
+        f"pooled: {tail}."
+    )
+    return replace(pooled, verdict="inconclusive", words=words)
+
+
+# ---------------------------------------------------------------------------------------
 # Counts
 
 
@@ -633,6 +708,7 @@ def compare_categories(
 __all__ = [
     "CHI2",
     "CHI2_PERMUTATION",
+    "CLAIMS",
     "CLIFFS_DELTA",
     "FISHER",
     "MANN_WHITNEY",
@@ -645,6 +721,7 @@ __all__ = [
     "Comparison",
     "Thresholds",
     "Verdict",
+    "across_cells",
     "compare_categories",
     "compare_counts",
     "compare_samples",
@@ -653,4 +730,5 @@ __all__ = [
     "format_number",
     "format_p",
     "format_value",
+    "one_cell",
 ]

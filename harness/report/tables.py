@@ -664,27 +664,38 @@ def _timing_by_end(
     cand: list[tuple[str, float | None]],
     pair: tuple[str, str],
     th: Thresholds,
+    reps: dict[
+        tuple[int, int], tuple[list[tuple[str, float | None]], list[tuple[str, float | None]]]
+    ],
+    cells: tuple[int, int],
 ) -> list[Comparison]:
     """Close delays compared like with like: connections that ended the same way.
 
     A plain FIN and a close_notify + FIN are different events; pooling them would
-    compare one version's FIN timings with another's TLS alert timings.
+    compare one version's FIN timings with another's TLS alert timings. ``reps``: the
+    (baseline, candidate) connections of every pair of cells, keyed as compare.across_cells
+    takes them (a regression or an improvement must hold in each); ``cells``: cells per side.
     """
 
     def delays(side: list[tuple[str, float | None]], end: str) -> list[float]:
         return [d for e, d in side if e == end and d is not None]
 
+    def judged(end: str) -> Comparison:
+        def test(
+            b: list[tuple[str, float | None]], c: list[tuple[str, float | None]]
+        ) -> Comparison:
+            return compare.compare_samples(
+                f"{metric} (end {end})", delays(b, end), delays(c, end), labels=pair, thresholds=th
+            )
+
+        pooled = test(base, cand)
+        pairs = {}
+        if pooled.verdict in compare.CLAIMS and min(cells) > 1:
+            pairs = {k: test(b, c) for k, (b, c) in reps.items()}
+        return compare.across_cells(pooled, pairs, cells)
+
     ends = [e for e in dict.fromkeys(e for e, _ in base) if delays(base, e) and delays(cand, e)]
-    found = [
-        compare.compare_samples(
-            f"{metric} (end {end})",
-            delays(base, end),
-            delays(cand, end),
-            labels=pair,
-            thresholds=th,
-        )
-        for end in ends
-    ]
+    found = [judged(end) for end in ends]
     if not found:
         b = ", ".join(sorted({e for e, d in base if d is not None})) or "none"
         c = ", ".join(sorted({e for e, d in cand if d is not None})) or "none"
@@ -710,10 +721,55 @@ def _timing_by_end(
     return found
 
 
+def _cell_pairs(
+    base: list[Record], cand: list[Record]
+) -> dict[tuple[int, int], tuple[Record, Record]]:
+    """Every baseline cell with every candidate cell, keyed (baseline, candidate) by their
+    place in repetition (then cell) order, from 1 (compare.across_cells)."""
+
+    def order(r: Record) -> tuple[int, int]:
+        return (r.repetition, r.index)
+
+    return {
+        (i, j): (b, c)
+        for i, b in enumerate(sorted(base, key=order), 1)
+        for j, c in enumerate(sorted(cand, key=order), 1)
+    }
+
+
+def _samples_verdict(
+    run_dir: Path,
+    metric: str,
+    base: list[Record],
+    cand: list[Record],
+    pair: tuple[str, str],
+    th: Thresholds,
+) -> Comparison:
+    """Mann-Whitney U on the pooled samples of these cells, held to every pair of cells
+    (compare.across_cells)."""
+
+    def compared(b: list[Record], c: list[Record]) -> Comparison:
+        base_values, base_source = _pooled(run_dir, b)
+        cand_values, cand_source = _pooled(run_dir, c)
+        return compare.compare_samples(
+            metric, base_values, cand_values, labels=pair, thresholds=th,
+            baseline_notes=_joined(_notes(b), base_source),
+            candidate_notes=_joined(_notes(c), cand_source),
+        )  # fmt: skip
+
+    pooled = compared(base, cand)
+    cells = (len(base), len(cand))
+    pairs = {}
+    if pooled.verdict in compare.CLAIMS and min(cells) > 1:
+        pairs = {k: compared([b], [c]) for k, (b, c) in _cell_pairs(base, cand).items()}
+    return compare.across_cells(pooled, pairs, cells)
+
+
 def comparisons(
     run_dir: Path, records: list[Record], baseline: str, th: Thresholds
 ) -> list[Comparison]:
-    """Every version against the baseline, per scenario and parameter set (repetitions pooled).
+    """Every version against the baseline, per scenario and parameter set: repetitions
+    pooled, a sample metric's regression or improvement held to every pair of cells.
 
     Cells that bypass HAProxy get no verdict. Where the probe saw how connections ended,
     the end types are compared as categories, and close delays per end type.
@@ -746,22 +802,17 @@ def comparisons(
                 continue
             pair = (labels[baseline], labels[spec])
             cand_ends = _probe_ends(run_dir, cand)
+            cells = (len(base), len(cand))
             if kind == "samples" and base_ends and cand_ends:
-                found += _timing_by_end(f"{name} {what}", base_ends, cand_ends, pair, th)
-            elif kind == "samples":
-                base_values, base_source = _pooled(run_dir, base)
-                cand_values, cand_source = _pooled(run_dir, cand)
-                found.append(
-                    compare.compare_samples(
-                        f"{name} {what}",
-                        base_values,
-                        cand_values,
-                        labels=pair,
-                        thresholds=th,
-                        baseline_notes=_joined(_notes(base), base_source),
-                        candidate_notes=_joined(_notes(cand), cand_source),
-                    )
+                reps = {
+                    k: (_probe_ends(run_dir, [b]), _probe_ends(run_dir, [c]))
+                    for k, (b, c) in _cell_pairs(base, cand).items()
+                }
+                found += _timing_by_end(
+                    f"{name} {what}", base_ends, cand_ends, pair, th, reps, cells
                 )
+            elif kind == "samples":
+                found.append(_samples_verdict(run_dir, f"{name} {what}", base, cand, pair, th))
             else:
                 bh, bt = map(sum, zip(*(_hits(r, what) for r in base), strict=True))
                 ch, ct = map(sum, zip(*(_hits(r, what) for r in cand), strict=True))

@@ -21,6 +21,7 @@ from harness.analyse.compare import (
     TOTAL_VARIATION,
     VERDICT_ORDER,
     Thresholds,
+    across_cells,
     compare_categories,
     compare_counts,
     compare_samples,
@@ -475,3 +476,53 @@ def test_one_percentile_definition_in_tables_and_verdicts() -> None:
         assert verdict.startswith(
             f"p50 {format_value(table['p50'], 'ms')}, p90 {format_value(table['p90'], 'ms')}"
         ), (verdict, table)
+
+
+# --- repetitions: the cell is the experimental unit ------------------------------------------
+
+
+def test_a_claim_stands_only_when_every_pair_of_cells_gives_it():
+    pooled = compare_samples("close delay", FAST * 2, STALLED * 2, labels=LABELS)
+    same = compare_samples("close delay", FAST, STALLED, labels=LABELS)
+    calm = compare_samples("close delay", FAST, FAST, labels=LABELS)
+    assert pooled.verdict == same.verdict == "regression"
+    every = {(1, 1): same, (1, 2): same, (2, 1): same, (2, 2): same}
+    kept = across_cells(pooled, every, (2, 2))
+    assert kept.verdict == "regression" and kept.p_value == pooled.p_value
+    assert kept.words.endswith(
+        "; the same in each of the 4 pairs of cells (2 of the candidate × 2 of the baseline)."
+    ), kept.words
+    split = across_cells(pooled, {**every, (1, 2): calm}, (2, 2))
+    assert split.verdict == "inconclusive"
+    assert split.words.startswith(pooled.words.rpartition(" — ")[0] + " — inconclusive: ")
+    assert (
+        "the cells disagreed (3 of 4 pairs of cells regression, 1 no significant change: "
+        "r2 vs r1 no significant change); pooled: regression (Mann-Whitney U p="
+    ) in split.words
+    assert (split.p_value, split.effect, split.baseline_summary) == (
+        pooled.p_value, pooled.effect, pooled.baseline_summary
+    )  # fmt: skip
+    many = across_cells(pooled, {(b, c): calm for b in (1, 2, 3) for c in (1, 2)}, (3, 2))
+    assert "(6 of 6 pairs of cells no significant change: r1 vs r1 no significant change, " in (
+        many.words
+    )
+    assert "and 3 more); pooled:" in many.words
+
+
+def test_a_claim_on_one_cell_says_so():
+    one = compare_samples("close delay", FAST, STALLED, labels=LABELS)
+    said = across_cells(one, {(1, 1): one}, (1, 1))
+    assert said.verdict == "regression"
+    assert said.words.endswith(
+        "(Mann-Whitney U p=0.00018, Cliff's delta +1.00); one cell each; "
+        "repeat with repetitions: 3 to confirm."
+    ), said.words
+    uneven = {(1, c): one for c in (1, 2, 3)}
+    assert "one cell of 2.2.9 (debian:bullseye);" in across_cells(one, uneven, (1, 3)).words
+
+
+def test_verdicts_that_claim_no_direction_are_left_alone():
+    calm = compare_samples("close delay", FAST, FAST, labels=LABELS)
+    loud = compare_samples("close delay", FAST, STALLED, labels=LABELS)
+    assert across_cells(calm, {(1, 1): loud, (2, 2): calm}, (2, 2)) == calm
+    assert across_cells(calm, {}, (1, 1)) == calm

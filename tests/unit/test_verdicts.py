@@ -13,7 +13,7 @@ import pytest
 
 from harness import results
 from harness.analyse.compare import FISHER, MANN_WHITNEY, Thresholds
-from harness.analyse.record import CellRecord, load_cell
+from harness.analyse.record import CellRecord, Metrics, load_cell
 from harness.report import rebuild, render
 from harness.report import tables as report
 from tests import records
@@ -134,6 +134,99 @@ def test_delays_are_compared_per_end_type(tmp_path):
     )
     assert by_metric["half-close ends"].verdict == "changed"
     assert not [c for c in found if c.verdict == "regression"]
+
+
+# --- the experimental unit is the cell: a claim must hold in every pair of cells -----------
+
+
+def _delays(p50: float, n: int = 20) -> list[dict]:
+    # A cell's close delays around its p50 (ms), all ending with a FIN.
+    return [_conn("fin", p50 * (1 + (i - n / 2) / (4 * n))) for i in range(n)]
+
+
+def _half_close(tmp_path: Path, base_p50: list[float], cand_p50: list[float]) -> list:
+    cells, n = [], 0
+    for version, p50s in ((OLD, base_p50), (NEW, cand_p50)):
+        for rep, p50 in enumerate(p50s, 1):
+            n += 1
+            cells.append(_cell(tmp_path, n, "half-close", version, {}, probe=_delays(p50),
+                               rep=rep))  # fmt: skip
+    found = report.comparisons(tmp_path, cells, OLD[0], Thresholds())
+    return [c for c in found if c.test == MANN_WHITNEY]
+
+
+def test_a_regression_in_every_pair_of_cells_stands(tmp_path):
+    [c] = _half_close(tmp_path, [1.5, 1.4], [20.0, 18.0])
+    assert c.verdict == "regression", c.words
+    assert c.words.endswith(
+        "; the same in each of the 4 pairs of cells (2 of the candidate × 2 of the baseline)."
+    ), c.words
+    assert "(n=40)" in c.words  # the pooled numbers: every connection of both cells
+
+
+def test_one_noisy_cell_is_inconclusive_and_says_how_the_pairs_disagreed(tmp_path):
+    # A/A measured on 2.6.12 (half-close, 100000-byte body): cells of one version had
+    # p50s of 1.3 and 16.9 ms. Pooled, two noisy cells of three make a "regression".
+    [c] = _half_close(tmp_path, [1.4, 1.4, 1.4], [1.4, 16.9, 16.0])
+    assert c.verdict == "inconclusive", c.words
+    # r1 of the candidate against each baseline cell: no change; r2 and r3: regressions
+    said = (
+        "the cells disagreed (6 of 9 pairs of cells regression, 3 no significant change: "
+        "r1 vs r1 no significant change, r1 vs r2 no significant change, r1 vs r3 no "
+        "significant change)"
+    )
+    assert said in c.words
+    assert "pooled: regression (Mann-Whitney U p=" in c.words
+    assert c.p_value is not None and c.p_value < 0.01  # the pooled test, kept
+    assert c.baseline_summary.endswith("(n=60)") and c.candidate_summary.endswith("(n=60)")
+
+
+def test_pairs_of_cells_in_opposite_directions_are_inconclusive(tmp_path):
+    [c] = _half_close(tmp_path, [1.4, 30.0], [30.0, 1.4])
+    assert c.verdict != "regression" and c.verdict != "improvement", c.words
+
+
+def test_one_cell_each_keeps_its_verdict_and_says_it_rests_on_one_cell(tmp_path):
+    [c] = _half_close(tmp_path, [1.4], [20.0])
+    assert c.verdict == "regression"
+    assert c.words.endswith("; one cell each; repeat with repetitions: 3 to confirm."), c.words
+    [c] = _half_close(tmp_path / "uneven", [1.4, 1.5], [20.0])
+    assert c.verdict == "regression"
+    assert "one cell of 3.0.11 (debian:trixie); repeat with repetitions: 3" in c.words
+
+
+def test_latency_samples_are_held_to_the_pairs_of_cells_too(tmp_path):
+    # Not only close delays: per-request latencies pooled from the load generator.
+    params = {"keepalive": True, "via": "haproxy"}
+    load = {"rps": 1000.0, "mean_ms": 5.0}
+    cells = [
+        _cell(tmp_path, n, "keepalive-vs-close", version, params, latencies={ms: 300},
+              load=load, rep=rep)
+        for n, (version, rep, ms) in enumerate(
+            [(OLD, 1, 5), (OLD, 2, 5), (OLD, 3, 5), (NEW, 1, 5), (NEW, 2, 50), (NEW, 3, 50)], 1
+        )
+    ]  # fmt: skip
+    [c] = report.comparisons(tmp_path, cells, OLD[0], Thresholds())
+    assert c.verdict == "inconclusive", c.words
+    assert "(6 of 9 pairs of cells regression, 3 no significant change: r1 vs r1 " in c.words
+
+
+def test_stalled_counts_are_still_pooled(tmp_path):
+    # A stall is a per-connection event far beyond the host's noise: Fisher on the
+    # pooled counts, no repetition rule (10/10 in one cell, 0/10 in the other still
+    # counts 10 of 20).
+    def stall(n: int, rep: int, version, stalled: int) -> CellRecord:
+        conns = [dict(_conn("fin", 6000.0), stalled_at=1) for _ in range(stalled)]
+        conns += [_conn("fin", 0.4) for _ in range(10 - stalled)]
+        cell = _cell(tmp_path, n, "chunked-stall", version, {}, probe=conns, rep=rep)
+        probe = {"connections": 10, "stalled": stalled, "ends": {"fin": 10}}
+        metrics = Metrics.model_validate(records.metrics({"probe": probe}), strict=False)
+        return cell.model_copy(update={"metrics": metrics})
+
+    cells = [stall(1, 1, OLD, 0), stall(2, 2, OLD, 0), stall(3, 1, NEW, 10), stall(4, 2, NEW, 0)]
+    counted = [c for c in report.comparisons(tmp_path, cells, OLD[0], Thresholds())
+               if c.test == FISHER and "stalled" in c.metric]  # fmt: skip
+    assert [c.verdict for c in counted] == ["regression"], counted
 
 
 # --- D: a scenario that cannot show its field note says so ----------------------------------
