@@ -303,10 +303,12 @@ def _locust_run(
     apart), of the observers, the host's softirq, its idle, and what ran beside the
     stack (host busy - containers - softirq, at least 0). Raises SystemExit if Locust
     fails or writes no stats."""
-    stats = item.folder / "locust.json"
-    stats.unlink(missing_ok=True)
+    # One folder for every run: the last run's stats (the workers' parts too) go first.
+    for old in [item.folder / "locust.json", *item.folder.glob("locust.w*.json")]:
+        old.unlink(missing_ok=True)
     proc = stack.exec("client", *args, timeout=SECONDS + 90)
-    if proc.returncode != 0 or not stats.exists():
+    stats = locust_stats.stats_files(item.folder)  # with workers, their own stats
+    if proc.returncode != 0 or not stats:
         raise SystemExit(f"Locust exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
     window = locust_stats.window(stats)
     cores = {k: v["cores"] for k, v in resources.cpu_usage(samples, *window).items()}

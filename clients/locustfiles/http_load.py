@@ -38,10 +38,19 @@ to HAProxy's log line, and its termination flags, for that very request.
 Distributed (``load.workers``: a master and N worker processes, clients/distributed.sh):
 the users and their request events live in the workers, so each worker writes its own
 files, named ``<name>.w<pid>.<ext>`` (latency.w812.hdr, ...), and the master none; the
-host adds them up (harness/analyse/latency.py, cell_metrics.py). Locust's own stats
-(locust.json, locust_stats.csv) are the master's, over every worker.
+host adds them up (harness/analyse/latency.py, cell_metrics.py). The master's stats
+(locust.json, locust_stats.csv) can miss the workers' last reports: a worker reports
+every 3 s (WORKER_REPORT_INTERVAL) and once more when told to quit, after its users have
+stopped, but the master waits a fixed 0.5 s for that last one (MasterRunner.quit, Locust
+2.47) and a worker with 1,000 users takes longer to stop. So each worker also keeps the
+sum of every report it sends the master, merged by Locust's own code for the master
+(stats.setup_distributed_stats_event_listeners), and writes it when it quits, after the
+last report: locust.w<pid>.json (Locust's --json-file format) and
+locust_failures.w<pid>.csv (its failures CSV columns). Those are the cell's counts.
 """
 
+import csv
+import io
 import json
 import os
 import time
@@ -51,6 +60,8 @@ import gevent
 import geventhttpclient.client
 from hdrh.histogram import HdrHistogram
 from locust import FastHttpUser, constant, events, task
+from locust.event import Events
+from locust.stats import RequestStats, StatsError, setup_distributed_stats_event_listeners
 
 # One call of _get is one HTTP request on the wire, counted once with its own latency.
 # geventhttpclient's HTTPClient.request (2.6.1: client.py lines 430 and 544-551) sends an
@@ -93,6 +104,11 @@ LATENCY = HdrHistogram(1, HIGHEST_US, 3)
 RECORDED = {"name": "intended" if os.environ.get("LOAD_MODE") == "open" else "GET"}
 # This process's part in the files: "" alone, ".w<pid>" as a worker, None as a master.
 PART: dict[str, str | None] = {"suffix": ""}
+# A worker's reports to the master, added up as the master adds them: Locust's own
+# listeners for the master's side, on events of their own (fired by _keep_report).
+SENT = RequestStats()
+SENT_EVENTS = Events()
+setup_distributed_stats_event_listeners(SENT_EVENTS, SENT)
 
 
 def _get(user: FastHttpUser) -> None:
@@ -170,6 +186,34 @@ def _role(environment, **_kwargs) -> None:
         PART["suffix"] = None  # no users here: the workers write
     elif options is not None and getattr(options, "worker", False):
         PART["suffix"] = f".w{os.getpid()}"
+        # Added at init, after the runner's own report_to_master listener (which fills
+        # the report from the worker's stats and resets them): this one sees it filled.
+        environment.events.report_to_master.add_listener(_keep_report)
+        environment.events.quitting.add_listener(_write_sent)
+
+
+def _keep_report(client_id: str, data: dict, **_kwargs) -> None:
+    # the master's merge (stats.on_worker_report), applied to this worker's own sum
+    SENT_EVENTS.worker_report.fire(client_id=client_id, data=data)
+
+
+@events.test_start.add_listener
+def _clear_sent(**_kwargs) -> None:
+    SENT.clear_all()  # as the worker clears its stats when a test starts
+
+
+def _write_sent(environment=None, **_kwargs) -> None:
+    # On quitting, after the worker's last report (sent when its users had stopped);
+    # only then: a worker killed mid-load leaves none, and the host falls back.
+    part = PART["suffix"]
+    _write(f"/out/locust{part}.json", json.dumps(SENT.serialize_stats(), indent=1))
+    rows = [["Method", "Name", "Error", "Occurrences"]] + [
+        [e.method, e.name, StatsError.parse_error(e.error), e.occurrences]
+        for e in SENT.errors.values()
+    ]
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    _write(f"/out/locust_failures{part}.csv", text.getvalue())
 
 
 @events.quitting.add_listener

@@ -146,8 +146,9 @@ def compute(folder: Path, target: str = "haproxy", in_flight: int | None = None)
 
 def _measured(folder: Path, target: str) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
-    if (folder / "locust.json").exists():
-        metrics["load"] = locust_stats.aggregated(folder / "locust.json")
+    locust_parts = locust_stats.stats_files(folder)  # distributed: the workers' own
+    if locust_parts:
+        metrics["load"] = locust_stats.aggregated(locust_parts)
     elif (folder / "locust_stats.csv").exists():
         metrics["load"] = locust_stats.from_csv(folder / "locust_stats.csv")
     elif (folder / wrk.WRK_FILE).exists():
@@ -167,8 +168,8 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
             latency_count=hdr["count"],
             latency_source=source,
         )
-    if (folder / "locust_failures.csv").exists():
-        metrics["client_errors"] = locust_stats.errors(folder / "locust_failures.csv")
+    if locust_failures := locust_stats.failure_files(folder):
+        metrics["client_errors"] = locust_stats.errors(locust_failures)
     metrics["client_status_codes"] = _client_status(folder)
     if (folder / wrk.WRK_FILE).exists():
         errors = metrics["load"]["errors"]
@@ -246,8 +247,7 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
         if timing.get("watch_pool") and proxy.exists() and server.exists():
             # From the last response Locust counted: its exec ends 0.2-0.5 s later (users
             # stopped, stats written), which a 1 s idle timeout would read as 0.5 s.
-            locust = folder / "locust.json"
-            last = locust_stats.window(locust)[1] if locust.exists() else timing["load_end"]
+            last = locust_stats.window(locust_parts)[1] if locust_parts else timing["load_end"]
             metrics["pool_watch"] = census.pool_watch(
                 census.parse(proxy), census.parse(server), timing["load_start"], last
             )
@@ -274,8 +274,8 @@ def _measured(folder: Path, target: str) -> dict[str, Any]:
 
     cpu_samples = _json(folder / "cpu-samples.json")
     window, ceiling_cores = None, CLIENT_CEILING_CORES
-    if (folder / "locust.json").exists():
-        window = locust_stats.window(folder / "locust.json")  # first to last request
+    if locust_parts:
+        window = locust_stats.window(locust_parts)  # first to last request
         # each Locust process that runs users can use a core (distributed: its workers)
         ceiling_cores *= max(len(latency.client_parts(folder, "client_status", "json")), 1)
     elif (folder / wrk.WRK_FILE).exists() and timing:

@@ -135,7 +135,9 @@ class LoadMetrics(_Model):
     p99_ms: Number | None = None
     latency_count: Count | None = None
     latency_source: Text | None = None
-    source: Text | None = None  # set when Locust did not finish (its last periodic summary)
+    # where the counts came from when not the one locust.json: Locust's last periodic
+    # summary (it did not finish), or the distributed workers' own stats
+    source: Text | None = None
     # wrk (harness.analyse.wrk.aggregated): its threads and socket errors by kind;
     # h2load (harness.analyse.h2load.aggregated): its threads and failures by kind
     generator: Literal["wrk", "h2load", "requests", "node", "go"] | None = None
