@@ -682,13 +682,16 @@ def _timing_by_end(
 
     def judged(end: str) -> Comparison:
         def test(
-            b: list[tuple[str, float | None]], c: list[tuple[str, float | None]]
+            b: list[tuple[str, float | None]],
+            c: list[tuple[str, float | None]],
+            floor: float | None = None,
         ) -> Comparison:
             return compare.compare_samples(
-                f"{metric} (end {end})", delays(b, end), delays(c, end), labels=pair, thresholds=th
-            )
+                f"{metric} (end {end})", delays(b, end), delays(c, end), labels=pair,
+                thresholds=th, abs_floor=floor,
+            )  # fmt: skip
 
-        pooled = test(base, cand)
+        pooled = test(base, cand, compare.cell_floor(cells))
         pairs = {}
         if pooled.verdict in compare.CLAIMS and min(cells) > 1:
             pairs = {k: test(b, c) for k, (b, c) in reps.items()}
@@ -748,17 +751,17 @@ def _samples_verdict(
     """Mann-Whitney U on the pooled samples of these cells, held to every pair of cells
     (compare.across_cells)."""
 
-    def compared(b: list[Record], c: list[Record]) -> Comparison:
+    def compared(b: list[Record], c: list[Record], floor: float | None = None) -> Comparison:
         base_values, base_source = _pooled(run_dir, b)
         cand_values, cand_source = _pooled(run_dir, c)
         return compare.compare_samples(
-            metric, base_values, cand_values, labels=pair, thresholds=th,
+            metric, base_values, cand_values, labels=pair, thresholds=th, abs_floor=floor,
             baseline_notes=_joined(_notes(b), base_source),
             candidate_notes=_joined(_notes(c), cand_source),
         )  # fmt: skip
 
-    pooled = compared(base, cand)
     cells = (len(base), len(cand))
+    pooled = compared(base, cand, compare.cell_floor(cells))
     pairs = {}
     if pooled.verdict in compare.CLAIMS and min(cells) > 1:
         pairs = {k: compared([b], [c]) for k, (b, c) in _cell_pairs(base, cand).items()}

@@ -189,13 +189,18 @@ def test_a_2x_sub_ms_latency_difference_is_seen_only_at_us_resolution(tmp_path):
     assert "| 0.000 ms" in text
 
 
-def test_whole_ms_buckets_turned_0_3_against_0_6_ms_into_a_1_ms_regression(tmp_path):
-    # Locust rounds 0.3 to 0 and 0.6 to 1: a 0.3 ms shift read as a whole millisecond.
+def test_whole_ms_buckets_turned_0_3_against_0_6_ms_into_a_1_ms_change(tmp_path):
+    # Locust rounds 0.3 to 0 and 0.6 to 1: a 0.3 ms shift read as a whole millisecond
+    # (a regression under the 1 ms floor, before a claim on one cell each needed 1 s).
     rng = np.random.default_rng(12)
     base = (300 + rng.integers(-30, 30, size=400)).tolist()
     cand = (600 + rng.integers(-60, 60, size=400)).tolist()
-    assert _verdict(tmp_path, base, cand, hdr=False)[0].verdict == "regression"
-    assert _verdict(tmp_path, base, cand, hdr=True)[0].verdict == "small change"
+    coarse, fine = (_verdict(tmp_path, base, cand, hdr=h)[0] for h in (False, True))
+    assert (coarse.delta, fine.delta) == ("+1.0 ms (p50)", "+0.3 ms (p50)")
+    for found in (coarse, fine):
+        assert found.verdict == "small change", found.words
+        assert found.words.endswith("below the 1.0 s floor; one cell each; repeat with "
+                                    "repetitions: 3 to confirm."), found.words  # fmt: skip
 
 
 def test_recorded_old_run_verdicts_name_the_coarse_source(tmp_path):
