@@ -61,6 +61,7 @@ import geventhttpclient.client
 from hdrh.histogram import HdrHistogram
 from locust import FastHttpUser, constant, events, task
 from locust.event import Events
+from locust.exception import CatchResponseError
 from locust.stats import RequestStats, StatsError, setup_distributed_stats_event_listeners
 
 # One call of _get is one HTTP request on the wire, counted once with its own latency.
@@ -111,7 +112,9 @@ SENT_EVENTS = Events()
 setup_distributed_stats_event_listeners(SENT_EVENTS, SENT)
 
 
-def _get(user: FastHttpUser) -> None:
+def _get(user: FastHttpUser) -> str | None:
+    """One request, recorded as "GET"; returns its failure's text (None: a 200), which
+    the open loop gives its "intended" event too (those are its counts)."""
     # Named "GET" whatever the method: the latency hook and the analysis key on it.
     method = "GET" if BODY is None else "POST"
     with user.client.request(
@@ -124,6 +127,8 @@ def _get(user: FastHttpUser) -> None:
             # status 0: no response at all; name the error (reset, refused, ...)
             error = f" {type(resp.error).__name__}" if resp.error and not resp.status_code else ""
             resp.failure(f"status {resp.status_code}{error}")
+            return f"status {resp.status_code}{error}"
+    return None
 
 
 class HttpLoad(FastHttpUser):
@@ -151,9 +156,12 @@ class OpenLoop(FastHttpUser):
             gevent.spawn(self._one, due)
 
     def _one(self, due: float) -> None:
-        failure = None
+        # A failed response fails its "intended" event too, with the same text: the open
+        # loop's counts are those events (a 503 counted as a success until it did).
+        failure: Exception | None = None
         try:
-            _get(self)
+            text = _get(self)
+            failure = CatchResponseError(text) if text else None
         except Exception as exc:  # recorded as a failure: the schedule goes on
             failure = exc
         self.environment.events.request.fire(

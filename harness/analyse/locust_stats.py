@@ -119,10 +119,16 @@ def failure_files(folder: Path) -> list[Path]:
 
 def errors(failures_csv: Path | list[Path]) -> dict[str, int]:
     """What the clients saw fail, by Locust's error text (e.g. ConnectionResetError(...)),
-    added up over one failures CSV or several parts (columns Error, Occurrences)."""
-    seen: Counter[str] = Counter()
+    added up over one failures CSV or several parts (columns Name, Error, Occurrences).
+    An open-loop run's failures are its "intended" rows only, as its counts (each
+    failed "GET" fails its "intended" event with the same text); a run without them
+    (closed loop, or an open loop recorded before they carried statuses) counts all."""
+    rows: list[dict[str, str]] = []
     for path in [failures_csv] if isinstance(failures_csv, Path) else failures_csv:
         with path.open() as f:
-            for row in csv.DictReader(f):
-                seen[row["Error"]] += int(row["Occurrences"])
+            rows += list(csv.DictReader(f))
+    rows = [r for r in rows if r.get("Name") == "intended"] or rows
+    seen: Counter[str] = Counter()
+    for row in rows:
+        seen[row["Error"]] += int(row["Occurrences"])
     return dict(seen.most_common())

@@ -11,8 +11,9 @@ frontend received), which the analysis checks for every Locust cell
 
 One matrix: connect-timeout against a black hole (each request 3 connect attempts of
 1 s: Ta 3 s, so each user's second request is a keep-alive one that HAProxy closes) and
-smoke (answered requests). Two cells of 4 s (the first ends 5 s after, when Locust stops
-the users stuck in the black hole's queue).
+smoke (answered requests), and the open loop against a refused backend (every response
+a 503: its failures are every request; it had counted them as successes, since its counts
+are the "intended" events and only a raised exception failed those).
 """
 
 import json
@@ -35,6 +36,9 @@ MATRIX = textwrap.dedent(
       - name: connect-timeout
         params: {{backend: blackhole, timeout_connect: 1s, retries: 2}}
       - name: smoke
+      - name: connect-timeout
+        params: {{backend: refused}}
+        load: {{mode: open, rate: 50, duration_s: 2}}
     """
 )
 
@@ -42,8 +46,14 @@ MATRIX = textwrap.dedent(
 @pytest.fixture(scope="module")
 def cells(harness, tmp_path_factory):
     run_dir, records = harness.matrix_ok(MATRIX, tmp_path_factory.mktemp("matrix"))
-    found = {r["scenario"]: (r, run_dir / r["cell"]) for r in records}
-    assert set(found) == {"connect-timeout", "smoke"}
+    found = {
+        r["scenario"] + ("-open" if r["load"]["mode"] == "open-loop" else ""): (
+            r,
+            run_dir / r["cell"],
+        )
+        for r in records
+    }
+    assert set(found) == {"connect-timeout", "smoke", "connect-timeout-open"}, sorted(found)
     found["report"] = (run_dir / "report.md").read_text()
     return found
 
@@ -84,3 +94,19 @@ def test_answered_requests_agree_too_and_the_report_has_no_warning(cells):
     assert check["agree"] and check["client"] > 100, check
     assert check["in_flight_bound"] == USERS
     assert "request counts disagree" not in cells["report"]
+
+
+def test_the_open_loop_counts_a_failed_response_as_a_failure(cells):
+    record, _ = cells["connect-timeout-open"]
+    metrics = record["metrics"]
+    load = metrics["load"]
+    assert record["load"]["mode"] == "open-loop"
+    assert load["requests"] > 50, load  # 2 s at 50 req/s, and those in flight at the stop
+    assert metrics["client_status_codes"] == {"503": load["requests"]}
+    assert load["failures"] == load["requests"], load
+    # The error texts come from Locust's failures CSV, its last periodic write: the open
+    # loop's requests still in flight when it was written are not in it (25 of 68 once).
+    [(text, seen)] = metrics["client_errors"].items()
+    assert text == "CatchResponseError('status 503')" and 0 < seen <= load["failures"]
+    assert set(metrics["haproxy"]["status_codes"]) == {"503"}
+    assert metrics["client_vs_haproxy"]["agree"], metrics["client_vs_haproxy"]

@@ -48,3 +48,22 @@ def test_without_worker_parts_the_one_locust_json_counts(tmp_path):
     load = cell_metrics.compute(tmp_path).load
     assert load is not None and (load.requests, load.failures) == (700, 1)
     assert load.source is None and load.rps == 700 / 3.0
+
+
+def test_an_open_loops_errors_are_its_intended_rows_not_twice(tmp_path):
+    # Each failed "GET" of the open loop fails its "intended" event with the same text:
+    # counting both rows would give every failure twice.
+    from harness.analyse import locust_stats
+
+    header = "Method,Name,Error,Occurrences\n"
+    both = tmp_path / "open.csv"
+    both.write_text(header + "GET,GET,CatchResponseError('status 503'),40\n"
+                    "GET,intended,CatchResponseError('status 503'),40\n"
+                    "GET,intended,ConnectionRefusedError(111),2\n")  # fmt: skip
+    assert locust_stats.errors(both) == {
+        "CatchResponseError('status 503')": 40,
+        "ConnectionRefusedError(111)": 2,
+    }
+    closed = tmp_path / "closed.csv"
+    closed.write_text(header + "GET,GET,CatchResponseError('status 503'),7\n")
+    assert locust_stats.errors(closed) == {"CatchResponseError('status 503')": 7}
