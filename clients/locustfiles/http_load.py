@@ -126,8 +126,9 @@ def _get(user: FastHttpUser) -> str | None:
             FAILURES.append({"status": resp.status_code, "unique_id": uid})
             # status 0: no response at all; name the error (reset, refused, ...)
             error = f" {type(resp.error).__name__}" if resp.error and not resp.status_code else ""
-            resp.failure(f"status {resp.status_code}{error}")
-            return f"status {resp.status_code}{error}"
+            text = f"status {resp.status_code}{error}"
+            resp.failure(text)
+            return text
     return None
 
 

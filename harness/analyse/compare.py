@@ -506,14 +506,17 @@ def across_cells(
     """
     head, _, tail = pooled.words.rpartition(" — ")
     tail = tail.removesuffix(".")
-    if pooled.verdict == "small change" and min(cells) < 2:
+
+    def on_one_cell() -> Comparison:
         labels = (pooled.baseline_label, pooled.candidate_label)
         return replace(pooled, words=f"{head} — {tail}; {one_cell(labels, cells)}.")
+
+    if pooled.verdict == "small change" and min(cells) < 2:
+        return on_one_cell()
     if pooled.verdict not in CLAIMS:
         return pooled
     if min(cells) < 2 or len(pairs) < 2:
-        labels = (pooled.baseline_label, pooled.candidate_label)
-        return replace(pooled, words=f"{head} — {tail}; {one_cell(labels, cells)}.")
+        return on_one_cell()
     counts = Counter(p.verdict for p in pairs.values())
     if counts[pooled.verdict] == len(pairs):
         return replace(

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from harness.analyse.record import CellRecord
 from harness.plan.spec import Claim, ClaimMetric, claim_versions, selects
+from harness.report.tables import census_lasted_s, census_peak
 
 HELD, NOT_HELD, UNMEASURED = "held", "did not hold", "not measured"
 HEADERS = ["field note says", "HAProxy", "cells", "measured", "claim", "result"]
@@ -36,48 +37,19 @@ def _load(name: str) -> Callable[[CellRecord], float | None]:
     return lambda r: getattr(r.m.load, name) if r.m.load else None
 
 
-def _time_wait_client(record: CellRecord) -> float | None:
-    """The client namespace's TIME-WAIT peak over the cell (census, 10 Hz)."""
-    side = (record.m.census or {}).get("client")
-    if side is None:
-        return None
-    total = side.totals.get("TIME-WAIT")
-    return total.peak if total else 0
+def _census_state(
+    side: str, state: str, direction: str | None = None
+) -> Callable[[CellRecord], float | None]:
+    """The peak of one state (and direction: "out" from HAProxy's namespace is towards
+    the backend, "in" from the client) in one namespace's census (tables.census_peak)."""
+    return lambda r: census_peak(r, side, state, direction)
 
 
-def _census_state(side: str, key: str) -> Callable[[CellRecord], float | None]:
-    """The peak of one state and direction ("CLOSE-WAIT/out": HAProxy's connections to
-    the backend; "/in": from the client) in one namespace's census (``ss`` at 10 Hz)."""
-
-    def peak(record: CellRecord) -> float | None:
-        census = (record.m.census or {}).get(side)
-        if census is None:
-            return None
-        series = census.states.get(key)
-        return series.peak if series else 0
-
-    return peak
+_time_wait_client = _census_state("client", "TIME-WAIT")
 
 
-def _lasted_s(side: str, key: str) -> Callable[[CellRecord], float | None]:
-    """How long, in s, the state stayed above its level before the load (first to last
-    census sample above it); 0 when it never rose."""
-
-    def lasted(record: CellRecord) -> float | None:
-        census = (record.m.census or {}).get(side)
-        if census is None:
-            return None
-        series = census.states.get(key)
-        if not series or series.peak <= series.baseline:
-            return 0
-        above = [t for t, count in series.timeline if count > series.baseline]
-        return round(above[-1] - above[0], 3)
-
-    return lasted
-
-
-_CLOSE_WAIT_OUT = _census_state("haproxy", "CLOSE-WAIT/out")
-_FIN_WAIT_2_IN = _census_state("haproxy", "FIN-WAIT-2/in")
+_CLOSE_WAIT_OUT = _census_state("haproxy", "CLOSE-WAIT", "out")
+_FIN_WAIT_2_IN = _census_state("haproxy", "FIN-WAIT-2", "in")
 
 
 def _pairing(record: CellRecord) -> float | None:
@@ -114,7 +86,9 @@ METRICS: dict[str, Callable[[CellRecord], float | None]] = {
     "time-wait-client": _time_wait_client,
     "time-wait-client-per-request": _per_request(_time_wait_client),
     "close-wait-haproxy-backend": _CLOSE_WAIT_OUT,
-    "close-wait-haproxy-backend-lasted-s": _lasted_s("haproxy", "CLOSE-WAIT/out"),
+    "close-wait-haproxy-backend-lasted-s": lambda r: census_lasted_s(
+        r, "haproxy", "CLOSE-WAIT", "out"
+    ),
     "fin-wait-2-haproxy-client": _FIN_WAIT_2_IN,
     "close-wait-per-fin-wait-2": _pairing,
     "sC-share": _sc_share,

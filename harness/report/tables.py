@@ -116,10 +116,13 @@ def _census(record: Record, side: str) -> CensusSide | None:
     return (record.m.census or {}).get(side)
 
 
-def _census_peak(record: Record, side: str, state: str, direction: str | None = None) -> Any:
+def census_peak(record: Record, side: str, state: str, direction: str | None = None) -> int | None:
+    """The peak count of one TCP state (``ss``'s name, e.g. "CLOSE-WAIT") in one
+    namespace's census, in one direction ("in": accepted, "out": opened) or both; 0 when
+    it never appeared, None when the cell has no census of that side."""
     census = _census(record, side)
     if not census:
-        return "-"
+        return None
     if direction is None:
         total = census.totals.get(state)
         return total.peak if total else 0
@@ -127,15 +130,33 @@ def _census_peak(record: Record, side: str, state: str, direction: str | None = 
     return series.peak if series else 0
 
 
+def census_lasted_s(record: Record, side: str, state: str, direction: str) -> float | None:
+    """How long, in s, the state stayed above its pre-load level (first rise to last
+    census sample above it, 10 Hz); 0 when it never rose, None without that census."""
+    census = _census(record, side)
+    if not census:
+        return None
+    entry: StateSeries | None = census.states.get(f"{state}/{direction}")
+    if not entry or entry.peak <= entry.baseline:
+        return 0
+    above = [t for t, count in entry.timeline if count > entry.baseline]
+    return round(above[-1] - above[0], 3)
+
+
+def _census_peak(record: Record, side: str, state: str, direction: str | None = None) -> Any:
+    peak = census_peak(record, side, state, direction)
+    return "-" if peak is None else peak
+
+
 def _census_lasted(record: Record, side: str, state: str, direction: str) -> str:
-    """How long the state stayed above its pre-load level (first rise to last sample above)."""
+    """census_lasted_s as a table shows it: "-" when the state never rose."""
     census = _census(record, side)
     entry: StateSeries | None = census.states.get(f"{state}/{direction}") if census else None
     if not entry or entry.peak <= entry.baseline:
         return "-"
-    above = [t for t, count in entry.timeline if count > entry.baseline]
     still = entry.final > entry.baseline
-    return f"{above[-1] - above[0]:.1f} s" + (" (still there at the end)" if still else "")
+    lasted = census_lasted_s(record, side, state, direction) or 0.0
+    return f"{lasted:.1f} s" + (" (still there at the end)" if still else "")
 
 
 def _rps(record: Record) -> str:
@@ -799,16 +820,18 @@ def comparisons(
         kind, what = METRIC[scenario]
         name = f"{scenario} [{params}]" if params else scenario
         base = by_version[baseline]
-        base_ends = _probe_ends(run_dir, base)
+        # each cell's probe file read once: pooled per version, and per pair of cells
+        ends_of = {r.cell: _probe_ends(run_dir, [r]) for rows in by_version.values() for r in rows}
+        base_ends = [e for r in base for e in ends_of[r.cell]]
         for spec, cand in by_version.items():
             if spec == baseline:
                 continue
             pair = (labels[baseline], labels[spec])
-            cand_ends = _probe_ends(run_dir, cand)
+            cand_ends = [e for r in cand for e in ends_of[r.cell]]
             cells = (len(base), len(cand))
             if kind == "samples" and base_ends and cand_ends:
                 reps = {
-                    k: (_probe_ends(run_dir, [b]), _probe_ends(run_dir, [c]))
+                    k: (ends_of[b.cell], ends_of[c.cell])
                     for k, (b, c) in _cell_pairs(base, cand).items()
                 }
                 found += _timing_by_end(
