@@ -327,7 +327,9 @@ class Claim(_Strict):
     relative_to: dict[str, Scalar] | None = Field(None, min_length=1, max_length=20)
     at_least: float | None = Field(None, ge=-1e12, le=1e12)
     at_most: float | None = Field(None, ge=-1e12, le=1e12)
-    versions: list[str] | None = Field(None, min_length=1, max_length=20)
+    versions: list[Annotated[str, Field(max_length=300)]] | None = Field(
+        None, min_length=1, max_length=20
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> Claim:

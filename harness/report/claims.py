@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from harness.analyse.record import CellRecord
+from harness.errors import SpecError
 from harness.plan.spec import Claim, ClaimMetric, claim_versions, selects
 from harness.report.tables import census_lasted_s, census_peak
 
@@ -116,11 +117,17 @@ def read(matrix: dict[str, Any]) -> list[Claim]:
     """The claims of a run's matrix (run.json: untrusted, so validated again). Raises
     ValueError when they are not what the plan takes."""
     try:
-        return TypeAdapter(list[Claim]).validate_python(matrix.get("claims") or [])
+        found = TypeAdapter(list[Claim]).validate_python(matrix.get("claims") or [])
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"]))
         raise ValueError(f"run.json matrix.claims.{where}: {first['msg']}") from None
+    for i, claim in enumerate(found):
+        try:
+            claim_versions(claim)  # each a version spec, as the plan checked it
+        except SpecError as exc:
+            raise ValueError(f"run.json matrix.claims.{i}.versions: {exc}") from None
+    return found
 
 
 def _number(value: float) -> str:

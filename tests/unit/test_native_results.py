@@ -300,3 +300,14 @@ def test_seed_claims_read_the_pair_the_flags_and_the_stalls_per_version():
     [low] = claims.evaluate([found[0].model_copy(update={"at_most": 1.0})], records[1:2])
     assert (low.measured, low.result) == ("1.05", "did not hold")
     assert claims.METRICS["close-wait-per-fin-wait-2"](_seed_record(*old, {}, _pair(3, 0))) is None
+
+
+def test_a_run_folders_claim_naming_no_version_spec_is_refused_where_it_stands():
+    # run.json comes from other people: its claims are validated again, versions too
+    claim = {"note": "x", "metric": "stalled", "where": {"scenario": "chunked-stall"},
+             "at_most": 0}  # fmt: skip
+    with pytest.raises(ValueError, match=r"run.json matrix.claims.0.versions: .*not a version"):
+        claims.read({"claims": [{**claim, "versions": ["nope; rm -rf /"]}]})
+    with pytest.raises(ValueError, match=r"run.json matrix.claims.0.versions.0: .*at most 300"):
+        claims.read({"claims": [{**claim, "versions": ["debian:" + "x" * 400]}]})
+    assert claims.read({"claims": [{**claim, "versions": ["debian:bookworm"]}]})[0].versions
