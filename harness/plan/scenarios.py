@@ -591,7 +591,9 @@ def _fault(p: Params) -> Knobs:
             # Stop waiting for the server once the client has gone (logged C?--).
             defaults_lines=("option abortonclose",) if p["abortonclose"] else (),
         ),
-        # Slow responses, so requests are in flight at the moment of the fault.
+        # Slow responses, so requests are in flight at the moment of the fault. Users run
+        # in lock-step; a client kill needs delay_ms well above docker's kill latency
+        # (0.05-0.2 s) or it can land between two rounds (matrices/faults.yaml: 2000).
         backend_env={"BACKEND_SIZE": "128", "BACKEND_DELAY_MS": str(p["delay_ms"])},
         load=HttpLoad(keepalive=True),
         fault=Fault(action, service, float(p["at_s"])),
