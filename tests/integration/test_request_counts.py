@@ -104,9 +104,8 @@ def test_the_open_loop_counts_a_failed_response_as_a_failure(cells):
     assert load["requests"] > 50, load  # 2 s at 50 req/s, and those in flight at the stop
     assert metrics["client_status_codes"] == {"503": load["requests"]}
     assert load["failures"] == load["requests"], load
-    # The error texts come from Locust's failures CSV, its last periodic write: the open
-    # loop's requests still in flight when it was written are not in it (25 of 68 once).
-    [(text, seen)] = metrics["client_errors"].items()
-    assert text == "CatchResponseError('status 503')" and 0 < seen <= load["failures"]
+    # The error texts count every failure: Locust's own failures CSV, its last timed
+    # write, missed the open loop's last ones (25 of 68 once); the client writes it last.
+    assert metrics["client_errors"] == {"CatchResponseError('status 503')": load["failures"]}
     assert set(metrics["haproxy"]["status_codes"]) == {"503"}
     assert metrics["client_vs_haproxy"]["agree"], metrics["client_vs_haproxy"]
