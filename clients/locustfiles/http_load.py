@@ -11,6 +11,9 @@ Knobs (environment, set per cell by the harness):
   LOAD_PATH        request path and query, e.g. "/?size=4096"        [/]
   LOAD_KEEPALIVE   "on" reuses connections, "off" sends Connection: close  [on]
   LOAD_WAIT_MS     closed loop: pause between a user's requests       [0]
+  LOAD_START_STAGGER_MS  closed loop: the n-th user of this process starts
+                   n times this after the first (Locust starts a spawn step's
+                   users at once: their first connections are one burst) [0]
   LOAD_RATE        open loop: requests per second                     [100]
   LOAD_MAX_CONNECTIONS  open loop: connection pool size               [100]
   LOAD_MODE        "open" or "closed": which requests' latency is recorded [closed]
@@ -53,6 +56,7 @@ locust_failures.w<pid>.csv (its failures CSV columns). Those are the cell's coun
 
 import csv
 import io
+import itertools
 import json
 import os
 import time
@@ -87,6 +91,8 @@ geventhttpclient.client._may_retry_after_send_error = lambda method: False
 PATH = os.environ.get("LOAD_PATH", "/")
 KEEPALIVE = os.environ.get("LOAD_KEEPALIVE", "on") == "on"
 WAIT_S = float(os.environ.get("LOAD_WAIT_MS", "0")) / 1000
+START_STAGGER_S = float(os.environ.get("LOAD_START_STAGGER_MS", "0")) / 1000
+STARTED = itertools.count()  # HttpLoad users started in this process, for the stagger
 RATE = float(os.environ.get("LOAD_RATE", "100"))
 BODY_BYTES = int(os.environ.get("LOAD_BODY_BYTES", "0"))
 CHUNKED = os.environ.get("LOAD_CHUNKED", "off") == "on"
@@ -137,6 +143,9 @@ def _get(user: FastHttpUser) -> str | None:
 class HttpLoad(FastHttpUser):
     wait_time = constant(WAIT_S)
     max_retries = 0  # Locust's default, said here: the user agent never sends a request again
+
+    def on_start(self) -> None:
+        gevent.sleep(next(STARTED) * START_STAGGER_S)
 
     @task
     def get(self) -> None:

@@ -90,8 +90,8 @@ def client_vs_haproxy(
     ``client``: requests the load generator counted (Locust's stats: answered, failed or
     cut off, each once). HAProxy's count is ``received`` when its counters were read:
     the frontend's requests (``show stat`` req_tot, counted as each request arrives)
-    less its request errors (ereq: connections that sent no valid request, such as the
-    harness's readiness checks), read after the load, so those in flight at the stop are
+    less its request errors (ereq: connections that sent no valid request, such as a
+    bare connect and close), read after the load, so those in flight at the stop are
     in it. Else (no counters) the log's: ``logged`` lines plus the ``dropped`` ones
     (``show info`` DroppedLogs). The log alone can fall short: HAProxy logs no line for
     a keep-alive request whose reused server connection broke (a killed backend) and

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from harness.plan.ports import HTTP_PORT, HTTPS_PORT
+from harness.plan.ports import HTTP_PORT, HTTPS_PORT, STATS_PORT
 from harness.stack import security
 
 # What a comment line may hold: printable ASCII. Anything else (a newline above all)
@@ -201,7 +201,10 @@ def _haproxy(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
         # As PID 1, haproxy would ignore SIGTERM and every teardown would wait for the kill.
         "init": True,
         "volumes": volumes,
-        "healthcheck": _healthcheck(f"exec 3<>/dev/tcp/127.0.0.1/{HTTP_PORT}"),
+        # On the stats socket, not the frontend: a check every second that connects to
+        # the frontend while HAProxy is at its maxconn takes one of the listener's
+        # accept-queue slots from the clients (tests/integration/test_maxconn.py).
+        "healthcheck": _healthcheck(f"exec 3<>/dev/tcp/127.0.0.1/{STATS_PORT}"),
         # No depends_on the backend: the server line has a fixed address and no `check`,
         # so both start at once; the harness waits until both listen (harness/stack/ready.py).
     }

@@ -18,7 +18,7 @@ import pytest
 from harness import ROOT
 from harness.stack.compose import client
 from harness.stack.project import leftovers
-from tests.integration.processes import finish, start
+from tests.integration.processes import finish, start, start_in_one_second
 
 NOTHING = {"containers": [], "networks": [], "volumes": []}
 ONE_CELL = """
@@ -102,8 +102,11 @@ def test_two_runs_of_one_matrix_started_in_the_same_second_both_complete(harness
     matrix = _matrix(tmp_path, 3, name="same matrix: twice\nat once.yaml")
     results = tmp_path / "results"
     results.mkdir()
-    time.sleep(1 - time.time() % 1 + 0.05)  # just past a second's start
-    procs = [start(results, "matrix", str(matrix)) for _ in range(2)]
+    # Started together, the two reached their run ids 0.1-0.5 s apart (imports): across a
+    # second's edge in 1 of 5 tries, 1 of 10 with a CPU hog. They meet first, then stamp.
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    procs = start_in_one_second(results, 2, barrier, "matrix", str(matrix))
     ended = [finish(proc) for proc in procs]
     for code, err in ended:
         assert code == 0, err[-3000:]

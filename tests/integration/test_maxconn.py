@@ -10,6 +10,15 @@
   robin without persistence: in the backend's queue, the log's %bq; Tw about 100 ms);
   with ``timeout queue 150ms`` those that wait longer are answered 503 ``sQ--``.
 
+Exact counts need the accept queue to hold clients only, filled one at a time. Two
+things broke that on a busy host (with a CPU hog on one core: 3 of 10 limited cells
+failed; 0 of 8 without): the users started at once, so their 12 SYNs met a queue
+HAProxy had not drained yet (6 or 7 in SYN-SENT at the peak); and Docker's health check,
+a bare connect every second to the frontend, took a queue slot when it came between
+HAProxy reaching maxconn and the clients filling the queue (8 established, ereq 2). The
+scenario now starts its users 50 ms apart (HttpLoad.start_stagger_ms) and the check goes
+to the stats socket: 12 of 12 limited cells right with the hog.
+
 One matrix, four 2-second cells.
 """
 
@@ -60,7 +69,7 @@ def _estab_in(record):
 
 def test_unlimited_takes_every_client(cells):
     record = cells[(4096, 0, 0)]
-    # smax: 13 for 12 users (15 sessions in all: the client opened a few more, untraced)
+    # smax: 12 (13 while Docker's health check still connected to the frontend)
     assert record["metrics"]["haproxy_counters"]["frontend"]["smax"] >= USERS
     assert _estab_in(record) == USERS
     peaks = record["metrics"]["haproxy"]["peaks"]
@@ -77,8 +86,10 @@ def test_above_maxconn_clients_wait_in_the_listeners_queue(cells, key):
     assert m["haproxy"]["peaks"]["feconn"] <= LIMIT
     assert _estab_in(cells[key]) == 2 * LIMIT + 1, m["census"]["haproxy"]["states"]
     assert _peak(cells[key], "client", "SYN-SENT/out") == USERS - (2 * LIMIT + 1)
-    # Queued clients that gave up when the load stopped: CLOSE-WAIT on the listener.
-    assert 1 <= _peak(cells[key], "haproxy", "CLOSE-WAIT/in") <= LIMIT + 1
+    # Queued clients that gave up when the load stopped: CLOSE-WAIT on the listener
+    # (5 in most cells). The census may also catch HAProxy's own LIMIT in CLOSE-WAIT for
+    # the moment before it closes them (8 seen once in 12 cells under a CPU hog).
+    assert 1 <= _peak(cells[key], "haproxy", "CLOSE-WAIT/in") <= 2 * LIMIT + 1
     # The accepted clients keep their connections (keep-alive): only they are served,
     # at the backend's pace (100 ms a response), and nothing queues inside HAProxy.
     assert m["haproxy"]["peaks"]["srv_queue"] == m["haproxy"]["peaks"]["backend_queue"] == 0

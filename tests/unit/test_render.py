@@ -143,6 +143,15 @@ def _compose(scenario: str) -> dict:
     return yaml.safe_load(render.compose_yaml(cell, knobs, net, image_set, hx, project, []))
 
 
+def test_haproxys_health_check_stays_off_the_frontend():
+    # A bare connect every second to :8080 took an accept-queue slot from the clients
+    # when HAProxy was at its maxconn (8 established instead of 9); the stats socket's
+    # listener is HAProxy's too, and no client's.
+    [check] = _compose("maxconn")["services"]["haproxy"]["healthcheck"]["test"][3:]
+    assert check == "exec 3<>/dev/tcp/127.0.0.1/9999", check
+    assert "8080" not in check and "8443" not in check
+
+
 def test_census_gives_way_to_the_probe_only_where_a_probe_times_closes():
     def idle(doc: dict) -> set[str]:
         return {
@@ -257,6 +266,16 @@ def test_maxconn_renders_each_limit_in_its_section_and_leaves_unset_ones_out():
     cfg = render.haproxy_cfg(plain, plain.knobs, net)
     lines = [line.strip() for line in cfg.splitlines() if not line.startswith("#")]
     assert [line for line in lines if "maxconn" in line] == ["maxconn 4096"]  # global
+
+
+def test_maxconn_starts_its_users_one_at_a_time_and_other_loads_at_once():
+    # A burst of SYNs met an accept queue HAProxy had not drained yet: on a busy host the
+    # census saw 8 established and 6-7 in SYN-SENT, not backlog + 1 and the rest.
+    net = render.Network.for_project("p")
+    cell = spec.single("debian:bookworm", "maxconn", "20260101T000000Z-t").cells[0]
+    assert render._load_env(cell, cell.knobs, net)["LOAD_START_STAGGER_MS"] == "50"
+    smoke = spec.single("debian:bookworm", "smoke", "20260101T000000Z-t").cells[0]
+    assert render._load_env(smoke, smoke.knobs, net)["LOAD_START_STAGGER_MS"] == "0"
 
 
 def test_a_request_body_reaches_locusts_environment_and_wrk_is_refused():
