@@ -72,8 +72,9 @@ def test_the_race_gives_502s_flagged_sh(cells):
     backend = record["metrics"]["backend"]
     reused = sum(n for k, n in backend["requests_by_header"].items() if k.endswith(" reused"))
     assert reused > backend["requests"] / 2, backend
-    # the client got those 502s
-    assert record["metrics"]["client_status_codes"].get("502", 0) == bad
+    # the client got those 502s (the log may have dropped lines: 2 threads, DroppedLogs)
+    dropped = record["metrics"]["haproxy_counters"]["info"]["DroppedLogs"]
+    assert bad <= record["metrics"]["client_status_codes"].get("502", 0) <= bad + dropped
 
 
 def test_retry_on_empty_response_removes_them(cells):

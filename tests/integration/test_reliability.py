@@ -261,7 +261,13 @@ def test_fault_scenarios_complete_and_show_what_proxy_and_clients_saw(harness, t
     assert flags.get("----", 0) > 100
     assert sum(n for f, n in flags.items() if f[:2] in ("SC", "sC")) >= 5, flags
     assert killed["client_status_codes"].get("503", 0) >= 5
-    assert killed["client_failures"]["matched_in_log"] >= killed["client_failures"]["with_id"] - 1
+    # (less HAProxy's dropped lines: 2 threads log the lock-step users' 503s at once)
+    dropped = killed["haproxy_counters"]["info"]["DroppedLogs"]
+    matched, with_id = (
+        killed["client_failures"]["matched_in_log"],
+        killed["client_failures"]["with_id"],
+    )
+    assert matched >= with_id - 1 - dropped, killed["client_failures"]
 
     # HAProxy restarted at 3 s: the clients saw refused connections while it was down.
     # Both processes' logs are kept (one file per start): lines from before and after the
