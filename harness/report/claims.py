@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from harness.analyse.record import CellRecord
 from harness.errors import SpecError
-from harness.plan.spec import Claim, ClaimMetric, claim_versions, selects
+from harness.plan.spec import Claim, ClaimMetric, claim_shared_cell, claim_versions, selects
 from harness.report.tables import census_lasted_s, census_peak
 
 HELD, NOT_HELD, UNMEASURED = "held", "did not hold", "not measured"
@@ -162,9 +162,21 @@ def _values(claim: Claim, selector: dict[str, Any], rows: list[CellRecord]) -> l
 def evaluate(claims: list[Claim], records: list[CellRecord]) -> list[ClaimRow]:
     """One row per claim and version it is judged on (its ``versions``, else every
     version; in the records' order). A version named by a claim but with no cell is a
-    row "not measured". Raises SpecError for a claim version that does not parse."""
+    row "not measured". Raises SpecError for a claim version that does not parse, and
+    ValueError for a ratio claim whose two groups share a cell (the plan refuses it: a
+    run.json edited to hold one would make its ratio 1, "held", whatever was measured).
+    """
     out = []
-    for claim in claims:
+    for i, claim in enumerate(claims):
+        shared = claim_shared_cell(
+            claim, ((r.cell, r.scenario, r.params, r.load.model_dump()) for r in records)
+        )
+        if shared is not None:
+            raise ValueError(
+                f"run.json matrix.claims.{i}: where and relative_to both name the cell "
+                f"{shared}; a ratio of a group to cells of its own says nothing, and no "
+                "matrix file the harness takes holds such a claim"
+            )
         wanted = claim_versions(claim)
         judged = [r for r in records if wanted is None or r.version.spec in wanted]
         versions = list(dict.fromkeys(r.version.label for r in judged))

@@ -311,3 +311,53 @@ def test_a_run_folders_claim_naming_no_version_spec_is_refused_where_it_stands()
     with pytest.raises(ValueError, match=r"run.json matrix.claims.0.versions.0: .*at most 300"):
         claims.read({"claims": [{**claim, "versions": ["debian:" + "x" * 400]}]})
     assert claims.read({"claims": [{**claim, "versions": ["debian:bookworm"]}]})[0].versions
+
+
+# The groups of tests/unit/test_spec.py's ratio test, as a run.json's claim: the plan
+# refuses those that share a cell, and a run.json edited to hold one is refused too (its
+# ratio, the same cells over themselves, read 1: "held" whatever was measured).
+SHARING = [
+    ({"session": False}, {"session": False}, True),
+    ({"generator": "requests"}, {"session": True}, True),
+    ({"session": True}, {"generator": "requests"}, True),
+    ({"scenario": "keepalive-vs-close"}, {"generator": "go"}, True),
+    ({"session": False}, {"session": True}, False),
+    ({"generator": "go"}, {"generator": "requests"}, False),
+]
+
+
+@pytest.mark.parametrize(("where", "relative_to", "shared"), SHARING)
+def test_a_run_jsons_ratio_claim_whose_groups_share_a_cell_is_refused(where, relative_to, shared):
+    records = [
+        _record({"generator": "requests", "session": False}, tw=480, requests=500, ports=500),
+        _record({"generator": "requests", "session": True}, tw=0, requests=900, ports=4),
+        _record({"generator": "go", "max_idle_conns": 100}, tw=3000, requests=9000, ports=3000),
+    ]
+    claim = {"note": "x", "metric": "ports-used", "where": where, "relative_to": relative_to,
+             "at_most": 1, "at_least": 1}  # fmt: skip
+    found = claims.read({"claims": [claim]})  # typed: the overlap needs the cells
+    if shared:
+        with pytest.raises(ValueError, match=r"run.json matrix.claims.0: .*both name the cell"):
+            claims.evaluate(found, records)
+    else:
+        assert all(row.result != claims.HELD for row in claims.evaluate(found, records))
+
+
+def test_report_on_a_run_json_with_such_a_claim_exits_2_and_writes_no_report(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    from harness import cli
+
+    run_dir = tmp_path / "20261124T230400Z-claim"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall", run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    run["matrix"]["claims"] = [
+        {"note": "2.6.12 stalls no more than 2.2.9", "metric": "stalled", "at_most": 1,
+         "where": {"scenario": "chunked-stall"}, "relative_to": {"tls": "off"}}
+    ]  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(run))
+    assert cli.main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "matrix.claims.0" in err and "both name the cell" in err and "Traceback" not in err
+    assert not (run_dir / "report.md").exists()
