@@ -1093,8 +1093,26 @@ def expand(
             "for those cells, or drop body_bytes."
         )
     if not (only and (only.scenarios or only.versions or only.params)):
-        _check_claims(matrix, cells, where, text)  # a part may leave a claim's cells out
-    return Plan(matrix, source, specs, cells)
+        _check_claims(matrix, specs, cells, where, text)  # a part may leave a claim's cells out
+    return Plan(_resolved_claims(matrix, specs), source, specs, cells)
+
+
+def _resolved_claims(matrix: Matrix, specs: list[VersionSpec]) -> Matrix:
+    """The matrix with each claim's ``versions`` as its cells' records spell them
+    (``VersionSpec.text``: a tarball's absolute path, a git spec's commit): run.json
+    holds these, so the report matches them to the records as text, never resolving a
+    run folder's spec on the reader's host (a path relative to where it runs, ``git``
+    run in a checkout the folder names)."""
+    text_of = {written: spec.text for written, spec in zip(matrix.versions, specs, strict=True)}
+    claims = [
+        c.model_copy(
+            update={"versions": list(dict.fromkeys(text_of.get(v, v) for v in c.versions))}
+        )
+        if c.versions
+        else c
+        for c in matrix.claims
+    ]
+    return matrix.model_copy(update={"claims": claims})
 
 
 def _speaks_the_frontends_http(cell: Cell, where: str) -> None:
@@ -1148,12 +1166,17 @@ def _check_native(cells: list[Cell], where: str) -> None:
             )
 
 
-def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> None:
+def _check_claims(
+    matrix: Matrix, specs: list[VersionSpec], cells: list[Cell], where: str, text: str
+) -> None:
     """Every claim names cells of the matrix (a typo would leave it never checked), and a
-    ratio's two groups share none. Raises SpecError naming the claim's line."""
+    ratio's two groups share none. A claim's version is one of the matrix's versions as
+    written, or as its cells spell it (a resumed run.json: :func:`_resolved_claims`).
+    Raises SpecError naming the claim's line."""
+    known = {*matrix.versions, *(spec.text for spec in specs)}
     for i, claim in enumerate(matrix.claims):
         for version in claim.versions or []:
-            if version not in matrix.versions:
+            if version not in known:
                 raise SpecError(
                     f"{where}{_line(text, ['claims', i, 'versions'])}: claims[{i}].versions "
                     f"lists {version!r}, which is not in the matrix's versions "

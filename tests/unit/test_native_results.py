@@ -361,3 +361,81 @@ def test_report_on_a_run_json_with_such_a_claim_exits_2_and_writes_no_report(tmp
     err = capsys.readouterr().err
     assert "matrix.claims.0" in err and "both name the cell" in err and "Traceback" not in err
     assert not (run_dir / "report.md").exists()
+
+
+def _tarball(folder):
+    import tarfile
+
+    tree = folder / "haproxy-2.6.15"
+    tree.mkdir()
+    (tree / "Makefile").write_text("all:\n")
+    path = folder / "haproxy-2.6.15-patched.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tree, arcname=tree.name)
+    return path
+
+
+def test_a_plan_records_its_claims_versions_as_its_cells_spell_them(tmp_path, monkeypatch):
+    """run.json's claims name versions as the records do (a tarball's absolute path),
+    and a resume of that run.json takes them."""
+    _tarball(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.yaml").write_text(
+        "name: t\nversions: [debian:bookworm, tarball:./haproxy-2.6.15-patched.tar.gz@2.6.15]\n"
+        "scenarios: [{name: smoke}]\n"
+        "claims:\n  - {note: x, metric: failures, where: {scenario: smoke}, at_most: 0,\n"
+        "     versions: [tarball:./haproxy-2.6.15-patched.tar.gz@2.6.15]}\n"
+    )
+    plan = spec.load(tmp_path / "m.yaml", "run1")
+    custom = next(c.version.text for c in plan.cells if c.version.custom)
+    assert custom == f"tarball:{tmp_path / 'haproxy-2.6.15-patched.tar.gz'}@2.6.15"
+    assert plan.matrix.claims[0].versions == [custom]
+    again = spec.expand(plan.matrix.model_dump(), "run1", None)  # --resume
+    assert again.matrix.claims[0].versions == [custom]
+
+
+# One of each kind of spec, as a shared run.json's claim may name it: a path relative to
+# wherever the report runs, a checkout there (git would run in it), a host file.
+RECORDED_SPECS = [
+    "git:{tmp}/repo@HEAD",
+    "tarball:./haproxy-2.6.15-patched.tar.gz@2.6.15",
+    "tarball:{tmp}/haproxy-2.6.15-patched.tar.gz@2.6.15",
+    "image:haproxy:2.6.15",
+    "source:9.9.9",
+    "debian:nope",
+]
+
+
+@pytest.mark.parametrize("version", RECORDED_SPECS)
+def test_report_resolves_no_version_a_run_jsons_claim_names(tmp_path, monkeypatch, version):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from harness import cli
+    from harness.plan import versions
+
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    _tarball(tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    def resolved(*args, **kwargs):
+        raise AssertionError(f"the report resolved a run folder's version spec: {args}")
+
+    for name in ("parse", "git", "file_sha256", "_check_source_tarball"):
+        monkeypatch.setattr(versions, name, resolved)
+    run_dir = tmp_path / "20261124T230400Z-claim"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall", run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    text = version.format(tmp=tmp_path)
+    run["matrix"]["claims"] = [
+        {"note": "x", "metric": "stalled", "at_most": 0, "where": {"scenario": "chunked-stall"},
+         "versions": [text, "debian:bookworm"]}
+    ]  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(run))
+    assert cli.main(["report", str(run_dir)]) == 0
+    lines = (run_dir / "report.md").read_text().splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines
+            if line.startswith("| x ")]  # fmt: skip
+    # matched as text: bookworm's cell is judged, the other named version was not run
+    assert rows == [["x", "2.6.12 (debian:bookworm)", "1", "5", "stalled ≤ 0", "did not hold"]]
