@@ -183,10 +183,14 @@ def evaluate(claims: list[Claim], records: list[CellRecord]) -> list[ClaimRow]:
         wanted = set(claim.versions) if claim.versions is not None else None
         judged = [r for r in records if wanted is None or r.version.spec in wanted]
         versions = list(dict.fromkeys(r.version.label for r in judged))
-        if not versions:
-            shown = ", ".join(claim.versions or [])
-            out.append(ClaimRow(claim.note, shown, 0, "-", _bound(claim), UNMEASURED))
-            continue
+        # each version the claim names that no cell ran: a row of its own, so a claim
+        # about two releases never reads as judged when one of them was not measured
+        ran = {r.version.spec for r in judged}
+        missing = [v for v in claim.versions or [] if v not in ran]
+        if not versions and not missing:
+            out.append(ClaimRow(claim.note, "", 0, "-", _bound(claim), UNMEASURED))
+        for version in missing:
+            out.append(ClaimRow(claim.note, version, 0, "-", _bound(claim), UNMEASURED))
         for version in versions:
             rows = [r for r in judged if r.version.label == version]
             values = _values(claim, claim.where, rows)

@@ -438,4 +438,28 @@ def test_report_resolves_no_version_a_run_jsons_claim_names(tmp_path, monkeypatc
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines
             if line.startswith("| x ")]  # fmt: skip
     # matched as text: bookworm's cell is judged, the other named version was not run
-    assert rows == [["x", "2.6.12 (debian:bookworm)", "1", "5", "stalled ≤ 0", "did not hold"]]
+    assert rows == [
+        ["x", text, "0", "-", "stalled ≤ 0", "not measured"],
+        ["x", "2.6.12 (debian:bookworm)", "1", "5", "stalled ≤ 0", "did not hold"],
+    ]
+
+
+def test_each_version_a_claim_names_without_a_cell_is_a_row_not_measured():
+    """A claim about two releases, one of them never run (left out, or its cells taken
+    out of a shared run folder): the report says so, not only the other's "held"."""
+    records = [
+        _seed_record("debian:bullseye", "2.2.9 (debian:bullseye)", {"mode": "http"}, _pair(0, 20))
+    ]
+    claim = spec.Claim(
+        note="none at L7",
+        metric="close-wait-haproxy-backend",
+        where={"mode": "http"},
+        at_most=0,
+        versions=["debian:bullseye", "debian:bookworm", "debian:trixie"],
+    )
+    rows = [[r[1], r[3], r[5]] for r in (row.row() for row in claims.evaluate([claim], records))]
+    assert sorted(rows) == sorted([
+        ["2.2.9 (debian:bullseye)", "0", "held"],
+        ["debian:bookworm", "-", "not measured"],
+        ["debian:trixie", "-", "not measured"],
+    ])  # fmt: skip
