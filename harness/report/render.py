@@ -11,6 +11,7 @@ escape every cell).
 from __future__ import annotations
 
 import re
+import stat
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -160,9 +161,33 @@ def html_of(
     )
 
 
-def write_index(results_dir: Path) -> None:
+# index.md's first line as the template writes it: an index.md that opens otherwise
+# is someone's own file in the folder that holds the run, not the harness's.
+INDEX_HEAD = "# Runs"
+
+
+def _index_is_ours(path: Path) -> bool:
+    """No index.md yet, or a regular file (not a link, FIFO or folder) that opens with
+    :data:`INDEX_HEAD`."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISREG(mode):
+        return False
+    with path.open("rb") as text:
+        return text.readline(len(INDEX_HEAD) + 2).rstrip(b"\r\n") == INDEX_HEAD.encode()
+
+
+def write_index(results_dir: Path) -> bool:
     """results/index.md: every run with its verdicts (harness.report.model.index):
     regressions, improvements, changes and small changes in words, then how many
-    comparisons show no significant change."""
+    comparisons show no significant change. A run folder may lie anywhere (a shared one
+    unpacked in Downloads): an index.md there that is not the harness's is left as it is
+    (False), never overwritten."""
+    path = results_dir / "index.md"
+    if not _index_is_ours(path):
+        return False
     template = _environment("md").get_template("index.md.j2")
-    (results_dir / "index.md").write_text(template.render(entries=model.index(results_dir)))
+    path.write_text(template.render(entries=model.index(results_dir)))
+    return True
