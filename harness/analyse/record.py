@@ -730,9 +730,44 @@ def parse_run(data: Any, path: Path) -> RunManifest:
         raise _refused(exc, path, "run.json") from None
 
 
+# The folder `harness rerun` writes beside a cell (runner.rerun: ``<cell>-rerun-<stamp>``,
+# results.stamp lowered); its record names the one-cell plan it ran, not its folder.
+RERUN_FOLDER = re.compile(r".+-rerun-[0-9]{8}t[0-9]{6}z-[0-9a-f]{6}")
+
+
 def load_cell(path: Path) -> CellRecord:
     """Read and validate one cell.json. Raises HarnessError (RecordError) naming it."""
     return parse_cell(results.read_json(path), path)
+
+
+def load_run_cell(path: Path) -> CellRecord:
+    """One cell.json of a run folder (``run_dir/<cell>/cell.json``), read and validated,
+    whose ``cell`` is its folder's name (but in a rerun's folder, which no run reader
+    opens: :func:`cell_paths`). Raises RecordError naming it.
+
+    Every reader of a run joins ``run_dir / record.cell`` to find a cell's raw files:
+    a record naming another folder (``../x``, an absolute path) would have the report
+    read, and judge, files that are not this cell's, or hang on a FIFO outside the run.
+    """
+    cell = load_cell(path)
+    folder = path.parent.name
+    if cell.cell != folder and not RERUN_FOLDER.fullmatch(folder):
+        raise RecordError(
+            f"{path}: its 'cell' is {shown(cell.cell, 80)}, but it lies in the folder "
+            f"{shown(folder, 80)}; the harness names each cell's folder by its id. It was "
+            "moved, edited or damaged since: restore the folder's name or the file, or "
+            "measure that cell again."
+        )
+    return cell
+
+
+def cell_paths(run_dir: Path) -> list[Path]:
+    """The cell.json of each of a run's cells, in cell order: ``run_dir/<cell>/cell.json``,
+    not a rerun's folder beside a cell (a repeat of a cell, shown by ``rerun``; its
+    record is not the run's)."""
+    return [
+        p for p in sorted(run_dir.glob("*/cell.json")) if not RERUN_FOLDER.fullmatch(p.parent.name)
+    ]
 
 
 def load_run(path: Path) -> RunManifest:
@@ -742,7 +777,7 @@ def load_run(path: Path) -> RunManifest:
 
 def cells(run_dir: Path) -> list[CellRecord]:
     """Every cell record of a run, in cell order. Raises RecordError on the first bad one."""
-    return [load_cell(p) for p in sorted(run_dir.glob("*/cell.json"))]
+    return [load_run_cell(p) for p in cell_paths(run_dir)]
 
 
 def write_cell(path: Path, record: CellRecord) -> None:

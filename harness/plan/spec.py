@@ -23,6 +23,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -372,6 +373,24 @@ def selects(
         if have is _ABSENT or type(have) is not type(want) or have != want:
             return False
     return True
+
+
+def claim_shared_cell(
+    claim: Claim, cells: Iterable[tuple[str, str, dict[str, Any], dict[str, Any]]]
+) -> str | None:
+    """The first of ``cells`` (id, scenario name, parameters, load settings as a dict)
+    that a ratio claim's ``where`` and ``relative_to`` both select, or None (None too for
+    a claim without ``relative_to``). A ratio over shared cells is pulled towards 1 (the
+    same cells over themselves: exactly 1, so "at_most: 1" held whatever was measured):
+    the plan refuses such a claim, and the report refuses it in a run.json."""
+    if claim.relative_to is None:
+        return None
+    for cell, scenario, params, load in cells:
+        if selects(claim.where, scenario, params, load) and selects(
+            claim.relative_to, scenario, params, load
+        ):
+            return cell
+    return None
 
 
 # Docker's own rule for a context name (cli/context/store: ``^[a-zA-Z0-9][a-zA-Z0-9_.+-]+$``),
@@ -1074,8 +1093,26 @@ def expand(
             "for those cells, or drop body_bytes."
         )
     if not (only and (only.scenarios or only.versions or only.params)):
-        _check_claims(matrix, cells, where, text)  # a part may leave a claim's cells out
-    return Plan(matrix, source, specs, cells)
+        _check_claims(matrix, specs, cells, where, text)  # a part may leave a claim's cells out
+    return Plan(_resolved_claims(matrix, specs), source, specs, cells)
+
+
+def _resolved_claims(matrix: Matrix, specs: list[VersionSpec]) -> Matrix:
+    """The matrix with each claim's ``versions`` as its cells' records spell them
+    (``VersionSpec.text``: a tarball's absolute path, a git spec's commit): run.json
+    holds these, so the report matches them to the records as text, never resolving a
+    run folder's spec on the reader's host (a path relative to where it runs, ``git``
+    run in a checkout the folder names)."""
+    text_of = {written: spec.text for written, spec in zip(matrix.versions, specs, strict=True)}
+    claims = [
+        c.model_copy(
+            update={"versions": list(dict.fromkeys(text_of.get(v, v) for v in c.versions))}
+        )
+        if c.versions
+        else c
+        for c in matrix.claims
+    ]
+    return matrix.model_copy(update={"claims": claims})
 
 
 def _speaks_the_frontends_http(cell: Cell, where: str) -> None:
@@ -1129,12 +1166,17 @@ def _check_native(cells: list[Cell], where: str) -> None:
             )
 
 
-def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> None:
+def _check_claims(
+    matrix: Matrix, specs: list[VersionSpec], cells: list[Cell], where: str, text: str
+) -> None:
     """Every claim names cells of the matrix (a typo would leave it never checked), and a
-    ratio's two groups share none. Raises SpecError naming the claim's line."""
+    ratio's two groups share none. A claim's version is one of the matrix's versions as
+    written, or as its cells spell it (a resumed run.json: :func:`_resolved_claims`).
+    Raises SpecError naming the claim's line."""
+    known = {*matrix.versions, *(spec.text for spec in specs)}
     for i, claim in enumerate(matrix.claims):
         for version in claim.versions or []:
-            if version not in matrix.versions:
+            if version not in known:
                 raise SpecError(
                     f"{where}{_line(text, ['claims', i, 'versions'])}: claims[{i}].versions "
                     f"lists {version!r}, which is not in the matrix's versions "
@@ -1154,23 +1196,17 @@ def _check_claims(matrix: Matrix, cells: list[Cell], where: str, text: str) -> N
                     f"{shown(selector)} matches no cell{of} in the matrix. Name scenario "
                     "parameters or load settings with a value some cell has."
                 )
-        if claim.relative_to is not None:
-            # a ratio over shared cells is pulled towards 1 (the same cells over
-            # themselves: exactly 1, so "at_least: 1" held whatever was measured)
-            both = [
-                c.id
-                for c in cells
-                if selects(claim.where, c.scenario, c.params, c.load.model_dump())
-                and selects(claim.relative_to, c.scenario, c.params, c.load.model_dump())
-            ]
-            if both:
-                raise SpecError(
-                    f"{where}{_line(text, ['claims', i, 'relative_to'])}: claims[{i}] "
-                    f"where {shown(claim.where)} and relative_to {shown(claim.relative_to)} "
-                    f"both name {both[0]}: a ratio of a group to cells of its own says "
-                    "nothing. Name cells the two do not share (e.g. a setting with "
-                    "different values)."
-                )
+        shared = claim_shared_cell(
+            claim, ((c.id, c.scenario, c.params, c.load.model_dump()) for c in cells)
+        )
+        if shared is not None:
+            raise SpecError(
+                f"{where}{_line(text, ['claims', i, 'relative_to'])}: claims[{i}] "
+                f"where {shown(claim.where)} and relative_to {shown(claim.relative_to)} "
+                f"both name {shared}: a ratio of a group to cells of its own says "
+                "nothing. Name cells the two do not share (e.g. a setting with "
+                "different values)."
+            )
 
 
 class _RunFile(BaseModel):

@@ -184,6 +184,21 @@ def parse(text: str, where: str = "--haproxy") -> VersionSpec:
     return VersionSpec("image", value, _version_in_tag(value))
 
 
+def check_recorded(text: str, where: str) -> str:
+    """A version spec as a record spells it (``VersionSpec.text``), checked by its form
+    alone: a known kind, a value, printable, at most 300 characters. Nothing is resolved
+    (no path looked at, no ``git`` run): a run folder's spec names the host it ran on.
+    Returns ``text``; raises SpecError."""
+    kind, sep, value = text.partition(":")
+    if not sep or kind not in KINDS or not value or len(text) > 300 or not text.isprintable():
+        raise SpecError(
+            f"{where}: {shown(text)} is not a version spec as the harness records one "
+            "(debian:<release>, source:<version>, tarball:<path>@<version>, image:<ref> or "
+            "git:<path>@<commit>)."
+        )
+    return text
+
+
 def git(path: str | Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``git -C path args...`` as an argument list (no shell), with nothing of the
     checkout's own configuration that runs a program (fsmonitor, hooks) and no

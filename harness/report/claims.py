@@ -19,7 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from harness.analyse.record import CellRecord
 from harness.errors import SpecError
-from harness.plan.spec import Claim, ClaimMetric, claim_versions, selects
+from harness.plan import versions as version_specs
+from harness.plan.spec import Claim, ClaimMetric, claim_shared_cell, selects
 from harness.report.tables import census_lasted_s, census_peak
 
 HELD, NOT_HELD, UNMEASURED = "held", "did not hold", "not measured"
@@ -123,8 +124,9 @@ def read(matrix: dict[str, Any]) -> list[Claim]:
         where = ".".join(map(str, first["loc"]))
         raise ValueError(f"run.json matrix.claims.{where}: {first['msg']}") from None
     for i, claim in enumerate(found):
-        try:
-            claim_versions(claim)  # each a version spec, as the plan checked it
+        try:  # by form only: nothing of a run folder is resolved on the reader's host
+            for version in claim.versions or []:
+                version_specs.check_recorded(version, "claims.versions")
         except SpecError as exc:
             raise ValueError(f"run.json matrix.claims.{i}.versions: {exc}") from None
     return found
@@ -162,16 +164,33 @@ def _values(claim: Claim, selector: dict[str, Any], rows: list[CellRecord]) -> l
 def evaluate(claims: list[Claim], records: list[CellRecord]) -> list[ClaimRow]:
     """One row per claim and version it is judged on (its ``versions``, else every
     version; in the records' order). A version named by a claim but with no cell is a
-    row "not measured". Raises SpecError for a claim version that does not parse."""
+    row "not measured" (a version is matched as text, never resolved). Raises
+    ValueError for a ratio claim whose two groups share a cell (the plan refuses it: a
+    run.json edited to hold one would make its ratio 1, "held", whatever was measured).
+    """
     out = []
-    for claim in claims:
-        wanted = claim_versions(claim)
+    for i, claim in enumerate(claims):
+        shared = claim_shared_cell(
+            claim, ((r.cell, r.scenario, r.params, r.load.model_dump()) for r in records)
+        )
+        if shared is not None:
+            raise ValueError(
+                f"run.json matrix.claims.{i}: where and relative_to both name the cell "
+                f"{shared}; a ratio of a group to cells of its own says nothing, and no "
+                "matrix file the harness takes holds such a claim"
+            )
+        # as the plan recorded them: the cells' spec text (spec._resolved_claims)
+        wanted = set(claim.versions) if claim.versions is not None else None
         judged = [r for r in records if wanted is None or r.version.spec in wanted]
         versions = list(dict.fromkeys(r.version.label for r in judged))
-        if not versions:
-            shown = ", ".join(claim.versions or [])
-            out.append(ClaimRow(claim.note, shown, 0, "-", _bound(claim), UNMEASURED))
-            continue
+        # each version the claim names that no cell ran: a row of its own, so a claim
+        # about two releases never reads as judged when one of them was not measured
+        ran = {r.version.spec for r in judged}
+        missing = [v for v in claim.versions or [] if v not in ran]
+        if not versions and not missing:
+            out.append(ClaimRow(claim.note, "", 0, "-", _bound(claim), UNMEASURED))
+        for version in missing:
+            out.append(ClaimRow(claim.note, version, 0, "-", _bound(claim), UNMEASURED))
         for version in versions:
             rows = [r for r in judged if r.version.label == version]
             values = _values(claim, claim.where, rows)

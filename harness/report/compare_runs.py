@@ -25,7 +25,7 @@ from pathlib import Path
 from harness import results
 from harness.analyse import cell_metrics
 from harness.analyse.compare import Comparison, Thresholds
-from harness.analyse.record import CellRecord, RunManifest, load_cell, load_run
+from harness.analyse.record import CellRecord, RunManifest, cell_paths, load_run, load_run_cell
 from harness.plan.spec import params_text
 from harness.report import tables as report
 
@@ -93,8 +93,8 @@ def _cells(run_dir: Path) -> list[Record]:
     readers (which join ``run_dir / record["cell"]``) open exactly that folder.
     """
     out = []
-    for path in sorted(run_dir.glob("*/cell.json")):
-        record = load_cell(path)
+    for path in cell_paths(run_dir):
+        record = load_run_cell(path)
         if not record.ok:
             continue
         in_flight = cell_metrics.in_flight_bound(record.load, record.params)

@@ -9,11 +9,13 @@ renderer turns exactly those into tags after escaping (``inline`` there).
 
 from __future__ import annotations
 
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import results
 from harness.analyse import distribution, haproxy_log
 from harness.analyse.compare import Comparison
 from harness.analyse.record import CellRecord, RunManifest
@@ -304,14 +306,31 @@ class IndexEntry:
 NEEDS_A_READER = ("regression", "improvement", "changed", "small change")
 
 
+def _regular(run_dir: Path, name: str) -> bool:
+    """``run_dir`` is a folder (not a link to one) holding ``name`` as a regular file."""
+    try:
+        return stat.S_ISDIR(run_dir.lstat().st_mode) and stat.S_ISREG(
+            (run_dir / name).lstat().st_mode
+        )
+    except OSError:
+        return False
+
+
 def index(results_dir: Path) -> list[IndexEntry]:
     """Every run folder with a report.md in ``results_dir``, newest first, with its
-    verdicts read from its verdicts.json (never from its report.md)."""
+    verdicts read from its verdicts.json (never from its report.md).
+
+    A run folder is a folder (not a link) named like a run id (results.RUN_ID) whose
+    report.md and verdicts.json are regular files: the folder beside a run may hold
+    anything, and a verdicts.json that is a FIFO there hung ``report`` on that run.
+    """
     entries = []
     for run_dir in sorted(results_dir.iterdir(), reverse=True):
-        if not (run_dir / "report.md").exists():
+        if not (results.RUN_ID.fullmatch(run_dir.name) and _regular(run_dir, "report.md")):
             continue
         try:
+            if (run_dir / "verdicts.json").exists() and not _regular(run_dir, "verdicts.json"):
+                raise HarnessError(f"{run_dir / 'verdicts.json'}: not a regular file")
             found: list[Comparison] | None = tables.ordered(tables.read_verdicts(run_dir))
         except (HarnessError, OSError, TypeError, ValueError):
             found = None  # written by another version of the harness, or edited

@@ -59,8 +59,8 @@ def _recomputed(run_dir: Path) -> tuple[list[CellRecord], dict[str, str]]:
     or kept from before (cells at once over the cores: :mod:`harness.report.workers`;
     :func:`harness.report.cache.analysed`), its cell.json rewritten where they differ;
     and each ok cell's cache key (:func:`harness.report.cache.analysis_key`) by cell."""
-    paths = sorted(run_dir.glob("*/cell.json"))
-    cells = [record.load_cell(path) for path in paths]
+    paths = record.cell_paths(run_dir)
+    cells = [record.load_run_cell(path) for path in paths]
     ok = [(cell, path.parent) for cell, path in zip(cells, paths, strict=True) if cell.ok]
     cache.secret()  # read (or made) once here: the forked workers inherit it
     with workers.pool(len(ok)) as each:

@@ -11,6 +11,7 @@ escape every cell).
 from __future__ import annotations
 
 import re
+import stat
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,18 @@ TEMPLATES = Path(__file__).with_name("templates")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+class _Verbatim(str):
+    """Markdown a filter made with its data escaped for where it stands (a code span, a
+    fence, a table whose cells :func:`tables._md_cell` escaped): printed as it is."""
+
+
 def _visible(value: Any) -> Any:
-    """Every value a Markdown template prints, with control characters made visible."""
+    """Every value a Markdown template prints, with control characters made visible and,
+    but in what a filter made (:class:`_Verbatim`), raw HTML kept from opening
+    (:func:`tables.md_text`)."""
     if isinstance(value, str):
-        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+        return text if isinstance(value, _Verbatim) else tables.md_text(text)
     return value
 
 
@@ -46,8 +55,10 @@ _BLOCK_START = re.compile(r"^(\d*)([#>*+=|<`~.)-])")
 def _paragraph(value: Any) -> str:
     """One line of data as a Markdown paragraph: newlines folded, a leading block marker
     escaped (a matrix's description cannot open a "## Verdicts" of its own)."""
-    # an ordered list's marker is digits then "." or ")": the backslash goes before those
-    return _BLOCK_START.sub(r"\1\\\2", tables._one_line(value).strip())
+    # an ordered list's marker is digits then "." or ")": the backslash goes before those;
+    # raw HTML is escaped first (a leading "<" it escaped no longer opens a block)
+    text = tables.md_text(tables._one_line(value).strip())
+    return _Verbatim(_BLOCK_START.sub(r"\1\\\2", text))
 
 
 def _inline(text: str) -> Markup:
@@ -79,11 +90,11 @@ def _environment(kind: str) -> jinja2.Environment:
     env.globals["config_intro"] = tables.CONFIG_INTRO
     if kind == "md":
         env.filters.update(
-            table=lambda rows, headers: tables._md_table(rows, headers),
-            code=tables._code,
+            table=lambda rows, headers: _Verbatim(tables._md_table(rows, headers)),
+            code=lambda value: _Verbatim(tables._code(value)),
             line=tables._one_line,
             paragraph=_paragraph,
-            fenced=lambda lines: "\n".join(tables._fenced(lines)),
+            fenced=lambda lines: _Verbatim("\n".join(tables._fenced(lines))),
         )
     else:
         env.filters.update(
@@ -150,9 +161,33 @@ def html_of(
     )
 
 
-def write_index(results_dir: Path) -> None:
+# index.md's first line as the template writes it: an index.md that opens otherwise
+# is someone's own file in the folder that holds the run, not the harness's.
+INDEX_HEAD = "# Runs"
+
+
+def _index_is_ours(path: Path) -> bool:
+    """No index.md yet, or a regular file (not a link, FIFO or folder) that opens with
+    :data:`INDEX_HEAD`."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISREG(mode):
+        return False
+    with path.open("rb") as text:
+        return text.readline(len(INDEX_HEAD) + 2).rstrip(b"\r\n") == INDEX_HEAD.encode()
+
+
+def write_index(results_dir: Path) -> bool:
     """results/index.md: every run with its verdicts (harness.report.model.index):
     regressions, improvements, changes and small changes in words, then how many
-    comparisons show no significant change."""
+    comparisons show no significant change. A run folder may lie anywhere (a shared one
+    unpacked in Downloads): an index.md there that is not the harness's is left as it is
+    (False), never overwritten."""
+    path = results_dir / "index.md"
+    if not _index_is_ours(path):
+        return False
     template = _environment("md").get_template("index.md.j2")
-    (results_dir / "index.md").write_text(template.render(entries=model.index(results_dir)))
+    path.write_text(template.render(entries=model.index(results_dir)))
+    return True

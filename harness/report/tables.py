@@ -67,9 +67,25 @@ def _one_line(value: Any) -> str:
     return " ".join(str(value).splitlines())
 
 
+# What opens raw HTML in CommonMark (0.31, 6.6: an open or closing tag, a comment, a
+# processing instruction, a declaration) or an autolink: "<" then a letter, "/", "!" or
+# "?". Data from a run folder must not write a heading, a list of verdicts or an image
+# of its own into report.md; "p<0.001" and "< 2 ms" open nothing and stay as they are.
+_HTML_OPEN = re.compile(r"(\\*)<(?=[A-Za-z/!?])")
+
+
+def md_text(text: str) -> str:
+    """Text for Markdown outside a code span: each ``<`` that would open raw HTML or an
+    autolink backslash-escaped (CommonMark 2.4: shown as ``<``, opening nothing), the
+    data's own backslashes before it doubled (else ``\\<b>`` would show a backslash and
+    then open ``<b>``)."""
+    return _HTML_OPEN.sub(lambda m: m.group(1) * 2 + "\\<", text)
+
+
 def _md_cell(value: Any) -> Any:
-    """A GitHub table cell: pipes escaped, newlines folded (numbers left to tabulate)."""
-    return _one_line(value).replace("|", "\\|") if isinstance(value, str) else value
+    """A GitHub table cell: pipes escaped, newlines folded, raw HTML kept from opening
+    (:func:`md_text`; numbers left to tabulate)."""
+    return md_text(_one_line(value).replace("|", "\\|")) if isinstance(value, str) else value
 
 
 def _md_table(rows: list[list[Any]], headers: list[str]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli, results
-from harness.analyse.record import cells
+from harness.analyse.record import RecordError, cells
 from harness.report import compare_runs
 from harness.report import tables as report
 
@@ -110,7 +110,9 @@ def test_each_run_is_read_from_its_own_cells(tmp_path):
     }
 
 
-def test_a_record_naming_another_folder_is_read_from_its_own(tmp_path):
+def test_a_record_naming_another_folder_is_refused(tmp_path):
+    # it was read from its own folder; every verb now refuses it alike, as `report` must
+    # (tests/unit/test_record.py: test_a_cell_json_naming_another_folder_is_refused)
     a, b = _copy(tmp_path, "20261124T230400Z-a"), _copy(tmp_path, "20261124T230500Z-b")
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(RECORDED / OLD, elsewhere)
@@ -118,8 +120,8 @@ def test_a_record_naming_another_folder_is_read_from_its_own(tmp_path):
     record = results.read_json(b / OLD / "cell.json")
     record["cell"] = "../elsewhere"  # run_dir / cell = tmp_path/elsewhere
     results.write_json(b / OLD / "cell.json", record)
-    outcome = compare_runs.compare(a, b)
-    assert {c.verdict for c in outcome.found} == {"no significant change"}
+    with pytest.raises(RecordError, match="lies in the folder"):
+        compare_runs.compare(a, b)
 
 
 def test_differing_load_settings_are_said(tmp_path):

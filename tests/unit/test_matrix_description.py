@@ -69,5 +69,45 @@ def test_a_description_stays_one_paragraph_of_report_md(tmp_path, start):
     [at] = [i for i, line in enumerate(lines) if line.startswith("6/6 cells measured")]
     shown = lines[at - 2]
     assert lines[at - 1] == lines[at - 3] == ""
-    assert shown != start and shown.replace("\\", "", 1) == start
+    assert shown != start and shown.replace("\\", "") == start
     assert _paragraph("Every scenario on 2.2.9") == "Every scenario on 2.2.9"
+
+
+# Raw HTML (CommonMark 6.6) and an autolink, after the data's own backslash too: each would
+# write a heading, a list of verdicts or a remote image into report.md as rendered.
+HTML = (
+    r"x <h2>Verdicts</h2><ul><li>no regression</li></ul> \<b>b</b> "
+    "<img src=https://e.example/t.png> <https://e.example>"
+)
+
+
+def test_no_string_of_a_run_folder_opens_raw_html_in_report_md(tmp_path):
+    """Every place report.md prints a run folder's text (the description, a claim's note,
+    a version label, the environment, the matrix file, a failed cell's error) is text to
+    a CommonMark renderer: no HTML block, no inline HTML, no autolink."""
+    from markdown_it import MarkdownIt
+
+    run_dir = tmp_path / "20261124T230400Z-html"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    data = json.loads((run_dir / "run.json").read_text())
+    data["matrix"]["description"] = HTML
+    data["matrix"]["claims"] = [{"note": HTML, "metric": "stalled", "at_most": 0,
+                                 "where": {"scenario": "chunked-stall"}}]  # fmt: skip
+    data["environment"]["kernel"] = HTML
+    data["matrix_file"] = HTML
+    (run_dir / "run.json").write_text(json.dumps(data))
+    cells = sorted(run_dir.glob("*/cell.json"))
+    first = json.loads(cells[0].read_text())
+    first["version"]["label"] = HTML
+    cells[0].write_text(json.dumps(first))
+    failed = json.loads(cells[1].read_text())
+    failed.update(status="failed", error=HTML)
+    cells[1].write_text(json.dumps(failed))
+    assert cli.main(["report", str(run_dir)]) in (0, 1, 3)
+    text = (run_dir / "report.md").read_text()
+    assert text.count("<h2>Verdicts") >= 5  # each place shows it, as text
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    found = [t for t in tokens if t.type == "html_block"]
+    for t in tokens:
+        found += [c for c in t.children or [] if c.type in ("html_inline", "link_open")]
+    assert found == [], [t.content or t.attrs for t in found][:5]

@@ -311,3 +311,155 @@ def test_a_run_folders_claim_naming_no_version_spec_is_refused_where_it_stands()
     with pytest.raises(ValueError, match=r"run.json matrix.claims.0.versions.0: .*at most 300"):
         claims.read({"claims": [{**claim, "versions": ["debian:" + "x" * 400]}]})
     assert claims.read({"claims": [{**claim, "versions": ["debian:bookworm"]}]})[0].versions
+
+
+# The groups of tests/unit/test_spec.py's ratio test, as a run.json's claim: the plan
+# refuses those that share a cell, and a run.json edited to hold one is refused too (its
+# ratio, the same cells over themselves, read 1: "held" whatever was measured).
+SHARING = [
+    ({"session": False}, {"session": False}, True),
+    ({"generator": "requests"}, {"session": True}, True),
+    ({"session": True}, {"generator": "requests"}, True),
+    ({"scenario": "keepalive-vs-close"}, {"generator": "go"}, True),
+    ({"session": False}, {"session": True}, False),
+    ({"generator": "go"}, {"generator": "requests"}, False),
+]
+
+
+@pytest.mark.parametrize(("where", "relative_to", "shared"), SHARING)
+def test_a_run_jsons_ratio_claim_whose_groups_share_a_cell_is_refused(where, relative_to, shared):
+    records = [
+        _record({"generator": "requests", "session": False}, tw=480, requests=500, ports=500),
+        _record({"generator": "requests", "session": True}, tw=0, requests=900, ports=4),
+        _record({"generator": "go", "max_idle_conns": 100}, tw=3000, requests=9000, ports=3000),
+    ]
+    claim = {"note": "x", "metric": "ports-used", "where": where, "relative_to": relative_to,
+             "at_most": 1, "at_least": 1}  # fmt: skip
+    found = claims.read({"claims": [claim]})  # typed: the overlap needs the cells
+    if shared:
+        with pytest.raises(ValueError, match=r"run.json matrix.claims.0: .*both name the cell"):
+            claims.evaluate(found, records)
+    else:
+        assert all(row.result != claims.HELD for row in claims.evaluate(found, records))
+
+
+def test_report_on_a_run_json_with_such_a_claim_exits_2_and_writes_no_report(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    from harness import cli
+
+    run_dir = tmp_path / "20261124T230400Z-claim"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall", run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    run["matrix"]["claims"] = [
+        {"note": "2.6.12 stalls no more than 2.2.9", "metric": "stalled", "at_most": 1,
+         "where": {"scenario": "chunked-stall"}, "relative_to": {"tls": "off"}}
+    ]  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(run))
+    assert cli.main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "matrix.claims.0" in err and "both name the cell" in err and "Traceback" not in err
+    assert not (run_dir / "report.md").exists()
+
+
+def _tarball(folder):
+    import tarfile
+
+    tree = folder / "haproxy-2.6.15"
+    tree.mkdir()
+    (tree / "Makefile").write_text("all:\n")
+    path = folder / "haproxy-2.6.15-patched.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tree, arcname=tree.name)
+    return path
+
+
+def test_a_plan_records_its_claims_versions_as_its_cells_spell_them(tmp_path, monkeypatch):
+    """run.json's claims name versions as the records do (a tarball's absolute path),
+    and a resume of that run.json takes them."""
+    _tarball(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.yaml").write_text(
+        "name: t\nversions: [debian:bookworm, tarball:./haproxy-2.6.15-patched.tar.gz@2.6.15]\n"
+        "scenarios: [{name: smoke}]\n"
+        "claims:\n  - {note: x, metric: failures, where: {scenario: smoke}, at_most: 0,\n"
+        "     versions: [tarball:./haproxy-2.6.15-patched.tar.gz@2.6.15]}\n"
+    )
+    plan = spec.load(tmp_path / "m.yaml", "run1")
+    custom = next(c.version.text for c in plan.cells if c.version.custom)
+    assert custom == f"tarball:{tmp_path / 'haproxy-2.6.15-patched.tar.gz'}@2.6.15"
+    assert plan.matrix.claims[0].versions == [custom]
+    again = spec.expand(plan.matrix.model_dump(), "run1", None)  # --resume
+    assert again.matrix.claims[0].versions == [custom]
+
+
+# One of each kind of spec, as a shared run.json's claim may name it: a path relative to
+# wherever the report runs, a checkout there (git would run in it), a host file.
+RECORDED_SPECS = [
+    "git:{tmp}/repo@HEAD",
+    "tarball:./haproxy-2.6.15-patched.tar.gz@2.6.15",
+    "tarball:{tmp}/haproxy-2.6.15-patched.tar.gz@2.6.15",
+    "image:haproxy:2.6.15",
+    "source:9.9.9",
+    "debian:nope",
+]
+
+
+@pytest.mark.parametrize("version", RECORDED_SPECS)
+def test_report_resolves_no_version_a_run_jsons_claim_names(tmp_path, monkeypatch, version):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from harness import cli
+    from harness.plan import versions
+
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    _tarball(tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    def resolved(*args, **kwargs):
+        raise AssertionError(f"the report resolved a run folder's version spec: {args}")
+
+    for name in ("parse", "git", "file_sha256", "_check_source_tarball"):
+        monkeypatch.setattr(versions, name, resolved)
+    run_dir = tmp_path / "20261124T230400Z-claim"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "run-chunked-stall", run_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    text = version.format(tmp=tmp_path)
+    run["matrix"]["claims"] = [
+        {"note": "x", "metric": "stalled", "at_most": 0, "where": {"scenario": "chunked-stall"},
+         "versions": [text, "debian:bookworm"]}
+    ]  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(run))
+    assert cli.main(["report", str(run_dir)]) == 0
+    lines = (run_dir / "report.md").read_text().splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines
+            if line.startswith("| x ")]  # fmt: skip
+    # matched as text: bookworm's cell is judged, the other named version was not run
+    assert rows == [
+        ["x", text, "0", "-", "stalled ≤ 0", "not measured"],
+        ["x", "2.6.12 (debian:bookworm)", "1", "5", "stalled ≤ 0", "did not hold"],
+    ]
+
+
+def test_each_version_a_claim_names_without_a_cell_is_a_row_not_measured():
+    """A claim about two releases, one of them never run (left out, or its cells taken
+    out of a shared run folder): the report says so, not only the other's "held"."""
+    records = [
+        _seed_record("debian:bullseye", "2.2.9 (debian:bullseye)", {"mode": "http"}, _pair(0, 20))
+    ]
+    claim = spec.Claim(
+        note="none at L7",
+        metric="close-wait-haproxy-backend",
+        where={"mode": "http"},
+        at_most=0,
+        versions=["debian:bullseye", "debian:bookworm", "debian:trixie"],
+    )
+    rows = [[r[1], r[3], r[5]] for r in (row.row() for row in claims.evaluate([claim], records))]
+    assert sorted(rows) == sorted([
+        ["2.2.9 (debian:bullseye)", "0", "held"],
+        ["debian:bookworm", "-", "not measured"],
+        ["debian:trixie", "-", "not measured"],
+    ])  # fmt: skip

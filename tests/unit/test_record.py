@@ -504,3 +504,60 @@ def test_a_parameter_a_record_leaves_out_reads_as_its_default_in_the_report():
     assert tables._short_params(cell, ["requests"]) == "requests=2"
     changed = cell.model_copy(update={"params": {**cell.params, "requests": 1}})
     assert tables.varying([cell, changed]) == ["requests"]
+
+
+# What a cell.json's `cell` may name instead of its own folder: every reader of a run
+# joins run_dir / record.cell, so each would have the report read another folder's files.
+ELSEWHERE = {
+    "a sibling cell": lambda run_dir, tmp: "010-chunked-stall-3.0.11-debian-trixie-5d2a4b-r1",
+    "a parent path": lambda run_dir, tmp: "../elsewhere",
+    "an absolute path": lambda run_dir, tmp: str(tmp / "elsewhere"),
+}
+
+
+@pytest.mark.parametrize("verb", ["report", "compare", "resume", "publish"])
+@pytest.mark.parametrize("elsewhere", ELSEWHERE, ids=list(ELSEWHERE))
+def test_a_cell_json_naming_another_folder_is_refused(tmp_path, capsys, verb, elsewhere):
+    results_dir = tmp_path / "results"
+    run_dir = results_dir / "20261124T230400Z-moved"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    # a folder outside the run holding another cell's raw files (a FIFO there hung report)
+    shutil.copytree(run_dir / STALL.name, tmp_path / "elsewhere")
+    shutil.copytree(run_dir / STALL.name, results_dir / "elsewhere")
+    path = run_dir / STALL.name / "cell.json"
+    data = json.loads(path.read_text())
+    data["cell"] = ELSEWHERE[elsewhere](run_dir, tmp_path)
+    path.write_text(json.dumps(data))
+    before = path.read_text()
+    argv = {
+        "report": ["report", str(run_dir)],
+        "compare": ["compare", str(run_dir), str(run_dir)],
+        "resume": ["matrix", "--resume", str(run_dir)],
+        "publish": ["publish", str(results_dir), "--out", str(tmp_path / "site")],
+    }[verb]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    if verb == "publish":
+        assert code == 0
+        assert "unreadable" in (tmp_path / "site" / "index.html").read_text()
+    else:
+        assert code == 2, err
+        assert str(path) in err and "lies in the folder" in err and "Traceback" not in err
+        assert not (run_dir / "report.md").exists()
+    assert path.read_text() == before
+
+
+def test_a_rerun_folder_beside_a_cell_is_not_one_of_the_runs_cells(tmp_path):
+    run_dir = tmp_path / "20261124T230400Z-rerun"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    # `harness rerun` writes <cell>-rerun-<stamp>, whose record names its one-cell plan
+    rerun = run_dir / f"{STALL.name}-rerun-20261125t101010z-a1b2c3"
+    shutil.copytree(run_dir / STALL.name, rerun)
+    data = json.loads((rerun / "cell.json").read_text())
+    data["cell"] = "001-chunked-stall-2.6.12-debian-bookworm-5d2a4b-r1"
+    (rerun / "cell.json").write_text(json.dumps(data))
+    assert [r.cell for r in record.cells(run_dir)] == sorted(
+        p.name for p in (DATA / "run-chunked-stall").iterdir() if p.is_dir()
+    )
+    assert record.load_run_cell(rerun / "cell.json").cell == data["cell"]  # rerun reads it
+    assert cli.main(["report", str(run_dir)]) == 0

@@ -2,10 +2,14 @@
 Jinja2 templates over harness.report.model.Report; index.md comes from each run's
 verdict data; plots.py draws SVG only."""
 
+import contextlib
 import json
 import re
 import shutil
+import threading
 from pathlib import Path
+
+import pytest
 
 from harness import cli
 from harness.analyse.record import cells, load_run
@@ -69,8 +73,8 @@ def test_html_is_autoescaped_and_markdown_escapes_table_cells(tmp_path):
     page = render.html_of(hostile, run_dir, "")
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     text = render.markdown_of(hostile)
-    # the pipe cannot end the table cell it is in
-    [row] = [line for line in text.splitlines() if line.startswith("| <script>")]
+    # the pipe cannot end the table cell it is in, nor the tag open raw HTML
+    [row] = [line for line in text.splitlines() if line.startswith("| \\<script>")]
     assert len(re.split(r"(?<!\\)\|", row.strip().strip("|"))) == 4
 
 
@@ -114,3 +118,68 @@ def test_control_characters_in_free_text_never_reach_the_terminal(tmp_path, caps
     for text in (out, md):
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)
     assert "boom \\x1b]2;pwned\\x07\\x1b[31mred \\x9b2J" in md  # shown, not dropped
+
+
+# What may lie beside a run folder someone sent (unpacked in Downloads, in a notes
+# folder): index.md is written there only when it is the harness's, and only run folders
+# with regular report.md / verdicts.json are read.
+NOT_OURS = {
+    "a user's own index.md": lambda index: index.write_text("# my notes\nkeep these\n"),
+    "a link named index.md": lambda index: index.symlink_to(index.parent / "target.txt"),
+    "a folder named index.md": lambda index: index.mkdir(),
+}
+
+
+@pytest.mark.parametrize("plant", NOT_OURS, ids=list(NOT_OURS))
+def test_report_leaves_an_index_md_that_is_not_the_harnesss_alone(tmp_path, plant):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "target.txt").write_text("precious\n")
+    NOT_OURS[plant](folder / "index.md")
+    before = {p.name: p.read_text() for p in folder.iterdir() if p.is_file()}
+    run_dir = folder / "20261124T230400Z-sent"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    assert cli.main(["report", str(run_dir)]) in (0, 3)
+    assert {p.name: p.read_text() for p in folder.iterdir() if p.is_file()} == before
+    assert (run_dir / "report.md").is_file() and not render.write_index(folder)
+    # where there was none, the harness writes its own, and rewrites it
+    index = folder / "index.md"
+    index.rmdir() if index.is_dir() else index.unlink()
+    assert render.write_index(folder) and render.write_index(folder)
+    assert "20261124T230400Z-sent" in index.read_text()
+
+
+@pytest.mark.parametrize("name", ["20261124T230500Z-other", "notes"])
+def test_the_index_reads_no_fifo_or_link_beside_a_run(tmp_path, name):
+    import os
+
+    folder = tmp_path / "results"
+    run_dir = folder / "20261124T230400Z-sent"
+    shutil.copytree(DATA / "run-chunked-stall", run_dir)
+    other = folder / name
+    other.mkdir()
+    (other / "report.md").write_text("x\n")
+    fifo = other / "verdicts.json"
+    os.mkfifo(fifo)  # opening it for reading blocked `report` for ever
+    os.symlink(run_dir, folder / "20261124T230600Z-link")  # the same run again
+    opened = threading.Event()
+
+    def writer() -> None:  # answers a reader (so the test fails, not hangs), and says so
+        with contextlib.suppress(BrokenPipeError), fifo.open("w") as out:
+            opened.set()
+            out.write("[]")
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        assert cli.main(["report", str(run_dir)]) in (0, 3)
+        runs = [e.run for e in model.index(folder)]
+        read = opened.wait(0.5)
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # lets the writer go
+        thread.join(5)
+    assert not read, "a FIFO beside the run was opened for reading"
+    assert runs == ([name] if name != "notes" else []) + ["20261124T230400Z-sent"]
+    if name != "notes":
+        [entry] = [e for e in model.index(folder) if e.run == name]
+        assert entry.tally is None  # said unreadable, not read

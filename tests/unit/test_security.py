@@ -28,7 +28,7 @@ from harness import ROOT, results
 from harness.errors import CellError, SpecError
 from harness.plan import spec
 from harness.plan.scenarios import SCENARIOS
-from harness.report import rebuild
+from harness.report import rebuild, tables
 from harness.stack import compose, images, provenance, render, security
 from harness.stack.images import HaproxyImage, ImageSet
 
@@ -329,6 +329,9 @@ def test_provenance_records_no_pip_settings_and_no_url_credentials(monkeypatch) 
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
+# as report.md shows them: text, each tag's "<" escaped (a CommonMark renderer would
+# otherwise run them as HTML: tests/unit/test_matrix_description.py)
+MD_SCRIPT, MD_IMG = tables.md_text(SCRIPT), tables.md_text(IMG)
 HOSTILE = f"{IMG} & `tick` | pipe\nnewline {SCRIPT}"
 RUN_NAME = "20261124T230400Z-default"
 CELL_OK = "009-chunked-stall-2.6.12-debian-bookworm-5d2a4b-r1"
@@ -442,13 +445,13 @@ def test_markdown_tables_hold_hostile_values_in_their_cells(hostile_run: Path) -
     [per_cell] = [t for t in tables if t[0].startswith("| HAProxy ")]
     assert len(per_cell) == 2 + 3
     row = next(r for r in per_cell if "2.6.12" in r)
-    assert f"2.6.12 {SCRIPT} \\| x {IMG}" in row  # the label, whole, in its own cell
+    assert f"2.6.12 {MD_SCRIPT} \\| x {MD_IMG}" in row  # the label, whole, in its own cell
     ends = _cells_of(row)[[c.strip() for c in _cells_of(per_cell[0])].index("ends")]
-    assert f"fin{SCRIPT}\\|x y×1" in ends
+    assert f"fin{MD_SCRIPT}\\|x y×1" in ends
     verdicts = next(t for t in tables if t[0].startswith("| comparison "))
-    assert any(f"2.6.12 {SCRIPT} \\| x {IMG}" in r for r in verdicts[2:])
+    assert any(f"2.6.12 {MD_SCRIPT} \\| x {MD_IMG}" in r for r in verdicts[2:])
     chunks = next(t for t in tables if t[0].split("|")[1].strip() == "chunk size")
-    assert f"2.6.12 {SCRIPT} \\| x {IMG} tls=off" in chunks[0]
+    assert f"2.6.12 {MD_SCRIPT} \\| x {MD_IMG} tls=off" in chunks[0]
 
 
 def test_markdown_code_spans_and_blocks_are_not_broken_out_of(hostile_run: Path) -> None:
@@ -458,7 +461,7 @@ def test_markdown_code_spans_and_blocks_are_not_broken_out_of(hostile_run: Path)
     assert all("evil=" in line and "newline" in line for line in params)  # one line each
     assert not any(line.startswith("newline") or line.startswith("second line") for line in lines)
     [failed] = [line for line in lines if line.startswith(f"- `{CELL_FAILED}`")]
-    assert failed.endswith(f"{SCRIPT} | {IMG}")  # the first line of the error only
+    assert failed.endswith(f"{MD_SCRIPT} | {MD_IMG}")  # the first line of the error only
     # the hostile haproxy -vv head sits inside a fence longer than its own "```"
     start = lines.index(f"HAProxy {SCRIPT}") - 1
     assert lines[start] == "````" and lines[start + 2] == "```"
