@@ -199,17 +199,59 @@ def check_recorded(text: str, where: str) -> str:
     return text
 
 
-def git(path: str | Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``git -C path args...`` as an argument list (no shell), with nothing of the
-    checkout's own configuration that runs a program (fsmonitor, hooks) and no
-    terminal prompt. Raises SpecError when it fails and ``check``."""
-    proc = subprocess.run(
+# What a checkout's own configuration may set for the harness to run git in it: keys
+# that name no program. Others can run one (git-config(1)): tar.<format>.command for
+# ``git archive`` (measured: a checkout's ``tar.tar.gz.command`` ran when an image was
+# built from it), filter.<driver>.smudge for a file the tree's .gitattributes marks,
+# core.fsmonitor, diff.<driver>.textconv, include.path pulls in any file. A checkout
+# named by a shared matrix or a run folder (rerun, --resume) is not the user's own.
+_SAFE_GIT_CONFIG = re.compile(
+    r"core\.(repositoryformatversion|filemode|bare|logallrefupdates|ignorecase"
+    r"|precomposeunicode|symlinks)"
+    r"|extensions\.(objectformat|worktreeconfig)"
+    r"|remote\.[^\n]+\.(url|fetch|pushurl|tagopt)"
+    r"|branch\.[^\n]+\.(remote|merge|rebase)"
+    r"|user\.(name|email)|init\.defaultbranch|pull\.(rebase|ff)|advice\.[a-z]+"
+)
+
+
+def _git_run(path: str | Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         ["git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
          "-C", str(path), *args],
         capture_output=True, text=True, check=False, timeout=300,
         env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
              "GIT_CONFIG_NOSYSTEM": "1"},
     )  # fmt: skip
+
+
+def check_git_config(path: str | Path) -> None:
+    """Refuse a checkout whose own configuration (local, worktree, or a file it
+    includes) sets a key outside :data:`_SAFE_GIT_CONFIG`: such a key may name a program
+    git runs. Reading it runs none (``git config --list --show-scope --name-only``).
+    Raises SpecError naming the key and the checkout."""
+    listed = _git_run(path, ["config", "--list", "--show-scope", "--name-only", "--includes"])
+    for line in listed.stdout.splitlines():
+        scope, _, key = line.partition("\t")
+        if scope in ("command", "global", "system"):  # ours (-c), and none (see _git_run)
+            continue
+        if not _SAFE_GIT_CONFIG.fullmatch(key.lower()):
+            raise SpecError(
+                f"the git checkout {shown(str(path))} sets {shown(key)} in its own "
+                "configuration, a key that may name a program git runs; the harness runs "
+                "git only in checkouts whose configuration sets none (a shared matrix or "
+                f"run folder can name any checkout). Remove it (git -C {shown(str(path))} "
+                f"config --unset {shown(key)}) or use a fresh clone."
+            )
+
+
+def git(path: str | Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``git -C path args...`` as an argument list (no shell), in a checkout whose
+    configuration names no program (:func:`check_git_config`), with fsmonitor and hooks
+    off and no terminal prompt. Raises SpecError when the checkout's configuration is
+    refused, or when git fails and ``check``."""
+    check_git_config(path)
+    proc = _git_run(path, list(args))
     if check and proc.returncode != 0:
         raise SpecError(f"git {' '.join(args[:2])} in {path}: {proc.stderr.strip()[:300]}")
     return proc
@@ -243,7 +285,7 @@ def _parse_git(value: str, where: str) -> VersionSpec:
 
 def git_version(path: Path, sha: str) -> str | None:
     """The HAProxy version of a commit: its VERSION file, else ``git describe``'s tag."""
-    shown_file = git(path, "show", f"{sha}:VERSION", check=False)
+    shown_file = git(path, "show", "--no-textconv", f"{sha}:VERSION", check=False)
     text = shown_file.stdout.strip() if shown_file.returncode == 0 else ""
     if not _VERSION.match(text):
         tag = git(path, "describe", "--tags", "--match", "v*", "--abbrev=0", sha, check=False)

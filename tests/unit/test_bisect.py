@@ -366,6 +366,52 @@ def test_hostile_or_unknown_revisions_are_refused(repo: Path, rev: str) -> None:
     assert "git:<path>@<rev>" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # git archive pipes its tar through this (the harness builds a git spec's image
+        # from `git archive --format=tar.gz`): it ran before this check
+        ("tar.tar.gz.command", "sh -c 'touch {marker}; gzip -cn'"),
+        ("filter.x.smudge", "sh -c 'touch {marker}; cat'"),
+        ("diff.x.textconv", "sh -c 'touch {marker}; cat'"),
+        ("core.fsmonitor", "sh -c 'touch {marker}'"),
+        ("include.path", "{marker}.cfg"),
+        ("core.sshcommand", "touch {marker}"),
+    ],
+)
+def test_a_checkout_whose_config_names_a_program_is_refused_before_git_runs_in_it(
+    repo: Path, tmp_path: Path, key: str, value: str
+) -> None:
+    """A shared matrix or run folder can name any checkout, one it shipped too: its own
+    configuration must not get git to run a program on the user's host. Every git the
+    harness runs goes through versions.git (the parse, the image build's archive, the
+    bisect's listing)."""
+    marker = tmp_path / "ran"
+    sha = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "config", key, value.format(marker=marker))
+    with pytest.raises(SpecError, match=f"sets '{key}' in its own configuration"):
+        versions.parse(f"git:{repo}@HEAD")
+    for args in (("archive", "--format=tar.gz", sha), ("show", f"{sha}:VERSION")):
+        with pytest.raises(SpecError, match="use a fresh clone"):
+            versions.git(repo, *args)
+    assert not marker.exists()
+    _git(repo, "config", "--unset", key)
+    assert versions.parse(f"git:{repo}@HEAD").git_commit == sha  # a plain clone is taken
+
+
+def test_only_versions_git_runs_git_in_a_checkout_a_spec_names() -> None:
+    """The check above holds for every git the harness runs only if they all go through
+    versions.git: no other module starts a git process (provenance.py reads the
+    harness's own checkout)."""
+    harness = Path(__file__).resolve().parents[2] / "harness"
+    starts = {
+        p.relative_to(harness).as_posix()
+        for p in harness.rglob("*.py")
+        if '["git",' in p.read_text() or '"git", "' in p.read_text()
+    }
+    assert starts == {"plan/versions.py", "stack/provenance.py"}, starts
+
+
 def test_a_path_that_is_no_checkout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="not a git checkout"):
         versions.parse(f"git:{tmp_path}@HEAD")
