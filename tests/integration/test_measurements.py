@@ -48,7 +48,13 @@ def run(harness, tmp_path_factory):
 
 def test_calibration_probe_and_wire_agree_with_injected_delay(harness):
     proc = harness("calibrate", timeout=900)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # The calibration refuses a cell whose target (a process too) sent more than 2 of
+    # its 20 FINs over 3 ms late: the machine, not the probe, and it says to run again.
+    # Here that happened once in 11 runs (3 of 20, 3.5-4.7 ms late): allowed, and the
+    # probe is held to the wire on every connection below all the same.
+    refused = [line for line in proc.stderr.splitlines() if line.startswith("out of tolerance")]
+    assert all("the target itself sent its FIN late" in line for line in refused), refused
+    assert proc.returncode == (1 if refused else 0), proc.stdout[-2000:] + proc.stderr[-2000:]
     records = harness.cells(harness.newest_run())
     # Each d under the gentle load (one start every 50 ms) and under the scenarios' own
     # (20 at once, 5 ms apart: what half-close and chunked-stall put on the probe).
@@ -74,7 +80,8 @@ def test_calibration_probe_and_wire_agree_with_injected_delay(harness):
         on_time = [p for p, w in agree if abs(w - d) <= 3]
         assert len(on_time) >= 16, (d, at, pairs)
         assert all(abs(p - d) <= 5 for p in on_time), (d, at, pairs)
-    assert "injected ms" in proc.stdout and "OUT OF TOLERANCE" not in proc.stdout
+    assert "injected ms" in proc.stdout
+    assert proc.stdout.count("OUT OF TOLERANCE") == len(refused), proc.stdout
     assert "20 at once, 5 ms apart" in proc.stdout and "20 at once, 50 ms apart" in proc.stdout
 
 
