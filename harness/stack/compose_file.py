@@ -220,10 +220,6 @@ def _calibration(spec: StackSpec, labels: dict[str, str]) -> dict[str, Any]:
         "image": spec.backend_image,
         "labels": dict(labels),
         "cpu_shares": 262144,
-        # No health check: the image's own starts a python3 in this container every
-        # second, at this container's CPU share, while the target times its FINs (the
-        # harness waits on the census, harness/stack/ready.py).
-        "healthcheck": {"disable": True},
         "environment": {
             "BACKEND_MODE": "fin-delay",
             "BACKEND_FIN_DELAY_MS": str(spec.fin_delay_ms),
