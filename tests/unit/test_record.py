@@ -437,6 +437,27 @@ def _oversized(path: Path) -> None:
         out.truncate(results.RECORD_MAX + 1)
 
 
+def _refused(verb: str, run_dir: Path, tmp_path: Path, capsys) -> str | None:
+    """Run ``verb`` on the chunked-stall copy at ``run_dir``: ``publish`` (over its results
+    folder) must go on and list the run as unreadable (None); every other verb must exit 2
+    (its stderr returned)."""
+    argv = {
+        "report": ["report", str(run_dir)],
+        "compare": ["compare", str(run_dir), str(run_dir)],
+        "rerun": ["rerun", str(run_dir / STALL.name)],
+        "resume": ["matrix", "--resume", str(run_dir)],
+        "publish": ["publish", str(run_dir.parent), "--out", str(tmp_path / "site")],
+    }[verb]
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    if verb == "publish":
+        assert code == 0
+        assert "unreadable" in (tmp_path / "site" / "index.html").read_text()
+        return None
+    assert code == 2, err
+    return err
+
+
 # Each verb and the records it reads (a verb not listed with a record does not read it;
 # a resume that passed its checks would start cells, so it gets only what it refuses).
 READS = [
@@ -449,26 +470,13 @@ READS = [
 
 @pytest.mark.parametrize(("verb", "which"), READS)
 def test_an_oversized_record_is_refused_not_read(tmp_path, capsys, verb, which):
-    results_dir = tmp_path / "results"
-    run_dir = results_dir / "20261124T230400Z-huge"
+    run_dir = tmp_path / "results" / "20261124T230400Z-huge"
     shutil.copytree(DATA / "run-chunked-stall", run_dir)
     path = run_dir / (STALL.name + "/cell.json" if which == "cell.json" else which)
     path.touch()
     _oversized(path)
-    argv = {
-        "report": ["report", str(run_dir)],
-        "compare": ["compare", str(run_dir), str(run_dir)],
-        "rerun": ["rerun", str(run_dir / STALL.name)],
-        "resume": ["matrix", "--resume", str(run_dir)],
-        "publish": ["publish", str(results_dir), "--out", str(tmp_path / "site")],
-    }[verb]
-    code = cli.main(argv)
-    err = capsys.readouterr().err
-    if verb == "publish":
-        assert code == 0
-        assert "unreadable" in (tmp_path / "site" / "index.html").read_text()
-    else:
-        assert code == 2, err
+    err = _refused(verb, run_dir, tmp_path, capsys)
+    if err is not None:
         assert str(path) in err and "64 MiB" in err and "Traceback" not in err
 
 
@@ -529,19 +537,8 @@ def test_a_cell_json_naming_another_folder_is_refused(tmp_path, capsys, verb, el
     data["cell"] = ELSEWHERE[elsewhere](run_dir, tmp_path)
     path.write_text(json.dumps(data))
     before = path.read_text()
-    argv = {
-        "report": ["report", str(run_dir)],
-        "compare": ["compare", str(run_dir), str(run_dir)],
-        "resume": ["matrix", "--resume", str(run_dir)],
-        "publish": ["publish", str(results_dir), "--out", str(tmp_path / "site")],
-    }[verb]
-    code = cli.main(argv)
-    err = capsys.readouterr().err
-    if verb == "publish":
-        assert code == 0
-        assert "unreadable" in (tmp_path / "site" / "index.html").read_text()
-    else:
-        assert code == 2, err
+    err = _refused(verb, run_dir, tmp_path, capsys)
+    if err is not None:
         assert str(path) in err and "lies in the folder" in err and "Traceback" not in err
         assert not (run_dir / "report.md").exists()
     assert path.read_text() == before
